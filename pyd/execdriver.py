@@ -1,0 +1,443 @@
+"""The Python side of execd, the per-container helper (pyd/execd.c).
+
+The daemon spawns ``execd FD`` with FD one end of a unix stream socketpair; execd detaches (own session,
+second fork, child subreaper), so the container outlives the daemon. A restarted daemon reattaches through
+``<state_dir>/execd.sock``.
+
+Protocol (version 1). Every frame is an 8-byte header and a payload::
+
+    u32 length (big endian, payload bytes only)   u16 type (big endian)   u16 reserved (0)
+
+A payload over ``MAX_RECORD`` (1 MiB) is a protocol error. Integers in payloads are big endian.
+
+====  ===========  ===============  ================================================================
+type  name         direction        payload
+====  ===========  ===============  ================================================================
+1     HELLO        daemon -> execd  u32 protocol version; first frame of every connection
+2     SPEC         daemon -> execd  key NUL value (keys below; lists repeat their key)
+3     SPEC_END     daemon -> execd  empty; execd then starts the container
+4     STARTED      execd -> daemon  u32 init host pid, u32 execd pid (after execve, or after HELLO
+                                    on a reattach)
+5     ERROR        execd -> daemon  i32 errno, u32 exit code (125/126/127), step NUL message
+6     OUTPUT       execd -> daemon  u8 stream (1 stdout, 2 stderr), bytes (already in the json log)
+7     STDIN        daemon -> execd  bytes for the container's stdin
+8     STDIN_CLOSE  daemon -> execd  empty
+9     KILL         daemon -> execd  u32 signal for the container's init
+10    RESIZE       daemon -> execd  u16 height, u16 width (ignored until tty support)
+11    EXIT         execd -> daemon  i32 exit code, i32 signal (0 none), u64 finished_at (unix ns)
+====  ===========  ===============  ================================================================
+
+Spec keys: id, rootfs, hostname, state_dir, log_path (absent: no log), cwd, uid, gid, group*, arg*, env*,
+tty, stdin, namespace* (mnt pid uts ipc net cgroup), readonly_rootfs, mount* (destination NUL type NUL
+source NUL comma-separated options). execd rejects unknown keys, so new ones need a new execd.
+
+Files in the state directory: ``execd.sock``; ``pid`` (init host pid); ``exit`` (JSON with exit_code,
+signal, finished_at_ns, oom_killed; written atomically before execd says EXIT and removes the socket).
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import struct
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+PROTOCOL_VERSION = 1
+MAX_RECORD = 1 << 20
+HEADER = struct.Struct(">IHH")
+CONTROL_SOCKET = "execd.sock"
+RECV_SIZE = 256 * 1024
+
+HELLO, SPEC, SPEC_END, STARTED, ERROR, OUTPUT, STDIN, STDIN_CLOSE, KILL, RESIZE, EXIT = range(1, 12)
+
+OutputCallback = Callable[[int, bytes], None]
+
+
+@dataclass
+class Mount:
+    destination: str
+    type: str = "bind"
+    source: str = ""
+    options: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Process:
+    args: list[str]
+    env: list[str]
+    cwd: str = "/"
+    uid: int = 0
+    gid: int = 0
+    groups: list[int] = field(default_factory=list)
+    tty: bool = False
+    stdin: bool = False
+
+
+@dataclass
+class ContainerSpec:
+    id: str
+    rootfs: str
+    process: Process
+    hostname: str
+    state_dir: str
+    log_path: str | None
+    mounts: list[Mount] = field(default_factory=list)
+    namespaces: list[str] = field(default_factory=lambda: ["mnt", "pid", "uts", "ipc", "net"])
+    readonly_rootfs: bool = False
+
+
+@dataclass
+class ExitStatus:
+    exit_code: int
+    signal: int | None
+    finished_at: float
+    oom_killed: bool = False
+
+
+class ExecError(Exception):
+    """The container could not be started; message and exit_code are Docker's."""
+
+    def __init__(self, message: str, exit_code: int = 125, step: str = "", errno: int = 0):
+        super().__init__(message)
+        self.message = message
+        self.exit_code = exit_code
+        self.step = step
+        self.errno = errno
+
+
+class ProtocolError(Exception):
+    pass
+
+
+# ---- frames (sans-IO) ----------------------------------------------------------------------------
+
+def encode_frame(frame_type: int, payload: bytes = b"") -> bytes:
+    if len(payload) > MAX_RECORD:
+        raise ProtocolError(f"frame of {len(payload)} bytes is too large")
+    return HEADER.pack(len(payload), frame_type, 0) + payload
+
+
+class FrameParser:
+    """Bytes in, (type, payload) frames out."""
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+
+    def feed(self, data: bytes) -> list[tuple[int, bytes]]:
+        buf = self._buf
+        buf += data
+        frames = []
+        pos = 0
+        while len(buf) - pos >= HEADER.size:
+            length, frame_type, reserved = HEADER.unpack_from(buf, pos)
+            if length > MAX_RECORD or reserved:
+                raise ProtocolError(f"bad frame header (length {length}, reserved {reserved})")
+            end = pos + HEADER.size + length
+            if len(buf) < end:
+                break
+            frames.append((frame_type, bytes(buf[pos + HEADER.size:end])))
+            pos = end
+        del buf[:pos]
+        return frames
+
+
+def _kv(key: str, value: str | bytes) -> bytes:
+    raw = value if isinstance(value, bytes) else os.fsencode(value)
+    return encode_frame(SPEC, key.encode() + b"\0" + raw)
+
+
+def encode_spec(spec: ContainerSpec) -> bytes:
+    """HELLO, the SPEC records and SPEC_END as one byte string."""
+    proc = spec.process
+    out = [encode_frame(HELLO, struct.pack(">I", PROTOCOL_VERSION)),
+           _kv("id", spec.id), _kv("rootfs", spec.rootfs), _kv("hostname", spec.hostname),
+           _kv("state_dir", spec.state_dir), _kv("cwd", proc.cwd or "/"),
+           _kv("uid", str(proc.uid)), _kv("gid", str(proc.gid)),
+           _kv("tty", "1" if proc.tty else "0"), _kv("stdin", "1" if proc.stdin else "0"),
+           _kv("readonly_rootfs", "1" if spec.readonly_rootfs else "0")]
+    if spec.log_path is not None:
+        out.append(_kv("log_path", spec.log_path))
+    out += [_kv("group", str(g)) for g in proc.groups]
+    out += [_kv("arg", a) for a in proc.args]
+    out += [_kv("env", e) for e in proc.env]
+    out += [_kv("namespace", ns) for ns in spec.namespaces]
+    for m in spec.mounts:
+        fields = [m.destination, m.type, m.source, ",".join(m.options)]
+        out.append(_kv("mount", b"\0".join(os.fsencode(f) for f in fields)))
+    out.append(encode_frame(SPEC_END))
+    return b"".join(out)
+
+
+def decode_error(payload: bytes) -> ExecError:
+    if len(payload) < 8:
+        return ExecError("execd sent a malformed error", 125)
+    errno, exit_code = struct.unpack_from(">iI", payload)
+    step, _, message = payload[8:].partition(b"\0")
+    return ExecError(message.decode(errors="replace"), exit_code, step.decode(errors="replace"), errno)
+
+
+def decode_exit(payload: bytes) -> ExitStatus:
+    code, sig, ns = struct.unpack(">iiQ", payload)
+    return ExitStatus(exit_code=code, signal=sig or None, finished_at=ns / 1e9)
+
+
+def read_exit_status(state_dir: str) -> ExitStatus | None:
+    """The status execd recorded when the container's init exited, or None."""
+    try:
+        with open(os.path.join(state_dir, "exit"), "rb") as f:
+            data = json.loads(f.read())
+    except (FileNotFoundError, NotADirectoryError, ValueError):
+        return None
+    return ExitStatus(exit_code=data["exit_code"], signal=data.get("signal"),
+                      finished_at=data["finished_at_ns"] / 1e9, oom_killed=bool(data.get("oom_killed")))
+
+
+def lost_status() -> ExitStatus:
+    """What `exit` says when execd vanished without recording a status: Docker's 255 for a lost container."""
+    return ExitStatus(exit_code=255, signal=None, finished_at=time.time())
+
+
+# ---- a live execd ----------------------------------------------------------------------------------
+
+class Execd:
+    """Handle on one execd: its container's output arrives through on_output, its end through `exit`.
+
+    `exit` resolves with the recorded ExitStatus; if execd vanished without recording one (killed,
+    protocol error), with exit code 255. detach() cancels it.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket, parser: FrameParser,
+                 pending: list[tuple[int, bytes]], pid: int, execd_pid: int, state_dir: str,
+                 on_output: OutputCallback):
+        self.pid = pid
+        self.execd_pid = execd_pid
+        self.state_dir = state_dir
+        self.exit: asyncio.Future[ExitStatus] = loop.create_future()
+        self._loop = loop
+        self._sock: socket.socket | None = sock
+        self._parser = parser
+        self._on_output = on_output
+        self._outbuf = bytearray()
+        self._paused = False
+        # frames that came with STARTED are handled first, then the socket is watched
+        loop.call_soon(self._begin, pending)
+
+    # -- daemon -> execd
+    def write_stdin(self, data: bytes) -> None:
+        for i in range(0, len(data), MAX_RECORD):
+            self._send(encode_frame(STDIN, data[i:i + MAX_RECORD]))
+
+    def close_stdin(self) -> None:
+        self._send(encode_frame(STDIN_CLOSE))
+
+    def kill(self, signal: int) -> None:
+        self._send(encode_frame(KILL, struct.pack(">I", signal)))
+
+    def resize(self, height: int, width: int) -> None:
+        self._send(encode_frame(RESIZE, struct.pack(">HH", height, width)))
+
+    def detach(self) -> None:
+        """Drop the connection; execd and the container go on. `exit` is cancelled."""
+        self._close()
+        if not self.exit.done():
+            self.exit.cancel()
+
+    # Extension: flow control for attach. While paused execd's socket fills up, and execd then stops
+    # reading the container's pipes (the container blocks on write; nothing is lost).
+    def pause_output(self) -> None:
+        if self._sock is not None and not self._paused:
+            self._loop.remove_reader(self._sock.fileno())
+        self._paused = True
+
+    def resume_output(self) -> None:
+        if self._sock is not None and self._paused:
+            self._loop.add_reader(self._sock.fileno(), self._on_readable)
+        self._paused = False
+
+    # -- internals
+    def _begin(self, pending: list[tuple[int, bytes]]) -> None:
+        if self._sock is None:
+            return
+        self._handle(pending)
+        if self._sock is not None and not self._paused:
+            self._loop.add_reader(self._sock.fileno(), self._on_readable)
+
+    def _send(self, frame: bytes) -> None:
+        if self._sock is None:
+            return   # detached or execd gone: the container's fate is reported through `exit`
+        if not self._outbuf:
+            try:
+                sent = self._sock.send(frame)
+            except BlockingIOError:
+                sent = 0
+            except OSError:
+                return   # execd is going away; its EOF arrives through the reader
+            frame = frame[sent:]
+            if not frame:
+                return
+            self._loop.add_writer(self._sock.fileno(), self._on_writable)
+        self._outbuf += frame
+
+    def _on_writable(self) -> None:
+        if self._sock is None:
+            return
+        try:
+            sent = self._sock.send(self._outbuf)
+        except BlockingIOError:
+            return
+        except OSError:
+            sent = len(self._outbuf)
+        del self._outbuf[:sent]
+        if not self._outbuf:
+            self._loop.remove_writer(self._sock.fileno())
+
+    def _on_readable(self) -> None:
+        if self._sock is None:
+            return
+        try:
+            data = self._sock.recv(RECV_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._on_eof()
+            return
+        try:
+            frames = self._parser.feed(data)
+        except ProtocolError:
+            self._finish(read_exit_status(self.state_dir) or lost_status())
+            return
+        self._handle(frames)
+
+    def _handle(self, frames: list[tuple[int, bytes]]) -> None:
+        for frame_type, payload in frames:
+            if frame_type == OUTPUT and payload:
+                self._on_output(payload[0], payload[1:])
+            elif frame_type == EXIT:
+                self._finish(decode_exit(payload))
+                return
+
+    def _on_eof(self) -> None:
+        # execd records the exit file before it closes; without one it died abnormally (killed, OOM)
+        self._finish(read_exit_status(self.state_dir) or lost_status())
+
+    def _finish(self, status: ExitStatus) -> None:
+        if not self.exit.done():
+            self.exit.set_result(status)
+        self._close()
+
+    def _close(self) -> None:
+        sock, self._sock = self._sock, None
+        if sock is None:
+            return
+        self._loop.remove_reader(sock.fileno())
+        if self._outbuf:
+            self._loop.remove_writer(sock.fileno())
+        sock.close()
+
+
+# ---- the driver ------------------------------------------------------------------------------------
+
+async def _await_started(loop: asyncio.AbstractEventLoop, sock: socket.socket,
+                         parser: FrameParser) -> tuple[int, int, list[tuple[int, bytes]]]:
+    """Read until STARTED (-> pids and frames after it) or ERROR (-> ExecError raised)."""
+    while True:
+        try:
+            data = await loop.sock_recv(sock, RECV_SIZE)
+        except ConnectionError:
+            data = b""
+        if not data:
+            raise ExecError("execd exited before starting the container", 125, "execd")
+        frames = parser.feed(data)
+        for i, (frame_type, payload) in enumerate(frames):
+            if frame_type == ERROR:
+                raise decode_error(payload)
+            if frame_type == STARTED:
+                pid, execd_pid = struct.unpack(">II", payload)
+                return pid, execd_pid, frames[i + 1:]
+
+
+def _reap(pid: int) -> None:
+    # execd's first process exits right after its fork, before it sends anything: this never waits long
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
+
+
+async def _connect(loop: asyncio.AbstractEventLoop, sock: socket.socket, state_dir: str) -> None:
+    path = os.path.join(state_dir, CONTROL_SOCKET)
+    if len(os.fsencode(path)) < 100:
+        await loop.sock_connect(sock, path)
+        return
+    # sun_path holds 108 bytes; deep state dirs are reached through a directory fd
+    dirfd = os.open(state_dir, os.O_PATH | os.O_DIRECTORY)
+    try:
+        await loop.sock_connect(sock, f"/proc/self/fd/{dirfd}/{CONTROL_SOCKET}")
+    finally:
+        os.close(dirfd)
+
+
+class ExecDriver:
+    """Spawns execd for containers and reattaches to the ones that survived a daemon restart."""
+
+    def __init__(self, execd_path: str, exec_root: str):
+        self.execd_path = execd_path
+        self.exec_root = exec_root
+
+    def _spawn(self, theirs: socket.socket) -> int:
+        fd = theirs.fileno()
+        target = 3 if fd != 3 else 4
+        return os.posix_spawn(self.execd_path, [self.execd_path, str(target)], {},
+                              file_actions=[(os.POSIX_SPAWN_DUP2, fd, target)], setsid=True)
+
+    async def start(self, spec: ContainerSpec, on_output: OutputCallback) -> Execd:
+        """Start the container; returns once its process is exec'd, or raises ExecError."""
+        loop = asyncio.get_running_loop()
+        try:
+            records = encode_spec(spec)
+        except ProtocolError as exc:
+            raise ExecError(f"container spec: {exc}", 125, "spec") from None
+        os.makedirs(spec.state_dir, exist_ok=True)
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            pid = self._spawn(theirs)
+        except OSError:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        ours.setblocking(False)
+        parser = FrameParser()
+        try:
+            try:
+                await loop.sock_sendall(ours, records)
+            except (BrokenPipeError, ConnectionResetError):
+                pass   # execd rejected the spec early; its ERROR frame says why
+            init_pid, execd_pid, pending = await _await_started(loop, ours, parser)
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            _reap(pid)
+        return Execd(loop, ours, parser, pending, init_pid, execd_pid, spec.state_dir, on_output)
+
+    async def reattach(self, state_dir: str, on_output: OutputCallback) -> Execd | ExitStatus | None:
+        """A live execd -> Execd; one that finished -> its ExitStatus; nothing there -> None."""
+        loop = asyncio.get_running_loop()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        parser = FrameParser()
+        try:
+            await _connect(loop, sock, state_dir)
+            await loop.sock_sendall(sock, encode_frame(HELLO, struct.pack(">I", PROTOCOL_VERSION)))
+            init_pid, execd_pid, pending = await _await_started(loop, sock, parser)
+        except (OSError, ExecError):
+            # no listener (gone, or finishing): whatever it recorded is the answer
+            sock.close()
+            return read_exit_status(state_dir)
+        return Execd(loop, sock, parser, pending, init_pid, execd_pid, state_dir, on_output)
