@@ -1,0 +1,190 @@
+"""cffi bindings (ABI mode: dlopen of the running libc, no compiler at run time) for syscalls Python lacks.
+
+cffi is imported on first use only, so the CLI never pays for it. Every failure raises OSError with the
+errno and a message naming what was being done.
+"""
+from __future__ import annotations
+
+import functools
+import os
+from typing import Any
+
+# mount(2) flags
+MS_RDONLY = 1
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_NOEXEC = 8
+MS_SYNCHRONOUS = 16
+MS_REMOUNT = 32
+MS_MANDLOCK = 64
+MS_DIRSYNC = 128
+MS_NOSYMFOLLOW = 256
+MS_NOATIME = 1024
+MS_NODIRATIME = 2048
+MS_BIND = 4096
+MS_MOVE = 8192
+MS_REC = 16384
+MS_SILENT = 32768
+MS_UNBINDABLE = 1 << 17
+MS_PRIVATE = 1 << 18
+MS_SLAVE = 1 << 19
+MS_SHARED = 1 << 20
+MS_RELATIME = 1 << 21
+MS_STRICTATIME = 1 << 24
+MS_LAZYTIME = 1 << 25
+
+# umount2(2) flags
+MNT_FORCE = 1
+MNT_DETACH = 2
+MNT_EXPIRE = 4
+UMOUNT_NOFOLLOW = 8
+
+# new mount API (Linux 5.2+); syscall numbers are the same on every architecture
+SYS_OPEN_TREE = 428
+SYS_MOVE_MOUNT = 429
+SYS_FSOPEN = 430
+SYS_FSCONFIG = 431
+SYS_FSMOUNT = 432
+FSOPEN_CLOEXEC = 1
+FSCONFIG_SET_FLAG = 0
+FSCONFIG_SET_STRING = 1
+FSCONFIG_CMD_CREATE = 6
+FSMOUNT_CLOEXEC = 1
+MOVE_MOUNT_F_EMPTY_PATH = 4
+AT_FDCWD = -100
+
+# statfs f_type magic numbers -> the names dockerd reports as "Backing Filesystem"
+FS_MAGIC_NAMES = {
+    0xEF53: "extfs",
+    0x58465342: "xfs",
+    0x01021994: "tmpfs",
+    0x9123683E: "btrfs",
+    0x794C7630: "overlayfs",
+    0x2FC12FC1: "zfs",
+    0x6969: "nfs",
+    0xF2F52010: "f2fs",
+    0x73717368: "squashfs",
+    0x858458F6: "ramfs",
+    0x65735546: "fuse",
+    0x61756673: "aufs",
+    0x4244: "hfs",
+    0x3153464A: "jfs",
+    0x52654973: "reiserfs",
+    0x012FF7B4: "xenix",
+    0x6E736673: "nsfs",
+}
+
+_CDEF = """
+int mount(const char *source, const char *target, const char *fstype, unsigned long flags, const void *data);
+int umount2(const char *target, int flags);
+int statfs(const char *path, void *buf);
+int setns(int fd, int nstype);
+int unshare(int flags);
+long syscall(long number, ...);
+"""
+
+
+@functools.lru_cache(maxsize=None)
+def _libc() -> tuple[Any, Any]:
+    """The FFI object and libc handle, built once per process on first use."""
+    import cffi  # lazy: keeps cffi off the CLI's start-up path
+
+    ffi = cffi.FFI()
+    ffi.cdef(_CDEF)
+    return ffi, ffi.dlopen(None)
+
+
+def _raise(ffi: Any, what: str) -> None:
+    err = ffi.errno
+    raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def _s(ffi: Any, value: str | None) -> Any:
+    return ffi.NULL if value is None else value.encode()
+
+
+def mount(source: str | None, target: str, fstype: str | None = None, flags: int = 0,
+          data: str | None = None) -> None:
+    ffi, lib = _libc()
+    if lib.mount(_s(ffi, source), target.encode(), _s(ffi, fstype), flags, _s(ffi, data)) != 0:
+        _raise(ffi, f"mount {source or 'none'} on {target} (type {fstype or 'none'}, flags {flags:#x})")
+
+
+def umount2(target: str, flags: int = 0) -> None:
+    ffi, lib = _libc()
+    if lib.umount2(target.encode(), flags) != 0:
+        _raise(ffi, f"unmount {target}")
+
+
+def statfs_type(path: str) -> int:
+    """f_type of statfs(2): the filesystem magic number of `path`."""
+    ffi, lib = _libc()
+    buf = ffi.new("long[64]")   # struct statfs is 120 bytes on 64-bit Linux; f_type is its first long
+    if lib.statfs(path.encode(), buf) != 0:
+        _raise(ffi, f"statfs {path}")
+    return int(buf[0]) & 0xFFFFFFFF
+
+
+def fs_name(path: str) -> str:
+    """dockerd's name for the filesystem `path` lives on ("extfs", "xfs", ...), "<unknown>" if unknown."""
+    return FS_MAGIC_NAMES.get(statfs_type(path), "<unknown>")
+
+
+def setns(fd: int, nstype: int = 0) -> None:
+    ffi, lib = _libc()
+    if lib.setns(fd, nstype) != 0:
+        _raise(ffi, f"setns fd {fd}")
+
+
+def unshare(flags: int) -> None:
+    ffi, lib = _libc()
+    if lib.unshare(flags) != 0:
+        _raise(ffi, f"unshare {flags:#x}")
+
+
+def _syscall(name: str, number: int, *args: Any) -> int:
+    ffi, lib = _libc()
+    cargs = [a if isinstance(a, ffi.CData) else
+             (ffi.new("char[]", a.encode()) if isinstance(a, str) else
+              ffi.NULL if a is None else ffi.cast("long", a)) for a in args]
+    ret = lib.syscall(number, *cargs)
+    if ret < 0:
+        _raise(ffi, name)
+    return int(ret)
+
+
+def fsopen(fstype: str, flags: int = FSOPEN_CLOEXEC) -> int:
+    return _syscall(f"fsopen {fstype}", SYS_FSOPEN, fstype, flags)
+
+
+def fsconfig(fd: int, cmd: int, key: str | None = None, value: str | None = None, aux: int = 0) -> None:
+    try:
+        _syscall(f"fsconfig {key}={value}" if key else "fsconfig create", SYS_FSCONFIG, fd, cmd, key, value, aux)
+    except OSError as exc:
+        detail = fs_context_messages(fd)
+        if detail:
+            raise OSError(exc.errno, f"{exc.strerror} ({detail})") from None
+        raise
+
+
+def fsmount(fd: int, flags: int = FSMOUNT_CLOEXEC, attr_flags: int = 0) -> int:
+    return _syscall("fsmount", SYS_FSMOUNT, fd, flags, attr_flags)
+
+
+def move_mount(from_dfd: int, from_path: str, to_dfd: int, to_path: str, flags: int) -> None:
+    _syscall(f"move_mount to {to_path}", SYS_MOVE_MOUNT, from_dfd, from_path, to_dfd, to_path, flags)
+
+
+def fs_context_messages(fd: int) -> str:
+    """The kernel's error/warning lines queued on an fsopen() context ("e overlay: ...")."""
+    lines = []
+    try:
+        os.set_blocking(fd, False)
+        while True:
+            msg = os.read(fd, 4096)
+            if not msg:
+                break
+            lines.append(msg.decode(errors="replace").strip())
+    except OSError:
+        pass
+    return "; ".join(lines)
