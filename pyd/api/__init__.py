@@ -1,0 +1,18 @@
+"""The route table: one module per resource; each handler parses and validates, then calls the Daemon."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pyd.daemon import Daemon
+    from pyd.proto import Router
+
+
+def build_router(daemon: "Daemon") -> "Router":
+    from pyd.api import containers, images, system
+    from pyd.proto import Router
+
+    router = Router()
+    for module in (system, containers, images):
+        module.register(router, daemon)
+    return router

@@ -1,0 +1,191 @@
+"""A container: its config, its state machine and its files under containers/<id>/.
+
+The on-disk shape follows dockerd's config.v2.json / hostconfig.json so that the inspect output is a
+projection of what is stored, and a restarted daemon rebuilds every container from these two files.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from pyd.fsutil import atomic_write_json
+
+ZERO_TIME = "0001-01-01T00:00:00Z"
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def rfc3339(ts: float | None = None, ns: int | None = None) -> str:
+    """RFC 3339 with nanoseconds in UTC, as Go's time.RFC3339Nano prints it (trailing zeros trimmed)."""
+    if ns is None:
+        ns = time.time_ns() if ts is None else int(ts * 1e9)
+    secs, frac = divmod(ns, 1_000_000_000)
+    base = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs))
+    if frac:
+        base += "." + f"{frac:09d}".rstrip("0")
+    return base + "Z"
+
+
+def parse_rfc3339(value: str) -> float:
+    """Unix time of an RFC 3339 timestamp written by rfc3339(); 0 for Go's zero time."""
+    if not value or value.startswith("0001-"):
+        return 0.0
+    main, _, frac = value.rstrip("Z").partition(".")
+    import calendar
+
+    secs = calendar.timegm(time.strptime(main, "%Y-%m-%dT%H:%M:%S"))
+    return secs + (float("0." + frac) if frac else 0.0)
+
+
+@dataclass
+class State:
+    Status: str = "created"          # created running paused restarting removing exited dead
+    Running: bool = False
+    Paused: bool = False
+    Restarting: bool = False
+    OOMKilled: bool = False
+    Dead: bool = False
+    Pid: int = 0
+    ExitCode: int = 0
+    Error: str = ""
+    StartedAt: str = ZERO_TIME
+    FinishedAt: str = ZERO_TIME
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    def set_running(self, pid: int) -> None:
+        self.Status, self.Running, self.Pid = "running", True, pid
+        self.Paused = self.Restarting = self.OOMKilled = self.Dead = False
+        self.ExitCode, self.Error = 0, ""
+        self.StartedAt = rfc3339()
+        self.FinishedAt = ZERO_TIME
+
+    def set_stopped(self, exit_code: int, finished_at: str | None = None, error: str = "",
+                    oom_killed: bool = False) -> None:
+        self.Status, self.Running, self.Pid = "exited", False, 0
+        self.Paused = self.Restarting = False
+        self.ExitCode, self.Error, self.OOMKilled = exit_code, error, oom_killed
+        self.FinishedAt = finished_at or rfc3339()
+
+
+@dataclass
+class Container:
+    """One container; `root` is containers/<id>/ under the data-root."""
+    ID: str
+    Name: str                         # with Docker's leading "/"
+    Image: str                        # image ID (sha256:...)
+    Config: dict[str, Any]            # Docker's container Config (Image holds the name the user gave)
+    HostConfig: dict[str, Any]
+    root: str
+    Created: str = field(default_factory=rfc3339)
+    Path: str = ""
+    Args: list[str] = field(default_factory=list)
+    State: State = field(default_factory=State)
+    Driver: str = ""
+    RestartCount: int = 0
+    NetworkSettings: dict[str, Any] = field(default_factory=dict)
+    # Not persisted: the live handle on execd and the attach subscribers.
+    execd: Any = None                                      # execdriver.Execd while running
+    subscribers: set = field(default_factory=set)          # attach streams (asyncio.Queue)
+    waiters: list = field(default_factory=list)            # (condition, Future) of POST /wait
+    wakeup: Any = None                                     # asyncio.Event set on output/exit (logs -f)
+
+    # ---- files ----
+    @property
+    def log_path(self) -> str:
+        return os.path.join(self.root, f"{self.ID}-json.log")
+
+    def path(self, name: str) -> str:
+        return os.path.join(self.root, name)
+
+    def save(self) -> None:
+        """Persist config and state atomically (dockerd's two-file split)."""
+        atomic_write_json(self.path("config.v2.json"), self.to_disk())
+        atomic_write_json(self.path("hostconfig.json"), self.HostConfig)
+
+    def to_disk(self) -> dict[str, Any]:
+        return {
+            "ID": self.ID, "Name": self.Name, "Image": self.Image, "Config": self.Config,
+            "Created": self.Created, "Path": self.Path, "Args": self.Args, "State": self.State.to_json(),
+            "Driver": self.Driver, "RestartCount": self.RestartCount,
+            "NetworkSettings": self.NetworkSettings,
+        }
+
+    @classmethod
+    def load(cls, root: str) -> "Container":
+        with open(os.path.join(root, "config.v2.json"), "rb") as f:
+            data = json.load(f)
+        with open(os.path.join(root, "hostconfig.json"), "rb") as f:
+            host_config = json.load(f)
+        state = State(**{k: v for k, v in data.get("State", {}).items() if k in State.__dataclass_fields__})
+        return cls(
+            ID=data["ID"], Name=data["Name"], Image=data["Image"], Config=data["Config"],
+            HostConfig=host_config, root=root, Created=data["Created"], Path=data.get("Path", ""),
+            Args=data.get("Args", []), State=state, Driver=data.get("Driver", ""),
+            RestartCount=data.get("RestartCount", 0), NetworkSettings=data.get("NetworkSettings", {}),
+        )
+
+    # ---- derived views ----
+    @property
+    def short_id(self) -> str:
+        return self.ID[:12]
+
+    @property
+    def running(self) -> bool:
+        return self.State.Running
+
+    @property
+    def tty(self) -> bool:
+        return bool(self.Config.get("Tty"))
+
+    def command_line(self) -> str:
+        return " ".join([self.Path, *self.Args]).strip()
+
+    def status_text(self, now: float | None = None) -> str:
+        """The STATUS column of `docker ps`."""
+        now = time.time() if now is None else now
+        st = self.State
+        if st.Running:
+            text = "Up " + human_duration(now - parse_rfc3339(st.StartedAt))
+            return text + " (Paused)" if st.Paused else text
+        if st.Status == "created":
+            return "Created"
+        if st.Status == "removing":
+            return "Removal In Progress"
+        if st.Status == "dead":
+            return "Dead"
+        finished = parse_rfc3339(st.FinishedAt)
+        if not finished:
+            return f"Exited ({st.ExitCode})"
+        return f"Exited ({st.ExitCode}) {human_duration(now - finished)} ago"
+
+
+def human_duration(seconds: float) -> str:
+    """Go's units.HumanDuration, as `docker ps` uses it."""
+    s = int(seconds)
+    if s < 1:
+        return "Less than a second"
+    if s == 1:
+        return "1 second"
+    if s < 60:
+        return f"{s} seconds"
+    m = s // 60
+    if m == 1:
+        return "About a minute"
+    if m < 60:
+        return f"{m} minutes"
+    h = round(s / 3600)
+    if h == 1:
+        return "About an hour"
+    if h < 48:
+        return f"{h} hours"
+    if h < 24 * 7 * 2:
+        return f"{h // 24} days"
+    if h < 24 * 30 * 2:
+        return f"{h // (24 * 7)} weeks"
+    if h < 24 * 365 * 2:
+        return f"{h // (24 * 30)} months"
+    return f"{h // (24 * 365)} years"

@@ -1,0 +1,474 @@
+"""Container operations: the daemon methods the API routes call (create, start, stop, kill, wait, rm...).
+
+The path of a request: api/containers.py parses and validates, calls a method here, which drives the
+graph (rootfs), the exec driver (execd) and the event bus, and persists the container after each change.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+import secrets
+import shutil
+import signal as signal_mod
+import time
+from typing import TYPE_CHECKING, Any
+
+from pyd import etcfiles
+from pyd.container import DEFAULT_PATH, Container, rfc3339
+from pyd.errors import BadParameter, Conflict, NotFound, NotModified, ServerError
+from pyd.validate import check_create_body, strslice
+
+if TYPE_CHECKING:
+    from pyd.daemon import Daemon
+    from pyd.execdriver import ExecDriver, ExitStatus
+
+log = logging.getLogger("pyd")
+
+NAME_RE = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
+DEFAULT_STOP_TIMEOUT = 10
+
+
+def parse_signal(value: str | int | None, default: int = signal_mod.SIGKILL) -> int:
+    """Docker accepts "KILL", "SIGKILL" or "9"."""
+    if value in (None, ""):
+        return default
+    text = str(value).upper()
+    if text.isdigit():
+        num = int(text)
+        if 0 < num < 65:
+            return num
+    else:
+        name = text if text.startswith("SIG") else "SIG" + text
+        sig = getattr(signal_mod.Signals, name, None) if name in signal_mod.Signals.__members__ else None
+        if sig is not None:
+            return int(sig)
+    raise BadParameter(f"Invalid signal: {value}")
+
+
+class ContainerService:
+    def __init__(self, daemon: "Daemon", driver: "ExecDriver") -> None:
+        self.daemon = daemon
+        self.driver = driver
+        self.root = os.path.join(daemon.cfg.data_root, "containers")
+        self.by_id: dict[str, Container] = {}
+        self.names: dict[str, str] = {}          # "/name" -> id
+        self.tasks: set[asyncio.Task] = set()    # exit watchers, kept referenced
+
+    # ------------------------------------------------------------ lookup
+    def all(self) -> list[Container]:
+        return list(self.by_id.values())
+
+    def get(self, ref: str) -> Container:
+        """Full ID, then name, then unique ID prefix: Docker's order."""
+        if not ref:
+            raise NotFound("No such container: ")
+        c = self.by_id.get(ref)
+        if c:
+            return c
+        cid = self.names.get(ref if ref.startswith("/") else "/" + ref)
+        if cid:
+            return self.by_id[cid]
+        if re.fullmatch(r"[0-9a-f]+", ref):
+            matches = [c for i, c in self.by_id.items() if i.startswith(ref)]
+            if len(matches) == 1:
+                return matches[0]
+            if len(matches) > 1:
+                raise BadParameter(f"multiple IDs found with provided prefix: {ref}")
+        raise NotFound(f"No such container: {ref}")
+
+    def image_in_use(self, image_id: str) -> str | None:
+        """ID of a container using the image, for rmi's conflict check."""
+        return next((c.ID for c in self.by_id.values() if c.Image == image_id), None)
+
+    def _event(self, c: Container, action: str, **extra: str) -> None:
+        attrs = {"image": c.Config.get("Image", ""), "name": c.Name.lstrip("/"),
+                 **{k: v for k, v in (c.Config.get("Labels") or {}).items()}, **extra}
+        self.daemon.events.publish("container", action, c.ID, attrs)
+
+    # ------------------------------------------------------------ create
+    async def create(self, name: str | None, body: Any) -> dict[str, Any]:
+        check_create_body(body)
+        host_config = dict(body.get("HostConfig") or {})
+        image_ref = body.get("Image") or ""
+        if not image_ref:
+            raise BadParameter("config cannot be empty in order to create a container")
+        image = self.daemon.graph.resolve_image(image_ref)
+        if name:
+            if not NAME_RE.match(name):
+                raise BadParameter(f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+            full = "/" + name.lstrip("/")
+            if full in self.names:
+                raise Conflict(f'Conflict. The container name "{full}" is already in use by container '
+                               f'"{self.names[full]}". You have to remove (or rename) that container to be '
+                               "able to reuse that name.")
+        else:
+            from pyd.names import random_name
+            full = "/" + random_name({n.lstrip("/") for n in self.names})
+        config = merge_image_config(body, image.container_config())
+        if not config.get("Cmd") and not config.get("Entrypoint"):
+            raise BadParameter("no command specified")
+        host_config = normalize_host_config(host_config)
+        cid = secrets.token_hex(32)
+        config["Hostname"] = config.get("Hostname") or cid[:12]
+        path, args = entrypoint_and_args(config)
+        root = os.path.join(self.root, cid)
+        c = Container(ID=cid, Name=full, Image=image.id, Config=config, HostConfig=host_config, root=root,
+                      Path=path, Args=args, Driver=self.daemon.graph.driver_name)
+        self.names[full] = cid   # reserve before the first await
+        try:
+            os.makedirs(root, mode=0o710)
+            await asyncio.to_thread(self.daemon.graph.create_rw, cid, image.id)
+            self._write_etc_files(c)
+            c.save()
+        except BaseException:
+            self.names.pop(full, None)
+            shutil.rmtree(root, ignore_errors=True)
+            raise
+        self.by_id[cid] = c
+        self._event(c, "create")
+        return {"Id": cid, "Warnings": []}
+
+    def _write_etc_files(self, c: Container) -> None:
+        hc = c.HostConfig
+        if hc.get("NetworkMode") == "host":
+            import socket
+            c.Config["Hostname"] = socket.gethostname()
+        etcfiles.write_hostname(c.path("hostname"), c.Config["Hostname"])
+        extra = [tuple(h.split(":", 1)[::-1]) for h in hc.get("ExtraHosts") or [] if ":" in h]
+        etcfiles.write_hosts(c.path("hosts"), extra)  # type: ignore[arg-type]
+        etcfiles.write_resolv_conf(c.path("resolv.conf"), dns=hc.get("Dns"), search=hc.get("DnsSearch"),
+                                   options=hc.get("DnsOptions"))
+
+    # ------------------------------------------------------------ start
+    async def start(self, ref: str) -> None:
+        c = self.get(ref)
+        if c.State.Running:
+            raise NotModified("container already started")
+        if c.State.Status == "removing":
+            raise Conflict(f"cannot start container {c.short_id}: removal in progress")
+        from pyd.execdriver import ContainerSpec, ExecError, Mount, Process
+
+        graph = self.daemon.graph
+        rootfs = await asyncio.to_thread(graph.mount_rw, c.ID)
+        try:
+            user = etcfiles.lookup_user(rootfs, c.Config.get("User") or "", c.HostConfig.get("GroupAdd"))
+            spec = ContainerSpec(
+                id=c.ID, rootfs=rootfs, hostname=c.Config["Hostname"],
+                state_dir=os.path.join(self.daemon.cfg.exec_root, c.ID),
+                log_path=None if self._log_driver(c) == "none" else c.log_path,
+                process=Process(args=[c.Path, *c.Args], env=process_env(c, user.home),
+                                cwd=c.Config.get("WorkingDir") or "/", uid=user.uid, gid=user.gid,
+                                groups=user.groups, tty=c.tty, stdin=bool(c.Config.get("OpenStdin"))),
+                mounts=[Mount(destination=f"/etc/{n}", type="bind", source=c.path(n), options=["rbind"])
+                        for n in ("hostname", "hosts", "resolv.conf")],
+                namespaces=namespaces_for(c.HostConfig),
+                readonly_rootfs=bool(c.HostConfig.get("ReadonlyRootfs")),
+            )
+            os.makedirs(spec.state_dir, mode=0o700, exist_ok=True)
+            execd = await self.driver.start(spec, self._output_sink(c))
+        except ExecError as e:
+            await asyncio.to_thread(graph.unmount_rw, c.ID)
+            c.State.set_stopped(e.exit_code, error=e.message)
+            c.save()
+            self._event(c, "die", exitCode=str(e.exit_code))
+            if c.HostConfig.get("AutoRemove"):  # `run --rm` waits for the removal, as dockerd does it
+                await self.remove(c.ID, force=True)
+            status = 400 if e.exit_code in (126, 127) else 500
+            raise (BadParameter if status == 400 else ServerError)(
+                f"failed to create task for container: failed to start container process: {e.message}: unknown")
+        except BaseException:
+            await asyncio.to_thread(graph.unmount_rw, c.ID)
+            raise
+        self._track(c, execd)
+        c.State.set_running(execd.pid)
+        c.save()
+        self._event(c, "start")
+
+    def _log_driver(self, c: Container) -> str:
+        return (c.HostConfig.get("LogConfig") or {}).get("Type") or self.daemon.cfg.log_driver
+
+    def _output_sink(self, c: Container):
+        def on_output(stream: int, data: bytes) -> None:
+            for queue in c.subscribers:
+                queue.put_nowait((stream, data))
+            self._wake(c)
+        return on_output
+
+    def _wake(self, c: Container) -> None:
+        if c.wakeup is not None:
+            c.wakeup.set()
+            c.wakeup = None
+
+    def wakeup_event(self, c: Container) -> asyncio.Event:
+        """An event set at the next output or exit of c (logs -f waits on it)."""
+        if c.wakeup is None:
+            c.wakeup = asyncio.Event()
+        return c.wakeup
+
+    def _track(self, c: Container, execd: Any) -> None:
+        c.execd = execd
+        task = asyncio.ensure_future(self._watch_exit(c, execd))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _watch_exit(self, c: Container, execd: Any) -> None:
+        status = await execd.exit
+        await self._on_exit(c, status)
+
+    async def _on_exit(self, c: Container, status: "ExitStatus") -> None:
+        c.execd = None
+        c.State.set_stopped(status.exit_code, finished_at=rfc3339(status.finished_at),
+                            oom_killed=status.oom_killed)
+        try:
+            await asyncio.to_thread(self.daemon.graph.unmount_rw, c.ID)
+        except OSError as e:
+            log.warning("unmount of %s failed: %s", c.short_id, e)
+        shutil.rmtree(os.path.join(self.daemon.cfg.exec_root, c.ID), ignore_errors=True)
+        if c.ID in self.by_id:
+            c.save()
+        self._event(c, "die", exitCode=str(status.exit_code))
+        for queue in c.subscribers:
+            queue.put_nowait(None)
+        self._wake(c)
+        self._resolve_waiters(c, ("not-running", "next-exit"))
+        if c.HostConfig.get("AutoRemove") and not self.daemon.shutting_down and c.ID in self.by_id:
+            try:
+                await self.remove(c.ID, force=True)
+            except Exception:  # a failed auto-remove must not kill the watcher; it is logged
+                log.exception("auto-remove of %s failed", c.short_id)
+
+    def _resolve_waiters(self, c: Container, conditions: tuple[str, ...]) -> None:
+        result = {"StatusCode": c.State.ExitCode, "Error": None}
+        keep = []
+        for cond, fut in c.waiters:
+            if cond in conditions and not fut.done():
+                fut.set_result(result)
+            elif not fut.done():
+                keep.append((cond, fut))
+        c.waiters = keep
+
+    # ------------------------------------------------------------ stop / kill / wait
+    async def kill(self, ref: str, sig: str | int | None = None) -> None:
+        c = self.get(ref)
+        signum = parse_signal(sig)
+        if not c.State.Running or c.execd is None:
+            raise Conflict(f"Cannot kill container: {ref}: Container {c.ID} is not running")
+        c.execd.kill(signum)
+        self._event(c, "kill", signal=str(signum))
+
+    async def stop(self, ref: str, timeout: int | None = None, sig: str | None = None) -> None:
+        c = self.get(ref)
+        if not c.State.Running or c.execd is None:
+            raise NotModified("container already stopped")
+        await self._stop(c, timeout, sig)
+
+    async def _stop(self, c: Container, timeout: int | None, sig: str | None) -> None:
+        if timeout is None:
+            timeout = c.Config.get("StopTimeout")
+            timeout = DEFAULT_STOP_TIMEOUT if timeout is None else timeout
+        signum = parse_signal(sig or c.Config.get("StopSignal"), default=signal_mod.SIGTERM)
+        execd = c.execd
+        execd.kill(signum)
+        self._event(c, "kill", signal=str(signum))
+        if timeout < 0:
+            await asyncio.shield(execd.exit)
+        else:
+            try:
+                await asyncio.wait_for(asyncio.shield(execd.exit), timeout)
+            except asyncio.TimeoutError:
+                log.info("Container %s failed to exit within %ds of signal %d - using the force",
+                         c.short_id, timeout, signum)
+                if c.execd is not None:
+                    c.execd.kill(signal_mod.SIGKILL)
+                    self._event(c, "kill", signal=str(int(signal_mod.SIGKILL)))
+                await asyncio.shield(execd.exit)
+        await self._settled(c)
+        self._event(c, "stop")
+
+    async def _settled(self, c: Container) -> None:
+        """Wait until the exit watcher has recorded the exit (state saved, rootfs unmounted)."""
+        for _ in range(500):
+            if not c.State.Running:
+                return
+            await asyncio.sleep(0.01)
+
+    async def wait(self, ref: str, condition: str = "not-running") -> dict[str, Any]:
+        if condition not in ("not-running", "next-exit", "removed", ""):
+            raise BadParameter(f"invalid condition: {condition!r}")
+        c = self.get(ref)
+        condition = condition or "not-running"
+        if condition == "not-running" and not c.State.Running:
+            return {"StatusCode": c.State.ExitCode, "Error": None}
+        fut = asyncio.get_running_loop().create_future()
+        c.waiters.append((condition, fut))
+        return await fut
+
+    # ------------------------------------------------------------ remove
+    async def remove(self, ref: str, force: bool = False, volumes: bool = False) -> None:
+        c = self.get(ref)
+        if c.State.Status == "removing":
+            raise Conflict(f"removal of container {c.short_id} is already in progress")
+        if c.State.Running:
+            if not force:
+                raise Conflict(f'cannot remove container "{c.Name}": container is running: stop the container '
+                               "before removing or force remove")
+            c.execd.kill(signal_mod.SIGKILL)
+            self._event(c, "kill", signal=str(int(signal_mod.SIGKILL)))
+            await asyncio.shield(c.execd.exit) if c.execd else None
+            await self._settled(c)
+        c.State.Status = "removing"
+        try:
+            await asyncio.to_thread(self.daemon.graph.remove_rw, c.ID)
+        except OSError as e:
+            c.State.Status = "dead"
+            c.State.Dead = True
+            c.save()
+            raise ServerError(f"unable to remove filesystem for {c.ID}: {e}") from None
+        # Rename first so that a crash mid-removal leaves no half container that would load.
+        doomed = c.root + ".removing"
+        os.replace(c.root, doomed)
+        shutil.rmtree(doomed, ignore_errors=True)
+        self.by_id.pop(c.ID, None)
+        self.names.pop(c.Name, None)
+        self._event(c, "destroy")
+        for queue in c.subscribers:
+            queue.put_nowait(None)
+        self._resolve_waiters(c, ("not-running", "next-exit", "removed"))
+
+    # ------------------------------------------------------------ restore / shutdown
+    async def restore(self) -> None:
+        """Load every container; reattach to live execds; record exits that happened meanwhile."""
+        os.makedirs(self.root, exist_ok=True)
+        for entry in sorted(os.listdir(self.root)):
+            path = os.path.join(self.root, entry)
+            if entry.endswith(".removing"):
+                log.warning("repair: finishing the removal of %s", entry)
+                shutil.rmtree(path, ignore_errors=True)
+                continue
+            try:
+                c = Container.load(path)
+            except (OSError, ValueError, KeyError, TypeError) as e:
+                log.warning("repair: skipping container dir %s without valid metadata: %s", entry, e)
+                continue
+            self.by_id[c.ID] = c
+            self.names[c.Name] = c.ID
+            if c.State.Running:
+                await self._reattach(c)
+        log.info("Loaded containers: %d", len(self.by_id))
+
+    async def _reattach(self, c: Container) -> None:
+        from pyd.execdriver import Execd, ExitStatus
+
+        state_dir = os.path.join(self.daemon.cfg.exec_root, c.ID)
+        result = await self.driver.reattach(state_dir, self._output_sink(c))
+        if isinstance(result, Execd):
+            await asyncio.to_thread(self.daemon.graph.mount_rw, c.ID)  # take the mount reference again
+            self._track(c, result)
+            c.State.Pid = result.pid
+            return
+        if result is None:  # execd gone (reboot, exec-root wiped)
+            result = ExitStatus(exit_code=255, signal=None, finished_at=time.time())
+        await self._on_exit(c, result)
+
+    async def shutdown(self) -> None:
+        running = [c for c in self.by_id.values() if c.State.Running and c.execd is not None]
+        if self.daemon.cfg.live_restore:
+            for c in running:
+                c.execd.detach()
+            return
+        await asyncio.gather(*(self._stop(c, None, None) for c in running), return_exceptions=True)
+
+
+# ---------------------------------------------------------------- config merging (dockerd's rules)
+
+def merge_image_config(body: dict[str, Any], image_cfg: dict[str, Any]) -> dict[str, Any]:
+    """The container Config: what the user gave, completed from the image as dockerd's merge() does."""
+    config = {k: v for k, v in body.items() if k not in ("HostConfig", "NetworkingConfig")}
+    config["Cmd"] = strslice(config.get("Cmd"))
+    config["Entrypoint"] = strslice(config.get("Entrypoint"))
+    image_env = image_cfg.get("Env") or []
+    config["Env"] = merge_env(image_env, config.get("Env") or [])
+    if not config["Entrypoint"]:
+        if not config["Cmd"]:
+            config["Cmd"] = image_cfg.get("Cmd")
+        if config["Entrypoint"] is None:
+            config["Entrypoint"] = image_cfg.get("Entrypoint")
+    if config["Entrypoint"] == [""]:
+        config["Entrypoint"] = None
+    for key in ("WorkingDir", "User", "StopSignal", "Healthcheck", "OnBuild", "Shell"):
+        if not config.get(key) and image_cfg.get(key):
+            config[key] = image_cfg[key]
+    labels = dict(image_cfg.get("Labels") or {})
+    labels.update(config.get("Labels") or {})
+    config["Labels"] = labels
+    for key in ("ExposedPorts", "Volumes"):
+        merged = dict(image_cfg.get(key) or {})
+        merged.update(config.get(key) or {})
+        config[key] = merged or None
+    config.setdefault("Tty", False)
+    config.setdefault("OpenStdin", False)
+    config.setdefault("StdinOnce", False)
+    for key in ("AttachStdin", "AttachStdout", "AttachStderr"):
+        config.setdefault(key, False)
+    config.setdefault("Domainname", "")
+    config.setdefault("User", "")
+    config.setdefault("WorkingDir", "")
+    return config
+
+
+def merge_env(base: list[str], override: list[str]) -> list[str]:
+    """Docker's ReplaceOrAppendEnvValues: later KEY=... replace earlier ones; a bare KEY removes it."""
+    out: dict[str, str | None] = {}
+    for item in base + override:
+        key, eq, _ = item.partition("=")
+        out[key] = item if eq else None
+        if not eq:
+            out.pop(key)
+    return [v for v in out.values() if v is not None]
+
+
+def entrypoint_and_args(config: dict[str, Any]) -> tuple[str, list[str]]:
+    argv = list(config.get("Entrypoint") or []) + list(config.get("Cmd") or [])
+    return (argv[0], argv[1:]) if argv else ("", [])
+
+
+def process_env(c: Container, home: str) -> list[str]:
+    """What the process sees: PATH and HOSTNAME defaults (and TERM for a TTY), then the config's Env."""
+    env = [f"PATH={DEFAULT_PATH}", f"HOSTNAME={c.Config['Hostname']}"]
+    if c.tty:
+        env.append("TERM=xterm")
+    env = merge_env(env, c.Config.get("Env") or [])
+    if not any(e.startswith("HOME=") for e in env):
+        env.append(f"HOME={home}")
+    return env
+
+
+def normalize_host_config(hc: dict[str, Any]) -> dict[str, Any]:
+    mode = hc.get("NetworkMode") or "default"
+    if mode == "default":
+        mode = "bridge"
+    if mode not in ("bridge", "none", "host") and not mode.startswith("container:"):
+        raise NotFound(f"network {mode} not found")
+    if mode.startswith("container:"):
+        raise BadParameter("network mode container:<id> is not supported yet")
+    hc["NetworkMode"] = mode
+    log_type = (hc.get("LogConfig") or {}).get("Type")
+    if log_type not in (None, "", "json-file", "none"):
+        raise BadParameter(f'failed to create container: logger: no log driver named "{log_type}" is registered')
+    restart = hc.get("RestartPolicy") or {}
+    if restart.get("Name") and hc.get("AutoRemove") and restart["Name"] != "no":
+        raise BadParameter("can't create 'AutoRemove' container with restart policy")
+    hc.setdefault("AutoRemove", False)
+    hc.setdefault("Binds", None)
+    hc.setdefault("LogConfig", {"Type": "json-file", "Config": {}})
+    hc.setdefault("RestartPolicy", {"Name": "no", "MaximumRetryCount": 0})
+    return hc
+
+
+def namespaces_for(hc: dict[str, Any]) -> list[str]:
+    ns = ["mnt", "pid", "uts", "ipc"]
+    if hc.get("NetworkMode") != "host":
+        ns.append("net")
+    return ns
