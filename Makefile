@@ -1,0 +1,39 @@
+# pyd: build the one-file engine, demo it, test it.
+PYTHON ?= python3
+PYD_SOURCES := $(shell find pyd -name '*.py' 2>/dev/null)
+TEST_TIMEOUT ?= 300
+# pytest-timeout (installed by .ci/run) bounds each test, fixtures included; without it, no bound.
+PYTEST_TIMEOUT := $(shell $(PYTHON) -c 'import pytest_timeout' 2>/dev/null && echo --timeout=$(TEST_TIMEOUT))
+PYTEST_ARGS ?=
+
+.PHONY: all build deps execd demo test bench clean
+
+all: build
+
+build: dist/pyd
+
+dist/pyd: build.py $(PYD_SOURCES) pyd/execd.c
+	$(PYTHON) build.py
+
+# the helper alone, to run pyd from the source tree
+execd: pyd/execd
+
+pyd/execd: pyd/execd.c
+	$(PYTHON) build.py --execd-only
+
+# apt and pip packages for building and testing; a quick no-op when everything is installed
+deps:
+	bash scripts/install-deps.sh
+
+demo: deps dist/pyd
+	bash scripts/demo.sh
+
+test: deps dist/pyd
+	$(PYTHON) -m pytest -q $(PYTEST_TIMEOUT) $(PYTEST_ARGS) tests
+
+bench: dist/pyd
+	@if [ -f bench/run.py ]; then $(PYTHON) bench/run.py; else echo "make bench: bench/run.py is not written yet"; fi
+
+clean:
+	rm -rf dist build pyd/execd .pytest_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

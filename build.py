@@ -1,0 +1,209 @@
+#!/usr/bin/env python3
+"""Build dist/pyd: the whole engine as ONE executable file (a shiv zipapp).
+
+    python3 build.py                 # -> dist/pyd
+    python3 build.py --execd-only    # -> pyd/execd (to run from the source tree)
+
+Steps: compile pyd/execd statically, stage a site-packages (our `pyd` package with execd as package data,
+uvloop and cffi wheels for /usr/bin/python3's cp311 ABI), strip uvloop's debug info, pack it with shiv,
+then swap shiv's __main__.py for a small bootstrap that skips shiv's ~35 ms set-up once the archive is
+extracted (see FAST_MAIN).
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+
+# The shipped file runs on Debian's interpreter: /usr/bin/env python3 finds a slow pyenv shim here.
+# -I isolates from PYTHON* variables, the user site-packages and the current directory; -S skips site
+# (Debian dist-packages, .pth files: ~4 ms). The zipapp machinery still puts the archive on sys.path.
+INTERPRETER = "/usr/bin/python3 -IS"
+ENTRY_POINT = "pyd.__main__:main"
+
+# Wheels are picked for this interpreter's ABI, not the one running build.py.
+TARGET_PYTHON = "3.11"
+TARGET_ABI = "cp311"
+TARGET_PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64")
+THIRD_PARTY = ("uvloop", "cffi")
+
+EXECD_CFLAGS = ["-static", "-Os", "-Wall", "-Wextra"]
+# Source files that must not go into the archive (they are inputs of the build, not of the program).
+SKIP_SUFFIXES = (".pyc", ".pyo", ".c", ".h", ".o")
+# uvloop ships its Cython sources; nothing imports them at run time.
+THIRD_PARTY_JUNK = (".pyx", ".pxd", ".pxi", ".c", ".h")
+
+# The archive's __main__.py. Kept tiny and stdlib-only: it runs on every start.
+FAST_MAIN = '''\
+# pyd bootstrap (written by build.py): once shiv has extracted this archive, go straight to the entry
+# point instead of running shiv's bootstrap (which opens the zip and parses its metadata on every start).
+import os
+import sys
+
+BUILD_ID = {build_id!r}
+
+
+def _extracted_site_packages():
+    if any(k.startswith("SHIV_") and k != "SHIV_ROOT" for k in os.environ):
+        return None  # shiv overrides asked for: let shiv handle them
+    root = os.environ.get("SHIV_ROOT") or os.path.expanduser("~/.shiv")
+    name = os.path.basename(os.path.realpath(sys.argv[0]))
+    site_packages = os.path.join(root, name + "_" + BUILD_ID, "site-packages")
+    # shiv extracts into a temporary folder and renames it, so a present folder is a complete one
+    if os.path.isfile(os.path.join(site_packages, "pyd", "__main__.py")):
+        return site_packages
+    return None
+
+
+def _insert_path(site_packages):
+    # before the interpreter's own site/dist-packages, as shiv does
+    for index, entry in enumerate(sys.path):
+        if entry.endswith(("site-packages", "dist-packages")):
+            sys.path.insert(index, site_packages)
+            return
+    sys.path.append(site_packages)
+
+
+_site_packages = _extracted_site_packages()
+if _site_packages is None:
+    import _bootstrap
+
+    _bootstrap.bootstrap()
+else:
+    _insert_path(_site_packages)
+    from {module} import {function} as _entry
+
+    sys.exit(_entry())
+'''
+
+
+def run(cmd: list[str], **kwargs) -> None:
+    print("+", " ".join(cmd), file=sys.stderr)
+    subprocess.run(cmd, check=True, **kwargs)
+
+
+def execd_link_flags(source: Path) -> list[str]:
+    """Libraries execd needs, read off its includes (libseccomp comes with a later issue)."""
+    text = source.read_text(errors="replace")
+    return ["-lseccomp"] if "<seccomp.h>" in text else []
+
+
+def build_execd(src: Path) -> Path:
+    """Compile pyd/execd from pyd/execd.c unless it is up to date."""
+    source, binary = src / "pyd" / "execd.c", src / "pyd" / "execd"
+    if not source.exists():
+        sys.exit(f"build.py: {source} is missing: pyd needs its execd helper")
+    if binary.exists() and binary.stat().st_mtime >= source.stat().st_mtime:
+        return binary
+    run(["gcc", *EXECD_CFLAGS, "-o", str(binary), str(source), *execd_link_flags(source)])
+    return binary
+
+
+def third_party_dir(src: Path) -> Path:
+    """Download the wheels once per requirement set; later builds reuse them (no network)."""
+    key = hashlib.sha256(repr((THIRD_PARTY, TARGET_ABI, TARGET_PLATFORMS)).encode()).hexdigest()[:12]
+    target = src / "build" / f"third-party-{key}"
+    if (target / ".complete").exists():
+        return target
+    shutil.rmtree(target, ignore_errors=True)
+    platforms = [arg for p in TARGET_PLATFORMS for arg in ("--platform", p)]
+    run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+         "--target", str(target), "--only-binary=:all:", "--implementation", "cp",
+         "--python-version", TARGET_PYTHON, "--abi", TARGET_ABI, *platforms, *THIRD_PARTY])
+    prune_third_party(target)
+    (target / ".complete").write_text("")
+    return target
+
+
+def prune_third_party(site_packages: Path) -> None:
+    """Drop Cython sources and debug info: uvloop's .so alone is ~3 MB of DWARF."""
+    for path in sorted(site_packages.rglob("*")):
+        if path.is_file() and path.suffix in THIRD_PARTY_JUNK:
+            path.unlink()
+    for path in site_packages.rglob("*.so"):
+        run(["strip", "--strip-debug", str(path)])
+    shutil.rmtree(site_packages / "bin", ignore_errors=True)
+
+
+def copy_pyd_package(src: Path, dest: Path) -> None:
+    """Copy the pyd package (sources plus execd) into the staging site-packages."""
+    def ignore(folder: str, names: list[str]) -> list[str]:
+        return [n for n in names if n == "__pycache__" or n.endswith(SKIP_SUFFIXES)]
+
+    shutil.copytree(src / "pyd", dest / "pyd", ignore=ignore)
+    execd = dest / "pyd" / "execd"
+    if not execd.exists():
+        sys.exit("build.py: pyd/execd was not staged")
+    run(["strip", "--strip-all", str(execd)])
+    execd.chmod(0o755)  # shiv keeps file modes; the daemon executes it from the extracted tree
+
+
+def stage(src: Path, staging: Path) -> None:
+    shutil.copytree(third_party_dir(src), staging, ignore=shutil.ignore_patterns(".complete"))
+    copy_pyd_package(src, staging)
+
+
+def run_shiv(staging: Path, output: Path) -> None:
+    run([sys.executable, "-m", "shiv", "--site-packages", str(staging), "--entry-point", ENTRY_POINT,
+         "--python", INTERPRETER, "--output-file", str(output), "--reproducible", "--compressed", "--compile-pyc"],
+        env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"})
+
+
+def replace_main(archive: Path) -> None:
+    """Rewrite the zipapp with FAST_MAIN as __main__.py; everything else (modes, dates) as shiv wrote it."""
+    with archive.open("rb") as f:
+        shebang = f.readline()
+    with zipfile.ZipFile(archive) as old:
+        build_id = json.loads(old.read("environment.json"))["build_id"]
+        module, function = ENTRY_POINT.split(":")
+        main_py = FAST_MAIN.format(build_id=build_id, module=module, function=function).encode()
+        rewritten = archive.with_suffix(".tmp")
+        with rewritten.open("wb") as f:
+            f.write(shebang)
+            with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED) as new:
+                for info in old.infolist():
+                    data = main_py if info.filename == "__main__.py" else old.read(info)
+                    new.writestr(info, data)
+    rewritten.chmod(0o755)
+    rewritten.replace(archive)
+
+
+def build(src: Path, output: Path) -> Path:
+    build_execd(src)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="pyd-build-") as tmp:
+        staging = Path(tmp) / "site-packages"
+        stage(src, staging)
+        partial = Path(tmp) / "pyd"
+        run_shiv(staging, partial)
+        replace_main(partial)
+        shutil.copy2(partial, output.with_suffix(".new"))
+        output.with_suffix(".new").replace(output)  # atomic: a running dist/pyd is never half-written
+    print(f"built {output} ({output.stat().st_size / 1e6:.2f} MB)", file=sys.stderr)
+    return output
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--src", type=Path, default=ROOT, help="source tree (default: this file's folder)")
+    parser.add_argument("-o", "--output", type=Path, help="output file (default: SRC/dist/pyd)")
+    parser.add_argument("--execd-only", action="store_true", help="only compile pyd/execd")
+    args = parser.parse_args()
+    src = args.src.resolve()
+    if args.execd_only:
+        build_execd(src)
+        return
+    build(src, (args.output or src / "dist" / "pyd").resolve())
+
+
+if __name__ == "__main__":
+    main()

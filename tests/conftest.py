@@ -1,0 +1,620 @@
+"""Fixtures for end-to-end tests: the built dist/pyd, test images, daemons in their own network namespaces,
+and a registry. Every fixture cleans up what it made (processes by PID, mounts, temp dirs), pass or fail.
+
+    def test_hello(daemon, busybox):
+        r = daemon.pyd("run", "--rm", busybox, "echo", "hello")
+        assert r.returncode == 0 and r.stdout == "hello\n"
+        assert daemon.docker("run", "--rm", busybox, "echo", "hi").stdout == "hi\n"
+        assert daemon.api.containers.run(busybox, ["echo", "x"], remove=True) == b"x\n"
+
+A test that needs its own daemon (restarts, flags, daemon.json) uses `make_daemon`.
+"""
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import images  # noqa: E402  (tests/images.py, beside this file)
+
+REPO = Path(__file__).resolve().parent.parent
+PYD_DIST = REPO / "dist" / "pyd"
+DOCKER_CLI = "/usr/local/bin/docker"
+DOCKER_REGISTRY = "/usr/bin/docker-registry"
+API_VERSION = "1.47"
+START_TIMEOUT = 20.0
+STOP_TIMEOUT = 20.0
+LOG_TAIL = 100_000           # characters of daemon log shown with a failed test
+CLONE_NEWNET = 0x40000000
+MNT_DETACH = 2
+SBIN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+LIVE_DAEMONS = pytest.StashKey[set]()       # daemons running now, to show their logs when a test fails
+LOG_OFFSETS = pytest.StashKey[dict]()       # per test: where each daemon's log stood when it began
+
+
+# ---------------------------------------------------------------------------------------------------------
+# processes, mounts, namespaces: the clean-up kit
+
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def _read(path: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
+
+
+def _readlink(path: str) -> str:
+    try:
+        return os.readlink(path)
+    except OSError:
+        return ""
+
+
+def _all_pids() -> list[int]:
+    return [int(name) for name in os.listdir("/proc") if name.isdigit()]
+
+
+def _parent_of(pid: int) -> int:
+    stat = _read(f"/proc/{pid}/stat").decode(errors="replace")
+    fields = stat.rsplit(")", 1)[-1].split()      # comm may hold spaces and parentheses
+    return int(fields[1]) if len(fields) > 1 else 0
+
+
+def _ancestors_of_self() -> set[int]:
+    pids, pid = {0}, os.getpid()
+    while pid > 1:
+        pids.add(pid)
+        pid = _parent_of(pid)
+    return pids | {1}
+
+
+def _references(pid: int, prefixes: list[str]) -> bool:
+    """Does the process point into one of `prefixes`: its binary, cwd, root, an open file, argv or env?"""
+    def hit(text: str) -> bool:
+        return any(p in text for p in prefixes)
+
+    base = f"/proc/{pid}"
+    if any(hit(_readlink(f"{base}/{link}")) for link in ("exe", "cwd", "root")):
+        return True
+    if hit(_read(f"{base}/cmdline").decode(errors="replace")) or hit(_read(f"{base}/environ").decode(errors="replace")):
+        return True
+    with contextlib.suppress(OSError):
+        return any(hit(_readlink(f"{base}/fd/{fd}")) for fd in os.listdir(f"{base}/fd"))
+    return False
+
+
+def _with_descendants(pids: set[int]) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for pid in _all_pids():
+        children.setdefault(_parent_of(pid), []).append(pid)
+    found, todo = set(), list(pids)
+    while todo:
+        pid = todo.pop()
+        if pid not in found:
+            found.add(pid)
+            todo.extend(children.get(pid, []))
+    return found
+
+
+def kill_processes_under(prefixes: list[str]) -> list[int]:
+    """SIGKILL every process (and its descendants: containers in their own PID namespaces) that refers
+    to a path under `prefixes`. Never this process or its ancestors. Returns the PIDs killed."""
+    spare = _ancestors_of_self()
+    killed: list[int] = []
+    for _ in range(5):                            # a dying execd may have forked meanwhile: look again
+        targets = _with_descendants({pid for pid in _all_pids() if pid not in spare and _references(pid, prefixes)})
+        targets -= spare
+        if not targets:
+            break
+        for pid in targets:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        killed.extend(targets)
+        time.sleep(0.05)
+    return killed
+
+
+def _unescape_mountinfo(field: str) -> str:
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+def mounts_under(prefix: str) -> list[str]:
+    """Mount points at or below `prefix` in this mount namespace, deepest (and latest) first."""
+    points = []
+    for line in _read("/proc/self/mountinfo").decode(errors="replace").splitlines():
+        point = _unescape_mountinfo(line.split()[4])
+        if point == prefix or point.startswith(prefix.rstrip("/") + "/"):
+            points.append(point)
+    return sorted(reversed(points), key=lambda p: p.count("/"), reverse=True)
+
+
+def unmount_under(prefix: str) -> None:
+    libc = _libc()
+    for _ in range(10):                           # stacked mounts show up again after the top one goes
+        points = mounts_under(prefix)
+        if not points:
+            return
+        for point in points:
+            libc.umount2(point.encode(), MNT_DETACH)
+
+
+def remove_tree(path: Path) -> None:
+    """Kill what lives in `path`, unmount what is mounted there, delete it."""
+    if not path.exists():
+        return
+    kill_processes_under([str(path)])
+    unmount_under(str(path))
+    shutil.rmtree(path, ignore_errors=True)
+    if path.exists():
+        warnings.warn(f"could not remove {path}: {os.listdir(path)}")
+
+
+def socket_in_netns(netns: str, family: int = socket.AF_INET, type: int = socket.SOCK_STREAM) -> socket.socket:
+    """A socket that lives in the network namespace `netns` (e.g. /proc/PID/ns/net). setns() changes only
+    the calling thread, so a short-lived thread makes it; the socket keeps its namespace afterwards."""
+    made: dict[str, Any] = {}
+
+    def make() -> None:
+        fd = os.open(netns, os.O_RDONLY)
+        try:
+            libc = _libc()
+            if libc.setns(fd, CLONE_NEWNET) != 0:
+                err = ctypes.get_errno()
+                raise OSError(err, f"setns {netns}: {os.strerror(err)}")
+            made["sock"] = socket.socket(family, type)
+        except BaseException as exc:  # handed to the caller's thread
+            made["error"] = exc
+        finally:
+            os.close(fd)
+
+    thread = threading.Thread(target=make)
+    thread.start()
+    thread.join()
+    if "error" in made:
+        raise made["error"]
+    return made["sock"]
+
+
+def _http_status(sock: socket.socket, path: str, host: str = "localhost") -> int:
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+    head = sock.recv(4096).split(b"\r\n", 1)[0].split()
+    return int(head[1]) if len(head) > 1 and head[1].isdigit() else 0
+
+
+# ---------------------------------------------------------------------------------------------------------
+# command results
+
+class Result(subprocess.CompletedProcess):
+    """A finished command: stdout/stderr as text (undecodable bytes kept with surrogateescape), the raw
+    bytes as stdout_bytes/stderr_bytes."""
+
+    def __init__(self, args: list[str], returncode: int, out: bytes, err: bytes) -> None:
+        text_out, text_err = out.decode(errors="surrogateescape"), err.decode(errors="surrogateescape")
+        super().__init__(args, returncode, text_out, text_err)
+        self.stdout_bytes, self.stderr_bytes = out, err
+
+    def describe(self) -> str:
+        command = " ".join(map(str, self.args))
+        return f"$ {command}\nexit {self.returncode}\n--- stdout\n{self.stdout}--- stderr\n{self.stderr}"
+
+
+def run_command(argv: list[str], input: bytes | str | None = None, check: bool = False, timeout: float = 60,
+                env: dict[str, str] | None = None, cwd: str | None = None) -> Result:
+    data = input.encode() if isinstance(input, str) else input
+    proc = subprocess.run(argv, input=data, stdin=None if data is not None else subprocess.DEVNULL,
+                          capture_output=True, timeout=timeout, env=env, cwd=cwd)
+    result = Result(argv, proc.returncode, proc.stdout, proc.stderr)
+    if check and result.returncode != 0:
+        raise AssertionError(f"command failed\n{result.describe()}")
+    return result
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the daemon under test
+
+class NetNamespace:
+    """A network namespace with lo up, held open by a sleeping process so that a daemon can be stopped and
+    started again in the same one (containers and bridges survive the daemon there)."""
+
+    def __init__(self) -> None:
+        script = 'ip link set lo up && echo ready && exec sleep infinity'
+        self.holder = subprocess.Popen(["unshare", "--net", "--", "sh", "-c", script], stdout=subprocess.PIPE,
+                                       stdin=subprocess.DEVNULL, env={**os.environ, "PATH": SBIN_PATH})
+        ready = self.holder.stdout.readline() if self.holder.stdout else b""
+        if ready.strip() != b"ready":
+            self.close()
+            raise RuntimeError("could not make a network namespace (unshare --net, ip link set lo up)")
+        self.path = f"/proc/{self.holder.pid}/ns/net"
+
+    def enter_argv(self) -> list[str]:
+        """Prefix for a command to run inside (nsenter execs it: same PID, no fork)."""
+        return ["nsenter", f"--net={self.path}", "--"]
+
+    def socket(self, family: int = socket.AF_INET, type: int = socket.SOCK_STREAM) -> socket.socket:
+        return socket_in_netns(self.path, family, type)
+
+    def free_port(self) -> int:
+        with self.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+
+    def close(self) -> None:
+        if self.holder.poll() is None:
+            self.holder.kill()
+        self.holder.wait()
+        if self.holder.stdout:
+            self.holder.stdout.close()
+
+
+class Daemon:
+    """`pyd daemon` on its own data-root, exec-root, socket, pidfile and network namespace, all under
+    `root` (a fresh temp dir). The log (-D) goes to `log_path` and is shown when a test fails."""
+
+    def __init__(self, pyd_bin: Path, root: Path, shiv_root: Path, args: tuple[str, ...] = (),
+                 config: dict | None = None) -> None:
+        self.pyd_bin, self.root, self.shiv_root = Path(pyd_bin), Path(root), Path(shiv_root)
+        self.args = list(args)
+        self.data_root, self.exec_root = self.root / "data", self.root / "exec"
+        self.pidfile = self.root / "pyd.pid"
+        self.sock = str(self.root / "pyd.sock")          # a str: socket.connect() takes no Path
+        self.log_path, self.config_file = self.root / "daemon.log", self.root / "daemon.json"
+        self.docker_config = self.root / "docker-config"
+        self.docker_config.mkdir(parents=True, exist_ok=True)
+        self.config_file.write_text(json.dumps(config or {}))
+        self.host = f"unix://{self.sock}"
+        self.netns = NetNamespace()
+        self.proc: subprocess.Popen | None = None
+        self._api: Any = None
+
+    # -- life cycle -------------------------------------------------------------------------------------
+    def command(self) -> list[str]:
+        return [str(self.pyd_bin), "daemon", "-D", "--data-root", str(self.data_root),
+                "--exec-root", str(self.exec_root), "--pidfile", str(self.pidfile), "-H", self.host,
+                "--config-file", str(self.config_file), *self.args]
+
+    def env(self) -> dict[str, str]:
+        """The environment of every pyd process: SHIV_ROOT keeps the session's extraction out of ~/.shiv;
+        PYD_TEST_ROOT marks the daemon and what it spawns, so clean-up can find them."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("DOCKER_", "PYD_"))}
+        return {**env, "PATH": SBIN_PATH, "SHIV_ROOT": str(self.shiv_root), "PYD_TEST_ROOT": str(self.root)}
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def start(self, timeout: float = START_TIMEOUT) -> Daemon:
+        """Start the daemon and wait until GET /_ping answers; fail the test with the log if it doesn't."""
+        assert not self.running, "daemon already running"
+        with self.log_path.open("ab") as log:
+            log.write(f"===== pyd test: starting {' '.join(self.command())}\n".encode())
+            log.flush()
+            self.proc = subprocess.Popen(self.netns.enter_argv() + self.command(), stdin=subprocess.DEVNULL,
+                                         stdout=log, stderr=subprocess.STDOUT, env=self.env(), cwd=self.root)
+        deadline = time.monotonic() + timeout
+        while not self.ping():
+            if self.proc.poll() is not None:
+                pytest.fail(f"pyd daemon exited with {self.proc.returncode} before answering /_ping\n"
+                            f"{self.log_text()[-LOG_TAIL:]}", pytrace=False)
+            if time.monotonic() > deadline:
+                pytest.fail(f"pyd daemon did not answer /_ping within {timeout:.0f} s\n"
+                            f"{self.log_text()[-LOG_TAIL:]}", pytrace=False)
+            time.sleep(0.05)
+        return self
+
+    def ping(self) -> bool:
+        try:
+            with socket.socket(socket.AF_UNIX) as s:
+                s.settimeout(2)
+                s.connect(str(self.sock))
+                return _http_status(s, "/_ping") == 200
+        except OSError:
+            return False
+
+    def stop(self, timeout: float = STOP_TIMEOUT) -> int | None:
+        """SIGTERM by PID, wait up to `timeout`, then SIGKILL. Returns the exit status (None: not started)."""
+        self._close_api()
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def kill9(self) -> None:
+        """SIGKILL the daemon (a crash): containers and their execd go on."""
+        self._close_api()
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def restart(self, timeout: float = START_TIMEOUT) -> Daemon:
+        self.stop()
+        return self.start(timeout)
+
+    def cleanup(self) -> None:
+        """Stop the daemon, kill every process it left (execd, containers), unmount, remove the tree."""
+        try:
+            self.stop()
+        finally:
+            remove_tree(self.root)
+            self.netns.close()
+
+    # -- clients ----------------------------------------------------------------------------------------
+    def pyd(self, *args: str, input: bytes | str | None = None, check: bool = False, timeout: float = 60,
+            env: dict[str, str] | None = None) -> Result:
+        """Run `dist/pyd -H unix://SOCK ARGS...` (a client command)."""
+        return run_command([str(self.pyd_bin), "-H", self.host, *map(str, args)], input, check, timeout,
+                           {**self.env(), **(env or {})})
+
+    def docker(self, *args: str, input: bytes | str | None = None, check: bool = False, timeout: float = 60,
+               env: dict[str, str] | None = None) -> Result:
+        """Run the real docker CLI against this daemon, with an empty config dir (not the user's)."""
+        if not os.access(DOCKER_CLI, os.X_OK):
+            pytest.fail(f"this test needs the docker CLI at {DOCKER_CLI} (see README: Requirements)", pytrace=False)
+        base = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
+        base.update(DOCKER_HOST=self.host, DOCKER_BUILDKIT="0", DOCKER_CONFIG=str(self.docker_config),
+                    DOCKER_CLI_HINTS="false")
+        return run_command([DOCKER_CLI, *map(str, args)], input, check, timeout, {**base, **(env or {})})
+
+    @property
+    def api(self) -> Any:
+        """A docker-py client (docker.DockerClient) on this daemon, API version 1.47."""
+        if self._api is None:
+            import docker
+            self._api = docker.DockerClient(base_url=self.host, version=API_VERSION, timeout=60)
+        return self._api
+
+    def _close_api(self) -> None:
+        if self._api is not None:
+            with contextlib.suppress(Exception):
+                self._api.close()
+            self._api = None
+
+    def netns_run(self, *argv: str, input: bytes | str | None = None, check: bool = False,
+                  timeout: float = 60) -> Result:
+        """Run a host command in the daemon's network namespace (to reach published ports, the registry)."""
+        return run_command(self.netns.enter_argv() + list(map(str, argv)), input, check, timeout,
+                           {**os.environ, "PATH": SBIN_PATH})
+
+    def import_image(self, rootfs_tar: Path, ref: str) -> str:
+        self.pyd("import", str(rootfs_tar), ref, check=True, timeout=120)
+        return ref if ":" in ref.rsplit("/", 1)[-1] else f"{ref}:latest"
+
+    # -- logs -------------------------------------------------------------------------------------------
+    def log_size(self) -> int:
+        return self.log_path.stat().st_size if self.log_path.exists() else 0
+
+    def log_text(self, since: int = 0) -> str:
+        """The daemon's log (stdout and stderr of every start), from byte offset `since`."""
+        if not self.log_path.exists():
+            return ""
+        with self.log_path.open("rb") as f:
+            f.seek(since)
+            return f.read().decode(errors="replace")
+
+    def __repr__(self) -> str:
+        return f"<Daemon {self.host} pid={self.pid}>"
+
+
+class Registry:
+    """Debian's docker-registry (distribution v2) serving on 127.0.0.1:PORT inside a daemon's network
+    namespace (where that daemon pulls and pushes), storage under the daemon's temp dir.
+    str(registry) is "127.0.0.1:PORT", so f"{registry}/busybox:1" is an image name."""
+
+    def __init__(self, daemon: Daemon, name: str = "registry") -> None:
+        if not os.access(DOCKER_REGISTRY, os.X_OK):
+            pytest.fail(f"this test needs {DOCKER_REGISTRY} (apt-get install docker-registry)", pytrace=False)
+        self.daemon = daemon
+        self.root = daemon.root / name
+        self.root.mkdir(parents=True)
+        self.port = daemon.netns.free_port()
+        self.addr = f"127.0.0.1:{self.port}"
+        self.log_path = self.root / "registry.log"
+        config = self.root / "config.yml"
+        config.write_text(
+            "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\n"
+            f"storage:\n  filesystem:\n    rootdirectory: {self.root / 'storage'}\n  delete:\n    enabled: true\n"
+            f"http:\n  addr: {self.addr}\n")
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(daemon.netns.enter_argv() + [DOCKER_REGISTRY, "serve", str(config)],
+                                         stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+        self._wait_ready()
+
+    def _wait_ready(self, timeout: float = 20) -> None:
+        deadline = time.monotonic() + timeout
+        while self.status("/v2/") != 200:
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                pytest.fail(f"docker-registry did not start on {self.addr}:\n{self.log_path.read_text()}",
+                            pytrace=False)
+            time.sleep(0.05)
+
+    def status(self, path: str) -> int:
+        """HTTP status of GET path on the registry (from inside the daemon's namespace)."""
+        try:
+            with self.daemon.netns.socket() as s:
+                s.settimeout(2)
+                s.connect(("127.0.0.1", self.port))
+                return _http_status(s, path, self.addr)
+        except OSError:
+            return 0
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def __str__(self) -> str:
+        return self.addr
+
+    def __format__(self, spec: str) -> str:
+        return format(self.addr, spec)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# fixtures
+
+def _sources_newer_than(target: Path) -> bool:
+    built = target.stat().st_mtime
+    sources = [REPO / "build.py", *(REPO / "pyd").rglob("*.py"), REPO / "pyd" / "execd.c"]
+    return any(p.exists() and p.stat().st_mtime > built for p in sources)
+
+
+@pytest.fixture(scope="session")
+def pyd_bin() -> Path:
+    """dist/pyd (`make test` builds it first; built here when missing or older than the sources)."""
+    if not PYD_DIST.exists() or _sources_newer_than(PYD_DIST):
+        subprocess.run([sys.executable, str(REPO / "build.py")], check=True, cwd=REPO)
+    return PYD_DIST
+
+
+@pytest.fixture(scope="session")
+def shiv_root() -> Iterator[Path]:
+    """Where dist/pyd extracts itself during the session (SHIV_ROOT), instead of ~/.shiv."""
+    path = Path(tempfile.mkdtemp(prefix="pyd-shiv-", dir="/tmp"))
+    yield path
+    remove_tree(path)        # kills any execd still running from it: nothing outlives the session
+
+
+@pytest.fixture(scope="session")
+def image_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("images")
+
+
+@pytest.fixture(scope="session")
+def busybox_rootfs_tar(image_dir: Path) -> Path:
+    """A tar of a minimal busybox root filesystem (for `pyd import`, `docker import`)."""
+    path = image_dir / "busybox-rootfs.tar"
+    path.write_bytes(images.busybox_rootfs())
+    return path
+
+
+@pytest.fixture(scope="session")
+def busybox_archive(image_dir: Path) -> Path:
+    """busybox:latest as a docker-archive (manifest.json, config, one layer; Cmd ["sh"], Env PATH)."""
+    path = image_dir / "busybox-archive.tar"
+    path.write_bytes(images.busybox_archive())
+    return path
+
+
+def _new_daemon(request: pytest.FixtureRequest, pyd_bin: Path, shiv_root: Path, args: tuple[str, ...],
+                config: dict | None) -> Daemon:
+    root = Path(tempfile.mkdtemp(prefix="pyd-t-", dir="/tmp"))     # short: unix socket paths under it
+    try:
+        daemon = Daemon(pyd_bin, root, shiv_root, args, config)
+    except BaseException:
+        remove_tree(root)
+        raise
+    live = request.config.stash.setdefault(LIVE_DAEMONS, set())
+    live.add(daemon)
+
+    def finalize() -> None:
+        live.discard(daemon)
+        daemon.cleanup()
+
+    request.addfinalizer(finalize)
+    return daemon
+
+
+@pytest.fixture(scope="module")
+def daemon(request: pytest.FixtureRequest, pyd_bin: Path, shiv_root: Path) -> Daemon:
+    """One running daemon per test module."""
+    return _new_daemon(request, pyd_bin, shiv_root, (), None).start()
+
+
+@pytest.fixture
+def make_daemon(request: pytest.FixtureRequest, pyd_bin: Path, shiv_root: Path) -> Callable[..., Daemon]:
+    """Factory for daemons owned by one test: make_daemon("--storage-driver", "vfs", config={...},
+    start=True). Each is stopped and cleaned up when the test ends."""
+    def make(*args: str, config: dict | None = None, start: bool = True) -> Daemon:
+        d = _new_daemon(request, pyd_bin, shiv_root, args, config)
+        return d.start() if start else d
+
+    return make
+
+
+@pytest.fixture(scope="module")
+def busybox(daemon: Daemon, busybox_rootfs_tar: Path) -> str:
+    """"busybox:latest", imported into the module's daemon from the busybox rootfs tar (no Cmd: pass one)."""
+    return daemon.import_image(busybox_rootfs_tar, "busybox")
+
+
+@pytest.fixture
+def make_registry(request: pytest.FixtureRequest) -> Callable[[Daemon], Registry]:
+    """Factory: make_registry(daemon) starts a registry in that daemon's network namespace."""
+    def make(daemon: Daemon) -> Registry:
+        registry = Registry(daemon, f"registry-{int(time.monotonic() * 1e6)}")
+        request.addfinalizer(registry.stop)
+        return registry
+
+    return make
+
+
+@pytest.fixture(scope="module")
+def registry(request: pytest.FixtureRequest, daemon: Daemon) -> Registry:
+    """A registry reachable by the module's daemon at str(registry) == "127.0.0.1:PORT"."""
+    reg = Registry(daemon)
+    request.addfinalizer(reg.stop)
+    return reg
+
+
+# ---------------------------------------------------------------------------------------------------------
+# daemon logs beside failed tests
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
+    live = item.config.stash.get(LIVE_DAEMONS, set())
+    item.stash[LOG_OFFSETS] = {d: d.log_size() for d in live}
+    yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    if not report.failed:
+        return
+    offsets = item.stash.get(LOG_OFFSETS, {})
+    for d in list(item.config.stash.get(LIVE_DAEMONS, set())):
+        report.sections.append((f"pyd daemon log {d.host} ({call.when})", _log_excerpt(d, offsets.get(d, 0))))
+
+
+def _log_excerpt(d: Daemon, test_began: int) -> str:
+    """The end of the log up to the test (context), a marker, then what the daemon logged during it."""
+    before, during = d.log_text()[:test_began], d.log_text(test_began)
+    during = during if len(during) <= LOG_TAIL else "[...]\n" + during[-LOG_TAIL:]
+    context = before[-max(2000, LOG_TAIL - len(during)):]
+    return f"{context}===== pyd test: {'this test began here' if test_began else 'log start'} =====\n{during}"
