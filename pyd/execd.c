@@ -428,6 +428,12 @@ struct mount_entry {
 	char *destination, *type, *source, *options;
 };
 
+struct ns_join {
+	int flag;    /* CLONE_NEWNET, ... */
+	char *path;  /* /proc/PID/ns/net, a bind-mounted netns file, ... */
+	int fd;
+};
+
 struct spec {
 	char *id, *rootfs, *hostname, *state_dir, *log_path, *cwd;
 	struct strv args, env;
@@ -439,6 +445,8 @@ struct spec {
 	int clone_flags;
 	struct mount_entry *mounts;
 	size_t nmounts;
+	struct ns_join joins[6];   /* existing namespaces to enter instead of new ones */
+	size_t njoins;
 };
 
 static int
@@ -473,19 +481,42 @@ spec_bool(const char *key, const char *val, bool *out, execd_error_t *err)
 	return 0;
 }
 
+static const struct { const char *name; int flag; } namespace_table[] = {
+	{ "mnt", CLONE_NEWNS }, { "pid", CLONE_NEWPID }, { "uts", CLONE_NEWUTS },
+	{ "ipc", CLONE_NEWIPC }, { "net", CLONE_NEWNET }, { "cgroup", CLONE_NEWCGROUP },
+};
+
+static int
+namespace_flag(const char *name, size_t len)
+{
+	for (size_t i = 0; i < sizeof namespace_table / sizeof namespace_table[0]; i++)
+		if (strlen(namespace_table[i].name) == len && strncmp(name, namespace_table[i].name, len) == 0)
+			return namespace_table[i].flag;
+	return 0;
+}
+
 static int
 spec_namespace(const char *val, int *flags, execd_error_t *err)
 {
-	static const struct { const char *name; int flag; } table[] = {
-		{ "mnt", CLONE_NEWNS }, { "pid", CLONE_NEWPID }, { "uts", CLONE_NEWUTS },
-		{ "ipc", CLONE_NEWIPC }, { "net", CLONE_NEWNET }, { "cgroup", CLONE_NEWCGROUP },
-	};
-	for (size_t i = 0; i < sizeof table / sizeof table[0]; i++)
-		if (strcmp(val, table[i].name) == 0) {
-			*flags |= table[i].flag;
-			return 0;
-		}
-	return fail_msg(err, EINVAL, "spec: unknown namespace \"%s\"", val);
+	int flag = namespace_flag(val, strlen(val));
+	if (!flag)
+		return fail_msg(err, EINVAL, "spec: unknown namespace \"%s\"", val);
+	*flags |= flag;
+	return 0;
+}
+
+/* join value: KIND:PATH, e.g. net:/run/pyd/netns/ID; the mount namespace is always new */
+static int
+spec_join(struct spec *s, const char *val, execd_error_t *err)
+{
+	const char *colon = strchr(val, ':');
+	int flag = colon ? namespace_flag(val, (size_t) (colon - val)) : 0;
+	if (!flag || flag == CLONE_NEWNS || colon[1] != '/')
+		return fail_msg(err, EINVAL, "spec: invalid namespace join \"%s\"", val);
+	if (s->njoins == sizeof s->joins / sizeof s->joins[0])
+		return fail_msg(err, EINVAL, "spec: too many namespace joins");
+	s->joins[s->njoins++] = (struct ns_join) { .flag = flag, .path = xstrndup(colon + 1, strlen(colon + 1)), .fd = -1 };
+	return 0;
 }
 
 /* mount value: destination NUL type NUL source NUL options */
@@ -548,6 +579,8 @@ spec_set(struct spec *s, const char *key, const char *val, size_t vlen, execd_er
 		return fail_msg(err, EINVAL, "spec: value of \"%s\" contains a NUL byte", key);
 	if (strcmp(key, "namespace") == 0)
 		return spec_namespace(val, &s->clone_flags, err);
+	if (strcmp(key, "join") == 0)
+		return spec_join(s, val, err);
 	if (strcmp(key, "tty") == 0)
 		return spec_bool(key, val, &s->tty, err);
 	if (strcmp(key, "stdin") == 0)
@@ -1229,11 +1262,22 @@ restore_signals(const sigset_t *mask, execd_error_t *err)
 	return 0;
 }
 
+/* In the child: enter the joined namespaces (all but pid, which execd entered before clone). */
+static int
+enter_namespaces(const struct spec *s, execd_error_t *err)
+{
+	for (size_t i = 0; i < s->njoins; i++)
+		if (s->joins[i].flag != CLONE_NEWPID && setns(s->joins[i].fd, s->joins[i].flag) < 0)
+			return fail(err, errno, "join namespace %s", s->joins[i].path);
+	return 0;
+}
+
 static int
 setup_container(struct spec *s, const struct stdio_pipes *p, const sigset_t *mask, execd_error_t *err)
 {
 	umask(0);
-	if (restore_signals(mask, err) < 0 || setup_stdio(p, err) < 0 || setup_rootfs(s, err) < 0)
+	if (restore_signals(mask, err) < 0 || setup_stdio(p, err) < 0 || enter_namespaces(s, err) < 0 ||
+	    setup_rootfs(s, err) < 0)
 		return -1;
 	if ((s->clone_flags & CLONE_NEWNET) && bring_up_loopback(err) < 0)
 		return -1;
@@ -1264,9 +1308,27 @@ container_main(struct spec *s, const struct stdio_pipes *p, const sigset_t *mask
 /* ------------------------------------------------------------------------------------------------ */
 /* execd side: starting the container                                                                */
 
+/* Open every namespace to join; the pid namespace is entered by execd itself, since setns(CLONE_NEWPID)
+ * only affects the children created afterwards. */
+static int
+open_joined_namespaces(struct spec *s, execd_error_t *err)
+{
+	for (size_t i = 0; i < s->njoins; i++) {
+		struct ns_join *j = &s->joins[i];
+		j->fd = open(j->path, O_RDONLY | O_CLOEXEC);
+		if (j->fd < 0)
+			return fail(err, errno, "open namespace %s", j->path);
+		if (j->flag == CLONE_NEWPID && setns(j->fd, CLONE_NEWPID) < 0)
+			return fail(err, errno, "join pid namespace %s", j->path);
+	}
+	return 0;
+}
+
 static pid_t
 start_container(struct spec *s, struct stdio_pipes *p, const sigset_t *mask, execd_error_t *err)
 {
+	if (open_joined_namespaces(s, err) < 0)
+		return -1;
 	int report[2];
 	if (pipe2(report, O_CLOEXEC) < 0)
 		return fail(err, errno, "create report pipe");

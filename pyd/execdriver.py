@@ -87,6 +87,8 @@ class ContainerSpec:
     mounts: list[Mount] = field(default_factory=list)
     namespaces: list[str] = field(default_factory=lambda: ["mnt", "pid", "uts", "ipc", "net"])
     readonly_rootfs: bool = False
+    # existing namespaces to enter instead of new ones: {"net": "/run/pyd/netns/ID", "pid": "/proc/N/ns/pid"}
+    join_namespaces: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -164,6 +166,7 @@ def encode_spec(spec: ContainerSpec) -> bytes:
     out += [_kv("arg", a) for a in proc.args]
     out += [_kv("env", e) for e in proc.env]
     out += [_kv("namespace", ns) for ns in spec.namespaces]
+    out += [_kv("join", f"{kind}:{path}") for kind, path in spec.join_namespaces.items()]
     for m in spec.mounts:
         fields = [m.destination, m.type, m.source, ",".join(m.options)]
         out.append(_kv("mount", b"\0".join(os.fsencode(f) for f in fields)))

@@ -463,3 +463,32 @@ def test_unknown_key_and_wrong_version_are_rejected(execd_path):
     assert execdriver.decode_error(frames[0][1]).message == 'spec: unknown key "seccomp"'
     frames = raw_execd(execd_path, execdriver.encode_frame(execdriver.HELLO, struct.pack(">I", 99)))
     assert "protocol version 99 is not supported" in execdriver.decode_error(frames[0][1]).message
+
+
+def test_joining_another_containers_namespaces(harness):
+    """--network/--ipc/--pid container:X: the second container enters the first one's namespaces."""
+    async def main():
+        first = await harness.driver.start(harness.spec(["sleep", "100"]), lambda s, d: None)
+        try:
+            joins = {kind: f"/proc/{first.pid}/ns/{kind}" for kind in ("net", "ipc", "pid")}
+            spec = harness.spec(["sh", "-c", "for n in net ipc; do readlink /proc/self/ns/$n; done; ps -o pid,args"])
+            spec.namespaces = ["mnt", "uts"]
+            spec.join_namespaces = joins
+            status, out = await run_container(harness, spec)
+            return status, out, [os.readlink(p) for p in joins.values()]
+        finally:
+            first.kill(signal.SIGKILL)
+            await first.exit
+
+    status, out, theirs = run(main())
+    assert status.exit_code == 0, out
+    lines = out[1].decode().splitlines()
+    assert lines[:2] == theirs[:2]
+    assert any(line.split()[1:] == ["sleep", "100"] for line in lines[3:])  # the first container's init
+
+
+def test_invalid_join_is_rejected(harness):
+    spec = harness.spec(["true"])
+    spec.join_namespaces = {"mnt": "/proc/1/ns/mnt"}
+    with pytest.raises(ExecError, match="invalid namespace join"):
+        run(harness.driver.start(spec, lambda s, d: None))
