@@ -189,3 +189,14 @@ def human_duration(seconds: float) -> str:
     if h < 24 * 365 * 2:
         return f"{h // (24 * 30)} months"
     return f"{h // (24 * 365)} years"
+
+
+def merge_env(base: list[str], override: list[str]) -> list[str]:
+    """Docker's ReplaceOrAppendEnvValues: later KEY=... replace earlier ones; a bare KEY removes it."""
+    out: dict[str, str | None] = {}
+    for item in base + override:
+        key, eq, _ = item.partition("=")
+        out[key] = item if eq else None
+        if not eq:
+            out.pop(key)
+    return [v for v in out.values() if v is not None]

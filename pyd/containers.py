@@ -16,7 +16,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from pyd import etcfiles
-from pyd.container import DEFAULT_PATH, Container, rfc3339
+from pyd.container import Container, merge_env, rfc3339
 from pyd.errors import BadParameter, Conflict, NotFound, NotModified, ServerError
 from pyd.validate import check_create_body, strslice
 
@@ -148,24 +148,13 @@ class ContainerService:
             raise NotModified("container already started")
         if c.State.Status == "removing":
             raise Conflict(f"cannot start container {c.short_id}: removal in progress")
-        from pyd.execdriver import ContainerSpec, ExecError, Mount, Process
+        from pyd.execdriver import ExecError
+        from pyd.spec import build_spec
 
         graph = self.daemon.graph
         rootfs = await asyncio.to_thread(graph.mount_rw, c.ID)
         try:
-            user = etcfiles.lookup_user(rootfs, c.Config.get("User") or "", c.HostConfig.get("GroupAdd"))
-            spec = ContainerSpec(
-                id=c.ID, rootfs=rootfs, hostname=c.Config["Hostname"],
-                state_dir=os.path.join(self.daemon.cfg.exec_root, c.ID),
-                log_path=None if self._log_driver(c) == "none" else c.log_path,
-                process=Process(args=[c.Path, *c.Args], env=process_env(c, user.home),
-                                cwd=c.Config.get("WorkingDir") or "/", uid=user.uid, gid=user.gid,
-                                groups=user.groups, tty=c.tty, stdin=bool(c.Config.get("OpenStdin"))),
-                mounts=[Mount(destination=f"/etc/{n}", type="bind", source=c.path(n), options=["rbind"])
-                        for n in ("hostname", "hosts", "resolv.conf")],
-                namespaces=namespaces_for(c.HostConfig),
-                readonly_rootfs=bool(c.HostConfig.get("ReadonlyRootfs")),
-            )
+            spec = build_spec(self.daemon, c, rootfs)
             os.makedirs(spec.state_dir, mode=0o700, exist_ok=True)
             execd = await self.driver.start(spec, self._output_sink(c))
         except ExecError as e:
@@ -185,9 +174,6 @@ class ContainerService:
         c.State.set_running(execd.pid)
         c.save()
         self._event(c, "start")
-
-    def _log_driver(self, c: Container) -> str:
-        return (c.HostConfig.get("LogConfig") or {}).get("Type") or self.daemon.cfg.log_driver
 
     def _output_sink(self, c: Container):
         def on_output(stream: int, data: bytes) -> None:
@@ -418,31 +404,9 @@ def merge_image_config(body: dict[str, Any], image_cfg: dict[str, Any]) -> dict[
     return config
 
 
-def merge_env(base: list[str], override: list[str]) -> list[str]:
-    """Docker's ReplaceOrAppendEnvValues: later KEY=... replace earlier ones; a bare KEY removes it."""
-    out: dict[str, str | None] = {}
-    for item in base + override:
-        key, eq, _ = item.partition("=")
-        out[key] = item if eq else None
-        if not eq:
-            out.pop(key)
-    return [v for v in out.values() if v is not None]
-
-
 def entrypoint_and_args(config: dict[str, Any]) -> tuple[str, list[str]]:
     argv = list(config.get("Entrypoint") or []) + list(config.get("Cmd") or [])
     return (argv[0], argv[1:]) if argv else ("", [])
-
-
-def process_env(c: Container, home: str) -> list[str]:
-    """What the process sees: PATH and HOSTNAME defaults (and TERM for a TTY), then the config's Env."""
-    env = [f"PATH={DEFAULT_PATH}", f"HOSTNAME={c.Config['Hostname']}"]
-    if c.tty:
-        env.append("TERM=xterm")
-    env = merge_env(env, c.Config.get("Env") or [])
-    if not any(e.startswith("HOME=") for e in env):
-        env.append(f"HOME={home}")
-    return env
 
 
 def normalize_host_config(hc: dict[str, Any]) -> dict[str, Any]:
@@ -465,10 +429,3 @@ def normalize_host_config(hc: dict[str, Any]) -> dict[str, Any]:
     hc.setdefault("LogConfig", {"Type": "json-file", "Config": {}})
     hc.setdefault("RestartPolicy", {"Name": "no", "MaximumRetryCount": 0})
     return hc
-
-
-def namespaces_for(hc: dict[str, Any]) -> list[str]:
-    ns = ["mnt", "pid", "uts", "ipc"]
-    if hc.get("NetworkMode") != "host":
-        ns.append("net")
-    return ns

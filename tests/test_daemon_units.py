@@ -7,7 +7,8 @@ import os
 import pytest
 
 from pyd import config as daemon_config
-from pyd.containers import entrypoint_and_args, merge_env, merge_image_config, parse_signal
+from pyd.container import merge_env
+from pyd.containers import entrypoint_and_args, merge_image_config, parse_signal
 from pyd.errors import BadParameter
 from pyd.logs import LogReader
 from pyd.rootpath import resolve_in_root

@@ -53,7 +53,7 @@ def register(router: Any, daemon: "Daemon") -> None:
         return result
 
     async def load(req) -> None:
-        quiet = req.arg_bool("quiet")
+        # quiet only changes progress output, which load does not produce
         path = await spool_body(req, tmp_dir)
         try:
             with open(path, "rb") as f:
