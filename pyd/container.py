@@ -92,6 +92,7 @@ class Container:
     subscribers: set = field(default_factory=set)          # attach streams (asyncio.Queue)
     waiters: list = field(default_factory=list)            # (condition, Future) of POST /wait
     wakeup: Any = None                                     # asyncio.Event set on output/exit (logs -f)
+    exit_task: Any = None                                  # the task recording the exit (_on_exit)
 
     # ---- files ----
     @property

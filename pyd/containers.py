@@ -196,6 +196,7 @@ class ContainerService:
     def _track(self, c: Container, execd: Any) -> None:
         c.execd = execd
         task = asyncio.ensure_future(self._watch_exit(c, execd))
+        c.exit_task = task
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
@@ -275,10 +276,9 @@ class ContainerService:
 
     async def _settled(self, c: Container) -> None:
         """Wait until the exit watcher has recorded the exit (state saved, rootfs unmounted)."""
-        for _ in range(500):
-            if not c.State.Running:
-                return
-            await asyncio.sleep(0.01)
+        task = c.exit_task
+        if task is not None and not task.done() and task is not asyncio.current_task():
+            await asyncio.shield(task)
 
     async def wait(self, ref: str, condition: str = "not-running") -> dict[str, Any]:
         if condition not in ("not-running", "next-exit", "removed", ""):
