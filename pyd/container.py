@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pyd.fsutil import atomic_write_json
+from pyd.units import human_duration
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -162,34 +163,6 @@ class Container:
         if not finished:
             return f"Exited ({st.ExitCode})"
         return f"Exited ({st.ExitCode}) {human_duration(now - finished)} ago"
-
-
-def human_duration(seconds: float) -> str:
-    """Go's units.HumanDuration, as `docker ps` uses it."""
-    s = int(seconds)
-    if s < 1:
-        return "Less than a second"
-    if s == 1:
-        return "1 second"
-    if s < 60:
-        return f"{s} seconds"
-    m = s // 60
-    if m == 1:
-        return "About a minute"
-    if m < 60:
-        return f"{m} minutes"
-    h = round(s / 3600)
-    if h == 1:
-        return "About an hour"
-    if h < 48:
-        return f"{h} hours"
-    if h < 24 * 7 * 2:
-        return f"{h // 24} days"
-    if h < 24 * 30 * 2:
-        return f"{h // (24 * 7)} weeks"
-    if h < 24 * 365 * 2:
-        return f"{h // (24 * 30)} months"
-    return f"{h // (24 * 365)} years"
 
 
 def merge_env(base: list[str], override: list[str]) -> list[str]:
