@@ -1,0 +1,269 @@
+"""Security defaults as Docker applies them, through the docker CLI and docker-py: capabilities, seccomp,
+masked and read-only paths, devices, --read-only/--tmpfs/--shm-size, ulimits, sysctls, namespace modes."""
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+DEFAULT_CAPS = "00000000a80425fb"
+
+
+def run(daemon, *args, check=False):
+    return daemon.docker("run", "--rm", "--network", "none", *args, check=check)
+
+
+def cap_line(daemon, busybox, field, *flags):
+    r = run(daemon, *flags, busybox, "grep", f"^{field}:", "/proc/self/status")
+    assert r.returncode == 0, r.stderr
+    return r.stdout.split()[1]
+
+
+def all_caps_mask() -> str:
+    """Every capability of the kernel that this (the daemon's) environment holds."""
+    with open("/proc/self/status") as f:
+        return next(line.split()[1] for line in f if line.startswith("CapBnd:"))
+
+
+# ---------------------------------------------------------------- capabilities
+
+def test_default_caps_for_root(daemon, busybox):
+    r = run(daemon, busybox, "grep", "^Cap", "/proc/self/status")
+    assert r.returncode == 0, r.stderr
+    caps = dict(line.split(":\t") for line in r.stdout.splitlines())
+    assert caps["CapEff"] == DEFAULT_CAPS
+    assert caps["CapPrm"] == DEFAULT_CAPS
+    assert caps["CapBnd"] == DEFAULT_CAPS
+    assert caps["CapInh"] == "0000000000000000"
+    assert caps["CapAmb"] == "0000000000000000"
+
+
+def test_non_root_user_has_no_effective_caps(daemon, busybox):
+    r = run(daemon, "-u", "1000", busybox, "grep", "^Cap", "/proc/self/status")
+    caps = dict(line.split(":\t") for line in r.stdout.splitlines())
+    assert caps["CapEff"] == "0000000000000000"
+    assert caps["CapPrm"] == "0000000000000000"
+    assert caps["CapBnd"] == DEFAULT_CAPS
+
+
+def test_cap_drop_all(daemon, busybox):
+    assert cap_line(daemon, busybox, "CapEff", "--cap-drop", "ALL") == "0000000000000000"
+    assert cap_line(daemon, busybox, "CapBnd", "--cap-drop", "all") == "0000000000000000"
+
+
+def test_cap_add_net_admin_and_drop_chown(daemon, busybox):
+    eff = int(cap_line(daemon, busybox, "CapEff", "--cap-add", "NET_ADMIN", "--cap-drop", "CAP_CHOWN"), 16)
+    assert eff == (0xa80425fb | 1 << 12) & ~1
+
+
+def test_privileged_gets_every_cap(daemon, busybox):
+    assert cap_line(daemon, busybox, "CapEff", "--privileged") == all_caps_mask()
+
+
+def test_unknown_cap_is_refused(daemon, busybox):
+    r = run(daemon, "--cap-add", "NOPE", busybox, "true")
+    assert r.returncode == 125
+    assert 'unknown capability: "CAP_NOPE"' in r.stderr
+
+
+def test_inspect_reflects_security_settings(daemon, busybox):
+    cid = daemon.docker("create", "--cap-add", "NET_ADMIN", "--cap-drop", "MKNOD", "--read-only",
+                        "--security-opt", "no-new-privileges", busybox, "true", check=True).stdout.strip()
+    try:
+        hc = json.loads(daemon.docker("inspect", cid, check=True).stdout)[0]["HostConfig"]
+        assert hc["CapAdd"] in (["NET_ADMIN"], ["CAP_NET_ADMIN"])   # the CLI 28 normalizes the names
+        assert hc["CapDrop"] in (["MKNOD"], ["CAP_MKNOD"])
+        assert hc["ReadonlyRootfs"] is True and hc["Privileged"] is False
+        assert hc["SecurityOpt"] == ["no-new-privileges"]
+        assert "/proc/kcore" in hc["MaskedPaths"] and "/proc/sys" in hc["ReadonlyPaths"]
+        assert hc["ShmSize"] == 64 * 1024 * 1024 and hc["IpcMode"] == "private"
+    finally:
+        daemon.docker("rm", "-f", cid)
+
+
+# ---------------------------------------------------------------- seccomp and friends
+
+def test_default_refuses_mount_unshare_and_friends(daemon, busybox):
+    script = ("mkdir -p /tmp/m; mount -t tmpfs t /tmp/m 2>&1; echo mount=$?; unshare -n true 2>&1; echo unshare=$?; "
+              "echo b > /proc/sysrq-trigger 2>&1; echo sysrq=$?; touch /sys/x 2>&1; echo sys=$?; "
+              "chroot / true 2>&1; echo chroot=$?")
+    r = run(daemon, busybox, "sh", "-c", script)
+    out = r.stdout
+    assert "mount=0" not in out and "Operation not permitted" in out, out
+    assert "unshare=0" not in out
+    assert "sysrq=0" not in out and "sys=0" not in out
+    assert "chroot=0" in out   # CAP_SYS_CHROOT is in Docker's default set
+
+
+def test_privileged_may_mount_and_unshare(daemon, busybox):
+    r = run(daemon, "--privileged", busybox, "sh", "-c",
+            "mkdir -p /tmp/m && mount -t tmpfs t /tmp/m && echo mounted; unshare -n true && echo unshared")
+    assert "mounted" in r.stdout and "unshared" in r.stdout, r.stdout + r.stderr
+
+
+def test_cap_sys_admin_with_seccomp_allows_mount(daemon, busybox):
+    """The profile's CAP_SYS_ADMIN condition: the same filter lets mount(2) through with the cap."""
+    r = run(daemon, "--cap-add", "SYS_ADMIN", busybox, "sh", "-c",
+            "mkdir -p /tmp/m && mount -t tmpfs t /tmp/m && echo mounted")
+    assert "mounted" in r.stdout, r.stderr
+
+
+def test_seccomp_unconfined_changes_the_refusal(daemon, busybox):
+    """Without the filter a missing capability says EPERM from the kernel, not from seccomp: unshare -U
+    (user namespaces need no capability) only works unconfined."""
+    confined = run(daemon, busybox, "unshare", "-U", "true")
+    unconfined = run(daemon, "--security-opt", "seccomp=unconfined", busybox, "unshare", "-U", "true")
+    assert confined.returncode != 0
+    assert unconfined.returncode == 0, unconfined.stderr
+
+
+def test_seccomp_reboot_refused(daemon, busybox):
+    r = run(daemon, busybox, "sh", "-c", "reboot -f; echo rc=$?")
+    # busybox reboot -f calls reboot(2) directly: EPERM from the filter; the container keeps running
+    assert "rc=" in r.stdout
+
+
+def test_custom_seccomp_profile(daemon, busybox, tmp_path):
+    profile = {"defaultAction": "SCMP_ACT_ALLOW",
+               "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13}]}
+    path = tmp_path / "profile.json"
+    path.write_text(json.dumps(profile))
+    r = run(daemon, "--security-opt", f"seccomp={path}", busybox, "sh", "-c", "mkdir /tmp/x 2>&1; echo rc=$?")
+    assert "Permission denied" in r.stdout and "rc=1" in r.stdout, r.stdout + r.stderr
+
+
+def test_no_new_privileges(daemon, busybox):
+    assert "NoNewPrivs:\t0" in run(daemon, busybox, "grep", "NoNewPrivs", "/proc/self/status").stdout
+    r = run(daemon, "--security-opt", "no-new-privileges", busybox, "grep", "NoNewPrivs", "/proc/self/status")
+    assert "NoNewPrivs:\t1" in r.stdout, r.stderr
+
+
+def test_seccomp_mode_is_filter(daemon, busybox):
+    assert "Seccomp:\t2" in run(daemon, busybox, "grep", "^Seccomp:", "/proc/self/status").stdout
+    assert "Seccomp:\t0" in run(daemon, "--privileged", busybox, "grep", "^Seccomp:", "/proc/self/status").stdout
+
+
+# ---------------------------------------------------------------- paths and filesystems
+
+def test_masked_and_readonly_paths(daemon, busybox):
+    """/proc/keys is /dev/null, /proc/acpi an empty tmpfs, /proc/kcore (where the kernel has one) unreadable."""
+    r = run(daemon, busybox, "sh", "-c",
+            "cat /proc/keys | wc -c; ls /proc/acpi | wc -l; head -c 16 /proc/kcore 2>/dev/null | wc -c; "
+            "echo 1 > /proc/sys/vm/drop_caches 2>&1; echo rc=$?")
+    lines = r.stdout.split("\n")
+    assert lines[0].strip() == "0" and lines[1].strip() == "0" and lines[2].strip() == "0", r.stdout
+    assert "Read-only file system" in r.stderr and "rc=1" in r.stdout
+
+
+def test_privileged_has_no_masks(daemon, busybox):
+    r = run(daemon, "--privileged", busybox, "sh", "-c", "grep -c -E ' /proc/(keys|acpi|sys) ' /proc/self/mountinfo")
+    assert r.stdout.strip() == "0"
+    r = run(daemon, busybox, "sh", "-c", "grep -c -E ' /proc/(keys|acpi|sys) ' /proc/self/mountinfo")
+    assert r.stdout.strip() == "3"
+
+
+def test_sys_and_cgroup_read_only(daemon, busybox):
+    r = run(daemon, busybox, "sh", "-c", "grep -E ' /sys(/fs/cgroup)? ' /proc/self/mountinfo")
+    assert r.stdout.count(" ro,") >= 2 or all(" ro" in line for line in r.stdout.splitlines()), r.stdout
+
+
+def test_read_only_rootfs_with_tmpfs(daemon, busybox):
+    r = run(daemon, "--read-only", "--tmpfs", "/run:size=1m", busybox, "sh", "-c",
+            "touch /x 2>&1; echo root=$?; touch /run/ok && echo tmpfs-ok; grep ' /run ' /proc/mounts")
+    assert "Read-only file system" in r.stdout and "root=1" in r.stdout
+    assert "tmpfs-ok" in r.stdout and "size=1024k" in r.stdout and "noexec" in r.stdout
+
+
+def test_shm_size(daemon, busybox):
+    r = run(daemon, "--shm-size", "128m", busybox, "sh", "-c", "grep ' /dev/shm ' /proc/mounts")
+    assert "size=131072k" in r.stdout, r.stdout + r.stderr
+
+
+def test_dev_has_standard_nodes_only(daemon, busybox):
+    r = run(daemon, busybox, "ls", "/dev")
+    names = set(r.stdout.split())
+    assert {"null", "zero", "full", "random", "urandom", "tty", "pts", "shm"} <= names
+    assert not any(n.startswith(("sd", "nvme", "vd", "loop", "mem", "kmsg")) for n in names), names
+
+
+def test_device_flag_adds_node_and_cgroup_rule(daemon, busybox):
+    r = run(daemon, "--device", "/dev/loop-control:/dev/lc", busybox, "ls", "-l", "/dev/lc")
+    assert r.returncode == 0 and r.stdout.startswith("c"), r.stderr
+    # without --device even a created node is refused by the device cgroup
+    r = run(daemon, busybox, "sh", "-c", "mknod /dev/lc c 10 237 && cat /dev/lc 2>&1; echo rc=$?")
+    assert "Operation not permitted" in r.stdout
+
+
+def test_raw_block_device_refused(daemon, busybox):
+    r = run(daemon, busybox, "sh", "-c", "mknod /tmp/sda b 8 0 && head -c1 /tmp/sda 2>&1; echo rc=$?")
+    assert "Operation not permitted" in r.stdout
+
+
+# ---------------------------------------------------------------- limits, sysctls, namespaces
+
+def test_ulimit_nofile(daemon, busybox):
+    r = run(daemon, "--ulimit", "nofile=1024:2048", busybox, "sh", "-c", "ulimit -n; ulimit -Hn")
+    assert r.stdout.split() == ["1024", "2048"], r.stderr
+
+
+def test_sysctl_in_own_netns(daemon, busybox):
+    r = daemon.docker("run", "--rm", "--sysctl", "net.ipv4.ip_forward=1", busybox,
+                      "cat", "/proc/sys/net/ipv4/ip_forward")
+    assert r.stdout.strip() == "1", r.stderr
+
+
+def test_host_sysctl_refused(daemon, busybox):
+    r = run(daemon, "--sysctl", "kernel.domainname=x", busybox, "true")
+    assert r.returncode == 125
+    assert "sysctl 'kernel.domainname=x' is not" in r.stderr   # the CLI's own check ("allowed"/"whitelisted")
+    r = daemon.docker("run", "--rm", "--network", "host", "--sysctl", "net.ipv4.ip_forward=1", busybox, "true")
+    assert r.returncode != 0
+    assert 'sysctl "net.ipv4.ip_forward" is not allowed in the hosts network namespace' in r.stderr
+
+
+def test_sysctl_refused_through_api(daemon, busybox):
+    import docker
+    with pytest.raises(docker.errors.APIError) as e:
+        daemon.api.containers.run(busybox, "true", remove=True, network_mode="none",
+                                  sysctls={"kernel.panic": "1"})
+    assert 'sysctl "kernel.panic" is not in a separate kernel namespace' in str(e.value)
+
+
+def test_pid_container_sees_other_processes(daemon, busybox):
+    cid = daemon.docker("run", "-d", "--network", "none", busybox, "sleep", "300", check=True).stdout.strip()
+    try:
+        r = run(daemon, "--pid", f"container:{cid}", busybox, "ps")
+        assert "sleep 300" in r.stdout, r.stdout + r.stderr
+        r = run(daemon, "--ipc", f"container:{cid}", busybox, "true")
+        assert r.returncode == 0, r.stderr
+    finally:
+        daemon.docker("rm", "-f", cid)
+
+
+def test_pid_container_not_running(daemon, busybox):
+    cid = daemon.docker("create", busybox, "true", check=True).stdout.strip()
+    try:
+        r = run(daemon, "--pid", f"container:{cid}", busybox, "true")
+        assert r.returncode != 0 and "cannot join PID of a non running container" in r.stderr
+    finally:
+        daemon.docker("rm", "-f", cid)
+
+
+def test_uts_host(daemon, busybox):
+    import socket
+    r = run(daemon, "--uts", "host", busybox, "hostname")
+    assert r.stdout.strip() == socket.gethostname()
+
+
+def test_group_add(daemon, busybox):
+    r = run(daemon, "-u", "1000", "--group-add", "123", busybox, "id", "-G")
+    assert "123" in r.stdout.split(), r.stdout + r.stderr
+
+
+def test_docker_py_cap_and_ulimits(daemon, busybox):
+    import docker
+    out = daemon.api.containers.run(busybox, ["sh", "-c", "grep CapEff /proc/self/status; ulimit -n"],
+                                    remove=True, network_mode="none", cap_drop=["ALL"],
+                                    ulimits=[docker.types.Ulimit(name="nofile", soft=100, hard=200)])
+    assert out == b"CapEff:\t0000000000000000\n100\n"
