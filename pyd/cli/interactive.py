@@ -1,0 +1,212 @@
+"""Interactive commands: exec and attach (docker's flows, over a hijacked connection)."""
+from __future__ import annotations
+
+import os
+
+TYPE_CHECKING = False     # typing costs milliseconds at every start
+if TYPE_CHECKING:
+    from typing import Any
+
+from pyd.cli import tty
+from pyd.cli.common import PROG, Cli, StatusError
+from pyd.cli.flags import BOOL, LIST, STRING, Flag, Options, Spec
+
+
+def _validate_env(raw: str) -> str:
+    from pyd.cli.container import _validate_env as validate
+    return validate(raw)
+
+
+SPECS: dict[str, Spec] = {
+    "exec": Spec("[OPTIONS] CONTAINER COMMAND [ARG...]", "Execute a command in a running container", [
+        Flag("detach", "d", BOOL, help="Detached mode: run command in the background"),
+        Flag("detach-keys", "", STRING, help="Override the key sequence for detaching a container"),
+        Flag("env", "e", LIST, help="Set environment variables", validate=_validate_env),
+        Flag("env-file", "", LIST, help="Read in a file of environment variables"),
+        Flag("interactive", "i", BOOL, help="Keep STDIN open even if not attached"),
+        Flag("privileged", "", BOOL, help="Give extended privileges to the command"),
+        Flag("tty", "t", BOOL, help="Allocate a pseudo-TTY"),
+        Flag("user", "u", STRING, help="Username or UID (format: \"<name|uid>[:<group|gid>]\")"),
+        Flag("workdir", "w", STRING, help="Working directory inside the container"),
+    ], min_args=2, interspersed=False, aliases=(f"{PROG} container exec", f"{PROG} exec")),
+    "attach": Spec("[OPTIONS] CONTAINER", "Attach local standard input, output, and error streams to a running "
+                   "container", [
+        Flag("detach-keys", "", STRING, help="Override the key sequence for detaching a container"),
+        Flag("no-stdin", "", BOOL, help="Do not attach STDIN"),
+        Flag("sig-proxy", "", BOOL, True, help="Proxy all received signals to the process"),
+    ], min_args=1, max_args=1, aliases=(f"{PROG} container attach", f"{PROG} attach")),
+}
+
+
+def _detach_keys(opts: Options) -> bytes:
+    try:
+        return tty.parse_detach_keys(opts.detach_keys or tty.DEFAULT_DETACH_KEYS)
+    except ValueError as exc:
+        raise StatusError(1, str(exc)) from None
+
+
+# ---------------------------------------------------------------- exec
+
+
+def cmd_exec(cli: Cli, opts: Options, args: list[str]) -> int:
+    from pyd.cli.container import read_env_file
+    name, cmd = args[0], args[1:]
+    keys = _detach_keys(opts)
+    if opts.tty and opts.interactive and not opts.detach and not tty.isatty(cli.stdin):
+        raise StatusError(1, "the input device is not a TTY")
+    try:
+        env = [line for path in opts.env_file for line in read_env_file(path)] + list(opts.env)
+    except ValueError as exc:
+        raise StatusError(125, str(exc)) from None
+    config: dict[str, Any] = {
+        "User": opts.user or "", "Privileged": opts.privileged, "Tty": opts.tty,
+        "AttachStdin": opts.interactive and not opts.detach, "AttachStdout": not opts.detach,
+        "AttachStderr": not opts.detach, "DetachKeys": opts.detach_keys or "", "Env": env,
+        "WorkingDir": opts.workdir or "", "Cmd": cmd,
+    }
+    size = tty.terminal_size(cli.stdout) if opts.tty else None
+    if size:
+        config["ConsoleSize"] = list(size)
+    exec_id = cli.client().request("POST", f"/containers/{name}/exec", body=config).json()["Id"]
+    if opts.detach:
+        cli.client().request("POST", f"/exec/{exec_id}/start", body={"Detach": True, "Tty": opts.tty})
+        return 0
+    start = {"Detach": False, "Tty": opts.tty}
+    if size:
+        start["ConsoleSize"] = list(size)
+    conn = cli.new_client().hijack("POST", f"/exec/{exec_id}/start", body=start)
+    session = Session(cli, conn, tty_mode=opts.tty, stdin=config["AttachStdin"], detach_keys=keys)
+    session.run(resize=lambda h, w: cli.new_client().request(
+        "POST", f"/exec/{exec_id}/resize", query={"h": str(h), "w": str(w)}))
+    if session.detached:
+        raise StatusError(1, tty.ESCAPE_MESSAGE)
+    code = int(cli.client().request("GET", f"/exec/{exec_id}/json").json().get("ExitCode") or 0)
+    if code:
+        raise StatusError(code)
+    return 0
+
+
+# ---------------------------------------------------------------- attach
+
+
+def cmd_attach(cli: Cli, opts: Options, args: list[str]) -> int:
+    name = args[0]
+    keys = _detach_keys(opts)
+    info = cli.client().request("GET", f"/containers/{name}/json").json()
+    state, config = info.get("State") or {}, info.get("Config") or {}
+    if not state.get("Running"):
+        raise StatusError(1, "You cannot attach to a stopped container, start it first")
+    if state.get("Paused"):
+        raise StatusError(1, "You cannot attach to a paused container, unpause it first")
+    is_tty = bool(config.get("Tty"))
+    stdin = bool(config.get("OpenStdin")) and not opts.no_stdin
+    if is_tty and stdin and not tty.isatty(cli.stdin):
+        raise StatusError(1, "the input device is not a TTY")
+    cid = info.get("Id", name)
+    query = {"stream": "1", "stdout": "1", "stderr": "1"}
+    if stdin:
+        query["stdin"] = "1"
+    if opts.detach_keys:
+        query["detachKeys"] = opts.detach_keys
+    wait_resp = cli.new_client().request("POST", f"/containers/{cid}/wait")
+    conn = cli.new_client().hijack("POST", f"/containers/{cid}/attach", query=query)
+    restore = _proxy_signals(cli, cid) if opts.sig_proxy and not is_tty else None
+    session = Session(cli, conn, tty_mode=is_tty, stdin=stdin, detach_keys=keys)
+    try:
+        session.run(resize=lambda h, w: cli.new_client().request(
+            "POST", f"/containers/{cid}/resize", query={"h": str(h), "w": str(w)}))
+    finally:
+        if restore:
+            restore()
+    if session.detached:
+        raise StatusError(1, tty.ESCAPE_MESSAGE)
+    try:
+        code = int((wait_resp.json() or {}).get("StatusCode", 0))
+    except Exception:        # the daemon went away while we waited
+        return 0
+    if code:
+        raise StatusError(code)
+    return 0
+
+
+def _proxy_signals(cli: Cli, cid: str):
+    from pyd.cli.container import AttachSession
+    return AttachSession(cli, cid, False, False, True, True)._proxy_signals()
+
+
+# ---------------------------------------------------------------- the hijacked session
+
+
+class Session:
+    """Copy our stdin to the connection and the connection to stdout/stderr (stdcopy frames unless tty) until
+    the daemon closes it or the detach keys are typed. With a tty on a terminal: raw mode and size updates."""
+
+    def __init__(self, cli: Cli, conn: Any, tty_mode: bool, stdin: bool, detach_keys: bytes) -> None:
+        self.cli, self.conn, self.tty, self.stdin = cli, conn, tty_mode, stdin
+        self.keys = detach_keys
+        self.detached = False
+        self.error: BaseException | None = None
+
+    def run(self, resize) -> None:
+        import threading
+        raw_on = self.cli.stdin if self.tty and self.stdin else None
+        forwarder = None
+        try:
+            with tty.RawTerminal(raw_on):
+                if self.tty and tty.isatty(self.cli.stdout):
+                    forwarder = tty.SizeForwarder(self.cli.stdout, resize).start()
+                if self.stdin:
+                    threading.Thread(target=self._copy_stdin, name="stdin", daemon=True).start()
+                reader = threading.Thread(target=self._copy_output, name="output", daemon=True)
+                reader.start()
+                while reader.is_alive():
+                    reader.join(0.5)      # short joins keep the main thread responsive to signals
+        finally:
+            if forwarder:
+                forwarder.stop()
+            try:
+                self.conn.close()
+            except OSError:
+                pass
+        if self.error is not None and not self.detached:
+            raise self.error
+
+    def _copy_stdin(self) -> None:
+        fd = self.cli.stdin.fileno()
+        scanner = tty.DetachScanner(self.keys) if self.tty else None
+        try:
+            while True:
+                data = os.read(fd, 32768)
+                if not data:
+                    break
+                if scanner is not None:
+                    data, detached = scanner.feed(data)
+                    if data:
+                        self.conn.sendall(data)
+                    if detached:
+                        self.detached = True
+                        import socket
+                        self.conn.sock.shutdown(socket.SHUT_RDWR)     # ends the output copy
+                        return
+                    continue
+                self.conn.sendall(data)
+            self.conn.shutdown_write()
+        except OSError:
+            pass
+
+    def _copy_output(self) -> None:
+        from pyd import proto
+        demux = None if self.tty else proto.StdcopyDemuxer()
+        try:
+            while True:
+                data = self.conn.recv(65536)
+                if not data:
+                    return
+                if demux is None:
+                    self.cli.out_bytes(data)
+                    continue
+                for stream, chunk in demux.feed(data):
+                    (self.cli.err_bytes if stream == 2 else self.cli.out_bytes)(chunk)
+        except OSError as exc:
+            if not isinstance(exc, BrokenPipeError):
+                self.error = exc
