@@ -605,3 +605,101 @@ def _entry(path: str, rel: str, st: os.stat_result, inodes: dict[tuple[int, int]
             remaining -= len(data)
             yield data
     yield tar_padding(st.st_size)
+
+
+# ---------------------------------------------------------------------------------------------------
+# a container's changes as a layer tar (the builder's commit; issue 8)
+
+# Mount points execd makes in a container's root (dockerd keeps them in its "-init" layer): never committed.
+COMMIT_SKIP = frozenset({"proc", "sys", "dev", ".dockerenv", "etc/hosts", "etc/hostname", "etc/resolv.conf",
+                         "etc/mtab"})
+
+
+def write_diff_tar(top: str, lowers: list[str], overlay: bool) -> Iterator[bytes]:
+    """A layer tar of what `top` changes over `lowers` (topmost first).
+
+    overlay: `top` is an overlay upper dir (whiteouts are 0/0 char devices, opaque dirs carry the xattr);
+    otherwise `top` is a full tree (vfs) and deletions are found by comparing with lowers[0]. Directories
+    that only exist because something below them changed are written only when something below is."""
+    inodes: dict[tuple[int, int], str] = {}
+
+    def lower_stat(rel: str) -> os.stat_result | None:
+        for lower in lowers:
+            try:
+                return os.lstat(os.path.join(lower, rel))
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+        return None
+
+    def changed(rel: str, st: os.stat_result, old: os.stat_result | None) -> bool:
+        if old is None or stat.S_IFMT(old.st_mode) != stat.S_IFMT(st.st_mode):
+            return True
+        if (old.st_mode, old.st_uid, old.st_gid) != (st.st_mode, st.st_uid, st.st_gid):
+            return True
+        if stat.S_ISDIR(st.st_mode):
+            return False
+        if overlay:
+            return True   # in an upper dir only because it was copied up or written
+        if stat.S_ISLNK(st.st_mode):
+            return os.readlink(os.path.join(top, rel)) != os.readlink(os.path.join(lowers[0], rel))
+        return (old.st_size, old.st_mtime_ns) != (st.st_size, st.st_mtime_ns)
+
+    def whiteout(rel: str, st: os.stat_result) -> bytes:
+        parent, base = posixpath.split(rel)
+        info = _info_for(posixpath.join(parent, WHITEOUT_PREFIX + base), st, tarfile.REGTYPE)
+        info.mode, info.size = 0o600, 0
+        return tar_header(info)
+
+    def visit(rel: str, pending: list[bytes]) -> Iterator[bytes]:
+        here = os.path.join(top, rel) if rel else top
+        names = sorted(os.listdir(here))
+        if not overlay and lowers:
+            old_dir = os.path.join(lowers[0], rel) if rel else lowers[0]
+            gone = sorted(set(os.listdir(old_dir)) - set(names)) if os.path.isdir(old_dir) else []
+            for name in gone:
+                child = posixpath.join(rel, name) if rel else name
+                if child in COMMIT_SKIP:
+                    continue
+                yield from pending
+                pending.clear()
+                yield whiteout(child, os.lstat(here))
+        for name in names:
+            child = posixpath.join(rel, name) if rel else name
+            if child in COMMIT_SKIP:
+                continue
+            path = os.path.join(top, child)
+            st = os.lstat(path)
+            if overlay and stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
+                yield from pending
+                pending.clear()
+                yield whiteout(child, st)
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                header = b"".join(_entry(path, child, st, inodes))
+                opaque = overlay and _is_opaque(path)
+                if opaque:
+                    info = _info_for(posixpath.join(child, WHITEOUT_OPAQUE), st, tarfile.REGTYPE)
+                    info.mode, info.size = 0o600, 0
+                    header += tar_header(info)
+                if opaque or changed(child, st, lower_stat(child)):
+                    yield from pending
+                    pending.clear()
+                    yield header
+                    yield from visit(child, [])
+                else:
+                    mine = pending + [header]
+                    yield from visit(child, mine)
+                    if len(mine) < len(pending) + 1:   # something below was written: so were we
+                        pending.clear()
+                continue
+            if not changed(child, st, lower_stat(child)):
+                continue
+            yield from pending
+            pending.clear()
+            yield from _entry(path, child, st, inodes)
+
+    yield from visit("", [])
+    yield TAR_END
+
+
+EMPTY_TAR_DIFF_ID = "sha256:" + hashlib.sha256(TAR_END).hexdigest()

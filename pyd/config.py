@@ -35,6 +35,18 @@ class DaemonConfig:
     log_driver: str = "json-file"
     log_opts: dict[str, str] = field(default_factory=dict)
     execd: str = ""
+    exec_opts: list[str] = field(default_factory=list)   # native.cgroupdriver=cgroupfs
+    cgroup_parent: str = ""                              # containers' cgroups go under it (default "pyd")
+    insecure_registries: list[str] = field(default_factory=list)
+    max_concurrent_downloads: int = 3
+    max_concurrent_uploads: int = 5
+    registry_certs_dirs: list[str] = field(default_factory=list)   # default: /etc/pyd/certs.d, /etc/docker/certs.d
+    bridge: str = "pyd0"                  # networking (network.py)
+    bip: str = ""
+    default_address_pools: list = field(default_factory=list)
+    mtu: int = 1500
+    ip_forward: bool = True
+    iptables: bool = True
 
 
 # flag dest -> (daemon.json key, type)
@@ -45,6 +57,12 @@ _FILE_KEYS: dict[str, tuple[str, type]] = {
     "tlscacert": ("tlscacert", str), "tlscert": ("tlscert", str), "tlskey": ("tlskey", str),
     "shutdown_timeout": ("shutdown-timeout", int), "live_restore": ("live-restore", bool),
     "log_driver": ("log-driver", str), "log_opts": ("log-opts", dict),
+    "exec_opts": ("exec-opts", list), "cgroup_parent": ("cgroup-parent", str),
+    "insecure_registries": ("insecure-registries", list),
+    "max_concurrent_downloads": ("max-concurrent-downloads", int),
+    "max_concurrent_uploads": ("max-concurrent-uploads", int),
+    "bridge": ("bridge", str), "bip": ("bip", str), "default_address_pools": ("default-address-pools", list),
+    "mtu": ("mtu", int), "ip_forward": ("ip-forward", bool), "iptables": ("iptables", bool),
 }
 
 
@@ -77,6 +95,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-driver", help='Default driver for container logs (default "json-file")')
     p.add_argument("--log-opt", dest="log_opts", action="append", help="Default log driver options")
     p.add_argument("--execd", help=argparse.SUPPRESS)
+    p.add_argument("--exec-opt", dest="exec_opts", action="append", help="Runtime execution options")
+    p.add_argument("--cgroup-parent", help="Set parent cgroup for all containers")
+    p.add_argument("--insecure-registry", dest="insecure_registries", action="append",
+                   help="Enable insecure registry communication")
+    p.add_argument("--max-concurrent-downloads", type=int, help="Set the max concurrent downloads (default 3)")
+    p.add_argument("--max-concurrent-uploads", type=int, help="Set the max concurrent uploads (default 5)")
+    p.add_argument("--registry-certs-dir", dest="registry_certs_dirs", action="append", help=argparse.SUPPRESS)
+    p.add_argument("-b", "--bridge", help='Attach containers to a network bridge (default "pyd0")')
+    p.add_argument("--bip", help="Specify network bridge IP")
+    p.add_argument("--default-address-pool", dest="default_address_pools", action="append",
+                   help="Default address pools for node specific local networks (base=CIDR,size=N)")
+    p.add_argument("--mtu", type=int, help="Set the containers network MTU (default 1500)")
+    p.add_argument("--ip-forward", nargs="?", const=True, type=_bool_flag, help="Enable net.ipv4.ip_forward")
+    p.add_argument("--iptables", nargs="?", const=True, type=_bool_flag, help="Enable addition of iptables rules")
     return p
 
 

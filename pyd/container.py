@@ -53,9 +53,13 @@ class State:
     Error: str = ""
     StartedAt: str = ZERO_TIME
     FinishedAt: str = ZERO_TIME
+    Health: dict[str, Any] | None = None   # {Status, FailingStreak, Log} when a healthcheck is configured
 
     def to_json(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        out = dict(self.__dict__)
+        if out["Health"] is None:   # dockerd omits it for containers without a healthcheck
+            del out["Health"]
+        return out
 
     def set_running(self, pid: int) -> None:
         self.Status, self.Running, self.Pid = "running", True, pid
@@ -87,7 +91,9 @@ class Container:
     State: State = field(default_factory=State)
     Driver: str = ""
     RestartCount: int = 0
+    HasBeenManuallyStopped: bool = False   # docker stop: restart policies wait for the next start
     NetworkSettings: dict[str, Any] = field(default_factory=dict)
+    MountPoints: dict[str, Any] = field(default_factory=dict)   # destination -> mount (pyd/mounts.py)
     # Not persisted: the live handle on execd and the attach subscribers.
     execd: Any = None                                      # execdriver.Execd while running
     subscribers: set = field(default_factory=set)          # attach streams (asyncio.Queue)
@@ -113,7 +119,8 @@ class Container:
             "ID": self.ID, "Name": self.Name, "Image": self.Image, "Config": self.Config,
             "Created": self.Created, "Path": self.Path, "Args": self.Args, "State": self.State.to_json(),
             "Driver": self.Driver, "RestartCount": self.RestartCount,
-            "NetworkSettings": self.NetworkSettings,
+            "HasBeenManuallyStopped": self.HasBeenManuallyStopped, "NetworkSettings": self.NetworkSettings,
+            "MountPoints": self.MountPoints,
         }
 
     @classmethod
@@ -127,7 +134,9 @@ class Container:
             ID=data["ID"], Name=data["Name"], Image=data["Image"], Config=data["Config"],
             HostConfig=host_config, root=root, Created=data["Created"], Path=data.get("Path", ""),
             Args=data.get("Args", []), State=state, Driver=data.get("Driver", ""),
-            RestartCount=data.get("RestartCount", 0), NetworkSettings=data.get("NetworkSettings", {}),
+            RestartCount=data.get("RestartCount", 0),
+            HasBeenManuallyStopped=bool(data.get("HasBeenManuallyStopped")), NetworkSettings=data.get("NetworkSettings", {}),
+            MountPoints=data.get("MountPoints") or {},
         )
 
     # ---- derived views ----
@@ -150,9 +159,16 @@ class Container:
         """The STATUS column of `docker ps`."""
         now = time.time() if now is None else now
         st = self.State
+        if st.Restarting:
+            return f"Restarting ({st.ExitCode}) {human_duration(now - parse_rfc3339(st.FinishedAt))} ago"
         if st.Running:
             text = "Up " + human_duration(now - parse_rfc3339(st.StartedAt))
-            return text + " (Paused)" if st.Paused else text
+            if st.Paused:
+                return text + " (Paused)"
+            health = (st.Health or {}).get("Status")
+            if health == "starting":
+                return text + " (health: starting)"
+            return text + f" ({health})" if health in ("healthy", "unhealthy") else text
         if st.Status == "created":
             return "Created"
         if st.Status == "removing":

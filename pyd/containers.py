@@ -15,7 +15,7 @@ import signal as signal_mod
 import time
 from typing import TYPE_CHECKING, Any
 
-from pyd import etcfiles
+from pyd import etcfiles, mounts
 from pyd.container import Container, merge_env, rfc3339
 from pyd.errors import BadParameter, Conflict, NotFound, NotModified, ServerError
 from pyd.validate import check_create_body, strslice
@@ -55,6 +55,12 @@ class ContainerService:
         self.by_id: dict[str, Container] = {}
         self.names: dict[str, str] = {}          # "/name" -> id
         self.tasks: set[asyncio.Task] = set()    # exit watchers, kept referenced
+        from pyd.execs import ExecService
+        self.execs = ExecService(self)           # docker exec instances (in memory, as in Docker)
+        from pyd.health import HealthMonitor
+        from pyd.restart import RestartManager
+        self.restarts = RestartManager(self)     # restart policies and their back-off
+        self.health = HealthMonitor(self)        # healthcheck probes
 
     # ------------------------------------------------------------ lookup
     def all(self) -> list[Container]:
@@ -116,10 +122,13 @@ class ContainerService:
         root = os.path.join(self.root, cid)
         c = Container(ID=cid, Name=full, Image=image.id, Config=config, HostConfig=host_config, root=root,
                       Path=path, Args=args, Driver=self.daemon.graph.driver_name)
+        self.daemon.networks.configure_container(c, body.get("NetworkingConfig"))
+        mounts.check(self.daemon, c)             # bad -v/--mount/--tmpfs: 400 before anything is made
         self.names[full] = cid   # reserve before the first await
         try:
             os.makedirs(root, mode=0o710)
             await asyncio.to_thread(self.daemon.graph.create_rw, cid, image.id)
+            c.MountPoints = await asyncio.to_thread(mounts.resolve, self.daemon, c)
             self._write_etc_files(c)
             c.save()
         except BaseException:
@@ -142,9 +151,10 @@ class ContainerService:
                                    options=hc.get("DnsOptions"))
 
     # ------------------------------------------------------------ start
-    async def start(self, ref: str) -> None:
+    async def start(self, ref: str, manual: bool = True) -> None:
+        """manual: a user's start (resets the restart policy's count); False for the policy's own restarts."""
         c = self.get(ref)
-        if c.State.Running:
+        if c.State.Running and not (c.State.Restarting and not manual):
             raise NotModified("container already started")
         if c.State.Status == "removing":
             raise Conflict(f"cannot start container {c.short_id}: removal in progress")
@@ -154,23 +164,36 @@ class ContainerService:
         graph = self.daemon.graph
         rootfs = await asyncio.to_thread(graph.mount_rw, c.ID)
         try:
+            await self.daemon.networks.setup(c)      # sandbox, addresses, DNS, ports: before execd joins it
+            await asyncio.to_thread(mounts.activate, self.daemon, c)   # option volumes (tmpfs...) mounted
             spec = build_spec(self.daemon, c, rootfs)
             os.makedirs(spec.state_dir, mode=0o700, exist_ok=True)
+            await asyncio.to_thread(self.daemon.cgroups.create, c.ID, c.HostConfig)   # execd joins it
             execd = await self.driver.start(spec, self._output_sink(c))
         except ExecError as e:
+            self.daemon.networks.release(c)
+            mounts.deactivate(self.daemon, c)
             await asyncio.to_thread(graph.unmount_rw, c.ID)
+            await asyncio.to_thread(self.daemon.cgroups.remove, c.ID, c.HostConfig)
             c.State.set_stopped(e.exit_code, error=e.message)
             c.save()
             self._event(c, "die", exitCode=str(e.exit_code))
             if c.HostConfig.get("AutoRemove"):  # `run --rm` waits for the removal, as dockerd does it
-                await self.remove(c.ID, force=True)
+                await self.remove(c.ID, force=True, volumes=True)   # --rm takes anonymous volumes too
             status = 400 if e.exit_code in (126, 127) else 500
             raise (BadParameter if status == 400 else ServerError)(
                 f"failed to create task for container: failed to start container process: {e.message}: unknown")
-        except BaseException:
+        except BaseException as e:
+            self.daemon.networks.release(c)
+            mounts.deactivate(self.daemon, c)
             await asyncio.to_thread(graph.unmount_rw, c.ID)
+            await asyncio.to_thread(self.daemon.cgroups.remove, c.ID, c.HostConfig)
+            if isinstance(e, Exception) and c.HostConfig.get("AutoRemove"):   # dockerd removes --rm ones too
+                await self.remove(c.ID, force=True)
             raise
         self._track(c, execd)
+        if manual:
+            self.restarts.on_manual_start(c)
         c.State.set_running(execd.pid)
         c.save()
         self._event(c, "start")
@@ -195,6 +218,7 @@ class ContainerService:
 
     def _track(self, c: Container, execd: Any) -> None:
         c.execd = execd
+        self.health.start(c)
         task = asyncio.ensure_future(self._watch_exit(c, execd))
         c.exit_task = task
         self.tasks.add(task)
@@ -206,8 +230,12 @@ class ContainerService:
 
     async def _on_exit(self, c: Container, status: "ExitStatus") -> None:
         c.execd = None
+        self.health.stop(c)
+        oom = await asyncio.to_thread(self.daemon.cgroups.finish, c.ID, c.HostConfig)   # OOM count, then rmdir
         c.State.set_stopped(status.exit_code, finished_at=rfc3339(status.finished_at),
-                            oom_killed=status.oom_killed)
+                            oom_killed=status.oom_killed or oom)
+        self.daemon.networks.release(c)          # the veths die with the namespace, off this path
+        mounts.deactivate(self.daemon, c)
         try:
             await asyncio.to_thread(self.daemon.graph.unmount_rw, c.ID)
         except OSError as e:
@@ -216,13 +244,14 @@ class ContainerService:
         if c.ID in self.by_id:
             c.save()
         self._event(c, "die", exitCode=str(status.exit_code))
+        restarting = self.restarts.on_exit(c, status)
         for queue in c.subscribers:
             queue.put_nowait(None)
         self._wake(c)
-        self._resolve_waiters(c, ("not-running", "next-exit"))
-        if c.HostConfig.get("AutoRemove") and not self.daemon.shutting_down and c.ID in self.by_id:
+        self._resolve_waiters(c, ("next-exit",) if restarting else ("not-running", "next-exit"))
+        if not restarting and c.HostConfig.get("AutoRemove") and not self.daemon.shutting_down and c.ID in self.by_id:
             try:
-                await self.remove(c.ID, force=True)
+                await self.remove(c.ID, force=True, volumes=True)   # --rm takes anonymous volumes too
             except Exception:  # a failed auto-remove must not kill the watcher; it is logged
                 log.exception("auto-remove of %s failed", c.short_id)
 
@@ -240,15 +269,28 @@ class ContainerService:
     async def kill(self, ref: str, sig: str | int | None = None) -> None:
         c = self.get(ref)
         signum = parse_signal(sig)
+        if c.State.Restarting:
+            raise Conflict(f"Cannot kill container: {ref}: Container {c.ID} is restarting, "
+                           "wait until the container is running")
         if not c.State.Running or c.execd is None:
             raise Conflict(f"Cannot kill container: {ref}: Container {c.ID} is not running")
+        if signum == parse_signal(c.Config.get("StopSignal"), default=signal_mod.SIGTERM):
+            self.restarts.on_manual_stop(c)   # dockerd: a kill with the stop signal is a stop
         c.execd.kill(signum)
         self._event(c, "kill", signal=str(signum))
 
     async def stop(self, ref: str, timeout: int | None = None, sig: str | None = None) -> None:
         c = self.get(ref)
+        if c.State.Restarting and self.restarts.cancel(c):
+            c.HasBeenManuallyStopped = True
+            c.save()
+            self._resolve_waiters(c, ("not-running",))
+            self._event(c, "stop")
+            return
+        await self.restarts.settle(c)
         if not c.State.Running or c.execd is None:
             raise NotModified("container already stopped")
+        self.restarts.on_manual_stop(c)
         await self._stop(c, timeout, sig)
 
     async def _stop(self, c: Container, timeout: int | None, sig: str | None) -> None:
@@ -296,10 +338,15 @@ class ContainerService:
         c = self.get(ref)
         if c.State.Status == "removing":
             raise Conflict(f"removal of container {c.short_id} is already in progress")
-        if c.State.Running:
-            if not force:
-                raise Conflict(f'cannot remove container "{c.Name}": container is running: stop the container '
-                               "before removing or force remove")
+        if c.State.Restarting and not force:
+            raise Conflict(f'cannot remove container "{c.Name}": container is restarting: stop the container '
+                           "before removing or force remove")
+        if c.State.Running and c.execd is not None and not force:
+            raise Conflict(f'cannot remove container "{c.Name}": container is running: stop the container '
+                           "before removing or force remove")
+        self.restarts.forget(c)
+        await self.restarts.settle(c)
+        if c.State.Running and c.execd is not None:
             c.execd.kill(signal_mod.SIGKILL)
             self._event(c, "kill", signal=str(int(signal_mod.SIGKILL)))
             await asyncio.shield(c.execd.exit) if c.execd else None
@@ -319,14 +366,99 @@ class ContainerService:
         self.by_id.pop(c.ID, None)
         self.names.pop(c.Name, None)
         self._event(c, "destroy")
+        if volumes:
+            await asyncio.to_thread(mounts.remove_anonymous, self.daemon, c)
         for queue in c.subscribers:
             queue.put_nowait(None)
         self._resolve_waiters(c, ("not-running", "next-exit", "removed"))
 
+    # ------------------------------------------------------------ update (docker update)
+    async def update(self, ref: str, body: Any) -> dict[str, Any]:
+        from pyd.cgroups import update_container
+        c = self.get(ref)
+        if isinstance(body, dict) and body.get("RestartPolicy"):
+            from pyd.restart import checked_update
+            body["RestartPolicy"] = checked_update(c, body["RestartPolicy"])   # 400 before anything changes
+        warnings = await asyncio.to_thread(update_container, self.daemon.cgroups, c, body)
+        c.save()
+        self._event(c, "update")
+        return {"Warnings": warnings}
+
+    # ------------------------------------------------------------ rename / prune
+    async def rename(self, ref: str, new_name: str) -> None:
+        c = self.get(ref)
+        if not new_name:
+            raise BadParameter("Neither old nor new names may be empty")
+        if not NAME_RE.match(new_name):
+            raise BadParameter(f"Invalid container name ({new_name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+        full = "/" + new_name.lstrip("/")
+        if full == c.Name:
+            raise BadParameter("Renaming a container with the same name as its current name")
+        if full in self.names:
+            raise Conflict(f'Conflict. The container name "{full}" is already in use by container '
+                           f'"{self.names[full]}". You have to remove (or rename) that container to be '
+                           "able to reuse that name.")
+        old = c.Name
+        self.names[full] = c.ID
+        c.Name = full
+        try:
+            c.save()
+        except BaseException:
+            c.Name = old
+            self.names.pop(full, None)
+            raise
+        self.names.pop(old, None)
+        self._event(c, "rename", oldName=old)
+
+    async def prune(self, filters: dict[str, list[str]]) -> dict[str, Any]:
+        """Remove every stopped container matching filters (until, label, label!)."""
+        for key in filters:
+            if key not in ("until", "label", "label!"):
+                raise BadParameter(f"invalid filter '{key}'")
+        until = [_until(v) for v in filters.get("until") or []]
+        deleted, reclaimed = [], 0
+        for c in list(self.by_id.values()):
+            if c.State.Running or c.State.Status == "removing":
+                continue
+            labels = c.Config.get("Labels") or {}
+            created = _ts(c.Created)
+            if any(created >= u for u in until):
+                continue
+            if not all(_label_ok(labels, v) for v in filters.get("label") or []):
+                continue
+            if any(_label_ok(labels, v) for v in filters.get("label!") or []):
+                continue
+            size = await asyncio.to_thread(self._rw_size, c.ID)
+            try:
+                await self.remove(c.ID)
+            except Exception as e:  # one that cannot go does not stop the others (dockerd logs it too)
+                log.warning("prune: could not remove container %s: %s", c.short_id, e)
+                continue
+            deleted.append(c.ID)
+            reclaimed += size
+        self.daemon.events.publish("container", "prune", "", {"reclaimed": str(reclaimed)})
+        return {"ContainersDeleted": deleted or None, "SpaceReclaimed": reclaimed}
+
+    def _rw_size(self, cid: str) -> int:
+        total = 0
+        try:
+            top = self.daemon.graph.rw_dir(cid)
+        except Exception:
+            return 0
+        for dirpath, _dirs, files in os.walk(top):
+            for name in files:
+                try:
+                    total += os.lstat(os.path.join(dirpath, name)).st_size
+                except OSError:
+                    pass
+        return total
+
     # ------------------------------------------------------------ restore / shutdown
     async def restore(self) -> None:
         """Load every container; reattach to live execds; record exits that happened meanwhile."""
+        from pyd import repair
         os.makedirs(self.root, exist_ok=True)
+        repair.before_restore(self)
         for entry in sorted(os.listdir(self.root)):
             path = os.path.join(self.root, entry)
             if entry.endswith(".removing"):
@@ -343,6 +475,7 @@ class ContainerService:
             if c.State.Running:
                 await self._reattach(c)
         log.info("Loaded containers: %d", len(self.by_id))
+        await repair.after_restore(self)
 
     async def _reattach(self, c: Container) -> None:
         from pyd.execdriver import Execd, ExitStatus
@@ -365,6 +498,33 @@ class ContainerService:
                 c.execd.detach()
             return
         await asyncio.gather(*(self._stop(c, None, None) for c in running), return_exceptions=True)
+
+
+def _ts(value: str) -> float:
+    from pyd.container import parse_rfc3339
+    return parse_rfc3339(value)
+
+
+def _until(value: str) -> float:
+    """dockerd's GetTimestamp: unix seconds, RFC 3339, or a Go duration ago ("24h", "1h30m", "90s")."""
+    from pyd.container import parse_rfc3339
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ns|us|ms|s|m|h)", value)
+    if parts and "".join(n + u for n, u in parts) == value:
+        scale = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
+        return time.time() - sum(float(n) * scale[u] for n, u in parts)
+    try:
+        return parse_rfc3339(value)
+    except ValueError:
+        raise BadParameter(f"invalid filter 'until={value}'") from None
+
+
+def _label_ok(labels: dict[str, str], expr: str) -> bool:
+    key, eq, value = expr.partition("=")
+    return key in labels and (not eq or labels[key] == value)
 
 
 # ---------------------------------------------------------------- config merging (dockerd's rules)
@@ -413,19 +573,25 @@ def normalize_host_config(hc: dict[str, Any]) -> dict[str, Any]:
     mode = hc.get("NetworkMode") or "default"
     if mode == "default":
         mode = "bridge"
-    if mode not in ("bridge", "none", "host") and not mode.startswith("container:"):
-        raise NotFound(f"network {mode} not found")
-    if mode.startswith("container:"):
-        raise BadParameter("network mode container:<id> is not supported yet")
+    # user networks and container:<id> are checked by network.configure_container (it knows them)
     hc["NetworkMode"] = mode
     log_type = (hc.get("LogConfig") or {}).get("Type")
     if log_type not in (None, "", "json-file", "none"):
         raise BadParameter(f'failed to create container: logger: no log driver named "{log_type}" is registered')
+    from pyd.logs import validate_log_config
+    try:
+        validate_log_config(hc.get("LogConfig") or {})
+    except ValueError as e:
+        raise BadParameter(f"failed to create container: {e}") from None
     restart = hc.get("RestartPolicy") or {}
     if restart.get("Name") and hc.get("AutoRemove") and restart["Name"] != "no":
         raise BadParameter("can't create 'AutoRemove' container with restart policy")
     hc.setdefault("AutoRemove", False)
     hc.setdefault("Binds", None)
     hc.setdefault("LogConfig", {"Type": "json-file", "Config": {}})
-    hc.setdefault("RestartPolicy", {"Name": "no", "MaximumRetryCount": 0})
+    from pyd.restart import validate_policy
+    hc["RestartPolicy"] = validate_policy(hc.get("RestartPolicy"))
+    from pyd import cgroups, security
+    security.normalize_host_config(hc)   # caps, security options, ulimits, devices, namespace modes
+    cgroups.check_resources(hc)          # dockerd's resource checks and defaults
     return hc

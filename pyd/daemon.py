@@ -89,6 +89,9 @@ class Daemon:
         self.started = time.time()
         self.graph: Any = None
         self.containers: Any = None       # ContainerService
+        self.cgroups: Any = None          # cgroups.Cgroups (cgroupfs driver)
+        self.volumes: Any = None          # volume.VolumeStore
+        self.networks: Any = None         # network.NetworkController
         self.events: Any = None
         self.server: Any = None
         self.shutting_down = False
@@ -111,8 +114,31 @@ class Daemon:
             raise StartupError(str(e)) from None
         log.info("graph driver %s on %s", self.graph.driver_name, self.graph.backing_fs)
         driver = ExecDriver(find_execd(cfg), cfg.exec_root)
+        self._init_volumes()
+        from pyd.cgroups import Cgroups, parse_exec_opts
+        try:
+            parse_exec_opts(cfg.exec_opts)
+        except ValueError as e:
+            raise StartupError(str(e)) from None
+        self.cgroups = Cgroups(cfg.cgroup_parent or "pyd")
         self.containers = ContainerService(self, driver)
+        await self._init_networks()
         await self.containers.restore()
+        await self.networks.reconcile()
+
+    async def _init_networks(self) -> None:
+        from pyd.network import NetworkController
+        try:
+            self.networks = NetworkController(self)
+            await self.networks.init()
+        except Exception as e:  # netlink, pools, flags: the daemon cannot run without its networks
+            raise StartupError(f"error initializing network controller: {e}") from None
+
+    def _init_volumes(self) -> None:
+        from pyd import mounts
+        from pyd.volume import VolumeStore
+        self.volumes = VolumeStore(os.path.join(self.cfg.data_root, "volumes"))
+        self.volumes.users = lambda name: mounts.volume_users(self, name)
 
     async def serve(self) -> None:
         from pyd.api import build_router
@@ -180,6 +206,8 @@ class Daemon:
                 await asyncio.wait_for(self.containers.shutdown(), self.cfg.shutdown_timeout + 5)
             except asyncio.TimeoutError:
                 log.error("shutdown timed out; leaving remaining containers to execd")
+        if self.networks:
+            await self.networks.shutdown()
         log.info("Daemon shutdown complete")
 
     # ---- facts for /info and /version
@@ -210,14 +238,15 @@ class Daemon:
             "NEventsListener": len(self.events.subscribers), "KernelVersion": platform.release(),
             "OperatingSystem": _os_name(), "OSVersion": "", "OSType": "linux",
             "Architecture": platform.machine(), "IndexServerAddress": "https://index.docker.io/v1/",
-            "RegistryConfig": {"IndexConfigs": {}, "InsecureRegistryCIDRs": ["127.0.0.0/8"], "Mirrors": []},
+            "RegistryConfig": _registry_config(self.cfg),
             "NCPU": os.cpu_count() or 1, "MemTotal": mem, "DockerRootDir": self.cfg.data_root,
             "Name": socket.gethostname(), "Labels": [], "ExperimentalBuild": False,
             "ServerVersion": __version__, "Runtimes": {"execd": {"path": "execd"}}, "DefaultRuntime": "execd",
             "Swarm": {"LocalNodeState": "inactive", "NodeID": "", "NodeAddr": "", "ControlAvailable": False,
                       "Error": "", "RemoteManagers": None},
             "LiveRestoreEnabled": self.cfg.live_restore, "Isolation": "", "InitBinary": "execd",
-            "SecurityOptions": ["name=seccomp,profile=builtin"], "Warnings": [],
+            "SecurityOptions": ["name=seccomp,profile=builtin"],
+            "Warnings": list(self.networks.warnings) if self.networks else [],
             "ContainerdCommit": {"ID": ""}, "RuncCommit": {"ID": ""}, "InitCommit": {"ID": ""},
         }
 
@@ -268,6 +297,18 @@ def _notify_ready() -> None:
             s.sendto(b"READY=1", path)
     except OSError as e:
         log.warning("could not notify systemd: %s", e)
+
+
+def _registry_config(cfg: DaemonConfig) -> dict[str, Any]:
+    """docker info's RegistryConfig: loopback and --insecure-registry CIDRs; named insecure registries."""
+    cidrs, index = ["127.0.0.0/8"], {"docker.io": {"Name": "docker.io", "Mirrors": [], "Secure": True,
+                                                   "Official": True}}
+    for entry in cfg.insecure_registries:
+        if "/" in entry:
+            cidrs.append(entry)
+        else:
+            index[entry] = {"Name": entry, "Mirrors": [], "Secure": False, "Official": False}
+    return {"IndexConfigs": index, "InsecureRegistryCIDRs": cidrs, "Mirrors": []}
 
 
 def _daemon_id(data_root: str) -> str:

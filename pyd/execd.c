@@ -26,13 +26,26 @@
  *   7     STDIN        daemon -> execd  bytes for the container's stdin (ignored when it has none)
  *   8     STDIN_CLOSE  daemon -> execd  empty; closes stdin once the pending bytes are written
  *   9     KILL         daemon -> execd  u32 signal, sent to the container's init
- *   10    RESIZE       daemon -> execd  u16 height, u16 width (ignored until tty support)
+ *   10    RESIZE       daemon -> execd  u16 height, u16 width: TIOCSWINSZ on the pty (ignored without -t)
  *   11    EXIT         execd -> daemon  i32 exit code, i32 signal (0 none), u64 finished_at (unix ns)
  *
  * Spec keys (SPEC frames; lists repeat their key; an unknown key is rejected so the format can grow):
- *   id, rootfs, hostname, state_dir, log_path (absent: no log), cwd, uid, gid, group*, arg*, env*,
+ *   id, rootfs, hostname, state_dir, log_path (absent: no log), log_max_size (bytes, 0: no rotation),
+ *   log_max_file (files kept, rotation as dockerd's json-file), cwd, uid, gid, group*, arg*, env*,
  *   tty (0|1), stdin (0|1), namespace* (mnt pid uts ipc net cgroup), readonly_rootfs (0|1),
- *   mount* (destination NUL type NUL source NUL comma-separated options)
+ *   mount* (destination NUL type NUL source NUL comma-separated options),
+ *   console_height, console_width (initial pty size with tty=1),
+ *   exec_pid (exec mode: join every namespace of that container init, mnt included, instead of creating a
+ *   container; no rootfs setup, no cwd creation), join_cgroup* (cgroup dirs the process enters first,
+ *   container init and exec alike),
+ *   security (computed by the daemon, pyd/security.py): caps ("BOUNDING EFFECTIVE PERMITTED INHERITABLE
+ *   AMBIENT", hex; absent: untouched), no_new_privs (0|1), privileged (0|1: /sys read-write),
+ *   masked_path*, readonly_path*, sysctl* (key=value), rlimit* ("RESOURCE SOFT HARD"),
+ *   device* ("c|b MAJOR MINOR MODE PATH"), shm_size (bytes), seccomp_default (libseccomp action),
+ *   seccomp_arch* (libseccomp arch name), seccomp_rule* ("ACTION SYSCALL NARGS [INDEX OP VALUE VALUE2]...").
+ *
+ * With tty=1 the container's process gets a pty from the container's own devpts as its controlling terminal
+ * and stdio; the master comes back to execd over SCM_RIGHTS and is the only output stream (1, raw).
  *
  * Files in <state_dir>: execd.sock (control socket), pid (container init host pid), exit (JSON
  * {"exit_code":N,"signal":N|null,"finished_at_ns":N,"oom_killed":false}, written atomically).
@@ -40,8 +53,9 @@
  * Style (after crun): one concern per function; failures are returned as -1 with an execd_error_t that
  * names the step and carries errno; fds and buffers are released by cleanup attributes; no global state.
  *
- * TODO(tty): allocate a pty in the container's devpts, pass the master back with SCM_RIGHTS, honour RESIZE.
- * TODO(security): capabilities, seccomp, cgroups, rlimits, masked and read-only paths (later issues).
+ * Security order (runc's): rlimits, bounding set, seccomp (without no_new_privs it needs CAP_SYS_ADMIN, so
+ * before the user switch), setgroups/setgid/setuid, capset + ambient; with no_new_privs the filter is the
+ * last step before execve.
  */
 #define _GNU_SOURCE
 #include <endian.h>
@@ -70,6 +84,9 @@
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <grp.h>
+#include <linux/capability.h>
+#include <seccomp.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -428,6 +445,35 @@ struct mount_entry {
 	char *destination, *type, *source, *options;
 };
 
+/* what the container's process may do (caps, seccomp, paths, limits): see "container side: security" */
+struct seccomp_rule {
+	uint32_t action;
+	int syscall;          /* resolved by libseccomp; names unknown on this arch are dropped, as runc does */
+	unsigned int nargs;
+	struct scmp_arg_cmp args[6];
+};
+
+struct device_node {
+	char kind;            /* 'c' or 'b' */
+	unsigned int major, minor;
+	mode_t mode;
+	char *path;           /* inside the container */
+};
+
+struct security {
+	bool has_caps, no_new_privs, privileged, has_seccomp;
+	uint64_t cap_bounding, cap_effective, cap_permitted, cap_inheritable, cap_ambient;
+	struct strv masked, readonly, sysctls, seccomp_arches;
+	uint32_t seccomp_default;
+	struct seccomp_rule *rules;
+	size_t nrules;
+	struct { int resource; struct rlimit limit; } *rlimits;
+	size_t nrlimits;
+	struct device_node *devices;
+	size_t ndevices;
+	unsigned long long shm_size;   /* bytes of /dev/shm; 0 keeps the default */
+};
+
 struct ns_join {
 	int flag;    /* CLONE_NEWNET, ... */
 	char *path;  /* /proc/PID/ns/net, a bind-mounted netns file, ... */
@@ -436,6 +482,7 @@ struct ns_join {
 
 struct spec {
 	char *id, *rootfs, *hostname, *state_dir, *log_path, *cwd;
+	unsigned long log_max_size, log_max_file;   /* json-file rotation; max size 0: none */
 	struct strv args, env;
 	gid_t *groups;
 	size_t ngroups;
@@ -447,6 +494,12 @@ struct spec {
 	size_t nmounts;
 	struct ns_join joins[6];   /* existing namespaces to enter instead of new ones */
 	size_t njoins;
+	/* tty and exec mode (see the "interactive use" section) */
+	pid_t exec_pid;                    /* exec mode: run in the namespaces of this container init */
+	struct strv join_cgroups;          /* exec mode: cgroup directories to enter (host paths) */
+	unsigned long console_height, console_width;   /* initial pty size; 0 = leave the default */
+	int console_sock;                  /* runtime: the child's end for passing the pty master back */
+	struct security sec;               /* caps, seccomp, masked paths, rlimits, sysctls, devices */
 };
 
 static int
@@ -553,6 +606,117 @@ spec_list_item(const char *key, const char *val, size_t vlen, struct strv *list,
 	return 0;
 }
 
+/* "ACTION NAME NARGS [INDEX OP VALUE VALUE_TWO]...": one rule of a profile the daemon already evaluated */
+static int
+spec_seccomp_rule(struct security *sec, const char *val, execd_error_t *err)
+{
+	char name[128];
+	unsigned long action;
+	unsigned int nargs;
+	int used;
+	if (sscanf(val, "%lu %127s %u%n", &action, name, &nargs, &used) != 3 || nargs > 6 || action > UINT32_MAX)
+		return fail_msg(err, EINVAL, "spec: invalid seccomp rule \"%s\"", val);
+	struct seccomp_rule rule = { .action = (uint32_t) action, .nargs = nargs };
+	const char *p = val + used;
+	for (unsigned int i = 0; i < nargs; i++) {
+		unsigned int index, op;
+		unsigned long long v1, v2;
+		if (sscanf(p, "%u %u %llu %llu%n", &index, &op, &v1, &v2, &used) != 4 || index > 5 || op < SCMP_CMP_NE ||
+		    op > SCMP_CMP_MASKED_EQ)
+			return fail_msg(err, EINVAL, "spec: invalid seccomp rule \"%s\"", val);
+		rule.args[i] = (struct scmp_arg_cmp) { .arg = index, .op = (enum scmp_compare) op, .datum_a = v1, .datum_b = v2 };
+		p += used;
+	}
+	rule.syscall = seccomp_syscall_resolve_name(name);
+	if (rule.syscall == __NR_SCMP_ERROR)
+		return 0;
+	sec->rules = xrealloc(sec->rules, (sec->nrules + 1) * sizeof *sec->rules);
+	sec->rules[sec->nrules++] = rule;
+	return 0;
+}
+
+static int
+spec_rlimit(struct security *sec, const char *val, execd_error_t *err)
+{
+	int resource;
+	unsigned long long soft, hard;
+	if (sscanf(val, "%d %llu %llu", &resource, &soft, &hard) != 3 || resource < 0 || resource >= RLIM_NLIMITS)
+		return fail_msg(err, EINVAL, "spec: invalid rlimit \"%s\"", val);
+	sec->rlimits = xrealloc(sec->rlimits, (sec->nrlimits + 1) * sizeof *sec->rlimits);
+	sec->rlimits[sec->nrlimits].resource = resource;
+	sec->rlimits[sec->nrlimits++].limit = (struct rlimit) { .rlim_cur = soft, .rlim_max = hard };
+	return 0;
+}
+
+/* "c|b MAJOR MINOR MODE(octal) PATH" */
+static int
+spec_device(struct security *sec, const char *val, execd_error_t *err)
+{
+	char kind;
+	unsigned int major, minor, mode;
+	int used;
+	if (sscanf(val, "%c %u %u %o %n", &kind, &major, &minor, &mode, &used) != 4 || (kind != 'c' && kind != 'b') ||
+	    val[used] != '/')
+		return fail_msg(err, EINVAL, "spec: invalid device \"%s\"", val);
+	sec->devices = xrealloc(sec->devices, (sec->ndevices + 1) * sizeof *sec->devices);
+	sec->devices[sec->ndevices++] = (struct device_node) { kind, major, minor, (mode_t) (mode & 07777),
+							      xstrndup(val + used, strlen(val + used)) };
+	return 0;
+}
+
+/* The security keys; returns 1 when key is not one of them. */
+static int
+spec_security(struct security *sec, const char *key, const char *val, execd_error_t *err)
+{
+	unsigned long n;
+	if (strcmp(key, "caps") == 0) {
+		unsigned long long v[5];
+		if (sscanf(val, "%llx %llx %llx %llx %llx", &v[0], &v[1], &v[2], &v[3], &v[4]) != 5)
+			return fail_msg(err, EINVAL, "spec: invalid caps \"%s\"", val);
+		sec->has_caps = true;
+		sec->cap_bounding = v[0], sec->cap_effective = v[1], sec->cap_permitted = v[2];
+		sec->cap_inheritable = v[3], sec->cap_ambient = v[4];
+		return 0;
+	}
+	if (strcmp(key, "no_new_privs") == 0)
+		return spec_bool(key, val, &sec->no_new_privs, err);
+	if (strcmp(key, "privileged") == 0)
+		return spec_bool(key, val, &sec->privileged, err);
+	if (strcmp(key, "masked_path") == 0 || strcmp(key, "readonly_path") == 0 || strcmp(key, "sysctl") == 0) {
+		struct strv *list = key[0] == 'm' ? &sec->masked : key[0] == 'r' ? &sec->readonly : &sec->sysctls;
+		if (key[0] != 's' && val[0] != '/')
+			return fail_msg(err, EINVAL, "spec: %s \"%s\" is not absolute", key, val);
+		strv_push(list, xstrndup(val, strlen(val)));
+		return 0;
+	}
+	if (strcmp(key, "seccomp_default") == 0) {
+		if (spec_uint(key, val, UINT32_MAX, &n, err) < 0)
+			return -1;
+		sec->has_seccomp = true;
+		sec->seccomp_default = (uint32_t) n;
+		return 0;
+	}
+	if (strcmp(key, "seccomp_arch") == 0) {
+		if (seccomp_arch_resolve_name(val) == 0)
+			return fail_msg(err, EINVAL, "spec: unknown seccomp architecture \"%s\"", val);
+		strv_push(&sec->seccomp_arches, xstrndup(val, strlen(val)));
+		return 0;
+	}
+	if (strcmp(key, "seccomp_rule") == 0)
+		return spec_seccomp_rule(sec, val, err);
+	if (strcmp(key, "rlimit") == 0)
+		return spec_rlimit(sec, val, err);
+	if (strcmp(key, "device") == 0)
+		return spec_device(sec, val, err);
+	if (strcmp(key, "shm_size") == 0) {
+		if (spec_uint(key, val, ULONG_MAX, &n, err) < 0)
+			return -1;
+		sec->shm_size = n;
+		return 0;
+	}
+	return 1;
+}
+
 static int
 spec_set(struct spec *s, const char *key, const char *val, size_t vlen, execd_error_t *err)
 {
@@ -567,6 +731,10 @@ spec_set(struct spec *s, const char *key, const char *val, size_t vlen, execd_er
 		return spec_string(key, val, vlen, &s->state_dir, err);
 	if (strcmp(key, "log_path") == 0)
 		return spec_string(key, val, vlen, &s->log_path, err);
+	if (strcmp(key, "log_max_size") == 0)
+		return spec_uint(key, val, ULONG_MAX, &s->log_max_size, err);
+	if (strcmp(key, "log_max_file") == 0)
+		return spec_uint(key, val, 1000, &s->log_max_file, err);
 	if (strcmp(key, "cwd") == 0)
 		return spec_string(key, val, vlen, &s->cwd, err);
 	if (strcmp(key, "arg") == 0)
@@ -575,6 +743,8 @@ spec_set(struct spec *s, const char *key, const char *val, size_t vlen, execd_er
 		return spec_list_item(key, val, vlen, &s->env, err);
 	if (strcmp(key, "mount") == 0)
 		return spec_mount(s, val, vlen, err);
+	if (strcmp(key, "join_cgroup") == 0)
+		return spec_list_item(key, val, vlen, &s->join_cgroups, err);
 	if (strlen(val) != vlen)
 		return fail_msg(err, EINVAL, "spec: value of \"%s\" contains a NUL byte", key);
 	if (strcmp(key, "namespace") == 0)
@@ -587,6 +757,17 @@ spec_set(struct spec *s, const char *key, const char *val, size_t vlen, execd_er
 		return spec_bool(key, val, &s->open_stdin, err);
 	if (strcmp(key, "readonly_rootfs") == 0)
 		return spec_bool(key, val, &s->readonly_rootfs, err);
+	if (strcmp(key, "exec_pid") == 0 || strcmp(key, "console_height") == 0 || strcmp(key, "console_width") == 0) {
+		if (spec_uint(key, val, key[0] == 'e' ? INT_MAX : UINT16_MAX, &n, err) < 0)
+			return -1;
+		if (key[0] == 'e')
+			s->exec_pid = (pid_t) n;
+		else if (key[8] == 'h')
+			s->console_height = n;
+		else
+			s->console_width = n;
+		return 0;
+	}
 	if (strcmp(key, "uid") == 0 || strcmp(key, "gid") == 0 || strcmp(key, "group") == 0) {
 		if (spec_uint(key, val, UINT32_MAX - 1, &n, err) < 0)
 			return -1;
@@ -600,6 +781,9 @@ spec_set(struct spec *s, const char *key, const char *val, size_t vlen, execd_er
 		}
 		return 0;
 	}
+	int r = spec_security(&s->sec, key, val, err);
+	if (r <= 0)
+		return r;
 	return fail_msg(err, EINVAL, "spec: unknown key \"%s\"", key);
 }
 
@@ -614,10 +798,8 @@ spec_validate(const struct spec *s, execd_error_t *err)
 		return fail_msg(err, EINVAL, "spec: no command specified");
 	if (s->cwd[0] != '/')
 		return fail_msg(err, EINVAL, "spec: cwd \"%s\" is not an absolute path", s->cwd);
-	if (!(s->clone_flags & CLONE_NEWNS))
+	if (!s->exec_pid && !(s->clone_flags & CLONE_NEWNS))
 		return fail_msg(err, EINVAL, "spec: the mnt namespace is required");
-	if (s->tty)
-		return fail_msg(err, ENOTSUP, "spec: tty is not supported yet");
 	for (size_t i = 0; i < s->nmounts; i++)
 		if (s->mounts[i].destination[0] != '/')
 			return fail_msg(err, EINVAL, "spec: mount destination \"%s\" is not absolute", s->mounts[i].destination);
@@ -717,16 +899,27 @@ listen_control_socket(int *out, execd_error_t *err)
 	return 0;
 }
 
+/* The json-file log being written: its fd keeps its number over rotations (dup3), so holders of it stay valid. */
+struct log_sink {
+	int fd;
+	const char *path;
+	unsigned long size, max_size, max_file;
+};
+
 static int
-open_log(const struct spec *s, int *out, execd_error_t *err)
+open_log(const struct spec *s, struct log_sink *out, execd_error_t *err)
 {
-	*out = -1;
+	*out = (struct log_sink) { .fd = -1, .path = s->log_path, .max_size = s->log_max_size,
+				   .max_file = s->log_max_file ? s->log_max_file : 1 };
 	if (s->log_path == NULL)
 		return 0;
 	int fd = open(s->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
 	if (fd < 0)
 		return fail(err, errno, "open log file %s", s->log_path);
-	*out = fd;
+	struct stat st;
+	if (fstat(fd, &st) == 0)
+		out->size = (unsigned long) st.st_size;
+	out->fd = fd;
 	return 0;
 }
 
@@ -737,6 +930,7 @@ struct stdio_pipes {
 	int in_r, in_w;     /* in_w is -1 when the container gets /dev/null */
 	int out_r, out_w;
 	int err_r, err_w;
+	int console;        /* -t: the pty master, received from the container (-1 without a tty) */
 };
 
 static void
@@ -748,6 +942,7 @@ close_stdio_pipes(struct stdio_pipes *p)
 	close_fdp(&p->out_w);
 	close_fdp(&p->err_r);
 	close_fdp(&p->err_w);
+	close_fdp(&p->console);
 }
 
 static int
@@ -769,7 +964,7 @@ make_pipe(int *r, int *w, bool nonblock_read, execd_error_t *err)
 static int
 make_stdio_pipes(const struct spec *s, struct stdio_pipes *p, execd_error_t *err)
 {
-	*p = (struct stdio_pipes) { -1, -1, -1, -1, -1, -1 };
+	*p = (struct stdio_pipes) { -1, -1, -1, -1, -1, -1, -1 };
 	if (make_pipe(&p->out_r, &p->out_w, true, err) < 0 || make_pipe(&p->err_r, &p->err_w, true, err) < 0)
 		return -1;
 	if (s->open_stdin)
@@ -1075,6 +1270,216 @@ mount_spec_entry(int root_fd, const struct mount_entry *m, execd_error_t *err)
 	return 0;
 }
 
+/* ------------------------------------------------------------------------------------------------ */
+/* container side: security (devices, sysctls, masked and read-only paths, rlimits, caps, seccomp)     */
+
+/* --device: a node like the host's at its path in the container (before pivot_root) */
+static int
+make_extra_devices(const struct security *sec, int root_fd, execd_error_t *err)
+{
+	for (size_t i = 0; i < sec->ndevices; i++) {
+		const struct device_node *d = &sec->devices[i];
+		cleanup_free char *dir = xstrndup(d->path, strlen(d->path));
+		char *slash = strrchr(dir, '/');
+		const char *name = slash + 1;
+		*slash = '\0';
+		cleanup_fd int dfd = mkdir_in_root(root_fd, dir[0] ? dir : "/", 0755);
+		if (dfd < 0)
+			return fail(err, errno, "create device directory for %s", d->path);
+		cleanup_fd int real = open_in_root(root_fd, dir[0] ? dir : "/", O_RDONLY | O_DIRECTORY, 0);
+		if (real < 0)
+			return fail(err, errno, "open device directory for %s", d->path);
+		(void) unlinkat(real, name, 0);
+		mode_t type = d->kind == 'b' ? S_IFBLK : S_IFCHR;
+		if (mknodat(real, name, type | d->mode, makedev(d->major, d->minor)) < 0)
+			return fail(err, errno, "mknod %s", d->path);
+	}
+	return 0;
+}
+
+/* --sysctl key=value, written in the container's own namespaces (after pivot_root, before /proc/sys is ro) */
+static int
+write_sysctls(const struct security *sec, execd_error_t *err)
+{
+	for (size_t i = 0; i < sec->sysctls.n; i++) {
+		const char *kv = sec->sysctls.v[i];
+		const char *eq = strchr(kv, '=');
+		char path[PATH_MAX];
+		if (eq == NULL || snprintf(path, sizeof path, "/proc/sys/%.*s", (int) (eq - kv), kv) >= (int) sizeof path)
+			return fail_msg(err, EINVAL, "sysctl \"%s\" is not valid", kv);
+		for (char *p = path + 10; *p; p++)
+			if (*p == '.')
+				*p = '/';
+		cleanup_fd int fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC);
+		if (fd < 0 || write_full(fd, eq + 1, strlen(eq + 1)) < 0)
+			return fail(err, errno, "write sysctl %.*s", (int) (eq - kv), kv);
+	}
+	return 0;
+}
+
+/* runc's maskPath: /dev/null over a file, an empty read-only tmpfs over a directory; absent paths are fine */
+static int
+mask_paths(const struct security *sec, execd_error_t *err)
+{
+	for (size_t i = 0; i < sec->masked.n; i++) {
+		const char *p = sec->masked.v[i];
+		if (mount("/dev/null", p, NULL, MS_BIND, NULL) == 0 || errno == ENOENT)
+			continue;
+		if (errno != ENOTDIR || mount("tmpfs", p, "tmpfs", MS_RDONLY, "size=0") < 0)
+			if (errno != ENOENT)
+				return fail(err, errno, "mask %s", p);
+	}
+	return 0;
+}
+
+static int
+readonly_paths(const struct security *sec, execd_error_t *err)
+{
+	for (size_t i = 0; i < sec->readonly.n; i++) {
+		const char *p = sec->readonly.v[i];
+		if (mount(p, p, NULL, MS_BIND | MS_REC, NULL) < 0) {
+			if (errno == ENOENT)
+				continue;
+			return fail(err, errno, "bind %s", p);
+		}
+		if (mount(NULL, p, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
+			return fail(err, errno, "remount %s read-only", p);
+	}
+	return 0;
+}
+
+/* After pivot_root: what only the container's own view of /proc, /sys and /dev can take. */
+static int
+harden_rootfs(const struct security *sec, execd_error_t *err)
+{
+	if (sec->shm_size) {
+		char data[64];
+		snprintf(data, sizeof data, "mode=1777,size=%llu", sec->shm_size);
+		if (mount("shm", "/dev/shm", NULL, MS_REMOUNT | MS_NOSUID | MS_NODEV | MS_NOEXEC, data) < 0)
+			return fail(err, errno, "set /dev/shm size");
+	}
+	/* --privileged: /sys writable, as in Docker */
+	if (sec->privileged && mount(NULL, "/sys", NULL, MS_REMOUNT | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0 &&
+	    mount(NULL, "/sys", NULL, MS_BIND | MS_REMOUNT | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
+		return fail(err, errno, "remount /sys read-write");
+	if (write_sysctls(sec, err) < 0 || readonly_paths(sec, err) < 0 || mask_paths(sec, err) < 0)
+		return -1;
+	return 0;
+}
+
+static int
+set_rlimits(const struct security *sec, execd_error_t *err)
+{
+	for (size_t i = 0; i < sec->nrlimits; i++)
+		if (setrlimit(sec->rlimits[i].resource, &sec->rlimits[i].limit) < 0)
+			return fail(err, errno, "setrlimit %d", sec->rlimits[i].resource);
+	return 0;
+}
+
+static int
+drop_bounding_caps(const struct security *sec, execd_error_t *err)
+{
+	for (int cap = 0; cap < 64; cap++) {
+		if (sec->cap_bounding & (1ULL << cap))
+			continue;
+		if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0) {
+			if (errno == EINVAL)
+				break;   /* past the kernel's last capability */
+			return fail(err, errno, "drop capability %d from the bounding set", cap);
+		}
+	}
+	return 0;
+}
+
+static int
+set_caps(const struct security *sec, execd_error_t *err)
+{
+	struct __user_cap_header_struct head = { .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
+	struct __user_cap_data_struct data[2];
+	for (int i = 0; i < 2; i++)
+		data[i] = (struct __user_cap_data_struct) {
+			.effective = (uint32_t) (sec->cap_effective >> (32 * i)),
+			.permitted = (uint32_t) (sec->cap_permitted >> (32 * i)),
+			.inheritable = (uint32_t) (sec->cap_inheritable >> (32 * i)),
+		};
+	if (syscall(SYS_capset, &head, data) < 0)
+		return fail(err, errno, "set capabilities");
+	if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
+		return fail(err, errno, "clear ambient capabilities");
+	for (int cap = 0; cap < 64; cap++)
+		if ((sec->cap_ambient & (1ULL << cap)) && prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0) < 0)
+			return fail(err, errno, "raise ambient capability %d", cap);
+	return 0;
+}
+
+static void
+seccomp_releasep(scmp_filter_ctx *ctx)
+{
+	if (*ctx)
+		seccomp_release(*ctx);
+}
+
+static int
+load_seccomp(const struct security *sec, execd_error_t *err)
+{
+	__attribute__((cleanup(seccomp_releasep))) scmp_filter_ctx ctx = seccomp_init(sec->seccomp_default);
+	if (ctx == NULL)
+		return fail(err, EINVAL, "seccomp: invalid default action");
+	int r = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0);   /* no_new_privs is ours to decide */
+	if (r < 0)
+		return fail(err, -r, "seccomp: set attribute");
+	for (size_t i = 0; i < sec->seccomp_arches.n; i++) {
+		r = seccomp_arch_add(ctx, seccomp_arch_resolve_name(sec->seccomp_arches.v[i]));
+		if (r < 0 && r != -EEXIST)
+			return fail(err, -r, "seccomp: add architecture %s", sec->seccomp_arches.v[i]);
+	}
+	for (size_t i = 0; i < sec->nrules; i++) {
+		const struct seccomp_rule *rule = &sec->rules[i];
+		r = seccomp_rule_add_array(ctx, rule->action, rule->syscall, rule->nargs, rule->args);
+		if (r < 0) {
+			char *name = seccomp_syscall_resolve_num_arch(SCMP_ARCH_NATIVE, rule->syscall);
+			fail(err, -r, "seccomp: add rule for %s", name ? name : "?");
+			free(name);
+			return -1;
+		}
+	}
+	r = seccomp_load(ctx);
+	if (r < 0)
+		return fail(err, -r, "seccomp: load filter");
+	return 0;
+}
+
+/* Before the user switch: limits and the bounding set need root's capabilities; without no_new_privs the
+ * filter needs CAP_SYS_ADMIN, so it goes in now (runc's order) and must allow what follows until execve. */
+static int
+secure_before_user(const struct security *sec, execd_error_t *err)
+{
+	if (set_rlimits(sec, err) < 0)
+		return -1;
+	if (sec->has_caps && drop_bounding_caps(sec, err) < 0)
+		return -1;
+	if (sec->has_seccomp && !sec->no_new_privs && load_seccomp(sec, err) < 0)
+		return -1;
+	return 0;
+}
+
+static int
+secure_after_user(const struct security *sec, execd_error_t *err)
+{
+	return sec->has_caps ? set_caps(sec, err) : 0;
+}
+
+/* The last step before execve: no_new_privs and then the filter, which no longer needs privileges. */
+static int
+secure_before_exec(const struct security *sec, execd_error_t *err)
+{
+	if (!sec->no_new_privs)
+		return 0;
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+		return fail(err, errno, "set no_new_privs");
+	return sec->has_seccomp ? load_seccomp(sec, err) : 0;
+}
+
 static int
 pivot_into(int root_fd, execd_error_t *err)
 {
@@ -1101,7 +1506,7 @@ setup_rootfs(const struct spec *s, execd_error_t *err)
 	cleanup_fd int root_fd = open(s->rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (root_fd < 0)
 		return fail(err, errno, "open rootfs %s", s->rootfs);
-	if (mount_standard_filesystems(root_fd, err) < 0)
+	if (mount_standard_filesystems(root_fd, err) < 0 || make_extra_devices(&s->sec, root_fd, err) < 0)
 		return -1;
 	for (size_t i = 0; i < s->nmounts; i++)
 		if (mount_spec_entry(root_fd, &s->mounts[i], err) < 0)
@@ -1110,7 +1515,7 @@ setup_rootfs(const struct spec *s, execd_error_t *err)
 		return -1;
 	if (s->readonly_rootfs && mount(NULL, "/", NULL, MS_BIND | MS_REMOUNT | MS_RDONLY, NULL) < 0)
 		return fail(err, errno, "remount rootfs read-only");
-	return 0;
+	return harden_rootfs(&s->sec, err);
 }
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -1272,19 +1677,134 @@ enter_namespaces(const struct spec *s, execd_error_t *err)
 	return 0;
 }
 
+/* ------------------------------------------------------------------------------------------------ */
+/* container side: exec mode and the console (-t)                                                    */
+
+/* exec mode: enter the container init's cgroups (writing 0 moves the writer) while /sys is the host's. */
+static int
+join_cgroups(const struct spec *s, execd_error_t *err)
+{
+	for (size_t i = 0; i < s->join_cgroups.n; i++) {
+		char path[PATH_MAX];
+		snprintf(path, sizeof path, "%s/cgroup.procs", s->join_cgroups.v[i]);
+		cleanup_fd int fd = open(path, O_WRONLY | O_CLOEXEC);
+		if (fd < 0 || write(fd, "0", 1) < 0)
+			return fail(err, errno, "join cgroup %s", s->join_cgroups.v[i]);
+	}
+	return 0;
+}
+
+static int
+send_fd(int sock, int fd)
+{
+	char byte = 0;
+	struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
+	union { struct cmsghdr h; char space[CMSG_SPACE(sizeof(int))]; } control = { 0 };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.space,
+			      .msg_controllen = sizeof control.space };
+	struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &fd, sizeof fd);
+	return sendmsg(sock, &msg, MSG_NOSIGNAL) == 1 ? 0 : -1;
+}
+
+static int
+recv_fd(int sock)
+{
+	char byte;
+	struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
+	union { struct cmsghdr h; char space[CMSG_SPACE(sizeof(int))]; } control = { 0 };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.space,
+			      .msg_controllen = sizeof control.space };
+	ssize_t n;
+	do
+		n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+	while (n < 0 && errno == EINTR);
+	struct cmsghdr *c = n == 1 ? CMSG_FIRSTHDR(&msg) : NULL;
+	if (c == NULL || c->cmsg_type != SCM_RIGHTS || c->cmsg_len != CMSG_LEN(sizeof(int))) {
+		errno = n < 0 ? errno : EPROTO;
+		return -1;
+	}
+	int fd;
+	memcpy(&fd, CMSG_DATA(c), sizeof fd);
+	return fd;
+}
+
+/* -t: a pty from the container's own devpts (after pivot_root or setns, /dev/ptmx is the container's); the
+ * slave becomes the controlling terminal and stdio, the master goes back to execd over console_sock. */
+static int
+setup_console(const struct spec *s, execd_error_t *err)
+{
+	if (!s->tty)
+		return 0;
+	cleanup_fd int master = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
+	if (master < 0)
+		return fail(err, errno, "open /dev/ptmx");
+	int unlock = 0;
+	if (ioctl(master, TIOCSPTLCK, &unlock) < 0)
+		return fail(err, errno, "unlock pty");
+	cleanup_fd int slave = ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
+	if (slave < 0)
+		return fail(err, errno, "open pty slave");
+	if (s->console_height && s->console_width) {
+		struct winsize ws = { .ws_row = (unsigned short) s->console_height,
+				      .ws_col = (unsigned short) s->console_width };
+		if (ioctl(master, TIOCSWINSZ, &ws) < 0)
+			return fail(err, errno, "set console size");
+	}
+	/* the terminal belongs to the user who runs in it, as after a login */
+	if (fchown(slave, s->uid, (gid_t) -1) < 0)
+		return fail(err, errno, "chown pty slave");
+	if (setsid() < 0)
+		return fail(err, errno, "setsid");
+	if (ioctl(slave, TIOCSCTTY, 0) < 0)
+		return fail(err, errno, "set controlling terminal");
+	if (dup2(slave, 0) < 0 || dup2(slave, 1) < 0 || dup2(slave, 2) < 0)
+		return fail(err, errno, "set up console stdio");
+	if (send_fd(s->console_sock, master) < 0)
+		return fail(err, errno, "send pty master");
+	return 0;
+}
+
+/* exec mode: the joins become every namespace of the container's init, mnt last (paths resolve on the host
+ * until then); nothing is created. */
+static int
+add_exec_namespaces(struct spec *s, execd_error_t *err)
+{
+	static const char *const kinds[] = { "cgroup", "ipc", "uts", "net", "pid", "mnt" };
+	if (!s->exec_pid)
+		return 0;
+	for (size_t i = 0; i < s->njoins; i++)
+		free(s->joins[i].path);
+	s->njoins = 0;
+	s->clone_flags = 0;
+	for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
+		char path[64];
+		snprintf(path, sizeof path, "/proc/%d/ns/%s", (int) s->exec_pid, kinds[i]);
+		s->joins[s->njoins++] = (struct ns_join) { .flag = namespace_flag(kinds[i], strlen(kinds[i])),
+							    .path = xstrndup(path, strlen(path)), .fd = -1 };
+	}
+	if (kill(s->exec_pid, 0) < 0)
+		return fail(err, errno, "container process %d", (int) s->exec_pid);
+	return 0;
+}
+
 static int
 setup_container(struct spec *s, const struct stdio_pipes *p, const sigset_t *mask, execd_error_t *err)
 {
 	umask(0);
-	if (restore_signals(mask, err) < 0 || setup_stdio(p, err) < 0 || enter_namespaces(s, err) < 0 ||
-	    setup_rootfs(s, err) < 0)
+	if (restore_signals(mask, err) < 0 || setup_stdio(p, err) < 0 || join_cgroups(s, err) < 0 ||
+	    enter_namespaces(s, err) < 0 || (!s->exec_pid && setup_rootfs(s, err) < 0) || setup_console(s, err) < 0)
 		return -1;
 	if ((s->clone_flags & CLONE_NEWNET) && bring_up_loopback(err) < 0)
 		return -1;
 	if ((s->clone_flags & CLONE_NEWUTS) && s->hostname && sethostname(s->hostname, strlen(s->hostname)) < 0)
 		return fail(err, errno, "sethostname");
 	add_home(s);
-	if (make_cwd(s->cwd, err) < 0 || set_user(s, err) < 0)
+	if ((!s->exec_pid && make_cwd(s->cwd, err) < 0) || secure_before_user(&s->sec, err) < 0 || set_user(s, err) < 0 ||
+	    secure_after_user(&s->sec, err) < 0)
 		return -1;
 	if (chdir(s->cwd) < 0)
 		return fail(err, errno, "chdir to cwd %s", s->cwd);
@@ -1292,6 +1812,8 @@ setup_container(struct spec *s, const struct stdio_pipes *p, const sigset_t *mas
 	/* nothing of execd but stdio may leak into the container */
 	if (close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) < 0)
 		return fail(err, errno, "close_range");
+	if (secure_before_exec(&s->sec, err) < 0)
+		return -1;
 	return exec_process(s, err);
 }
 
@@ -1327,13 +1849,18 @@ open_joined_namespaces(struct spec *s, execd_error_t *err)
 static pid_t
 start_container(struct spec *s, struct stdio_pipes *p, const sigset_t *mask, execd_error_t *err)
 {
-	if (open_joined_namespaces(s, err) < 0)
+	if (add_exec_namespaces(s, err) < 0 || open_joined_namespaces(s, err) < 0)
 		return -1;
-	int report[2];
+	int report[2], console[2] = { -1, -1 };
 	if (pipe2(report, O_CLOEXEC) < 0)
 		return fail(err, errno, "create report pipe");
 	cleanup_fd int report_r = report[0];
 	cleanup_fd int report_w = report[1];
+	if (s->tty && socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, console) < 0)
+		return fail(err, errno, "create console socket");
+	cleanup_fd int console_r = console[0];
+	cleanup_fd int console_w = console[1];
+	s->console_sock = console_w;
 	/* raw clone: fork semantics in the new namespaces (no stack to manage) */
 	pid_t pid = (pid_t) syscall(SYS_clone, (unsigned long) (SIGCHLD | s->clone_flags), NULL, NULL, NULL, NULL);
 	if (pid < 0)
@@ -1341,6 +1868,7 @@ start_container(struct spec *s, struct stdio_pipes *p, const sigset_t *mask, exe
 	if (pid == 0)
 		container_main(s, p, mask, report_w);
 	close_fdp(&report_w);
+	close_fdp(&console_w);
 	close_fdp(&p->in_r);
 	close_fdp(&p->out_w);
 	close_fdp(&p->err_w);
@@ -1349,6 +1877,11 @@ start_container(struct spec *s, struct stdio_pipes *p, const sigset_t *mask, exe
 	do
 		n = read(report_r, &child_err, sizeof child_err);
 	while (n < 0 && errno == EINTR);
+	if (n == 0 && console_r >= 0 && (p->console = recv_fd(console_r)) < 0) {
+		(void) kill(pid, SIGKILL);
+		(void) waitpid(pid, NULL, 0);
+		return fail(err, errno, "receive pty master");
+	}
 	if (n == 0)
 		return pid;
 	(void) waitpid(pid, NULL, 0);
@@ -1528,12 +2061,61 @@ current_time(char *out, size_t len)
 	format_time(&ts, out, len);
 }
 
+/* dockerd's json-file rotation: <log>.N-1 -> <log>.N ... <log> -> <log>.1, then a new <log>; with one file
+ * the log is truncated instead. A failure keeps writing where it was: logging never stops the container. */
 static void
-log_write(int log_fd, struct buf *log)
+log_rotate(struct log_sink *l)
 {
-	/* a full disk must not stop the container or its attached clients; the bytes are dropped */
-	if (log->len)
-		(void) write_full(log_fd, log->data + log->off, log->len);
+	char from[PATH_MAX], to[PATH_MAX];
+	l->size = 0;
+	if (l->max_file < 2) {
+		(void) ftruncate(l->fd, 0);
+		return;
+	}
+	for (unsigned long i = l->max_file - 1; i > 0; i--) {
+		if (i == 1)
+			snprintf(from, sizeof from, "%s", l->path);
+		else
+			snprintf(from, sizeof from, "%s.%lu", l->path, i - 1);
+		snprintf(to, sizeof to, "%s.%lu", l->path, i);
+		(void) rename(from, to);
+	}
+	int fd = open(l->path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+	if (fd < 0)
+		return;
+	(void) dup3(fd, l->fd, O_CLOEXEC);
+	close(fd);
+}
+
+/* Write whole entries (each ends with a newline), rotating before one that would reach max-size; an entry
+ * larger than max-size still goes whole into a fresh file, as in dockerd. */
+static void
+log_write(struct log_sink *l, struct buf *log)
+{
+	const char *p = log->data + log->off;
+	size_t n = log->len;
+	while (n) {
+		size_t take = n;
+		if (l->max_size) {
+			take = 0;
+			while (take < n) {
+				const char *nl = memchr(p + take, '\n', n - take);
+				size_t end = nl ? (size_t) (nl - p) + 1 : n;
+				if ((take > 0 || l->size > 0) && l->size + end >= l->max_size)
+					break;
+				take = end;
+			}
+			if (take == 0) {
+				log_rotate(l);
+				continue;
+			}
+		}
+		/* a full disk must not stop the container or its attached clients; the bytes are dropped */
+		(void) write_full(l->fd, p, take);
+		l->size += take;
+		p += take;
+		n -= take;
+	}
 	buf_consume(log, log->len);
 }
 
@@ -1547,7 +2129,9 @@ struct client {
 
 struct supervisor {
 	pid_t init_pid, execd_pid;
-	int signal_fd, listen_fd, log_fd, stdin_fd;
+	int signal_fd, listen_fd, stdin_fd;
+	struct log_sink log_out;
+	int console_fd;       /* -t: the pty master, for RESIZE (-1 without a tty) */
 	struct stream streams[2];
 	struct buf stdin_pending;
 	bool stdin_close_requested;
@@ -1627,11 +2211,11 @@ broadcast_output(struct supervisor *sv, int stream, const char *data, size_t n)
 static void
 handle_output(struct supervisor *sv, struct stream *st, const char *data, size_t n)
 {
-	if (sv->log_fd >= 0) {
+	if (sv->log_out.fd >= 0) {
 		char time[48];
 		current_time(time, sizeof time);
 		log_lines(&sv->log, st, data, n, time);
-		log_write(sv->log_fd, &sv->log);
+		log_write(&sv->log_out, &sv->log);
 	}
 	broadcast_output(sv, st->id, data, n);
 }
@@ -1640,12 +2224,12 @@ static void
 close_stream(struct supervisor *sv, struct stream *st)
 {
 	close_fdp(&st->fd);
-	if (st->partial.len && sv->log_fd >= 0) {
+	if (st->partial.len && sv->log_out.fd >= 0) {
 		char time[48], tail[96];
 		current_time(time, sizeof time);
 		size_t tail_len = entry_tail(tail, sizeof tail, st->id, time);
 		log_entry(&sv->log, st->partial.data + st->partial.off, st->partial.len, tail, tail_len);
-		log_write(sv->log_fd, &sv->log);
+		log_write(&sv->log_out, &sv->log);
 	}
 	buf_free(&st->partial);
 }
@@ -1720,7 +2304,11 @@ handle_client_frame(struct supervisor *sv, struct client *c, uint16_t type, cons
 			(void) kill(sv->init_pid, (int) get_u32(p));
 		return;
 	case F_RESIZE:
-		return;   /* TODO(tty): TIOCSWINSZ on the pty master */
+		if (len == 4 && sv->console_fd >= 0) {
+			struct winsize ws = { .ws_row = get_u16(p), .ws_col = get_u16(p + 2) };
+			(void) ioctl(sv->console_fd, TIOCSWINSZ, &ws);   /* the kernel sends SIGWINCH */
+		}
+		return;
 	default:
 		drop_client(c);   /* a peer that speaks another protocol */
 	}
@@ -2011,11 +2599,29 @@ parse_args(int argc, char **argv)
 static int
 prepare(const struct spec *s, struct supervisor *sv, struct stdio_pipes *p, sigset_t *mask, execd_error_t *err)
 {
-	if (enter_state_dir(s, err) < 0 || open_log(s, &sv->log_fd, err) < 0 || make_stdio_pipes(s, p, err) < 0)
+	if (enter_state_dir(s, err) < 0 || open_log(s, &sv->log_out, err) < 0 || make_stdio_pipes(s, p, err) < 0)
 		return -1;
 	if (listen_control_socket(&sv->listen_fd, err) < 0)
 		return -1;
 	return block_sigchld(mask, &sv->signal_fd, err);
+}
+
+/* -t: the pty master is the only output (stream 1, logged as stdout, as Docker does) and, with -i, stdin */
+static int
+use_console(struct supervisor *sv, struct stdio_pipes *p, bool open_stdin)
+{
+	close_fdp(&sv->streams[0].fd);
+	close_fdp(&sv->streams[1].fd);
+	close_fdp(&sv->stdin_fd);
+	int master = p->console;
+	p->console = -1;
+	if (fcntl(master, F_SETFL, O_NONBLOCK) < 0)
+		return -1;
+	sv->streams[0].fd = master;
+	sv->console_fd = dup(master);
+	if (open_stdin)
+		sv->stdin_fd = dup(master);
+	return sv->console_fd < 0 ? -1 : 0;
 }
 
 static int
@@ -2030,10 +2636,10 @@ static int
 run(struct spec *s, int sock)
 {
 	execd_error_t err = { 0 };
-	struct stdio_pipes pipes = { -1, -1, -1, -1, -1, -1 };
+	struct stdio_pipes pipes = { -1, -1, -1, -1, -1, -1, -1 };
 	sigset_t mask;
 	struct supervisor *sv = xrealloc(NULL, sizeof *sv);
-	*sv = (struct supervisor) { .signal_fd = -1, .listen_fd = -1, .log_fd = -1, .stdin_fd = -1 };
+	*sv = (struct supervisor) { .signal_fd = -1, .listen_fd = -1, .log_out = { .fd = -1 }, .stdin_fd = -1, .console_fd = -1 };
 	sv->execd_pid = getpid();
 	pid_t pid = -1;
 	if (prepare(s, sv, &pipes, &mask, &err) == 0)
@@ -2054,6 +2660,8 @@ run(struct spec *s, int sock)
 	sv->stdin_fd = pipes.in_w;
 	sv->streams[0] = (struct stream) { .fd = pipes.out_r, .id = 1 };
 	sv->streams[1] = (struct stream) { .fd = pipes.err_r, .id = 2 };
+	if (pipes.console >= 0 && use_console(sv, &pipes, s->open_stdin) < 0)
+		return 1;
 	if (fcntl(sock, F_SETFL, O_NONBLOCK) < 0)
 		return 1;
 	add_client(sv, sock);

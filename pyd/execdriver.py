@@ -23,13 +23,20 @@ type  name         direction        payload
 7     STDIN        daemon -> execd  bytes for the container's stdin
 8     STDIN_CLOSE  daemon -> execd  empty
 9     KILL         daemon -> execd  u32 signal for the container's init
-10    RESIZE       daemon -> execd  u16 height, u16 width (ignored until tty support)
+10    RESIZE       daemon -> execd  u16 height, u16 width: the pty's size (ignored without tty)
 11    EXIT         execd -> daemon  i32 exit code, i32 signal (0 none), u64 finished_at (unix ns)
 ====  ===========  ===============  ================================================================
 
-Spec keys: id, rootfs, hostname, state_dir, log_path (absent: no log), cwd, uid, gid, group*, arg*, env*,
+Spec keys: id, rootfs, hostname, state_dir, log_path (absent: no log), log_max_size, log_max_file, cwd, uid, gid, group*, arg*, env*,
 tty, stdin, namespace* (mnt pid uts ipc net cgroup), readonly_rootfs, mount* (destination NUL type NUL
-source NUL comma-separated options). execd rejects unknown keys, so new ones need a new execd.
+source NUL comma-separated options), console_height, console_width (initial pty size), exec_pid (exec
+mode: join every namespace of that container init instead of creating one), join_cgroup* (cgroup
+directories the process enters first), and the security keys (Security below): caps, no_new_privs,
+privileged, masked_path*, readonly_path*, seccomp_default, seccomp_arch*, seccomp_rule*, rlimit*, sysctl*,
+device*, shm_size.
+execd rejects unknown keys, so new ones need a new execd.
+
+With tty the process gets a pty of the container's devpts; its output arrives as stream 1 only (raw).
 
 Files in the state directory: ``execd.sock``; ``pid`` (init host pid); ``exit`` (JSON with exit_code,
 signal, finished_at_ns, oom_killed; written atomically before execd says EXIT and removes the socket).
@@ -74,6 +81,7 @@ class Process:
     groups: list[int] = field(default_factory=list)
     tty: bool = False
     stdin: bool = False
+    console_size: tuple[int, int] | None = None   # (height, width) of the pty at start
 
 
 @dataclass
@@ -84,11 +92,32 @@ class ContainerSpec:
     hostname: str
     state_dir: str
     log_path: str | None
+    log_max_size: int = 0       # json-file rotation (bytes; 0: never rotate) and files kept
+    log_max_file: int = 1
     mounts: list[Mount] = field(default_factory=list)
     namespaces: list[str] = field(default_factory=lambda: ["mnt", "pid", "uts", "ipc", "net"])
     readonly_rootfs: bool = False
     # existing namespaces to enter instead of new ones: {"net": "/run/pyd/netns/ID", "pid": "/proc/N/ns/pid"}
     join_namespaces: dict[str, str] = field(default_factory=dict)
+    # exec mode (docker exec): run in the namespaces and cgroups of this container init; nothing is created
+    exec_pid: int = 0
+    join_cgroups: list[str] = field(default_factory=list)
+    security: "Security | None" = None   # None: execd leaves caps, seccomp and paths as they are
+
+
+@dataclass
+class Security:
+    """What pyd/security.py decided for the process; each field maps to execd spec keys."""
+    caps: str | None = None                 # "bounding effective permitted inheritable ambient", hex
+    no_new_privileges: bool = False
+    privileged: bool = False
+    masked_paths: list[str] = field(default_factory=list)
+    readonly_paths: list[str] = field(default_factory=list)
+    seccomp: list[tuple[str, str]] = field(default_factory=list)   # (seccomp_default|seccomp_arch|seccomp_rule, value)
+    rlimits: list[str] = field(default_factory=list)     # "RESOURCE SOFT HARD"
+    sysctls: list[str] = field(default_factory=list)     # "key=value"
+    devices: list[str] = field(default_factory=list)     # "c|b MAJOR MINOR MODE(octal) PATH"
+    shm_size: int = 0                                    # bytes of /dev/shm, 0: execd's default
 
 
 @dataclass
@@ -162,16 +191,41 @@ def encode_spec(spec: ContainerSpec) -> bytes:
            _kv("readonly_rootfs", "1" if spec.readonly_rootfs else "0")]
     if spec.log_path is not None:
         out.append(_kv("log_path", spec.log_path))
+        if spec.log_max_size:
+            out += [_kv("log_max_size", str(spec.log_max_size)), _kv("log_max_file", str(spec.log_max_file))]
     out += [_kv("group", str(g)) for g in proc.groups]
     out += [_kv("arg", a) for a in proc.args]
     out += [_kv("env", e) for e in proc.env]
     out += [_kv("namespace", ns) for ns in spec.namespaces]
     out += [_kv("join", f"{kind}:{path}") for kind, path in spec.join_namespaces.items()]
+    if proc.tty and proc.console_size and all(proc.console_size):
+        out += [_kv("console_height", str(proc.console_size[0])), _kv("console_width", str(proc.console_size[1]))]
+    if spec.exec_pid:
+        out.append(_kv("exec_pid", str(spec.exec_pid)))
+    out += [_kv("join_cgroup", path) for path in spec.join_cgroups]
+    if spec.security is not None:
+        out += encode_security(spec.security)
     for m in spec.mounts:
         fields = [m.destination, m.type, m.source, ",".join(m.options)]
         out.append(_kv("mount", b"\0".join(os.fsencode(f) for f in fields)))
     out.append(encode_frame(SPEC_END))
     return b"".join(out)
+
+
+def encode_security(sec: Security) -> list[bytes]:
+    out = [_kv("no_new_privs", "1" if sec.no_new_privileges else "0"),
+           _kv("privileged", "1" if sec.privileged else "0")]
+    if sec.caps is not None:
+        out.append(_kv("caps", sec.caps))
+    out += [_kv("masked_path", p) for p in sec.masked_paths]
+    out += [_kv("readonly_path", p) for p in sec.readonly_paths]
+    out += [_kv(key, value) for key, value in sec.seccomp]
+    out += [_kv("rlimit", r) for r in sec.rlimits]
+    out += [_kv("sysctl", kv) for kv in sec.sysctls]
+    out += [_kv("device", d) for d in sec.devices]
+    if sec.shm_size:
+        out.append(_kv("shm_size", str(sec.shm_size)))
+    return out
 
 
 def decode_error(payload: bytes) -> ExecError:
@@ -428,6 +482,12 @@ class ExecDriver:
         finally:
             _reap(pid)
         return Execd(loop, ours, parser, pending, init_pid, execd_pid, spec.state_dir, on_output)
+
+    async def exec(self, spec: ContainerSpec, on_output: OutputCallback) -> Execd:
+        """Start a process in a running container (spec.exec_pid: its init); same contract as start()."""
+        if not spec.exec_pid:
+            raise ExecError("exec: no container process to join", 125, "spec")
+        return await self.start(spec, on_output)
 
     async def reattach(self, state_dir: str, on_output: OutputCallback) -> Execd | ExitStatus | None:
         """A live execd -> Execd; one that finished -> its ExitStatus; nothing there -> None."""

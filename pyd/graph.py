@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import errno
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -1029,6 +1030,26 @@ class Graph:
             self.driver.remove(rw.mount_id)
             remove_tree(trash)
             del self._rw[container_id]
+
+    # ---- commit (the builder's RUN/COPY steps; issue 8) -------------------------------------------
+
+    def commit_rw(self, container_id: str) -> Layer | None:
+        """The container's changes as a new layer on its image's top layer; None when nothing changed.
+
+        overlay2: the upper dir with whiteouts turned back into `.wh.` entries; vfs: a diff against the
+        parent layer's tree. execd's mount points (/etc/hosts, /proc, ...) are left out."""
+        rw = self._rw_layer(container_id)
+        top = self.driver.diff_dir(rw.mount_id)
+        overlay = self.driver_name == "overlay2"
+        if overlay:
+            lowers = self.driver.lowers(rw.mount_id)
+        else:
+            lowers = [self.driver.diff_dir(self._layers[rw.parent].cache_id)] if rw.parent else []
+        chunks = archive.write_diff_tar(top, lowers, overlay)
+        first = next(chunks)
+        if first == archive.TAR_END:
+            return None   # nothing changed: no layer (dockerd: empty_layer in the history)
+        return self.register_layer(itertools.chain([first], chunks), rw.parent)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -188,3 +188,19 @@ def fs_context_messages(fd: int) -> str:
     except OSError:
         pass
     return "; ".join(lines)
+
+
+# openat2(2) (Linux 5.6+): resolve a path with the kernel's guarantees, e.g. never leaving a root
+SYS_OPENAT2 = 437
+RESOLVE_NO_XDEV = 0x01
+RESOLVE_NO_MAGICLINKS = 0x02
+RESOLVE_NO_SYMLINKS = 0x04
+RESOLVE_BENEATH = 0x08
+RESOLVE_IN_ROOT = 0x10
+
+
+def openat2(dirfd: int, path: str, flags: int, mode: int = 0, resolve: int = 0) -> int:
+    """An fd for `path` relative to `dirfd` (struct open_how {flags, mode, resolve}); O_CLOEXEC always."""
+    ffi, _ = _libc()
+    how = ffi.new("unsigned long long[3]", [flags | os.O_CLOEXEC, mode, resolve])
+    return _syscall(f"openat2 {path}", SYS_OPENAT2, dirfd, path, how, 24)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from pyd import etcfiles
+from pyd import etcfiles, mounts, security
 from pyd.container import DEFAULT_PATH, Container, merge_env
 from pyd.execdriver import ContainerSpec, Mount, Process
 
@@ -18,18 +18,41 @@ if TYPE_CHECKING:
 
 def build_spec(daemon: "Daemon", c: Container, rootfs: str) -> ContainerSpec:
     user = etcfiles.lookup_user(rootfs, c.Config.get("User") or "", c.HostConfig.get("GroupAdd"))
-    return ContainerSpec(
+    join = daemon.networks.join_for(c) if daemon.networks else {}   # the sandbox made by network.py
+    spec = ContainerSpec(
         id=c.ID, rootfs=rootfs, hostname=c.Config["Hostname"],
         state_dir=os.path.join(daemon.cfg.exec_root, c.ID),
         log_path=None if log_driver(daemon, c) == "none" else c.log_path,
+        **log_rotation(daemon, c),
         process=Process(args=[c.Path, *c.Args], env=process_env(c, user.home),
                         cwd=c.Config.get("WorkingDir") or "/", uid=user.uid, gid=user.gid,
-                        groups=user.groups, tty=c.tty, stdin=bool(c.Config.get("OpenStdin"))),
+                        groups=user.groups, tty=c.tty, stdin=bool(c.Config.get("OpenStdin")),
+                        console_size=console_size(c.HostConfig.get("ConsoleSize"))),
         mounts=[Mount(destination=f"/etc/{n}", type="bind", source=c.path(n), options=["rbind"])
-                for n in ("hostname", "hosts", "resolv.conf")],
-        namespaces=namespaces_for(c.HostConfig),
+                for n in ("hostname", "hosts", "resolv.conf") if not mounts.etc_overridden(c, f"/etc/{n}")]
+        + mounts.spec_mounts(c),   # volumes, binds, --mount tmpfs (pyd/mounts.py)
+        namespaces=[n for n in namespaces_for(c.HostConfig) if n not in join],
+        join_namespaces=join,
         readonly_rootfs=bool(c.HostConfig.get("ReadonlyRootfs")),
     )
+    security.configure(daemon, c, spec)   # caps, seccomp, paths, limits, cgroup, pid/ipc/uts modes
+    return spec
+
+
+def console_size(value: Any) -> tuple[int, int] | None:
+    """HostConfig.ConsoleSize / ExecConfig.ConsoleSize [height, width]; docker sends [0, 0] without a tty."""
+    try:
+        h, w = (max(0, min(int(v), 65535)) for v in value)
+    except (TypeError, ValueError):
+        return None
+    return (h, w) if h and w else None
+
+
+def log_rotation(daemon: "Daemon", c: Container) -> dict[str, int]:
+    """max-size/max-file of the container's LogConfig, else the daemon's log-opts, else pyd's default."""
+    from pyd.logs import rotation_limits
+    size, files = rotation_limits((c.HostConfig.get("LogConfig") or {}).get("Config") or {}, daemon.cfg.log_opts)
+    return {"log_max_size": size, "log_max_file": files}
 
 
 def log_driver(daemon: "Daemon", c: Container) -> str:

@@ -269,7 +269,8 @@ def test_create_body(tmp_path):
     assert body["Cmd"] == ["echo", "hi"] and body["Image"] == "busybox" and body["Entrypoint"] == [""]
     assert body["WorkingDir"] == "/tmp" and body["User"] == "nobody"
     assert body["AttachStdin"] and body["OpenStdin"] and body["StdinOnce"] and body["AttachStdout"]
-    assert body["HostConfig"] == {"NetworkMode": "none", "AutoRemove": True}
+    assert body["HostConfig"]["NetworkMode"] == "none" and body["HostConfig"]["AutoRemove"] is True
+    assert not body["HostConfig"].get("Privileged") and not body["HostConfig"].get("ReadonlyRootfs")
     opts, args = _parse("run", ["-d", "--name", "x", "busybox"])
     query, body = build_create_request(opts, args, for_run=True)
     assert query == {"name": "x"} and body["Cmd"] is None and not body["AttachStdout"]

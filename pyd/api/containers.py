@@ -6,10 +6,11 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
+from pyd import mounts
 from pyd.api.util import check_filter_keys, filters_arg, parse_time_arg
 from pyd.container import Container, parse_rfc3339
 from pyd.errors import BadParameter
-from pyd.logs import LogReader, in_window
+from pyd.logs import LogReader, detail_prefix, fixed_time, in_window
 from pyd.proto import Response, stdcopy_frame
 
 if TYPE_CHECKING:
@@ -71,6 +72,9 @@ def register(router: Any, daemon: "Daemon") -> None:
             await svc.stop(id, req.arg_int("t", None), req.arg("signal"))
         await svc.start(id)
 
+    async def update(req, id: str) -> dict:
+        return await svc.update(id, await req.json())
+
     async def kill(req, id: str) -> None:
         await svc.kill(id, req.arg("signal") or "KILL")
 
@@ -105,10 +109,22 @@ def register(router: Any, daemon: "Daemon") -> None:
     router.add("POST", "/containers/{id}/stop", stop)
     router.add("POST", "/containers/{id}/restart", restart)
     router.add("POST", "/containers/{id}/kill", kill)
+    router.add("POST", "/containers/{id}/update", update)
     router.add("POST", "/containers/{id}/wait", wait)
     router.add("POST", "/containers/{id}/attach", attach)
+    from pyd.api.exec import resize_container
+    router.add("POST", "/containers/{id}/resize", lambda req, id: resize_container(req, svc, id))
     router.add("GET", "/containers/{id}/logs", logs)
     router.add("DELETE", "/containers/{id}", remove)
+
+    async def rename(req, id: str) -> None:
+        await svc.rename(id, req.arg("name") or "")
+
+    async def prune(req) -> dict:
+        return await svc.prune(filters_arg(req))
+
+    router.add("POST", "/containers/{id}/rename", rename)
+    router.add("POST", "/containers/prune", prune)
 
 
 # ---------------------------------------------------------------- attach and logs
@@ -123,6 +139,8 @@ async def attach_stream(req: Any, svc: Any, c: Container) -> None:
         c.subscribers.add(queue)  # before any await: no output may slip between here and the loop
     wants = {1: want_stdout, 2: want_stderr}
     raw = stream_type(req, c) == RAW
+    from pyd.execs import DetachScanner, detach_keys_arg
+    scanner = DetachScanner(detach_keys_arg(req.arg("detachKeys"))) if c.tty else None  # Docker: tty only
     pump = None
     try:
         reader, writer = await req.hijack(stream_type(req, c))
@@ -134,10 +152,13 @@ async def attach_stream(req: Any, svc: Any, c: Container) -> None:
         if not stream or (not c.State.Running and c.State.Status != "created"):
             return
         if want_stdin and c.Config.get("OpenStdin"):
-            pump = asyncio.ensure_future(_pump_stdin(reader, c))
+            pump = asyncio.ensure_future(_pump_stdin(reader, c, scanner, queue))
         while True:
             item = await queue.get()
             if item is None:
+                break
+            if item is False:  # the detach keys: the session ends, the container goes on
+                svc._event(c, "detach")
                 break
             stream_id, data = item
             if wants.get(stream_id):
@@ -152,10 +173,20 @@ async def attach_stream(req: Any, svc: Any, c: Container) -> None:
             pump.cancel()
 
 
-async def _pump_stdin(reader: Any, c: Container) -> None:
-    """Client stdin → container stdin; EOF closes the container's stdin when StdinOnce (docker run -i)."""
+async def _pump_stdin(reader: Any, c: Container, scanner: Any = None, queue: Any = None) -> None:
+    """Client stdin → container stdin; EOF closes the container's stdin when StdinOnce (docker run -i).
+    With a tty the detach keys end the session: False goes into the output queue."""
     while True:
         data = await reader.read(1 << 16)
+        if scanner is not None and data:
+            data, detached = scanner.feed(data)
+            if detached:
+                if data and c.execd is not None:
+                    c.execd.write_stdin(data)
+                queue.put_nowait(False)
+                return
+            if not data:
+                continue
         deadline = time.monotonic() + 30
         while c.execd is None and c.State.Status == "created" and time.monotonic() < deadline:
             await asyncio.sleep(0.005)  # attached before start: hold stdin until the process exists
@@ -181,6 +212,7 @@ async def log_stream(req: Any, svc: Any, c: Container) -> None:
     if (c.HostConfig.get("LogConfig") or {}).get("Type") == "none":
         raise BadParameter('configured logging driver does not support reading')
     raw = stream_type(req, c) == RAW
+    details = detail_prefix(c) if req.arg_bool("details") else b""
     reader = LogReader(c.log_path)
     if tail != "all":
         reader.skip_to_tail(max(int(tail), 0))
@@ -192,7 +224,9 @@ async def log_stream(req: Any, svc: Any, c: Container) -> None:
             for entry in reader.read_new():
                 if not want.get(entry.stream) or not in_window(entry, since, until):
                     continue
-                data = (entry.time.encode() + b" " + entry.data) if timestamps else entry.data
+                data = details + entry.data
+                if timestamps:
+                    data = fixed_time(entry.time) + b" " + data
                 batch += data if raw else stdcopy_frame(entry.stream, data)
                 if len(batch) >= 1 << 16:
                     await out.write(bytes(batch))
@@ -256,16 +290,19 @@ def _network_settings(c: Container) -> dict[str, Any]:
     endpoint = {"IPAMConfig": None, "Links": None, "Aliases": None, "MacAddress": "", "NetworkID": "",
                 "EndpointID": "", "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "",
                 "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "DriverOpts": None, "DNSNames": None}
+    if c.NetworkSettings.get("Networks") is not None:      # recorded by network.configure_container
+        return {"Networks": c.NetworkSettings["Networks"]}
     return {"Networks": {mode: endpoint}}
 
 
 def list_entry(c: Container, daemon: "Daemon") -> dict[str, Any]:
     return {
         "Id": c.ID, "Names": [c.Name], "Image": c.Config.get("Image") or c.Image, "ImageID": c.Image,
-        "Command": c.command_line(), "Created": int(parse_rfc3339(c.Created)), "Ports": [],
+        "Command": c.command_line(), "Created": int(parse_rfc3339(c.Created)),
+        "Ports": daemon.networks.ports_of(c) if daemon.networks else [],
         "Labels": c.Config.get("Labels") or {}, "State": c.State.Status, "Status": c.status_text(),
         "HostConfig": {"NetworkMode": c.HostConfig.get("NetworkMode", "default")},
-        "NetworkSettings": _network_settings(c), "Mounts": [],
+        "NetworkSettings": _network_settings(c), "Mounts": mounts.inspect_mounts(c),
     }
 
 
@@ -285,7 +322,7 @@ def inspect_entry(c: Container, daemon: "Daemon") -> dict[str, Any]:
         "Image": c.Image, "ResolvConfPath": c.path("resolv.conf"), "HostnamePath": c.path("hostname"),
         "HostsPath": c.path("hosts"), "LogPath": c.log_path, "Name": c.Name, "RestartCount": c.RestartCount,
         "Driver": c.Driver, "Platform": "linux", "MountLabel": "", "ProcessLabel": "", "AppArmorProfile": "",
-        "ExecIDs": None, "HostConfig": c.HostConfig,
-        "GraphDriver": {"Name": c.Driver, "Data": graph_data}, "Mounts": [], "Config": c.Config,
+        "ExecIDs": daemon.containers.execs.ids_for(c), "HostConfig": c.HostConfig,
+        "GraphDriver": {"Name": c.Driver, "Data": graph_data}, "Mounts": mounts.inspect_mounts(c), "Config": c.Config,
         "NetworkSettings": settings,
     }

@@ -14,9 +14,18 @@ if TYPE_CHECKING:
 COMMANDS: dict[str, str] = {
     "run": "container", "create": "container", "start": "container", "ps": "container",
     "logs": "container", "stop": "container", "kill": "container", "rm": "container", "wait": "container",
-    "inspect": "system",
+    "update": "resources",
+    "inspect": "system", "exec": "interactive", "attach": "interactive",
     "images": "image", "import": "image", "load": "image", "save": "image", "tag": "image", "rmi": "image",
+    "pull": "image", "push": "image", "history": "image", "commit": "image", "login": "image", "logout": "image",
+    "image_prune": "image",
     "version": "system", "info": "system", "events": "system",
+    "port": "network", "network_create": "network", "network_ls": "network", "network_inspect": "network",
+    "network_rm": "network", "network_connect": "network", "network_disconnect": "network",
+    "network_prune": "network",
+    "cp": "cp", "export": "cp",
+    "volume_create": "volume", "volume_ls": "volume", "volume_rm": "volume", "volume_prune": "volume",
+    "build": "build",
 }
 COMMON = ("run", "ps", "images", "version", "info")
 
@@ -25,11 +34,22 @@ GROUPS: dict[str, tuple[str, dict[str, str | tuple[str, list[str]]]]] = {
     "container": ("Manage containers", {
         "create": "create", "inspect": ("inspect", ["--type", "container"]), "kill": "kill", "logs": "logs",
         "ls": "ps", "list": "ps", "ps": "ps", "rm": "rm", "remove": "rm", "run": "run", "start": "start",
-        "stop": "stop", "wait": "wait",
+        "stop": "stop", "wait": "wait", "commit": "commit", "exec": "exec", "attach": "attach",
+        "cp": "cp", "export": "export",
     }),
     "image": ("Manage images", {
         "import": "import", "inspect": ("inspect", ["--type", "image"]), "load": "load", "ls": "images",
         "list": "images", "rm": "rmi", "remove": "rmi", "save": "save", "tag": "tag",
+        "pull": "pull", "push": "push", "history": "history", "prune": "image_prune", "build": "build",
+    }),
+    "network": ("Manage networks", {
+        "create": "network_create", "ls": "network_ls", "list": "network_ls", "inspect": "network_inspect",
+        "rm": "network_rm", "remove": "network_rm", "connect": "network_connect",
+        "disconnect": "network_disconnect", "prune": "network_prune",
+    }),
+    "volume": ("Manage volumes", {
+        "create": "volume_create", "ls": "volume_ls", "list": "volume_ls", "rm": "volume_rm",
+        "remove": "volume_rm", "prune": "volume_prune", "inspect": ("inspect", ["--type", "volume"]),
     }),
     "system": ("Manage pyd", {"events": "events", "info": "info"}),
 }
@@ -139,7 +159,7 @@ def root_help(global_flags_help: str) -> str:
     lines += ["", "Management Commands:"]
     lines += [f"  {g:<11} {GROUPS[g][0]}" for g in GROUPS]
     lines += ["", "Commands:"]
-    lines += [f"  {n:<11} {_summary(n)}" for n in sorted(COMMANDS) if n not in COMMON]
+    lines += [f"  {n:<11} {_summary(n)}" for n in sorted(COMMANDS) if n not in COMMON and "_" not in n]
     lines += ["  daemon      Start the pyd daemon", "", "Global Options:", global_flags_help.rstrip("\n"), "",
               f"Run '{PROG} COMMAND --help' for more information on a command.", ""]
     return "\n".join(lines)

@@ -54,6 +54,10 @@ def _container_flags(with_sig_proxy: bool) -> list[Flag]:
     if with_sig_proxy:
         flags += [Flag("detach", "d", BOOL, help="Run container in background and print container ID"),
                   Flag("sig-proxy", "", BOOL, True, help="Proxy received signals to the process")]
+    from pyd.cli.volume import mount_flags
+    flags += mount_flags()     # -v, --mount, --tmpfs, --volumes-from
+    from pyd.cli.resources import security_flags
+    flags += security_flags()  # --cap-add, --privileged, --security-opt, -m, --cpus, --ulimit, ...
     flags.sort(key=lambda f: f.long)
     return flags
 
@@ -199,6 +203,10 @@ def build_create_request(opts: Options, args: list[str], for_run: bool) -> tuple
     }
     if opts.network and network not in ("default", "bridge", "host", "none") and not network.startswith("container:"):
         body["NetworkingConfig"]["EndpointsConfig"][network] = {}
+    from pyd.cli.volume import apply_mount_flags
+    apply_mount_flags(opts, body)
+    from pyd.cli.resources import apply_security_flags
+    apply_security_flags(opts, body)
     query = {"name": opts.name} if opts.name else {}
     return query, body
 
@@ -220,9 +228,12 @@ def create_container(cli: Cli, query: dict[str, str], body: dict[str, Any]) -> s
     try:
         resp = cli.client().request("POST", "/containers/create", query=query or None, body=body)
     except Exception as exc:
-        if is_not_found(exc) and "image" in str(getattr(exc, "message", "")).lower():
-            cli.err(f"Unable to find image '{familiar_reference(body['Image'])}' locally\n")
-        raise
+        if not (is_not_found(exc) and "image" in str(getattr(exc, "message", "")).lower()):
+            raise
+        cli.err(f"Unable to find image '{familiar_reference(body['Image'])}' locally\n")
+        from pyd.cli.image import pull_image   # docker run pulls a missing image, progress on stderr
+        pull_image(cli, body["Image"], body.get("platform") or "", out=cli.stderr)
+        resp = cli.client().request("POST", "/containers/create", query=query or None, body=body)
     created = resp.json()
     for warning in created.get("Warnings") or []:
         cli.err(f"WARNING: {warning}\n")
@@ -347,7 +358,8 @@ class AttachSession:
                                         query={"condition": "removed" if auto_remove else "next-exit"})
         restore_signals = self._proxy_signals() if sig_proxy else None
         try:
-            with _raw_terminal(cli.stdin if self.tty and self.stdin else None):
+            from pyd.cli.tty import RawTerminal     # restored on exceptions and on SIGTERM/SIGHUP too
+            with RawTerminal(cli.stdin if self.tty and self.stdin else None):
                 try:
                     cli.client().request("POST", f"/containers/{self.cid}/start")
                 except Exception as exc:
@@ -360,6 +372,8 @@ class AttachSession:
                 if self.tty and _isatty(cli.stdout):
                     self._watch_tty_size()
                 self._copy_streams()
+            if getattr(self, "detached", False):
+                return 0     # docker run: the detach keys end the session, the container goes on
             return self._exit_status(wait_resp)
         finally:
             if restore_signals:
@@ -388,11 +402,21 @@ class AttachSession:
 
     def _copy_stdin(self) -> None:
         fd = self.cli.stdin.fileno()
+        from pyd.cli.tty import DEFAULT_DETACH_KEYS, DetachScanner, parse_detach_keys
+        scanner = DetachScanner(parse_detach_keys(DEFAULT_DETACH_KEYS)) if self.tty else None
         try:
             while True:
                 data = os.read(fd, 32768)
                 if not data:
                     break
+                if scanner is not None:     # -it: ctrl-p ctrl-q detach (client side, as docker does)
+                    data, self.detached = scanner.feed(data)
+                    if self.detached:
+                        import socket
+                        if data:
+                            self.conn.sendall(data)
+                        self.conn.sock.shutdown(socket.SHUT_RDWR)
+                        return
                 self.conn.sendall(data)
             self.conn.shutdown_write()
         except OSError:
@@ -491,27 +515,6 @@ def _ignore_errors(fn) -> None:
         fn()
     except Exception:      # only waiting for the container's removal; its outcome is not reported
         pass
-
-
-class _raw_terminal:
-    """Put an interactive terminal in raw mode while attached with -it (restored on exit)."""
-
-    def __init__(self, stream: Any) -> None:
-        self.fd = stream.fileno() if stream is not None and _isatty(stream) else None
-        self.saved = None
-
-    def __enter__(self) -> "_raw_terminal":
-        if self.fd is not None:
-            import termios
-            import tty
-            self.saved = termios.tcgetattr(self.fd)
-            tty.setraw(self.fd)
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.saved is not None:
-            import termios
-            termios.tcsetattr(self.fd, termios.TCSADRAIN, self.saved)
 
 
 # ---------------------------------------------------------------- ps
