@@ -150,7 +150,7 @@ class Network:
             if addr not in net:
                 raise BadParameter(f"Invalid address {requested}: It does not belong to any of this network's subnets")
             if requested in used or addr in (net.network_address, net.broadcast_address):
-                raise Forbidden(f"Address already in use")
+                raise Forbidden("Address already in use")
             return requested
         pool = ipaddress.IPv4Network(self.ip_range) if self.ip_range else net
         first, last = int(pool.network_address) + 1, int(pool.broadcast_address) - 1
@@ -379,7 +379,7 @@ class NetworkController:
                     subnet = ipaddress.IPv4Network(conf["Subnet"], strict=False)
                 for other in self.networks.values():
                     if other.subnet and subnet.overlaps(ipaddress.IPv4Network(other.subnet)):
-                        raise Forbidden(f"invalid pool request: Pool overlaps with other one on this address space")
+                        raise Forbidden("invalid pool request: Pool overlaps with other one on this address space")
                 net.subnet, net.user_subnet = str(subnet), True
             elif conf.get("IPRange") or conf.get("Gateway"):
                 raise BadParameter("ip-range and gateway need a subnet (--subnet)")
@@ -452,7 +452,7 @@ class NetworkController:
             return
         if mode in ("host", "none"):
             if endpoints_cfg and set(endpoints_cfg) - {mode}:
-                raise BadParameter(f"container cannot be disconnected from host network or connected to host network")
+                raise BadParameter("container cannot be disconnected from host network or connected to host network")
             c.NetworkSettings["Networks"][mode] = self._endpoint_settings(self.get(mode), c, {})
             return
         # Like dockerd, an unknown network is no error at create: start fails with "network X not found"
@@ -661,10 +661,10 @@ class NetworkController:
         c = self.daemon.containers.get(container)
         mode = c.HostConfig.get("NetworkMode") or ""
         if mode in ("host", "none") or mode.startswith("container:"):
-            raise Forbidden(f"container sharing network namespace with another container or host cannot be "
-                            f"connected to any other network")
+            raise Forbidden("container sharing network namespace with another container or host cannot be "
+                            "connected to any other network")
         if net.Driver != "bridge":
-            raise Forbidden(f"container cannot be disconnected from host network or connected to host network")
+            raise Forbidden("container cannot be disconnected from host network or connected to host network")
         nets = c.NetworkSettings.setdefault("Networks", {})
         if net.Name in nets:
             raise Forbidden(f"endpoint with name {c.Name.lstrip('/')} already exists in network {net.Name}")

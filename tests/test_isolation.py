@@ -3,7 +3,6 @@ masked and read-only paths, devices, --read-only/--tmpfs/--shm-size, ulimits, sy
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
