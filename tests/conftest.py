@@ -170,6 +170,27 @@ def remove_tree(path: Path) -> None:
         warnings.warn(f"could not remove {path}: {os.listdir(path)}")
 
 
+def remove_cgroups(name: str, root: str = "/sys/fs/cgroup") -> None:
+    """Remove the cgroup `name` in every hierarchy (v1 controllers and v2), children first; any process
+    still inside is killed first (the daemon under test is gone by now)."""
+    tops = [os.path.join(root, name)] + [os.path.join(root, c, name) for c in os.listdir(root)]
+    for top in tops:
+        if not os.path.isdir(top):
+            continue
+        for dirpath, _, _ in sorted(os.walk(top), key=lambda w: -w[0].count("/")):
+            for pid in _read(os.path.join(dirpath, "cgroup.procs")).split():
+                with contextlib.suppress(OSError):
+                    os.kill(int(pid), signal.SIGKILL)
+            for _ in range(50):
+                try:
+                    os.rmdir(dirpath)
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    time.sleep(0.02)  # killed tasks leave the cgroup asynchronously
+
+
 def socket_in_netns(netns: str, family: int = socket.AF_INET, type: int = socket.SOCK_STREAM) -> socket.socket:
     """A socket that lives in the network namespace `netns` (e.g. /proc/PID/ns/net). setns() changes only
     the calling thread, so a short-lived thread makes it; the socket keeps its namespace afterwards."""
@@ -291,7 +312,12 @@ class Daemon:
     def command(self) -> list[str]:
         return [str(self.pyd_bin), "daemon", "-D", "--data-root", str(self.data_root),
                 "--exec-root", str(self.exec_root), "--pidfile", str(self.pidfile), "-H", self.host,
-                "--config-file", str(self.config_file), *self.args]
+                "--config-file", str(self.config_file), "--cgroup-parent", self.cgroup_parent, *self.args]
+
+    @property
+    def cgroup_parent(self) -> str:
+        """Each test daemon's containers go under their own parent cgroup, removed at clean-up."""
+        return self.root.name
 
     def env(self) -> dict[str, str]:
         """The environment of every pyd process: SHIV_ROOT keeps the session's extraction out of ~/.shiv;
@@ -366,6 +392,7 @@ class Daemon:
             self.stop()
         finally:
             remove_tree(self.root)
+            remove_cgroups(self.cgroup_parent)
             self.netns.close()
 
     # -- clients ----------------------------------------------------------------------------------------

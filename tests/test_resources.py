@@ -10,7 +10,8 @@ import pytest
 V1 = "/sys/fs/cgroup/memory"
 
 
-def host_cgroup(controller: str, cid: str, parent: str = "pyd") -> str:
+def host_cgroup(controller: str, cid: str, parent: str) -> str:
+    """The container's cgroup on the host, under the test daemon's own parent (daemon.cgroup_parent)."""
     if os.path.isdir(f"/sys/fs/cgroup/{controller}"):
         return f"/sys/fs/cgroup/{controller}/{parent}/{cid}"
     return f"/sys/fs/cgroup/{parent}/{cid}"
@@ -46,7 +47,7 @@ def test_memory_hog_is_oom_killed(daemon, busybox):
         assert r.stdout.strip() == "137"
         state = inspect(daemon, cid)["State"]
         assert state["OOMKilled"] is True and state["ExitCode"] == 137
-        assert not os.path.exists(host_cgroup("memory", cid))   # gone at exit
+        assert not os.path.exists(host_cgroup("memory", cid, daemon.cgroup_parent))   # gone at exit
     finally:
         daemon.docker("rm", "-f", cid)
 
@@ -80,13 +81,13 @@ def test_update_running_container(daemon, busybox):
     cid = daemon.docker("run", "-d", "--network", "none", "-m", "32m", busybox, "sleep", "300",
                         check=True).stdout.strip()
     try:
-        memdir = host_cgroup("memory", cid)
+        memdir = host_cgroup("memory", cid, daemon.cgroup_parent)
         assert read(f"{memdir}/memory.limit_in_bytes") == str(32 * 1024 * 1024)
         r = daemon.docker("update", "--memory", "48m", "--pids-limit", "20", "--cpus", "0.25", cid)
         assert r.returncode == 0, r.stderr
         assert read(f"{memdir}/memory.limit_in_bytes") == str(48 * 1024 * 1024)
-        assert read(host_cgroup("pids", cid) + "/pids.max") == "20"
-        assert read(host_cgroup("cpu", cid) + "/cpu.cfs_quota_us") == "25000"
+        assert read(host_cgroup("pids", cid, daemon.cgroup_parent) + "/pids.max") == "20"
+        assert read(host_cgroup("cpu", cid, daemon.cgroup_parent) + "/cpu.cfs_quota_us") == "25000"
         hc = inspect(daemon, cid)["HostConfig"]
         assert hc["Memory"] == 48 * 1024 * 1024 and hc["PidsLimit"] == 20 and hc["NanoCpus"] == 250_000_000
         r = daemon.docker("update", "--memory", "1m", cid)
@@ -101,7 +102,7 @@ def test_update_running_container(daemon, busybox):
 
 def test_cgroup_removed_with_container(daemon, busybox):
     cid = daemon.docker("run", "-d", "--network", "none", busybox, "sleep", "300", check=True).stdout.strip()
-    dirs = [host_cgroup(c, cid) for c in ("memory", "pids", "cpu", "devices", "freezer")]
+    dirs = [host_cgroup(c, cid, daemon.cgroup_parent) for c in ("memory", "pids", "cpu", "devices", "freezer")]
     assert all(os.path.isdir(d) for d in dirs)
     pid = inspect(daemon, cid)["State"]["Pid"]
     assert str(pid) in read(dirs[0] + "/cgroup.procs")
@@ -136,7 +137,7 @@ def test_failed_start_leaves_no_cgroup(daemon, busybox):
     try:
         assert r.returncode == 127
         cid = inspect(daemon, "cg-fail")["Id"]
-        assert not os.path.exists(host_cgroup("memory", cid))
+        assert not os.path.exists(host_cgroup("memory", cid, daemon.cgroup_parent))
     finally:
         daemon.docker("rm", "-f", "cg-fail")
 
@@ -158,7 +159,7 @@ def test_pyd_client_flags_and_update(daemon, busybox):
     try:
         r = daemon.pyd("update", "--memory", "40m", cid)
         assert r.returncode == 0 and r.stdout.strip() == cid, r.stderr
-        assert read(host_cgroup("memory", cid) + "/memory.limit_in_bytes") == str(40 * 1024 * 1024)
+        assert read(host_cgroup("memory", cid, daemon.cgroup_parent) + "/memory.limit_in_bytes") == str(40 * 1024 * 1024)
         r = daemon.pyd("update", cid)
         assert r.returncode != 0
     finally:
