@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pyd.container import DEFAULT_PATH, Container, merge_env
+from pyd.detachkeys import DEFAULT_DETACH_KEYS, DetachScanner, parse_detach_keys  # noqa: F401 (DetachScanner for attach)
 from pyd.errors import BadParameter, Conflict, NotFound
 from pyd.validate import strslice
 
@@ -26,32 +27,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("pyd")
 
-DEFAULT_DETACH_KEYS = "ctrl-p,ctrl-q"
 FINISHED_TTL = 300.0     # Docker's exec GC drops finished execs after about five minutes
 
 
-# ---------------------------------------------------------------- detach keys (moby/term's ToBytes)
-
-def parse_detach_keys(keys: str) -> bytes:
-    """"ctrl-p,ctrl-q" -> b"\\x10\\x11"; raises ValueError("Unknown character: ...") on junk."""
-    special = {"@": 0, "[": 27, "\\": 28, "]": 29, "^": 30, "_": 31}
-    out = bytearray()
-    for key in keys.split(","):
-        if len(key) == 1:
-            out.append(ord(key))
-            continue
-        name = key.lower()
-        if name.startswith("ctrl-") and len(name) == 6:
-            ch = name[5]
-            if "a" <= ch <= "z":
-                out.append(ord(ch) - ord("a") + 1)
-                continue
-            if ch in special:
-                out.append(special[ch])
-                continue
-        raise ValueError(f"Unknown character: '{key}'")
-    return bytes(out)
-
+# ---------------------------------------------------------------- detach keys
 
 def detach_keys_arg(value: str | None) -> bytes:
     """The detachKeys of attach / exec: Docker's default when empty, 400 when unparsable."""
@@ -59,34 +38,6 @@ def detach_keys_arg(value: str | None) -> bytes:
         return parse_detach_keys(value or DEFAULT_DETACH_KEYS)
     except ValueError:
         raise BadParameter(f"Invalid detach keys ({value}) provided") from None
-
-
-class DetachScanner:
-    """Stdin bytes in, (bytes to forward, detached?) out. A partial match is held back and forwarded when
-    the next byte breaks it, as moby's escape proxy does."""
-
-    def __init__(self, keys: bytes) -> None:
-        self.keys = keys
-        self.held = bytearray()
-
-    def feed(self, data: bytes) -> tuple[bytes, bool]:
-        if not self.keys:
-            return data, False
-        out = bytearray()
-        for b in data:
-            if b == self.keys[len(self.held)]:
-                self.held.append(b)
-                if len(self.held) == len(self.keys):
-                    self.held.clear()
-                    return bytes(out), True
-                continue
-            out += self.held
-            self.held.clear()
-            if b == self.keys[0]:
-                self.held.append(b)
-            else:
-                out.append(b)
-        return bytes(out), False
 
 
 # ---------------------------------------------------------------- exec instances

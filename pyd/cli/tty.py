@@ -11,7 +11,7 @@ TYPE_CHECKING = False     # typing costs milliseconds at every start
 if TYPE_CHECKING:
     from typing import Any, Callable
 
-DEFAULT_DETACH_KEYS = "ctrl-p,ctrl-q"
+from pyd.detachkeys import DEFAULT_DETACH_KEYS, DetachScanner, parse_detach_keys  # noqa: F401 (re-exported)
 ESCAPE_MESSAGE = "read escape sequence"
 
 
@@ -119,44 +119,3 @@ class SizeForwarder:
             import signal
             signal.signal(signal.SIGWINCH, self.previous or signal.SIG_DFL)
             self.installed = False
-
-
-def parse_detach_keys(keys: str) -> bytes:
-    """docker's --detach-keys: "ctrl-p,ctrl-q" -> b"\\x10\\x11"; ValueError on anything else."""
-    special = {"@": 0, "[": 27, "\\": 28, "]": 29, "^": 30, "_": 31}
-    out = bytearray()
-    for key in keys.split(","):
-        if len(key) == 1:
-            out.append(ord(key))
-            continue
-        name = key.lower()
-        if name.startswith("ctrl-") and len(name) == 6 and ("a" <= name[5] <= "z" or name[5] in special):
-            out.append(ord(name[5]) - ord("a") + 1 if name[5].isalpha() else special[name[5]])
-            continue
-        raise ValueError(f"Unknown character: '{key}'")
-    return bytes(out)
-
-
-class DetachScanner:
-    """Stdin bytes in, (bytes to send, detached?) out; a partial match is held until the next byte decides."""
-
-    def __init__(self, keys: bytes) -> None:
-        self.keys = keys
-        self.held = bytearray()
-
-    def feed(self, data: bytes) -> tuple[bytes, bool]:
-        out = bytearray()
-        for b in data:
-            if self.keys and b == self.keys[len(self.held)]:
-                self.held.append(b)
-                if len(self.held) == len(self.keys):
-                    self.held.clear()
-                    return bytes(out), True
-                continue
-            out += self.held
-            self.held.clear()
-            if self.keys and b == self.keys[0]:
-                self.held.append(b)
-            else:
-                out.append(b)
-        return bytes(out), False
