@@ -32,7 +32,7 @@ test: deps dist/pyd
 	$(PYTHON) -m pytest -q $(PYTEST_TIMEOUT) $(PYTEST_ARGS) tests
 
 bench: dist/pyd
-	@if [ -f bench/run.py ]; then $(PYTHON) bench/run.py; else echo "make bench: bench/run.py is not written yet"; fi
+	@if [ -f bench/run.py ]; then $(PYTHON) bench/run.py $(BENCH_ARGS); else echo "make bench: bench/run.py is not written yet"; fi
 
 clean:
 	rm -rf dist build pyd/execd .pytest_cache
