@@ -20,6 +20,7 @@ RUNC = "/usr/sbin/runc"
 REGISTRY = "/usr/bin/docker-registry"
 REGISTRY_PORT = 5000          # the same in every namespace, so image names are the same for every engine
 DOCKERD_CGROUP_PARENT = "pydbench-dockerd"
+PYD_CGROUP_PARENT = "pydbench-pyd"
 PODMAN_CGROUP_PARENT = "libpod_parent"      # podman's default with cgroupfs; removed only if we made it
 
 
@@ -204,7 +205,14 @@ class Pyd(Engine):
     def command(self) -> list[str]:
         return [str(self.pyd_bin), "daemon", "--data-root", str(self.root / "data"),
                 "--exec-root", str(self.root / "exec"), "--pidfile", str(self.root / "pyd.pid"),
-                "-H", f"unix://{self.sock}", "--config-file", str(self.root / "daemon.json")]
+                "-H", f"unix://{self.sock}", "--config-file", str(self.root / "daemon.json"),
+                "--cgroup-parent", PYD_CGROUP_PARENT]
+
+    def stop(self) -> None:
+        try:
+            super().stop()
+        finally:
+            remove_cgroups(PYD_CGROUP_PARENT)
 
 
 class Podman(Engine):
