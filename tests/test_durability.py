@@ -262,23 +262,25 @@ def test_rename_and_prune(bdaemon):
     assert names == ["up"]
 
 
-def test_fault_injection_kill9_during_churn(bdaemon, capsys):
+def test_fault_injection_kill9_during_churn(bdaemon, busybox_archive, capsys):
     """Kill the daemon at random moments of create/start/stop/rm churn; every acknowledged container must
     be whole afterwards, running ones really running, and no mount leaked."""
     d, bb = bdaemon()
     rng = random.Random(4)
     acked: dict[str, str] = {}        # id -> last acknowledged action
     results = []
-    for round_ in range(20):
+    for round_ in range(30):
         procs = []
         ops = []
         for i in range(4):
-            op = rng.choice(["create", "run", "rm", "stop"])
+            op = rng.choice(["create", "run", "rm", "stop", "load"])
             if op in ("rm", "stop") and acked:
                 target = rng.choice(sorted(acked))
                 argv = ["rm", "-f", target] if op == "rm" else ["stop", "-t", "0", target]
             elif op == "create":
                 argv = ["create", bb, "true"]
+            elif op == "load":
+                argv = ["load", "-q", "-i", str(busybox_archive)]
             else:
                 argv = ["run", "-d", bb, "sleep", "300"]
             ops.append(argv)
@@ -303,6 +305,7 @@ def test_fault_injection_kill9_during_churn(bdaemon, capsys):
             st = inspect(d, cid)["State"]
             if st["Running"]:
                 assert alive(st["Pid"]), f"round {round_}: {cid[:12]} says running, pid {st['Pid']} is dead"
+        assert d.docker("images", "-q", check=True).stdout.strip(), f"round {round_}: images lost"
         results.append((round_, len(acked), len(ps)))
         if len(ps) > 12:   # keep the churn bounded
             d.docker("rm", "-f", *ps[:8])
@@ -310,5 +313,8 @@ def test_fault_injection_kill9_during_churn(bdaemon, capsys):
     d.docker("rm", "-f", *d.docker("ps", "-aq", "--no-trunc").stdout.split())
     mounts = [m for m in mounts_under(str(d.data_root)) if "/merged" in m]
     assert not mounts, f"leaked mounts: {mounts}"
+    memory_parent = Path("/sys/fs/cgroup/memory") / d.cgroup_parent
+    leaked = [p.name for p in memory_parent.iterdir() if p.is_dir()] if memory_parent.is_dir() else []
+    assert not leaked, f"leaked cgroups: {leaked}"
     with capsys.disabled():
         print("\nfault injection rounds (round, acknowledged, present):", results)
