@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 COMMANDS: dict[str, str] = {
     "run": "container", "create": "container", "start": "container", "ps": "container",
     "logs": "container", "stop": "container", "kill": "container", "rm": "container", "wait": "container",
+    "restart": "container", "rename": "container", "container_prune": "container",
     "update": "resources",
     "inspect": "system", "exec": "interactive", "attach": "interactive",
     "images": "image", "import": "image", "load": "image", "save": "image", "tag": "image", "rmi": "image",
@@ -26,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "cp": "cp", "export": "cp",
     "volume_create": "volume", "volume_ls": "volume", "volume_rm": "volume", "volume_prune": "volume",
     "build": "build",
+    "pause": "extra", "unpause": "extra", "top": "extra", "stats": "extra",
 }
 COMMON = ("run", "ps", "images", "version", "info")
 
@@ -35,7 +37,9 @@ GROUPS: dict[str, tuple[str, dict[str, str | tuple[str, list[str]]]]] = {
         "create": "create", "inspect": ("inspect", ["--type", "container"]), "kill": "kill", "logs": "logs",
         "ls": "ps", "list": "ps", "ps": "ps", "rm": "rm", "remove": "rm", "run": "run", "start": "start",
         "stop": "stop", "wait": "wait", "commit": "commit", "exec": "exec", "attach": "attach",
-        "cp": "cp", "export": "export",
+        "cp": "cp", "export": "export", "restart": "restart", "rename": "rename", "prune": "container_prune",
+        "update": "update", "port": "port",
+        "pause": "pause", "unpause": "unpause", "top": "top", "stats": "stats",
     }),
     "image": ("Manage images", {
         "import": "import", "inspect": ("inspect", ["--type", "image"]), "load": "load", "ls": "images",

@@ -44,7 +44,6 @@ def _container_flags(with_sig_proxy: bool) -> list[Flag]:
         Flag("label", "l", LIST, help="Set meta data on a container"),
         Flag("label-file", "", LIST, help="Read in a line delimited file of labels"),
         Flag("name", "", STRING, help="Assign a name to the container"),
-        Flag("network", "", STRING, metavar="network", help="Connect a container to a network"),
         Flag("rm", "", BOOL, help="Automatically remove the container and its associated anonymous "
                                   "volumes when it exits"),
         Flag("tty", "t", BOOL, help="Allocate a pseudo-TTY"),
@@ -58,6 +57,8 @@ def _container_flags(with_sig_proxy: bool) -> list[Flag]:
     flags += mount_flags()     # -v, --mount, --tmpfs, --volumes-from
     from pyd.cli.resources import security_flags
     flags += security_flags()  # --cap-add, --privileged, --security-opt, -m, --cpus, --ulimit, ...
+    from pyd.cli.runopts import run_flags
+    flags += run_flags()       # --network, -p, --dns, --add-host, --restart, --health-*, --log-*, --stop-*
     flags.sort(key=lambda f: f.long)
     return flags
 
@@ -112,6 +113,17 @@ SPECS: dict[str, Spec] = {
     ], min_args=1, aliases=(f"{PROG} container rm", f"{PROG} container remove", f"{PROG} rm")),
     "wait": Spec("CONTAINER [CONTAINER...]", "Block until one or more containers stop, then print their exit codes",
                  [], min_args=1, aliases=(f"{PROG} container wait", f"{PROG} wait")),
+    "restart": Spec("[OPTIONS] CONTAINER [CONTAINER...]", "Restart one or more containers", [
+        Flag("signal", "s", STRING, help="Signal to send to the container"),
+        Flag("timeout", "t", INT, help="Seconds to wait before killing the container", aliases=("time",)),
+    ], min_args=1, aliases=(f"{PROG} container restart", f"{PROG} restart")),
+    "rename": Spec("CONTAINER NEW_NAME", "Rename a container", [], min_args=2, max_args=2,
+                   aliases=(f"{PROG} container rename", f"{PROG} rename")),
+    "container_prune": Spec("[OPTIONS]", "Remove all stopped containers", [
+        Flag("filter", "", LIST, metavar="filter", help='Provide filter values (e.g. "until=<timestamp>")',
+             validate=validate_filter),
+        Flag("force", "f", BOOL, help="Do not prompt for confirmation"),
+    ], max_args=0),
 }
 
 # ---------------------------------------------------------------- create / run
@@ -180,7 +192,6 @@ def build_create_request(opts: Options, args: list[str], for_run: bool) -> tuple
     entrypoint = None
     if opts.given("entrypoint"):
         entrypoint = [opts.entrypoint] if opts.entrypoint else [""]
-    network = opts.network or "default"
     body: dict[str, Any] = {
         "Hostname": opts.hostname or "",
         "Domainname": "",
@@ -198,11 +209,11 @@ def build_create_request(opts: Options, args: list[str], for_run: bool) -> tuple
         "WorkingDir": opts.workdir or "",
         "Entrypoint": entrypoint,
         "Labels": labels,
-        "HostConfig": {"NetworkMode": network, "AutoRemove": opts.rm},
+        "HostConfig": {"NetworkMode": "default", "AutoRemove": opts.rm},
         "NetworkingConfig": {"EndpointsConfig": {}},
     }
-    if opts.network and network not in ("default", "bridge", "host", "none") and not network.startswith("container:"):
-        body["NetworkingConfig"]["EndpointsConfig"][network] = {}
+    from pyd.cli.runopts import apply_run_flags
+    apply_run_flags(opts, body)    # NetworkMode, ports, DNS, restart, healthcheck, logging, stop
     from pyd.cli.volume import apply_mount_flags
     apply_mount_flags(opts, body)
     from pyd.cli.resources import apply_security_flags
@@ -768,6 +779,50 @@ def cmd_rm(cli: Cli, opts: Options, args: list[str]) -> int:
         cli.stdout.flush()
     if errors:
         raise StatusError(1, "\n".join(errors))
+    return 0
+
+
+def cmd_restart(cli: Cli, opts: Options, args: list[str]) -> int:
+    query: dict[str, str] = {}
+    if opts.given("timeout"):
+        query["t"] = str(opts.timeout)
+    if opts.signal:
+        query["signal"] = opts.signal
+    _each(cli, args, lambda n: cli.client().request("POST", f"/containers/{n}/restart", query=query or None))
+    return 0
+
+
+def cmd_rename(cli: Cli, opts: Options, args: list[str]) -> int:
+    old, new = args[0].strip(), args[1].strip()
+    if not old or not new:
+        raise StatusError(1, "Error: Neither old nor new names may be empty")
+    try:
+        cli.client().request("POST", f"/containers/{old}/rename", query={"name": new})
+    except Exception as exc:
+        if not _is_api_error(exc):
+            raise
+        cli.err(api_error_message(exc) + "\n")      # docker prints the daemon's reason, then its own line
+        raise StatusError(1, f"Error: failed to rename container named {old}") from None
+    return 0
+
+
+def cmd_container_prune(cli: Cli, opts: Options, args: list[str]) -> int:
+    if not opts.force:
+        cli.out("WARNING! This will remove all stopped containers.\nAre you sure you want to continue? [y/N] ")
+        cli.stdout.flush()
+        if (cli.stdin.readline() or "").strip().lower() not in ("y", "yes"):
+            return 0       # docker: cancelled, nothing more printed, exit 0
+    query = {}
+    filters = encode_filters(opts.filter)
+    if filters:
+        query["filters"] = filters
+    report = cli.client().request("POST", "/containers/prune", query=query or None).json() or {}
+    deleted = report.get("ContainersDeleted") or []
+    reclaimed = 0
+    if deleted:
+        cli.out("Deleted Containers:\n" + "".join(cid + "\n" for cid in deleted) + "\n")
+        reclaimed = report.get("SpaceReclaimed") or 0
+    cli.out(f"Total reclaimed space: {fmt.human_size(reclaimed)}\n")
     return 0
 
 

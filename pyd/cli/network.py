@@ -14,16 +14,43 @@ def _is_api_error(exc: BaseException) -> bool:
     return isinstance(exc, proto.APIError)
 
 
+def _csv(raw: str) -> list[str]:
+    """pflag's StringSlice: one flag may carry several comma-separated (CSV-quoted) values."""
+    import csv
+    if raw == "":
+        return []
+    try:
+        return next(csv.reader([raw]))
+    except csv.Error as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _key_value(raw: str) -> str:
+    """opts.MapOpts without a validator: KEY=VALUE kept as given (a bare KEY maps to "")."""
+    return raw
+
+
+def _flat(lists: list[list[str]]) -> list[str]:
+    return [v for values in lists for v in values]
+
+
 SPECS = {
     "network_create": Spec("[OPTIONS] NETWORK", "Create a network", [
         Flag("attachable", "", BOOL, help="Enable manual container attachment"),
+        Flag("aux-address", "", LIST, metavar="map", help="Auxiliary IPv4 or IPv6 addresses used by Network driver",
+             validate=_key_value),
         Flag("driver", "d", STRING, "bridge", help="Driver to manage the Network"),
-        Flag("gateway", "", LIST, help="IPv4 or IPv6 Gateway for the master subnet"),
+        Flag("gateway", "", LIST, metavar="strings", help="IPv4 or IPv6 Gateway for the master subnet",
+             validate=_csv),
         Flag("internal", "", BOOL, help="Restrict external access to the network"),
-        Flag("ip-range", "", LIST, help="Allocate container ip from a sub-range"),
+        Flag("ip-range", "", LIST, metavar="strings", help="Allocate container ip from a sub-range", validate=_csv),
+        Flag("ipam-driver", "", STRING, "default", help="IP Address Management Driver"),
+        Flag("ipam-opt", "", LIST, metavar="map", help="Set IPAM driver specific options", validate=_key_value),
         Flag("label", "", LIST, help="Set metadata on a network"),
-        Flag("opt", "o", LIST, help="Set driver specific options"),
-        Flag("subnet", "", LIST, help="Subnet in CIDR format that represents a network segment"),
+        Flag("opt", "o", LIST, metavar="map", help="Set driver specific options", validate=_key_value),
+        Flag("scope", "", STRING, help="Control the network's scope"),
+        Flag("subnet", "", LIST, metavar="strings", help="Subnet in CIDR format that represents a network segment",
+             validate=_csv),
     ], min_args=1, max_args=1),
     "network_ls": Spec("[OPTIONS]", "List networks", [
         Flag("filter", "f", LIST, help="Provide filter values (e.g. \"driver=bridge\")", validate=validate_filter),
@@ -39,8 +66,10 @@ SPECS = {
         Flag("force", "f", BOOL, help="Do not error if the network does not exist"),
     ], min_args=1, aliases=("remove",)),
     "network_connect": Spec("[OPTIONS] NETWORK CONTAINER", "Connect a container to a network", [
-        Flag("alias", "", LIST, help="Add network-scoped alias for the container"),
+        Flag("alias", "", LIST, metavar="strings", help="Add network-scoped alias for the container", validate=_csv),
+        Flag("driver-opt", "", LIST, metavar="strings", help="driver options for the network", validate=_csv),
         Flag("ip", "", STRING, help="IPv4 address (e.g., \"172.30.100.104\")"),
+        Flag("ip6", "", STRING, help="IPv6 address (e.g., \"2001:db8::33\")"),
     ], min_args=2, max_args=2),
     "network_disconnect": Spec("[OPTIONS] NETWORK CONTAINER", "Disconnect a container from a network", [
         Flag("force", "f", BOOL, help="Force the container to disconnect from a network"),
@@ -55,23 +84,71 @@ SPECS = {
 
 
 def cmd_network_create(cli: Cli, opts: Options, args: list[str]) -> int:
-    ipam = []
-    for i, subnet in enumerate(opts.subnet):
-        entry = {"Subnet": subnet}
-        if i < len(opts.gateway):
-            entry["Gateway"] = opts.gateway[i]
-        if i < len(opts.ip_range):
-            entry["IPRange"] = opts.ip_range[i]
-        ipam.append(entry)
-    if not opts.subnet and (opts.gateway or opts.ip_range):
-        raise StatusError(1, "every ip-range or gateway must have a corresponding subnet")
-    body = {"Name": args[0], "Driver": opts.driver, "Internal": opts.internal, "Attachable": opts.attachable,
-            "IPAM": {"Driver": "default", "Config": ipam, "Options": {}},
+    try:
+        ipam = ipam_config(_flat(opts.subnet), _flat(opts.ip_range), _flat(opts.gateway),
+                           dict(a.partition("=")[::2] for a in opts.aux_address))
+    except ValueError as exc:
+        raise StatusError(1, str(exc)) from None
+    body = {"Name": args[0], "Driver": opts.driver, "Scope": opts.scope or "", "Internal": opts.internal,
+            "Attachable": opts.attachable,
+            "IPAM": {"Driver": opts.ipam_driver, "Config": ipam,
+                     "Options": dict(o.partition("=")[::2] for o in opts.ipam_opt)},
             "Options": dict(o.partition("=")[::2] for o in opts.opt),
-            "Labels": dict(l.partition("=")[::2] for l in opts.label)}
+            "Labels": dict(label.partition("=")[::2] for label in opts.label)}
     result = cli.client().request("POST", "/networks/create", body=body).json()
     cli.out(result["Id"] + "\n")
     return 0
+
+
+def ipam_config(subnets: list[str], ranges: list[str], gateways: list[str],
+                aux: dict[str, str]) -> list[dict]:
+    """docker's createIPAMConfig: each ip-range, gateway and aux-address goes with the subnet holding it."""
+    import ipaddress
+    if len(subnets) < len(ranges) or len(subnets) < len(gateways):
+        raise ValueError("every ip-range or gateway must have a corresponding subnet")
+
+    def net(cidr: str):
+        try:
+            return ipaddress.ip_network(cidr, strict=False)
+        except ValueError:
+            raise ValueError(f"invalid subnet: invalid CIDR address: {cidr}") from None
+
+    def contains(subnet: str, data: str) -> bool:
+        try:
+            ip = (ipaddress.ip_interface(data).ip if "/" in data else ipaddress.ip_address(data))
+        except ValueError:
+            if "/" in data:
+                raise ValueError(f"invalid CIDR address: {data}") from None
+            return False
+        return ip in net(subnet)
+
+    configs: dict[str, dict] = {}
+    for s in subnets:
+        for other in configs:
+            if net(s).overlaps(net(other)):
+                raise ValueError("multiple overlapping subnet configuration is not supported")
+        configs[s] = {"Subnet": s}
+    for field, values, what, plural in (("IPRange", ranges, "range", "ranges"),
+                                        ("Gateway", gateways, "gateway", "gateways")):
+        for value in values:
+            match = False
+            for s in subnets:
+                if not contains(s, value):
+                    continue
+                if configs[s].get(field):
+                    on = "on the same subnet" if field == "IPRange" else "for the same subnet"
+                    raise ValueError(f"cannot configure multiple {plural} ({value}, {configs[s][field]}) {on} ({s})")
+                configs[s][field] = value
+                match = True
+            if not match:
+                raise ValueError(f"no matching subnet for {what} {value}")
+    for key, value in aux.items():
+        holders = [s for s in subnets if contains(s, value)]
+        if not holders:
+            raise ValueError(f"no matching subnet for aux-address {value}")
+        for s in holders:
+            configs[s].setdefault("AuxiliaryAddresses", {})[key] = value
+    return list(configs.values())
 
 
 class _NetworkRow(FormatContext):
@@ -168,9 +245,9 @@ def cmd_network_rm(cli: Cli, opts: Options, args: list[str]) -> int:
 
 
 def cmd_network_connect(cli: Cli, opts: Options, args: list[str]) -> int:
-    conf: dict = {"Aliases": opts.alias or None}
-    if opts.ip:
-        conf["IPAMConfig"] = {"IPv4Address": opts.ip}
+    ipam = {k: v for k, v in (("IPv4Address", opts.ip), ("IPv6Address", opts.ip6)) if v}
+    conf: dict = {"IPAMConfig": ipam, "Aliases": _flat(opts.alias),
+                  "DriverOpts": dict(o.partition("=")[::2] for o in _flat(opts.driver_opt))}
     cli.client().request("POST", f"/networks/{args[0]}/connect", body={"Container": args[1], "EndpointConfig": conf})
     return 0
 
@@ -200,21 +277,32 @@ def cmd_network_prune(cli: Cli, opts: Options, args: list[str]) -> int:
 
 
 def cmd_port(cli: Cli, opts: Options, args: list[str]) -> int:
-    """`docker port`: from the container's NetworkSettings.Ports, as the docker CLI does."""
+    """`docker port`: from the container's NetworkSettings.Ports, naturally sorted, as the docker CLI does."""
     c = cli.client().request("GET", f"/containers/{args[0]}/json").json()
     ports = (c.get("NetworkSettings") or {}).get("Ports") or {}
+    out = []
     if len(args) == 2:
         port, _, proto = args[1].partition("/")
-        key = f"{port}/{proto or 'tcp'}"
-        binds = ports.get(key)
+        if not port.isdigit() or not port.isascii() or int(port) > 65535:
+            why = "value out of range" if port.isdigit() and port.isascii() else "invalid syntax"
+            raise StatusError(1, f'Error: invalid port ({port}): strconv.ParseUint: parsing "{port}": {why}')
+        binds = ports.get(f"{port}/{proto or 'tcp'}")
         if not binds:
-            raise StatusError(1, f"Error: No public port '{key}' published for {args[0]}")
-        for b in binds:
-            cli.out(f"{b['HostIp']}:{b['HostPort']}\n")
-        return 0
-    lines = []
-    for key, binds in ports.items():
-        for b in binds or []:
-            lines.append((int(key.split("/")[0]), key, f"{key} -> {b['HostIp']}:{b['HostPort']}"))
-    cli.out("".join(line + "\n" for _, _, line in sorted(lines)))
+            raise StatusError(1, f"Error: No public port '{args[1]}' published for {args[0]}")
+        out = [_join_host_port(b.get("HostIp", ""), b.get("HostPort", "")) for b in binds]
+    else:
+        out = [f"{key} -> {_join_host_port(b.get('HostIp', ''), b.get('HostPort', ''))}"
+               for key, binds in ports.items() for b in binds or []]
+    if out:
+        cli.out("\n".join(sorted(out, key=_natural_key)) + "\n")
     return 0
+
+
+def _join_host_port(host: str, port: str) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _natural_key(text: str) -> list:
+    """sortorder.NaturalLess: digit runs compare as numbers, the rest as text."""
+    import re
+    return [(0, int(chunk), "") if chunk.isdigit() else (1, 0, chunk) for chunk in re.findall(r"\d+|\D+", text)]

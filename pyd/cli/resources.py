@@ -151,13 +151,16 @@ SPECS: dict[str, Spec] = {
 
 
 def cmd_update(cli: Cli, opts: Options, args: list[str]) -> int:
+    from pyd.cli.common import StatusError
     body: dict[str, Any] = _resources(opts)
+    if not body and not opts.given("restart"):
+        raise StatusError(1, "you must provide one or more flags when using this command")
     if opts.restart:
-        name, _, count = opts.restart.partition(":")
-        body["RestartPolicy"] = {"Name": name, "MaximumRetryCount": int(count or 0)}
-    if not body:
-        from pyd.cli.flags import FlagError
-        raise FlagError("you must provide one or more flags when using this command")
+        from pyd.cli.runopts import parse_restart_policy
+        try:
+            body["RestartPolicy"] = parse_restart_policy(opts.restart)
+        except ValueError as exc:
+            raise StatusError(1, str(exc)) from None
     from pyd.cli.container import _each
     _each(cli, args, lambda n: cli.client().request("POST", f"/containers/{n}/update", body=body))
     return 0
