@@ -344,6 +344,28 @@ class Cgroups:
                 return int(value) > 0
         return False
 
+    def set_frozen(self, cid: str, hc: dict[str, Any], frozen: bool, timeout: float = 5.0) -> None:
+        """docker pause/unpause: freeze or thaw every process of the container (v1 freezer.state, v2
+        cgroup.freeze) and wait until the kernel reports it done. OSError when there is no freezer."""
+        dirs = self.dirs(cid, hc)
+        if "freezer" in dirs:
+            path, want = os.path.join(dirs["freezer"], "freezer.state"), "FROZEN" if frozen else "THAWED"
+            check, done = path, want
+        elif "unified" in dirs:
+            path, want = os.path.join(dirs["unified"], "cgroup.freeze"), "1" if frozen else "0"
+            check, done = os.path.join(dirs["unified"], "cgroup.events"), f"frozen {want}"
+        else:
+            raise OSError(errno.ENOTSUP, "no freezer cgroup")
+        deadline = time.monotonic() + timeout
+        while True:
+            _write(path, want)       # v1 may stay FREEZING while a task is busy in the kernel: write again
+            text = _read(check)
+            if done in text.splitlines() or text == done:
+                return
+            if time.monotonic() > deadline:
+                raise OSError(errno.ETIMEDOUT, f"{path} did not reach {want}")
+            time.sleep(0.005)
+
     def finish(self, cid: str, hc: dict[str, Any]) -> bool:
         """At the container's exit: whether it was OOM-killed; the cgroup is removed."""
         oom = self.oom_killed(cid, hc)

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from pyd.fsutil import atomic_write_json
+from pyd.fsutil import atomic_write_files
 from pyd.units import human_duration
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
@@ -100,6 +100,7 @@ class Container:
     waiters: list = field(default_factory=list)            # (condition, Future) of POST /wait
     wakeup: Any = None                                     # asyncio.Event set on output/exit (logs -f)
     exit_task: Any = None                                  # the task recording the exit (_on_exit)
+    saved: dict = field(default_factory=dict, repr=False, compare=False)   # file name -> bytes on disk
 
     # ---- files ----
     @property
@@ -110,9 +111,17 @@ class Container:
         return os.path.join(self.root, name)
 
     def save(self) -> None:
-        """Persist config and state atomically (dockerd's two-file split)."""
-        atomic_write_json(self.path("config.v2.json"), self.to_disk())
-        atomic_write_json(self.path("hostconfig.json"), self.HostConfig)
+        """Persist config and state atomically (dockerd's two-file split). Only the files whose content
+        changed since they were last written or loaded are rewritten (each write costs fsyncs);
+        hostconfig.json goes first, so that a config.v2.json on disk always has its hostconfig.json."""
+        files = []
+        for name, obj in (("hostconfig.json", self.HostConfig), ("config.v2.json", self.to_disk())):
+            data = json.dumps(obj, separators=(",", ":")).encode()
+            if self.saved.get(name) != data:
+                files.append((name, data))
+        if files:
+            atomic_write_files(self.root, files)
+            self.saved.update(files)
 
     def to_disk(self) -> dict[str, Any]:
         return {
@@ -126,9 +135,10 @@ class Container:
     @classmethod
     def load(cls, root: str) -> "Container":
         with open(os.path.join(root, "config.v2.json"), "rb") as f:
-            data = json.load(f)
+            raw_config = f.read()
         with open(os.path.join(root, "hostconfig.json"), "rb") as f:
-            host_config = json.load(f)
+            raw_host = f.read()
+        data, host_config = json.loads(raw_config), json.loads(raw_host)
         state = State(**{k: v for k, v in data.get("State", {}).items() if k in State.__dataclass_fields__})
         return cls(
             ID=data["ID"], Name=data["Name"], Image=data["Image"], Config=data["Config"],
@@ -137,6 +147,7 @@ class Container:
             RestartCount=data.get("RestartCount", 0),
             HasBeenManuallyStopped=bool(data.get("HasBeenManuallyStopped")), NetworkSettings=data.get("NetworkSettings", {}),
             MountPoints=data.get("MountPoints") or {},
+            saved={"config.v2.json": raw_config, "hostconfig.json": raw_host},
         )
 
     # ---- derived views ----

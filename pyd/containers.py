@@ -162,6 +162,8 @@ class ContainerService:
         from pyd.spec import build_spec
 
         graph = self.daemon.graph
+        if not etcfiles.etc_files_intact(c.root):   # written without fsync: a machine crash may lose them
+            self._write_etc_files(c)
         rootfs = await asyncio.to_thread(graph.mount_rw, c.ID)
         try:
             await self.daemon.networks.setup(c)      # sandbox, addresses, DNS, ports: before execd joins it
@@ -278,6 +280,9 @@ class ContainerService:
             self.restarts.on_manual_stop(c)   # dockerd: a kill with the stop signal is a stop
         c.execd.kill(signum)
         self._event(c, "kill", signal=str(signum))
+        if c.State.Paused and (signum == signal_mod.SIGKILL or not c.Config.get("StopSignal")
+                               or signum == parse_signal(c.Config.get("StopSignal"))):
+            await self._thaw(c)   # dockerd resumes a paused container so the signal lands
 
     async def stop(self, ref: str, timeout: int | None = None, sig: str | None = None) -> None:
         c = self.get(ref)
@@ -301,6 +306,8 @@ class ContainerService:
         execd = c.execd
         execd.kill(signum)
         self._event(c, "kill", signal=str(signum))
+        if c.State.Paused:
+            await self._thaw(c)
         if timeout < 0:
             await asyncio.shield(execd.exit)
         else:
@@ -333,6 +340,54 @@ class ContainerService:
         c.waiters.append((condition, fut))
         return await fut
 
+    # ------------------------------------------------------------ pause / unpause (cgroup freezer)
+    async def pause(self, ref: str) -> None:
+        c = self.get(ref)
+        if not c.State.Running or c.execd is None:
+            raise Conflict(f"Container {c.ID} is not running")
+        if c.State.Paused:
+            raise Conflict(f"Container {c.ID} is already paused")
+        if c.State.Restarting:
+            raise Conflict(f"Container {c.ID} is restarting, wait until the container is running")
+        try:
+            await asyncio.to_thread(self.daemon.cgroups.set_frozen, c.ID, c.HostConfig, True)
+        except OSError as e:
+            await asyncio.to_thread(self._try_thaw, c)
+            raise ServerError(f"Cannot pause container {c.ID}: {e}") from None
+        c.State.Paused, c.State.Status = True, "paused"
+        c.save()
+        self._event(c, "pause")
+
+    async def unpause(self, ref: str) -> None:
+        c = self.get(ref)
+        if not c.State.Paused:
+            raise Conflict(f"Container {c.ID} is not paused")
+        try:
+            await asyncio.to_thread(self.daemon.cgroups.set_frozen, c.ID, c.HostConfig, False)
+        except OSError as e:
+            raise ServerError(f"Cannot unpause container {c.ID}: {e}") from None
+        self._mark_thawed(c)
+
+    async def _thaw(self, c: Container) -> None:
+        """Resume a paused container that was just signalled to exit (kill, stop, rm -f)."""
+        await asyncio.to_thread(self._try_thaw, c)
+        if c.State.Paused:
+            self._mark_thawed(c)
+
+    def _try_thaw(self, c: Container) -> None:
+        try:
+            self.daemon.cgroups.set_frozen(c.ID, c.HostConfig, False)
+        except OSError as e:
+            log.warning("cannot unpause %s: %s", c.short_id, e)
+
+    def _mark_thawed(self, c: Container) -> None:
+        c.State.Paused = False
+        if c.State.Running:
+            c.State.Status = "running"
+        if c.ID in self.by_id:
+            c.save()
+        self._event(c, "unpause")
+
     # ------------------------------------------------------------ remove
     async def remove(self, ref: str, force: bool = False, volumes: bool = False) -> None:
         c = self.get(ref)
@@ -341,6 +396,8 @@ class ContainerService:
         if c.State.Restarting and not force:
             raise Conflict(f'cannot remove container "{c.Name}": container is restarting: stop the container '
                            "before removing or force remove")
+        if c.State.Paused and not force:
+            raise Conflict(f'cannot remove container "{c.Name}": container is paused and must be unpaused first')
         if c.State.Running and c.execd is not None and not force:
             raise Conflict(f'cannot remove container "{c.Name}": container is running: stop the container '
                            "before removing or force remove")
@@ -349,6 +406,8 @@ class ContainerService:
         if c.State.Running and c.execd is not None:
             c.execd.kill(signal_mod.SIGKILL)
             self._event(c, "kill", signal=str(int(signal_mod.SIGKILL)))
+            if c.State.Paused:
+                await self._thaw(c)
             await asyncio.shield(c.execd.exit) if c.execd else None
             await self._settled(c)
         c.State.Status = "removing"

@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 from pyd.errors import BadParameter
 from pyd.fsutil import atomic_write
 
+# hosts, hostname and resolv.conf are derived from the container's config: written without fsync, and
+# re-created at start when a machine crash left one missing or empty (etc_files_intact).
+ETC_FILES = ("hostname", "hosts", "resolv.conf")
 HOSTS_BASE = (
     "127.0.0.1\tlocalhost\n"
     "::1\tlocalhost ip6-localhost ip6-loopback\n"
@@ -26,11 +29,11 @@ FALLBACK_DNS = ("8.8.8.8", "8.8.4.4")
 def write_hosts(path: str, extra: list[tuple[str, str]]) -> None:
     """/etc/hosts as Docker writes it: the loopback block, then `IP\tnames` lines."""
     lines = "".join(f"{ip}\t{names}\n" for ip, names in extra)
-    atomic_write(path, (HOSTS_BASE + lines).encode())
+    atomic_write(path, (HOSTS_BASE + lines).encode(), durable=False)
 
 
 def write_hostname(path: str, hostname: str) -> None:
-    atomic_write(path, (hostname + "\n").encode())
+    atomic_write(path, (hostname + "\n").encode(), durable=False)
 
 
 def write_resolv_conf(path: str, host_resolv: str = "/etc/resolv.conf", dns: list[str] | None = None,
@@ -66,7 +69,18 @@ def write_resolv_conf(path: str, host_resolv: str = "/etc/resolv.conf", dns: lis
         body.append("search " + " ".join(search))
     if options:
         body.append("options " + " ".join(options))
-    atomic_write(path, ("\n".join(body) + "\n").encode())
+    atomic_write(path, ("\n".join(body) + "\n").encode(), durable=False)
+
+
+def etc_files_intact(folder: str) -> bool:
+    """Whether hostname, hosts and resolv.conf of a container folder all exist and are not empty."""
+    for name in ETC_FILES:
+        try:
+            if os.stat(os.path.join(folder, name)).st_size == 0:
+                return False
+        except OSError:
+            return False
+    return True
 
 
 @dataclass

@@ -99,7 +99,7 @@ enum {
 	HEADER_SIZE = 8,
 	MAX_RECORD = 1 << 20,
 	MAX_SPEC_RECORDS = 65536,
-	IO_CHUNK = 64 * 1024,
+	IO_CHUNK = 256 * 1024,   /* one read of a bulk-output pipe (1 MiB) and one OUTPUT frame */
 	LOG_LINE_MAX = 16 * 1024,      /* Docker splits longer lines into partial entries of this size */
 	HIGH_WATER = 1 << 20,           /* per-client backlog above which container pipes are not read */
 	MAX_CLIENTS = 16,
@@ -2670,11 +2670,53 @@ run(struct spec *s, int sock)
 	return 0;
 }
 
+/* `--init` (HostConfig.Init): execd bind-mounted at /sbin/docker-init runs as the container's PID 1 with
+ * `docker-init -- CMD ARGS`, as tini does: it forks CMD, reaps every zombie, forwards the signals sent to
+ * it (those a terminal sends reach CMD's process group directly) and exits as CMD did. */
+static int
+init_main(char **cmd)
+{
+	sigset_t all, old;
+	sigfillset(&all);
+	sigdelset(&all, SIGILL); sigdelset(&all, SIGSEGV); sigdelset(&all, SIGBUS); sigdelset(&all, SIGFPE);
+	sigdelset(&all, SIGABRT); sigdelset(&all, SIGTRAP); sigdelset(&all, SIGSYS);
+	sigprocmask(SIG_SETMASK, &all, &old);   /* blocked, not ignored: PID 1 still gets them */
+	pid_t child = fork();
+	if (child < 0) {
+		fprintf(stderr, "[FATAL pyd-init] fork failed: %s\n", strerror(errno));
+		return 1;
+	}
+	if (child == 0) {
+		sigprocmask(SIG_SETMASK, &old, NULL);
+		execvp(cmd[0], cmd);
+		fprintf(stderr, "[FATAL pyd-init] exec %s failed: %s\n", cmd[0], strerror(errno));
+		_exit(errno == ENOENT ? 127 : 126);
+	}
+	for (;;) {
+		siginfo_t info;
+		int sig = sigwaitinfo(&all, &info);
+		if (sig < 0)
+			continue;
+		if (sig != SIGCHLD) {
+			if (info.si_code != SI_KERNEL)
+				(void) kill(child, sig);
+			continue;
+		}
+		int status;
+		pid_t pid;
+		while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
+			if (pid == child)
+				return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+	}
+}
+
 int
 main(int argc, char **argv)
 {
 	execd_error_t err = { 0 };
 	struct spec spec = { 0 };
+	if (argc >= 3 && strcmp(argv[1], "--") == 0)
+		return init_main(argv + 2);
 	int sock = parse_args(argc, argv);
 	if (sock < 0) {
 		fprintf(stderr, "usage: %s FD  (FD: the daemon's end of a unix socketpair)\n", argv[0]);

@@ -158,20 +158,29 @@ class FrameParser:
         self._buf = bytearray()
 
     def feed(self, data: bytes) -> list[tuple[int, bytes]]:
+        # Frames are cut straight out of `data` when nothing is pending (bulk output: one copy per payload).
         buf = self._buf
-        buf += data
+        if buf:
+            buf += data
+            src: bytes | bytearray = buf
+        else:
+            src = data
         frames = []
         pos = 0
-        while len(buf) - pos >= HEADER.size:
-            length, frame_type, reserved = HEADER.unpack_from(buf, pos)
-            if length > MAX_RECORD or reserved:
-                raise ProtocolError(f"bad frame header (length {length}, reserved {reserved})")
-            end = pos + HEADER.size + length
-            if len(buf) < end:
-                break
-            frames.append((frame_type, bytes(buf[pos + HEADER.size:end])))
-            pos = end
-        del buf[:pos]
+        with memoryview(src) as view:
+            while len(src) - pos >= HEADER.size:
+                length, frame_type, reserved = HEADER.unpack_from(src, pos)
+                if length > MAX_RECORD or reserved:
+                    raise ProtocolError(f"bad frame header (length {length}, reserved {reserved})")
+                end = pos + HEADER.size + length
+                if len(src) < end:
+                    break
+                frames.append((frame_type, view[pos + HEADER.size:end].tobytes()))
+                pos = end
+        if src is buf:
+            del buf[:pos]
+        elif pos < len(src):
+            buf += src[pos:]
         return frames
 
 

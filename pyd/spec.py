@@ -35,8 +35,20 @@ def build_spec(daemon: "Daemon", c: Container, rootfs: str) -> ContainerSpec:
         join_namespaces=join,
         readonly_rootfs=bool(c.HostConfig.get("ReadonlyRootfs")),
     )
+    if c.HostConfig.get("Init"):
+        add_init(daemon, spec)
     security.configure(daemon, c, spec)   # caps, seccomp, paths, limits, cgroup, pid/ipc/uts modes
     return spec
+
+
+INIT_PATH = "/sbin/docker-init"   # where dockerd puts its init (tini) in the container
+
+
+def add_init(daemon: "Daemon", spec: ContainerSpec) -> None:
+    """--init: execd itself, bind-mounted read-only, runs as PID 1 (`docker-init -- CMD...`, execd.c init_main)."""
+    spec.mounts.append(Mount(destination=INIT_PATH, type="bind", source=daemon.containers.driver.execd_path,
+                             options=["bind", mounts.DEFAULT_PROPAGATION, "ro"]))
+    spec.process.args = [INIT_PATH, "--", *spec.process.args]
 
 
 def console_size(value: Any) -> tuple[int, int] | None:

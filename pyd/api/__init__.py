@@ -9,10 +9,10 @@ if TYPE_CHECKING:
 
 
 def build_router(daemon: "Daemon") -> "Router":
-    from pyd.api import archive, build, containers, exec as exec_, images, networks, system, volumes
+    from pyd.api import archive, build, containers, containers_extra, exec as exec_, images, networks, system, volumes
     from pyd.proto import Router
 
     router = Router()
-    for module in (system, containers, images, exec_, networks, volumes, archive, build):
+    for module in (system, containers, containers_extra, images, exec_, networks, volumes, archive, build):
         module.register(router, daemon)
     return router

@@ -13,11 +13,11 @@ import tempfile
 from typing import TYPE_CHECKING, Any, Iterator
 
 from pyd import archive
-from pyd.builder import BuildError, Builder, BuildOptions, short
 from pyd.errors import BadParameter
 from pyd.reference import parse_reference
 
 if TYPE_CHECKING:
+    from pyd.builder import BuildOptions
     from pyd.daemon import Daemon
 
 
@@ -25,6 +25,7 @@ def register(router: Any, daemon: "Daemon") -> None:
     tmp_dir = os.path.join(daemon.cfg.data_root, "tmp")
 
     async def build(req) -> None:
+        from pyd.builder import BuildError, Builder, short   # lazy: the builder stays out of an idle daemon
         opts = _options(req)
         if req.arg("remote"):
             raise BadParameter("remote build contexts (URLs, git) are not supported by this daemon")
@@ -76,6 +77,7 @@ def register(router: Any, daemon: "Daemon") -> None:
 
 
 def _options(req: Any) -> BuildOptions:
+    from pyd.builder import BuildOptions
     tags = [t for t in req.query.get("t", []) if t]
     for t in tags:
         try:

@@ -71,6 +71,7 @@ def register(router: Any, daemon: "Daemon") -> None:
         if c.State.Running:
             await svc.stop(id, req.arg_int("t", None), req.arg("signal"))
         await svc.start(id)
+        svc._event(c, "restart")      # dockerd's last event of a restart
 
     async def update(req, id: str) -> dict:
         return await svc.update(id, await req.json())
@@ -153,16 +154,25 @@ async def attach_stream(req: Any, svc: Any, c: Container) -> None:
             return
         if want_stdin and c.Config.get("OpenStdin"):
             pump = asyncio.ensure_future(_pump_stdin(reader, c, scanner, queue))
-        while True:
-            item = await queue.get()
-            if item is None:
-                break
-            if item is False:  # the detach keys: the session ends, the container goes on
-                svc._event(c, "detach")
-                break
-            stream_id, data = item
-            if wants.get(stream_id):
-                writer.write(data if raw else stdcopy_frame(stream_id, data))
+        ended = False
+        while not ended:
+            items = [await queue.get()]
+            while not queue.empty():   # whatever piled up goes out in one write
+                items.append(queue.get_nowait())
+            out = []
+            for item in items:
+                if item is None:
+                    ended = True
+                    break
+                if item is False:  # the detach keys: the session ends, the container goes on
+                    svc._event(c, "detach")
+                    ended = True
+                    break
+                stream_id, data = item
+                if wants.get(stream_id):
+                    out.append(data if raw else stdcopy_frame(stream_id, data))
+            if out:
+                writer.write(out[0] if len(out) == 1 else b"".join(out))
                 await writer.drain()  # returns at once below the high-water mark: flow control only
         await writer.drain()
     except (ConnectionError, asyncio.CancelledError):

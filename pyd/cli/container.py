@@ -438,7 +438,7 @@ class AttachSession:
         demux = None if self.tty else proto.StdcopyDemuxer()
         try:
             while True:
-                data = self.conn.recv(65536)
+                data = self.conn.recv(1 << 18)   # bulk output: fewer, larger reads
                 if not data:
                     return
                 if demux is None:
