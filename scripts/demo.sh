@@ -9,6 +9,7 @@ PYD="$PWD/dist/pyd"
 WORK=$(mktemp -d /tmp/pyd-demo.XXXXXX)
 HOST="unix://$WORK/pyd.sock"
 LOG="$WORK/daemon.log"
+CGROUP_PARENT="pyd-demo-$$"
 DAEMON_PID=""
 
 stop_daemon() {
@@ -47,6 +48,8 @@ cleanup() {
         cat "$LOG" >&2
     fi
     rm -rf "$WORK"
+    # the demo's parent cgroup in every hierarchy (its containers' cgroups are gone with them)
+    find /sys/fs/cgroup -depth -type d -name "$CGROUP_PARENT" -exec rmdir {} \; 2>/dev/null || true
     exit "$status"
 }
 trap cleanup EXIT
@@ -66,7 +69,7 @@ echo '{}' >"$WORK/daemon.json"
 say pyd daemon --data-root "$WORK/data" --exec-root "$WORK/exec" -H "$HOST" "(in a new network namespace)"
 PYD_DEMO_ROOT="$WORK" unshare --net -- sh -c 'ip link set lo up && exec "$@"' sh \
     "$PYD" daemon --data-root "$WORK/data" --exec-root "$WORK/exec" --pidfile "$WORK/pyd.pid" -H "$HOST" \
-    --config-file "$WORK/daemon.json" >"$LOG" 2>&1 &
+    --config-file "$WORK/daemon.json" --cgroup-parent "$CGROUP_PARENT" >"$LOG" 2>&1 &
 DAEMON_PID=$!
 for _ in $(seq 200); do
     ping_daemon && break
