@@ -266,3 +266,23 @@ def test_docker_py_cap_and_ulimits(daemon, busybox):
                                     remove=True, network_mode="none", cap_drop=["ALL"],
                                     ulimits=[docker.types.Ulimit(name="nofile", soft=100, hard=200)])
     assert out == b"CapEff:\t0000000000000000\n100\n"
+
+
+def test_escape_checklist(daemon, busybox):
+    """Probes a hostile root process would try, each refused as Docker refuses it."""
+    script = "; ".join([
+        "echo 1 > /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null; echo cgroup_write=$?",
+        ": > /m.ko; insmod /m.ko 2>/dev/null; echo insmod=$?",
+        f"kill -0 {daemon.pid} 2>/dev/null; echo host_pid=$?",
+        "nsenter -t 1 -m -u -i -n -p true 2>/dev/null; echo nsenter=$?",
+        "cd /../../..; ls -di . | cut -d' ' -f1; ls -di / | cut -d' ' -f1",
+        "mknod /tmp/sda b 8 0 2>/dev/null && cat /tmp/sda >/dev/null 2>&1; echo blockdev=$?",
+    ])
+    out = run(daemon, busybox, "sh", "-c", script).stdout.split()
+    assert "cgroup_write=1" in out            # /sys/fs/cgroup is read-only
+    assert "insmod=1" in out                  # no CAP_SYS_MODULE, init_module blocked by seccomp
+    assert "host_pid=1" in out                # the daemon's PID does not exist in the container's pid ns
+    assert "blockdev=1" in out                # device cgroup: no raw access to host disks
+    inodes = [w for w in out if w.isdigit()]
+    assert len(inodes) == 2 and inodes[0] == inodes[1]   # ".." at / stays at the container's root
+    assert "nsenter=1" in out                 # setns needs CAP_SYS_ADMIN
