@@ -245,6 +245,8 @@ class ContainerService:
         shutil.rmtree(os.path.join(self.daemon.cfg.exec_root, c.ID), ignore_errors=True)
         if c.ID in self.by_id:
             c.save()
+        if c.State.OOMKilled:
+            self._event(c, "oom")
         self._event(c, "die", exitCode=str(status.exit_code))
         restarting = self.restarts.on_exit(c, status)
         for queue in c.subscribers:

@@ -40,6 +40,8 @@ def test_memory_limit_visible_in_container(daemon, busybox):
 
 
 def test_memory_hog_is_oom_killed(daemon, busybox):
+    import time
+    since = str(time.time())
     cid = daemon.docker("run", "-d", "--network", "none", "-m", "32m", "--memory-swap", "32m", busybox,
                         "tail", "/dev/zero", check=True).stdout.strip()
     try:
@@ -48,6 +50,9 @@ def test_memory_hog_is_oom_killed(daemon, busybox):
         state = inspect(daemon, cid)["State"]
         assert state["OOMKilled"] is True and state["ExitCode"] == 137
         assert not os.path.exists(host_cgroup("memory", cid, daemon.cgroup_parent))   # gone at exit
+        events = daemon.docker("events", "--since", since, "--until", str(time.time() + 1), "--filter",
+                               f"container={cid}", "--format", "{{.Action}}", check=True).stdout.split()
+        assert events.index("oom") < events.index("die")
     finally:
         daemon.docker("rm", "-f", cid)
 
