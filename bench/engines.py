@@ -100,7 +100,7 @@ class Engine:
     def start(self, timeout: float = 60) -> None:
         self.netns = NetNamespace()
         with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(self.netns.enter() + self.command(), stdin=subprocess.DEVNULL,
+            self.proc = subprocess.Popen(self.netns.enter_argv() + self.command(), stdin=subprocess.DEVNULL,
                                          stdout=log, stderr=subprocess.STDOUT, env=self.env(), cwd=self.root)
         deadline = time.monotonic() + timeout
         while not _ping(self.sock):
@@ -137,10 +137,10 @@ class Engine:
                           f"storage:\n  filesystem:\n    rootdirectory: {storage}\n  delete:\n    enabled: true\n"
                           f"http:\n  addr: 127.0.0.1:{REGISTRY_PORT}\n")
         with (self.root / "registry.log").open("ab") as log:
-            self.registry = subprocess.Popen(self.netns.enter() + [REGISTRY, "serve", str(config)],
+            self.registry = subprocess.Popen(self.netns.enter_argv() + [REGISTRY, "serve", str(config)],
                                              stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 20
-        probe = self.netns.enter() + ["bash", "-c", f"exec 3<>/dev/tcp/127.0.0.1/{REGISTRY_PORT}"]
+        probe = self.netns.enter_argv() + ["bash", "-c", f"exec 3<>/dev/tcp/127.0.0.1/{REGISTRY_PORT}"]
         while subprocess.run(probe, stderr=subprocess.DEVNULL).returncode != 0:
             if self.registry.poll() is not None or time.monotonic() > deadline:
                 raise NotAvailable("docker-registry did not start")
@@ -233,7 +233,7 @@ class Podman(Engine):
 
     def start(self, timeout: float = 60) -> None:
         self.netns = NetNamespace()
-        argv = self.netns.enter() + [PODMAN, "--root", str(self.root / "storage"), "--runroot",
+        argv = self.netns.enter_argv() + [PODMAN, "--root", str(self.root / "storage"), "--runroot",
                                      str(self.root / "run"), "--tmpdir", str(self.root / "tmp"),
                                      "--runtime", RUNC, "--cgroup-manager", "cgroupfs",
                                      "--events-backend", "file", "--storage-driver", "overlay"]
