@@ -358,7 +358,7 @@ class AttachSession:
         self.cli, self.cid, self.tty = cli, cid, tty
         self.stdin, self.stdout, self.stderr = stdin, stdout, stderr
         self.conn: Any = None
-        self.output_error: BaseException | None = None
+        self.detached = False      # the detach keys ended the session (the container goes on)
 
     def run(self, auto_remove: bool, sig_proxy: bool, on_start_error) -> int:
         cli = self.cli
@@ -383,7 +383,7 @@ class AttachSession:
                 if self.tty and _isatty(cli.stdout):
                     self._watch_tty_size()
                 self._copy_streams()
-            if getattr(self, "detached", False):
+            if self.detached:
                 return 0     # docker run: the detach keys end the session, the container goes on
             return self._exit_status(wait_resp)
         finally:
@@ -401,54 +401,13 @@ class AttachSession:
     def _copy_streams(self) -> None:
         if self.conn is None:
             return
-        import threading
-        if self.stdin:
-            threading.Thread(target=self._copy_stdin, name="stdin", daemon=True).start()
-        reader = threading.Thread(target=self._copy_output, name="output", daemon=True)
-        reader.start()
-        while reader.is_alive():
-            reader.join(0.5)     # short joins keep the main thread responsive to signals
-        if self.output_error is not None:
-            raise self.output_error
-
-    def _copy_stdin(self) -> None:
-        fd = self.cli.stdin.fileno()
-        from pyd.cli.tty import DEFAULT_DETACH_KEYS, DetachScanner, parse_detach_keys
-        scanner = DetachScanner(parse_detach_keys(DEFAULT_DETACH_KEYS)) if self.tty else None
+        from pyd.cli.streams import Session
+        from pyd.detachkeys import DEFAULT_DETACH_KEYS, parse_detach_keys
+        session = Session(self.cli, self.conn, self.tty, self.stdin, parse_detach_keys(DEFAULT_DETACH_KEYS))
         try:
-            while True:
-                data = os.read(fd, 32768)
-                if not data:
-                    break
-                if scanner is not None:     # -it: ctrl-p ctrl-q detach (client side, as docker does)
-                    data, self.detached = scanner.feed(data)
-                    if self.detached:
-                        import socket
-                        if data:
-                            self.conn.sendall(data)
-                        self.conn.sock.shutdown(socket.SHUT_RDWR)
-                        return
-                self.conn.sendall(data)
-            self.conn.shutdown_write()
-        except OSError:
-            pass
-
-    def _copy_output(self) -> None:
-        from pyd import proto
-        demux = None if self.tty else proto.StdcopyDemuxer()
-        try:
-            while True:
-                data = self.conn.recv(1 << 18)   # bulk output: fewer, larger reads
-                if not data:
-                    return
-                if demux is None:
-                    self.cli.out_bytes(data)
-                    continue
-                for stream, chunk in demux.feed(data):
-                    (self.cli.err_bytes if stream == 2 else self.cli.out_bytes)(chunk)
-        except OSError as exc:
-            if not isinstance(exc, BrokenPipeError):
-                self.output_error = exc
+            session.copy()
+        finally:
+            self.detached = session.detached
 
     def _exit_status(self, wait_resp: Any) -> int:
         try:
