@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable
 from pyd import archive, dockerfile, dockerignore, etcfiles
 from pyd.dockerfile import DockerfileError, Instruction, Lexer
 from pyd.errors import BadParameter, NotFound
+from pyd.proto import HTTPError
 
 if TYPE_CHECKING:
     from pyd.daemon import Daemon
@@ -65,6 +66,7 @@ class BuildOptions:
     extrahosts: list[str] = field(default_factory=list)
     shmsize: int = 0
     memory: int = 0
+    auth_configs: dict[str, dict] = field(default_factory=dict)   # X-Registry-Config: registry -> credentials
 
 
 @dataclass
@@ -129,6 +131,10 @@ class Builder:
         self.meta_args: dict[str, str | None] = {}
         self.used_args: set[str] = set()
         self.lexer = Lexer()
+        self.held: set[str] = set()              # images this build stands on: build prune keeps them
+
+    def held_images(self) -> set[str]:
+        return self.held | {i for i in self.results.values() if i}
 
     # ---- output -----------------------------------------------------------------------------------
     async def out(self, text: str) -> None:
@@ -188,6 +194,7 @@ class Builder:
             step += 1
             await self.out(f"Step {step}/{total} : {stage.from_.original}\n")
             state = await self._from(stage)
+            self.held.add(state.image_id)
             await self.out(f" ---> {short(state.image_id)}\n")
             for ins in stage.commands:
                 step += 1
@@ -232,7 +239,7 @@ class Builder:
             image_id = self.results[name.lower()]
             image = self.graph.image(image_id) if image_id else None
         elif name != "scratch":
-            image = self._find_image(name)
+            image = await self._find_image(name)
         config = dict(_default_config())
         if image is not None:
             config.update(copy.deepcopy(image.container_config()))
@@ -249,16 +256,19 @@ class Builder:
                 await self.dispatch(state, ins)
         return state
 
-    def _find_image(self, name: str) -> "Image":
+    async def _find_image(self, name: str) -> "Image":
+        """A local image, or one pulled as the classic builder does, its progress in the build output."""
         try:
             return self.graph.resolve_image(name)
         except NotFound:
-            repo = name.split("@", 1)[0]
-            if ":" in repo.rsplit("/", 1)[-1]:
-                repo = repo.rsplit(":", 1)[0]
-            raise BuildError(f"pull access denied for {repo}, repository does not exist or may require "
-                             "'docker login'") from None
+            pass
         except BadParameter as exc:
+            raise BuildError(exc.message) from None
+        from pyd.pulling import pull_for_build
+        try:
+            return await pull_for_build(self.daemon, name, getattr(self.opts, "auth_configs", {}),
+                                        None if self.opts.quiet else self._emit)
+        except HTTPError as exc:
             raise BuildError(exc.message) from None
 
     # ---- dispatch ---------------------------------------------------------------------------------
@@ -314,6 +324,7 @@ class Builder:
             state.busted = True
             return False
         hit = max(candidates, key=lambda i: i.created)
+        self.held.add(hit.id)
         await self.out(" ---> Using cache\n")
         state.image = hit
         return True
@@ -339,6 +350,7 @@ class Builder:
             config["author"] = base.get("author")
         data = json.dumps(config, separators=(",", ":"), ensure_ascii=False).encode()
         state.image = self.graph.store_image(data, parent=state.image_id)
+        self.held.add(state.image.id)
         state.config = copy.deepcopy(state.config)
 
     # ---- metadata instructions --------------------------------------------------------------------
@@ -579,7 +591,7 @@ class Builder:
                 image_id = self.results[key]
                 source_image = self.graph.image(image_id) if image_id else None
             else:
-                source_image = self._find_image(ref)
+                source_image = await self._find_image(ref)
         workdir = state.config.get("WorkingDir") or "/"
         dest_is_dir = dest.endswith("/") or dest in (".", "..") or dest.endswith("/.")
         if not posixpath.isabs(dest):

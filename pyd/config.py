@@ -41,6 +41,8 @@ class DaemonConfig:
     max_concurrent_downloads: int = 3
     max_concurrent_uploads: int = 5
     registry_certs_dirs: list[str] = field(default_factory=list)   # default: /etc/pyd/certs.d, /etc/docker/certs.d
+    registry_mirrors: list[str] = field(default_factory=list)      # tried before Docker Hub for docker.io names
+    upload_chunk_size: int = 16 << 20                              # pushed blobs above this go up in chunks
     bridge: str = "pyd0"                  # networking (network.py)
     bip: str = ""
     default_address_pools: list = field(default_factory=list)
@@ -58,7 +60,7 @@ _FILE_KEYS: dict[str, tuple[str, type]] = {
     "shutdown_timeout": ("shutdown-timeout", int), "live_restore": ("live-restore", bool),
     "log_driver": ("log-driver", str), "log_opts": ("log-opts", dict),
     "exec_opts": ("exec-opts", list), "cgroup_parent": ("cgroup-parent", str),
-    "insecure_registries": ("insecure-registries", list),
+    "insecure_registries": ("insecure-registries", list), "registry_mirrors": ("registry-mirrors", list),
     "max_concurrent_downloads": ("max-concurrent-downloads", int),
     "max_concurrent_uploads": ("max-concurrent-uploads", int),
     "bridge": ("bridge", str), "bip": ("bip", str), "default_address_pools": ("default-address-pools", list),
@@ -102,6 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-concurrent-downloads", type=int, help="Set the max concurrent downloads (default 3)")
     p.add_argument("--max-concurrent-uploads", type=int, help="Set the max concurrent uploads (default 5)")
     p.add_argument("--registry-certs-dir", dest="registry_certs_dirs", action="append", help=argparse.SUPPRESS)
+    p.add_argument("--registry-mirror", dest="registry_mirrors", action="append",
+                   help="Preferred Docker registry mirror")
+    p.add_argument("--upload-chunk-size", type=int, help=argparse.SUPPRESS)
     p.add_argument("-b", "--bridge", help='Attach containers to a network bridge (default "pyd0")')
     p.add_argument("--bip", help="Specify network bridge IP")
     p.add_argument("--default-address-pool", dest="default_address_pools", action="append",
@@ -138,6 +143,12 @@ def parse(argv: list[str]) -> DaemonConfig:
         raise ConfigError(f"unable to parse logging level: {cfg.log_level}")
     if not cfg.hosts:
         cfg.hosts = [DEFAULT_SOCKET]
+    if cfg.registry_mirrors:
+        from pyd.registry import normalize_mirror
+        try:
+            cfg.registry_mirrors = [normalize_mirror(m) for m in cfg.registry_mirrors]
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
     return cfg
 
 

@@ -301,14 +301,15 @@ def _notify_ready() -> None:
 
 def _registry_config(cfg: DaemonConfig) -> dict[str, Any]:
     """docker info's RegistryConfig: loopback and --insecure-registry CIDRs; named insecure registries."""
-    cidrs, index = ["127.0.0.0/8"], {"docker.io": {"Name": "docker.io", "Mirrors": [], "Secure": True,
+    mirrors = list(getattr(cfg, "registry_mirrors", []))
+    cidrs, index = ["127.0.0.0/8"], {"docker.io": {"Name": "docker.io", "Mirrors": mirrors, "Secure": True,
                                                    "Official": True}}
     for entry in cfg.insecure_registries:
         if "/" in entry:
             cidrs.append(entry)
         else:
             index[entry] = {"Name": entry, "Mirrors": [], "Secure": False, "Official": False}
-    return {"IndexConfigs": index, "InsecureRegistryCIDRs": cidrs, "Mirrors": []}
+    return {"IndexConfigs": index, "InsecureRegistryCIDRs": cidrs, "Mirrors": mirrors}
 
 
 def _daemon_id(data_root: str) -> str:

@@ -46,6 +46,7 @@ _ZSTD_TYPES = ("application/vnd.oci.image.layer.v1.tar+zstd",)
 DOCKER_HUB = "https://registry-1.docker.io"
 _CHUNK = 1 << 20
 _RESUME_ATTEMPTS = 5
+UPLOAD_CHUNK = 16 << 20      # blobs above this are pushed in chunks (PATCH + Content-Range), the rest in one PUT
 _PROGRESS_INTERVAL = 0.1
 
 
@@ -132,6 +133,31 @@ def endpoint_for(domain: str, insecure: list[str] | None = None) -> str:
     return ("http://" if is_insecure(domain, insecure) else "https://") + domain
 
 
+def normalize_mirror(value: str) -> str:
+    """A --registry-mirror as dockerd keeps it ("http://host:port/"), or ValueError with dockerd's words."""
+    from urllib.parse import urlsplit
+    try:
+        uri = urlsplit(value)
+        uri.port   # noqa: B018  (a bad port raises here)
+    except ValueError:
+        raise ValueError(f'invalid mirror: "{value}" is not a valid URI') from None
+    if uri.scheme not in ("http", "https"):
+        raise ValueError(f'invalid mirror: unsupported scheme "{uri.scheme}" in "{value}"')
+    if not uri.hostname:
+        raise ValueError(f'invalid mirror: "{value}" is not a valid URI')
+    if uri.query or uri.fragment:
+        raise ValueError(f'invalid mirror: query or fragment at end of the URI "{value}"')
+    if uri.username is not None or uri.password is not None:
+        raise ValueError(f'invalid mirror: username/password not allowed in URI "{value}"')
+    return value.rstrip("/") + "/"
+
+
+def pull_endpoints(domain: str, mirrors: list[str] | None) -> list[str | None]:
+    """Where dockerd pulls a name from, in order: each mirror for Docker Hub names, then the registry itself
+    (None)."""
+    return [*(mirrors or [])] + [None] if domain == DEFAULT_DOMAIN else [None]
+
+
 CERTS_DIRS = ("/etc/pyd/certs.d", "/etc/docker/certs.d")
 
 
@@ -192,13 +218,22 @@ class _Tokens:
 
 class RegistrySession:
     def __init__(self, domain: str, auth: AuthConfig | None = None, insecure: list[str] | None = None,
-                 timeout: float = 60.0, certs: list[str] | None = None) -> None:
+                 timeout: float = 60.0, certs: list[str] | None = None, mirror: str | None = None) -> None:
         import ssl
+        if mirror:   # a --registry-mirror URL stands in for Docker Hub: its scheme is the one to speak
+            domain = mirror.split("://", 1)[1].split("/", 1)[0]
         self.domain = domain
         self.insecure = domain != DEFAULT_DOMAIN and is_insecure(domain, insecure)
         self.base = endpoint_for(domain, insecure)
         self.auth = auth or AuthConfig()
         ctx = tls_context(domain, certs)
+        if mirror:
+            self.base = mirror.rstrip("/")
+            self.insecure = False
+            if self.base.startswith("https://") and is_insecure(domain, insecure):
+                ctx = ctx or ssl.create_default_context()
+                ctx.check_hostname = False
+                ctx.verify_mode = ssl.CERT_NONE
         if self.insecure:   # HTTPS first without verification, then plain HTTP (dockerd's order)
             ctx = ctx or ssl.create_default_context()
             ctx.check_hostname = False
@@ -678,6 +713,21 @@ def _mkstemp(tmp_dir: str) -> tuple[int, str]:
     return tempfile.mkstemp(prefix="blob-", dir=tmp_dir)
 
 
+def _read_at(path: str, offset: int, n: int) -> bytes:
+    with open(path, "rb") as f:
+        f.seek(offset)
+        return f.read(n)
+
+
+def _range_end(value: str | None, default: int) -> int:
+    """The next byte to send after a registry's "Range: 0-N" (N+1); "0-0" is an empty upload."""
+    m = re.fullmatch(r"\s*(?:bytes=)?0-(\d+)\s*", value or "")
+    if not m:
+        return default
+    end = int(m.group(1))
+    return 0 if end == 0 and default == 0 else end + 1
+
+
 def _unlink(path: str) -> None:
     try:
         os.unlink(path)
@@ -690,9 +740,10 @@ def _unlink(path: str) -> None:
 
 class Pusher:
     def __init__(self, session: RegistrySession, graph: "Graph", meta: "DistributionMetadata", emit: Emit,
-                 tmp_dir: str, max_concurrent: int = 5) -> None:
+                 tmp_dir: str, max_concurrent: int = 5, chunk_size: int = UPLOAD_CHUNK) -> None:
         self.s, self.graph, self.meta, self.emit = session, graph, meta, emit
         self.tmp_dir, self.max_concurrent = tmp_dir, max_concurrent
+        self.chunk_size = max(1, chunk_size)   # blobs larger than this go up in PATCH chunks of this size
 
     def _scopes(self, ref: Reference, extra_repo: str | None = None) -> list[str]:
         scopes = [f"repository:{ref.path}:pull,push"]
@@ -829,7 +880,11 @@ class Pusher:
         return self._abs(resp.headers["location"])
 
     async def _upload(self, ref: Reference, digest: str, size: int, path: str, lid: str) -> None:
-        """Monolithic upload: POST for a session, then one PUT with the whole blob and its digest."""
+        """Monolithic upload: POST for a session, then one PUT with the whole blob and its digest; a blob
+        larger than the chunk size goes up in chunks instead."""
+        if size > self.chunk_size:
+            await self._upload_chunked(ref, digest, size, path, lid)
+            return
         location = await self._start_upload(ref)
         progress = Progress(self.emit, lid, "Pushing", size)
 
@@ -844,6 +899,70 @@ class Pusher:
         rbody = await resp.read()
         if resp.status not in (201, 204):
             raise self._error(ref, resp.status, rbody)
+
+    async def _upload_chunked(self, ref: Reference, digest: str, size: int, path: str, lid: str) -> None:
+        """The distribution spec's chunked flow: PATCH each chunk with its Content-Range, then PUT the digest.
+        A failed chunk asks the registry how far it got (GET on the upload: Range 0-N) and goes on from
+        N+1; an upload the registry no longer knows (or will not resume) starts over in a new session."""
+        progress = Progress(self.emit, lid, "Pushing", size)
+        scopes = self._scopes(ref)
+        location, offset, failures = await self._start_upload(ref), 0, 0
+        while True:
+            try:
+                if offset < size:
+                    n = min(self.chunk_size, size - offset)
+                    data = await asyncio.to_thread(_read_at, path, offset, n)
+                    resp = await self.s.request("PATCH", location, scopes, {
+                        "Content-Type": "application/octet-stream", "Content-Range": f"{offset}-{offset + n - 1}",
+                        "Content-Length": str(n)}, data)
+                    rbody = await resp.read()
+                    if resp.status == 202:
+                        location = self._abs(resp.headers.get("location") or location)
+                        offset = _range_end(resp.headers.get("range"), offset + n)
+                        progress.current = offset
+                        await progress.update(0)
+                        continue
+                else:
+                    url = location + ("&" if "?" in location else "?") + "digest=" + digest
+                    resp = await self.s.request("PUT", url, scopes, {"Content-Type": "application/octet-stream",
+                                                                     "Content-Length": "0"}, b"")
+                    rbody = await resp.read()
+                    if resp.status in (201, 204):
+                        await progress.update(0, force=True)
+                        return
+                if resp.status < 500 and resp.status != 416:
+                    raise self._error(ref, resp.status, rbody)
+                why = f"status {resp.status}"
+            except (RegistryError, ConnectionError, proto.IncompleteMessage, asyncio.IncompleteReadError,
+                    asyncio.TimeoutError) as exc:
+                if isinstance(exc, RegistryError) and exc.status != 500:
+                    raise
+                why = str(exc)
+            failures += 1
+            if failures > _RESUME_ATTEMPTS:
+                raise registry_error(500, f"upload of {digest} failed: {why}")
+            await asyncio.sleep(0.1 * failures)
+            resumed = await self._upload_status(location, scopes)
+            if resumed is None:   # the session is gone: a new one, from the first byte
+                log.info("upload of %s at %d bytes failed (%s): starting over", digest, offset, why)
+                location, offset = await self._start_upload(ref), 0
+            else:
+                location, offset = resumed
+                log.info("upload of %s failed (%s): resuming at %d bytes", digest, why, offset)
+            progress.current = offset
+            await self.emit({"status": f"Retrying in {failures} second{'s' if failures > 1 else ''}",
+                             "progressDetail": {}, "id": lid})
+
+    async def _upload_status(self, location: str, scopes: list[str]) -> tuple[str, int] | None:
+        """(location, next offset) of an upload session from the registry's Range; None when it is gone."""
+        try:
+            resp = await self.s.request("GET", location, scopes)
+            await resp.read()
+        except (RegistryError, ConnectionError, proto.IncompleteMessage, asyncio.TimeoutError):
+            return None
+        if resp.status != 204 or not resp.headers.get("range"):
+            return None
+        return self._abs(resp.headers.get("location") or location), _range_end(resp.headers["range"], 0)
 
     async def _ensure_blob(self, ref: Reference, digest: str, data: bytes) -> None:
         if await self._head(ref, digest) is not None:

@@ -557,3 +557,239 @@ def test_all_tags_push_and_pull(daemon, registry, busybox):
     messages = list(stream)
     assert any(m.get("status") == "Layer already exists" for m in messages), messages
     assert any((m.get("aux") or {}).get("Tag") == "a" for m in messages)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# chunked uploads, registry mirrors, htpasswd over TLS, FROM pulls in the builder
+
+class _FlakyChunks(_Forwarding):
+    """Answers 503 to the 2nd PATCH without passing it on (the registry never saw it: the client resumes
+    from the registry's Range), and loses the answer to the 4th after passing it on (the registry then
+    refuses the stale session: the client starts the upload over)."""
+
+    def do_PATCH(self):
+        ctx = self.server.ctx
+        ctx["patches"] = n = ctx.get("patches", 0) + 1
+        ctx["log"].append(("CHUNK", self.path, self.headers.get("Content-Range")))
+        if n == 2:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(503)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        if n == 4:
+            return self.forward(extra_check=lambda status, headers, data: self._lost())
+        self.forward()
+
+    def _lost(self):
+        self.send_response(502)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+        return True
+
+
+def test_chunked_push_resumes_from_the_registry_range(make_daemon, make_registry, tmp_path):
+    import os
+    chunk = 64 << 10
+    d = make_daemon("--upload-chunk-size", str(chunk))
+    reg_ = make_registry(d)
+    payload = os.urandom(300 << 10)   # incompressible: its gzip blob is ~5 chunks
+    layer = images.tar_bytes([images.file("data/blob.bin", payload)])
+    config = images.image_config([layer], cmd=["/nothing"])
+    archive = tmp_path / "chunky.tar"
+    archive.write_bytes(images.docker_archive([layer], config, ["chunky:1"]))
+    d.pyd("load", "-i", str(archive), check=True)
+    proxy = _Proxy(d, reg_, _FlakyChunks)
+    try:
+        name = f"{proxy}/team/chunky:1"
+        d.docker("tag", "chunky:1", name, check=True)
+        r = d.docker("push", name, timeout=60)
+        assert r.returncode == 0 and ": Pushed" in r.stdout, r.describe()
+        log = proxy.server.ctx["log"]
+        patches = [(path, rng) for method, path, rng in log if method == "CHUNK"]
+        assert len(patches) >= 6 and all(rng and "-" in rng for _, rng in patches), log
+        failed_start = patches[1][1].split("-")[0]
+        assert patches[2][1].split("-")[0] == failed_start != "0", patches   # resumed where the registry was
+        status_queries = [p for m, p, _ in log if m == "GET" and "/blobs/uploads/" in p]
+        assert len(status_queries) >= 2, log   # one resume, one refused (stale) session
+        assert sum(1 for m, p, _ in log if m == "POST" and "/blobs/uploads/" in p) >= 2, log   # started over
+        assert patches[4][1].startswith("0-"), patches
+    finally:
+        proxy.close()
+    d.docker("rmi", name, "chunky:1", check=True)
+    pulled = d.docker("pull", f"{reg_}/team/chunky:1", timeout=60)
+    assert pulled.returncode == 0, pulled.describe()
+    d.docker("create", "--name", "chunky", f"{reg_}/team/chunky:1", check=True)
+    out = d.docker("cp", "chunky:/data/blob.bin", str(tmp_path / "out"))
+    assert out.returncode == 0, out.describe()
+    assert (tmp_path / "out" / "blob.bin" if (tmp_path / "out").is_dir() else tmp_path / "out").read_bytes() == payload
+
+
+def test_registry_mirror_serves_docker_hub_names(make_daemon, make_registry, busybox_rootfs_tar):
+    """A dead mirror, then a live one: `docker pull mirrored` comes from the second. The daemon's namespace has
+    no route out, so Docker Hub is never reached (the live mirror has to serve the pull)."""
+    d = make_daemon(start=False)
+    mirror = make_registry(d)
+    d.config_file.write_text(json.dumps({"registry-mirrors": ["http://127.0.0.1:1", f"http://{mirror}/"]}))
+    d.start()
+    info = json.loads(d.docker("info", "--format", "{{json .RegistryConfig}}", check=True).stdout)
+    assert info["Mirrors"] == ["http://127.0.0.1:1/", f"http://{mirror}/"]
+    image = d.import_image(busybox_rootfs_tar, f"{mirror}/library/mirrored:latest")
+    d.docker("push", image, check=True, timeout=60)
+    d.docker("rmi", image, check=True)
+    r = d.docker("pull", "mirrored", timeout=60)
+    assert r.returncode == 0, r.describe()
+    assert "latest: Pulling from library/mirrored" in r.stdout
+    assert "Status: Downloaded newer image for mirrored:latest" in r.stdout
+    assert "docker.io/library/mirrored:latest" in r.stdout
+    run = d.docker("run", "--rm", "--network", "none", "mirrored", "echo", "from-the-mirror")
+    assert run.stdout == "from-the-mirror\n", run.describe()
+    bad = make_daemon("--registry-mirror", "ftp://mirror.example", start=False)
+    with pytest.raises(BaseException):
+        bad.start(timeout=5)
+    assert 'invalid mirror: unsupported scheme "ftp"' in bad.log_text()
+
+
+def test_build_pulls_a_missing_base_image(daemon, registry, busybox):
+    base = f"{registry}/team/base:b1"
+    daemon.docker("tag", busybox, base, check=True)
+    daemon.docker("push", base, check=True, timeout=60)
+    daemon.docker("rmi", base, check=True)
+    dockerfile = f"FROM {base}\nLABEL pulled=yes\n"
+    r = daemon.docker("build", "-t", "from-pulled:1", "-", input=dockerfile, timeout=60)
+    assert r.returncode == 0, r.describe()
+    assert f"Step 1/2 : FROM {base}" in r.stdout
+    assert "b1: Pulling from team/base" in r.stdout and f"Status: Downloaded newer image for {base}" in r.stdout
+    assert "Successfully tagged from-pulled:1" in r.stdout
+    labels = json.loads(daemon.docker("image", "inspect", "from-pulled:1", check=True).stdout)[0]["Config"]["Labels"]
+    assert labels == {"pulled": "yes"}
+    assert daemon.docker("image", "inspect", base).returncode == 0
+    missing = daemon.docker("build", "-", input=f"FROM {registry}/team/absent:1\n", timeout=60)
+    assert missing.returncode == 1 and "manifest for" in missing.stderr and "not found" in missing.stderr, \
+        missing.describe()
+
+
+class _Relay:
+    """A TCP relay: accepts on addr in one network namespace, connects to addr in another (TLS passes through
+    untouched), so a second daemon reaches a registry that lives in the first daemon's namespace."""
+
+    def __init__(self, listen_ns, target_ns, addr):
+        self.target_ns, self.addr, self.stopped, self.socks = target_ns, addr, False, []
+        self.lsock = listen_ns.socket()
+        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.lsock.bind(addr)
+        self.lsock.listen(16)
+        self.lsock.settimeout(0.1)
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self):
+        while not self.stopped:
+            try:
+                conn, _ = self.lsock.accept()
+            except (socket.timeout, OSError):
+                continue
+            up = self.target_ns.socket()
+            up.settimeout(30)
+            up.connect(self.addr)
+            self.socks += [conn, up]
+            for a, b in ((conn, up), (up, conn)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(src, dst):
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            try:
+                dst.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+
+    def close(self):
+        self.stopped = True
+        self.thread.join(5)
+        for s in [self.lsock, *self.socks]:
+            s.close()
+
+
+def test_htpasswd_registry_over_tls_push_then_pull_into_a_fresh_daemon(make_daemon, busybox_rootfs_tar, tmp_path):
+    """Debian's docker-registry with `auth: htpasswd` (bcrypt, made by htpasswd -B) behind TLS from a CA made
+    here; the CA is in the daemons' certs.d/<host:port>/. docker login, push from one daemon, pull into a
+    fresh one (its own data-root and namespace, reaching the registry through a TCP relay), run."""
+    import shutil
+    import subprocess
+    from conftest import DOCKER_REGISTRY
+    if not shutil.which("htpasswd"):
+        pytest.fail("this test needs htpasswd (apt-get install apache2-utils)", pytrace=False)
+    certs = tmp_path / "certs.d"
+    d = make_daemon("--registry-certs-dir", str(certs))
+    fresh = make_daemon("--registry-certs-dir", str(certs), start=False)
+    ip = "10.99.0.2"
+    for x in (d, fresh):
+        x.netns_run("ip", "addr", "add", f"{ip}/32", "dev", "lo", check=True)
+    port = d.netns.free_port()
+    host = f"{ip}:{port}"
+    pki = tmp_path / "pki"
+    pki.mkdir()
+    _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+             "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=pyd-test-ca", cwd=pki)
+    _openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "srv.key",
+             "-out", "srv.csr", "-subj", f"/CN={ip}", cwd=pki)
+    (pki / "ext.cnf").write_text(f"subjectAltName=IP:{ip}\n")
+    _openssl("x509", "-req", "-in", "srv.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+             "-out", "srv.crt", "-days", "2", "-extfile", "ext.cnf", cwd=pki)
+    (certs / host).mkdir(parents=True)
+    shutil.copy(pki / "ca.crt", certs / host / "ca.crt")
+    htpasswd = tmp_path / "htpasswd"
+    subprocess.run(["htpasswd", "-Bbc", str(htpasswd), "carol", "s3cret"], check=True, capture_output=True,
+                   timeout=30)
+    assert htpasswd.read_text().startswith("carol:$2")
+    config = tmp_path / "registry.yml"
+    config.write_text(
+        "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\n"
+        f"storage:\n  filesystem:\n    rootdirectory: {tmp_path / 'storage'}\n"
+        f"auth:\n  htpasswd:\n    realm: pyd-test\n    path: {htpasswd}\n"
+        f"http:\n  addr: {host}\n  tls:\n    certificate: {pki / 'srv.crt'}\n    key: {pki / 'srv.key'}\n")
+    proc = subprocess.Popen(d.netns.enter_argv() + [DOCKER_REGISTRY, "serve", str(config)],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    relay = None
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            with d.netns.socket() as s:
+                if s.connect_ex((ip, port)) == 0:
+                    break
+            assert time.monotonic() < deadline and proc.poll() is None, "htpasswd registry did not start"
+            time.sleep(0.05)
+        image = d.import_image(busybox_rootfs_tar, f"{host}/secure/bb:1")
+        anon = d.docker("push", image)
+        assert anon.returncode == 1 and "authentication required" in anon.stderr, anon.describe()
+        bad = d.docker("login", "-u", "carol", "--password-stdin", host, input="wrong\n")
+        assert bad.returncode == 1 and "401 Unauthorized" in bad.stderr, bad.describe()
+        ok = d.docker("login", "-u", "carol", "--password-stdin", host, input="s3cret\n")
+        assert ok.returncode == 0 and "Login Succeeded" in ok.stdout, ok.describe()
+        pushed = d.docker("push", image, timeout=60)
+        assert pushed.returncode == 0 and ": Pushed" in pushed.stdout, pushed.describe()
+
+        relay = _Relay(fresh.netns, d.netns, (ip, port))
+        fresh.start()
+        denied = fresh.docker("pull", image)
+        assert denied.returncode == 1 and "pull access denied" in denied.stderr, denied.describe()
+        assert fresh.docker("login", "-u", "carol", "--password-stdin", host, input="s3cret\n").returncode == 0
+        pulled = fresh.docker("pull", image, timeout=60)
+        assert pulled.returncode == 0 and f"Downloaded newer image for {image}" in pulled.stdout, pulled.describe()
+        run = fresh.docker("run", "--rm", "--network", "none", image, "echo", "htpasswd-over-tls")
+        assert run.stdout == "htpasswd-over-tls\n", run.describe()
+    finally:
+        if relay:
+            relay.close()
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 def register(router: Any, daemon: "Daemon") -> None:
     tmp_dir = os.path.join(daemon.cfg.data_root, "tmp")
+    running: set = set()      # builds under way: prune keeps the images they stand on
 
     async def build(req) -> None:
         from pyd.builder import BuildError, Builder, short   # lazy: the builder stays out of an idle daemon
@@ -30,6 +31,7 @@ def register(router: Any, daemon: "Daemon") -> None:
         if req.arg("remote"):
             raise BadParameter("remote build contexts (URLs, git) are not supported by this daemon")
         context = tempfile.mkdtemp(prefix="build-", dir=tmp_dir)
+        builder = None
         try:
             await _receive_context(req, context)
             out: Any = None
@@ -40,6 +42,7 @@ def register(router: Any, daemon: "Daemon") -> None:
             builder = Builder(daemon, context, opts, emit)
             builder.prepare()   # a bad Dockerfile is a plain 400, before the stream starts
             out = await req.stream(200, "application/json")
+            running.add(builder)
             try:
                 image_id = await builder.run()
             except BuildError as exc:
@@ -66,11 +69,16 @@ def register(router: Any, daemon: "Daemon") -> None:
                     await out.write_json({"stream": f"Successfully tagged {ref}\n"})
             await out.close()
         finally:
+            running.discard(builder)
             await asyncio.to_thread(shutil.rmtree, context, True)
 
     async def prune(req) -> dict:
-        # The classic builder's cache is its intermediate images, removed with the images they lead to.
-        return {"CachesDeleted": None, "SpaceReclaimed": 0}
+        from pyd.api.util import filters_arg
+        from pyd.buildcache import prune_build_cache, until_arg
+        until = until_arg(filters_arg(req).get("until", []))
+        held = [i for b in list(running) for i in b.held_images()]
+        return await asyncio.to_thread(prune_build_cache, daemon.graph, daemon.containers.image_in_use, held,
+                                       until)
 
     router.add("POST", "/build", build)
     router.add("POST", "/build/prune", prune)
@@ -78,6 +86,7 @@ def register(router: Any, daemon: "Daemon") -> None:
 
 def _options(req: Any) -> BuildOptions:
     from pyd.builder import BuildOptions
+    from pyd.pulling import decode_registry_config
     tags = [t for t in req.query.get("t", []) if t]
     for t in tags:
         try:
@@ -99,7 +108,8 @@ def _options(req: Any) -> BuildOptions:
         target=req.arg("target") or "", nocache=req.arg_bool("nocache"), rm=req.arg_bool("rm", True),
         forcerm=req.arg_bool("forcerm"), labels={str(k): str(v) for k, v in labels.items()},
         quiet=req.arg_bool("q"), networkmode=req.arg("networkmode") or "", extrahosts=extrahosts,
-        shmsize=req.arg_int("shmsize", 0) or 0, memory=req.arg_int("memory", 0) or 0)
+        shmsize=req.arg_int("shmsize", 0) or 0, memory=req.arg_int("memory", 0) or 0,
+        auth_configs=decode_registry_config(req.headers.get("x-registry-config")))
 
 
 async def _receive_context(req: Any, context: str) -> None:

@@ -8,7 +8,6 @@ import logging
 import os
 from typing import TYPE_CHECKING, Any
 
-from pyd import registry
 from pyd.api.util import check_filter_keys, filters_arg, parse_time_arg, spool_body
 from pyd.container import parse_rfc3339
 from pyd.distribution import DistributionMetadata
@@ -19,6 +18,20 @@ from pyd.reference import Reference, parse_reference, validate_tag
 if TYPE_CHECKING:
     from pyd.daemon import Daemon
 
+
+class _LazyModule:
+    """A module imported on first attribute use: the registry client stays out of an idle daemon."""
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attr: str) -> Any:
+        import importlib
+        return getattr(importlib.import_module(self._name), attr)
+
+
+pulling: Any = _LazyModule("pyd.pulling")
+registry: Any = _LazyModule("pyd.registry")
+
 LIST_FILTERS = {"dangling", "label", "reference", "before", "since", "until"}
 
 
@@ -26,16 +39,11 @@ def register(router: Any, daemon: "Daemon") -> None:
     graph = daemon.graph
     tmp_dir = os.path.join(daemon.cfg.data_root, "tmp")
 
-    metas: list = []
-
     def dist_meta() -> DistributionMetadata:
-        if not metas:
-            metas.append(DistributionMetadata(graph.meta))
-        return metas[0]
+        return pulling.dist_meta(daemon)
 
     def _session(domain: str, creds: registry.AuthConfig) -> registry.RegistrySession:
-        return registry.RegistrySession(domain, creds, daemon.cfg.insecure_registries,
-                                        certs=daemon.cfg.registry_certs_dirs or None)
+        return pulling.session(daemon, domain, creds)
 
     def publish(action: str, image_id: str, name: str = "") -> None:
         daemon.events.publish("image", action, image_id if not name else name, {"name": name or image_id})
@@ -113,10 +121,7 @@ def register(router: Any, daemon: "Daemon") -> None:
         ref = _pull_reference(req.arg("fromImage") or "", req.arg("tag") or "")
         auth = registry.decode_auth_header(req.headers.get("x-registry-auth"))
         out = _LazyStream(req)
-        opts = registry.PullOptions(platform=req.arg("platform") or "",
-                                    max_concurrent=daemon.cfg.max_concurrent_downloads, tmp_dir=tmp_dir)
-        async with _session(ref.domain, auth) as session:
-            await out.run(registry.Puller(session, graph, dist_meta(), out.emit, opts).pull(ref))
+        await out.run(pulling.pull_image(daemon, ref, auth, out.emit, req.arg("platform") or ""))
         publish("pull", str(ref), ref.familiar())
 
     async def push(req, name: str) -> None:
@@ -139,7 +144,7 @@ def register(router: Any, daemon: "Daemon") -> None:
             await out.emit({"status": f"The push refers to repository [{ref.name if ref.domain != 'docker.io' else 'docker.io/' + ref.path}]"})
             for t in tags:
                 await registry.Pusher(session, graph, dist_meta(), out.emit, tmp_dir,
-                                      daemon.cfg.max_concurrent_uploads).push(t)
+                                      daemon.cfg.max_concurrent_uploads, daemon.cfg.upload_chunk_size).push(t)
                 publish("push", str(t), t.familiar())
         async with _session(ref.domain, auth) as session:
             await out.run(push_all())
