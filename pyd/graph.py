@@ -195,6 +195,19 @@ def overlay_supported(root: str) -> bool:
 # ---------------------------------------------------------------------------------------------------
 # graph drivers
 
+def _write_new(path: str, data: bytes, sync: bool) -> None:
+    """A new file in a folder nobody reads yet (its commit point is a later rename); fsynced when sync."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        if sync:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 class Overlay2Driver:
     """dockerd's overlay2 layout: short `l/` links keep the lowerdir list compact."""
     name = "overlay2"
@@ -213,20 +226,47 @@ class Overlay2Driver:
     def diff_dir(self, cache_id: str) -> str:
         return os.path.join(self._dir(cache_id), "diff")
 
-    def create(self, cache_id: str, parent: str | None) -> None:
+    def create(self, cache_id: str, parent: str | None, durable: bool = True) -> None:
+        """A new layer dir. Nothing points at it until the caller commits its own metadata, so it is
+        written in place. durable=False (container layers) skips every fsync: `repair` re-creates what a
+        machine crash can lose, from the parent."""
         d = self._dir(cache_id)
         os.makedirs(self.home, 0o710, exist_ok=True)
         os.mkdir(d, 0o710)
         os.mkdir(os.path.join(d, "diff"), 0o755)
-        link = self._new_link(cache_id)
-        atomic_write(os.path.join(d, "link"), link.encode())
-        if parent is None:
-            return
+        _write_new(os.path.join(d, "link"), self._new_link(cache_id).encode(), durable)
+        if parent is not None:
+            _write_new(os.path.join(d, "lower"), self._lower_of(parent).encode(), durable)
+            os.mkdir(os.path.join(d, "work"), 0o700)
+        if durable:
+            fsync_dir(d)
+            fsync_dir(os.path.join(self.home, "l"))
+            fsync_dir(self.home)
+
+    def _lower_of(self, parent: str) -> str:
+        """The `lower` of a layer on `parent`: the parent's link, then the parent's lowers."""
         parent_link = read_text(os.path.join(self._dir(parent), "link"))
         parent_lower = read_text(os.path.join(self._dir(parent), "lower"))
-        lower = f"l/{parent_link}" + (f":{parent_lower}" if parent_lower else "")
-        atomic_write(os.path.join(d, "lower"), lower.encode())
-        os.mkdir(os.path.join(d, "work"), 0o700)
+        return f"l/{parent_link}" + (f":{parent_lower}" if parent_lower else "")
+
+    def repair(self, cache_id: str, parent: str | None) -> None:
+        """Re-create the parts of a layer made with durable=False that a machine crash lost (dirs, link,
+        lower); parts that are there are kept."""
+        d = self._dir(cache_id)
+        os.makedirs(d, 0o710, exist_ok=True)
+        os.makedirs(os.path.join(d, "diff"), 0o755, exist_ok=True)
+        link = read_text(os.path.join(d, "link"))
+        try:
+            linked = bool(link) and os.readlink(os.path.join(self.home, "l", link)) == f"../{cache_id}/diff"
+        except OSError:
+            linked = False
+        if not linked:
+            atomic_write(os.path.join(d, "link"), self._new_link(cache_id).encode())
+        if parent is not None:
+            os.makedirs(os.path.join(d, "work"), 0o700, exist_ok=True)
+            lower = self._lower_of(parent)
+            if read_text(os.path.join(d, "lower")) != lower:
+                atomic_write(os.path.join(d, "lower"), lower.encode())
 
     def _new_link(self, cache_id: str) -> str:
         while True:   # 26 chars of base32, as dockerd: short enough for ~128 lowers in one page
@@ -294,7 +334,7 @@ class VfsDriver:
     def exists(self, cache_id: str) -> bool:
         return os.path.isdir(self.diff_dir(cache_id))
 
-    def create(self, cache_id: str, parent: str | None) -> None:
+    def create(self, cache_id: str, parent: str | None, durable: bool = True) -> None:
         d = self.diff_dir(cache_id)
         if parent is None:
             os.mkdir(d, 0o755)
@@ -489,6 +529,11 @@ class Graph:
         for cid in os.listdir(base):
             mount_id = read_text(os.path.join(base, cid, "mount-id"))
             parent = read_text(os.path.join(base, cid, "parent")) or None
+            if mount_id and isinstance(self.driver, Overlay2Driver) and (parent is None or parent in self._layers):
+                try:
+                    self.driver.repair(mount_id, self._layers[parent].cache_id if parent else None)
+                except OSError as exc:
+                    log.warning("container layer %s: cannot repair %s: %s", cid, mount_id, exc)
             if not mount_id or not self.driver.exists(mount_id):
                 log.warning("skipping container layer %s: incomplete", cid)
                 continue
@@ -539,13 +584,14 @@ class Graph:
     def _write_layer_meta(self, layer: Layer, split_tmp: str) -> None:
         """All files in a scratch dir, then one rename: the layer appears whole or not at all."""
         scratch = tempfile.mkdtemp(prefix="write-set-", dir=os.path.join(self._layerdb, "tmp"))
-        atomic_write(os.path.join(scratch, "diff"), layer.diff_id.encode())
-        atomic_write(os.path.join(scratch, "size"), str(layer.size).encode())
-        atomic_write(os.path.join(scratch, "cache-id"), layer.cache_id.encode())
+        _write_new(os.path.join(scratch, "diff"), layer.diff_id.encode(), True)
+        _write_new(os.path.join(scratch, "size"), str(layer.size).encode(), True)
+        _write_new(os.path.join(scratch, "cache-id"), layer.cache_id.encode(), True)
         if layer.parent:
-            atomic_write(os.path.join(scratch, "parent"), layer.parent.encode())
+            _write_new(os.path.join(scratch, "parent"), layer.parent.encode(), True)
         os.rename(split_tmp, os.path.join(scratch, "tar-split.json.gz"))
         os.chmod(scratch, 0o700)
+        fsync_dir(scratch)
         final = os.path.join(self._layerdb, "sha256", _hex(layer.chain_id))
         os.rename(scratch, final)
         fsync_dir(os.path.dirname(final))
@@ -962,12 +1008,16 @@ class Graph:
             if container_id in self._rw:
                 raise Conflict(f"the read-write layer of container {container_id} already exists")
             mount_id = _random_id()
-            self.driver.create(mount_id, self._layers[top].cache_id if top else None)
+            # overlay2: the driver dir is re-created from this metadata after a crash (_load_rw), so only
+            # this metadata is fsynced: its files, the scratch dir, the folder it is renamed into
+            self.driver.create(mount_id, self._layers[top].cache_id if top else None,
+                               durable=not isinstance(self.driver, Overlay2Driver))
             scratch = tempfile.mkdtemp(prefix="write-set-", dir=os.path.join(self._layerdb, "tmp"))
-            atomic_write(os.path.join(scratch, "mount-id"), mount_id.encode())
+            _write_new(os.path.join(scratch, "mount-id"), mount_id.encode(), True)
             if top:
-                atomic_write(os.path.join(scratch, "parent"), top.encode())
+                _write_new(os.path.join(scratch, "parent"), top.encode(), True)
             os.chmod(scratch, 0o700)
+            fsync_dir(scratch)
             os.rename(scratch, os.path.join(self._layerdb, "mounts", container_id))
             fsync_dir(os.path.join(self._layerdb, "mounts"))
             self._rw[container_id] = RWLayer(container_id, mount_id, top)

@@ -12,7 +12,6 @@ import os
 import re
 import secrets
 import shutil
-import sqlite3
 import threading
 import time
 from dataclasses import dataclass, field
@@ -104,14 +103,25 @@ class VolumeStore:
         self.root = root
         os.makedirs(root, mode=0o701, exist_ok=True)
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(os.path.join(root, "metadata.db"), check_same_thread=False,
-                                   isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute(_SCHEMA)
+        self._conn: Any = None   # sqlite3 opened on first use: a daemon without volumes never loads it
         self._mounted: dict[str, set[str]] = {}      # volume -> container ids holding its mount
         self.users: Callable[[str], list[str]] = lambda name: []   # set by the daemon
-        self._repair()
+        if os.listdir(root):   # nothing there: nothing to repair
+            self._repair()
+
+    @property
+    def _db(self) -> Any:
+        if self._conn is None:
+            with self._lock:
+                if self._conn is None:
+                    import sqlite3   # lazy: ~1.2 MB of RSS
+                    db = sqlite3.connect(os.path.join(self.root, "metadata.db"), check_same_thread=False,
+                                         isolation_level=None)
+                    db.execute("PRAGMA journal_mode=WAL")
+                    db.execute("PRAGMA synchronous=FULL")
+                    db.execute(_SCHEMA)
+                    self._conn = db
+        return self._conn
 
     # ---- helpers
     def data_path(self, name: str) -> str:
