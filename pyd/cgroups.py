@@ -76,6 +76,11 @@ def check_resources(hc: dict[str, Any], update: bool = False) -> list[str]:
     weight = hc["BlkioWeight"]
     if weight and not 10 <= weight <= 1000:
         raise BadParameter("Range of blkio weight is from 10 to 1000")
+    if weight and not blkio_weight_supported():
+        # dockerd's verifyPlatformContainerResources: warn and discard
+        warnings.append("Your kernel does not support Block I/O weight or the cgroup is not mounted. "
+                        "Weight discarded.")
+        hc["BlkioWeight"] = 0
     pids = hc.get("PidsLimit")
     if pids is not None and pids <= 0:
         hc["PidsLimit"] = None if not update else 0   # 0 and -1 mean unlimited
@@ -96,6 +101,14 @@ def parse_cpu_list(text: str) -> set[int]:
             raise BadParameter(f"invalid value {text} for cpuset cpus")
         cpus.update(range(a, b + 1))
     return cpus
+
+
+def blkio_weight_supported() -> bool:
+    """What dockerd's sysinfo calls BlkioWeight: v1 blkio.weight (or the BFQ one), v2 the io controller."""
+    v1 = "/sys/fs/cgroup/blkio"
+    if os.path.isdir(v1):
+        return any(os.path.exists(os.path.join(v1, n)) for n in ("blkio.weight", "blkio.bfq.weight"))
+    return "io" in _read("/sys/fs/cgroup/cgroup.controllers").split()
 
 
 def _cpuset_root() -> str:
@@ -395,7 +408,7 @@ class Cgroups:
 
 # ---------------------------------------------------------------- docker update
 
-def update_host_config(hc: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
+def update_host_config(hc: dict[str, Any], body: dict[str, Any], warnings: list[str] | None = None) -> dict[str, Any]:
     """The HostConfig after POST /containers/{id}/update (validated; dockerd's rules for swap)."""
     new = dict(hc)
     for key in RESOURCE_KEYS:
@@ -415,7 +428,9 @@ def update_host_config(hc: dict[str, Any], body: dict[str, Any]) -> dict[str, An
         new["CpuPeriod"] = new["CpuQuota"] = 0
     elif body.get("CpuPeriod") or body.get("CpuQuota"):
         new["NanoCpus"] = 0
-    check_resources(new, update=True)
+    found = check_resources(new, update=True)
+    if warnings is not None:
+        warnings.extend(found)
     return new
 
 
@@ -424,7 +439,8 @@ def update_container(cg: Cgroups, c: Any, body: Any) -> list[str]:
     if not isinstance(body, dict):
         raise BadParameter("invalid JSON: body is empty")
     try:
-        new = update_host_config(c.HostConfig, body)
+        checked: list[str] = []
+        new = update_host_config(c.HostConfig, body, checked)
     except BadParameter as e:
         raise BadParameter(f"Cannot update container {c.ID}: {e}") from None
     warnings: list[str] = []
@@ -433,6 +449,7 @@ def update_container(cg: Cgroups, c: Any, body: Any) -> list[str]:
             warnings = cg.apply(c.ID, new)
         except OSError as e:
             raise BadParameter(f"Cannot update container {c.ID}: {e}") from None
+    warnings = checked + [w for w in warnings if w not in checked]
     c.HostConfig.clear()
     c.HostConfig.update(new)
     return warnings

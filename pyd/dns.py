@@ -142,9 +142,10 @@ class DnsServer:
         local = self.controller.resolve(cid, name)
         if local is not None:
             return answer(msg, end, flags, local if qtype == TYPE_A else [])
-        if "." not in name.rstrip("."):
-            # a single-label name that is no container: the search list does the rest (Docker answers so too)
-            return answer(msg, end, flags, [], RCODE_NXDOMAIN)
+        if "." not in name.rstrip(".") and qtype in (TYPE_A, TYPE_AAAA) and self.controller.ndots_set(cid):
+            # Docker forwards single-label names unless the user set ndots: then an empty answer lets the
+            # client retry with its search domains
+            return answer(msg, end, flags, [])
         reply = await self._forward(cid, msg)
         return reply if reply is not None else answer(msg, end, flags, [], RCODE_SERVFAIL)
 

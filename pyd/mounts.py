@@ -286,7 +286,9 @@ def activate(daemon: "Daemon", c: "Container") -> None:
 
 
 def deactivate(daemon: "Daemon", c: "Container") -> None:
-    """After exit: let go of option-volume mounts."""
+    """After exit: let go of option-volume mounts (and the shareable /dev/shm, pyd/shm.py)."""
+    from pyd import shm
+    shm.release(c)
     for mp in points_of(c).values():
         if mp["Type"] == "volume":
             daemon.volumes.unmount(mp["Name"], c.ID)

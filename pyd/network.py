@@ -445,6 +445,7 @@ class NetworkController:
                          for k, v in ((networking or {}).get("EndpointsConfig") or {}).items()}
         c.NetworkSettings = {"Networks": {}}
         if mode.startswith("container:"):
+            check_container_mode(c)
             other = self.daemon.containers.get(mode.split(":", 1)[1])
             if other.ID == c.ID:
                 raise BadParameter("cannot join own network namespace")
@@ -510,14 +511,38 @@ class NetworkController:
         sb = self.sandboxes.get(c.ID)
         return {"net": sb.path} if sb else {}
 
+    def etc_file(self, c: "Container", name: str) -> str:
+        """The host file bound at /etc/<name>: the other container's one in container:<id> mode."""
+        mode = c.HostConfig.get("NetworkMode") or ""
+        if mode.startswith("container:"):
+            other = self.daemon.containers.by_id.get(mode.split(":", 1)[1])
+            if other is not None:
+                return other.path(name)
+        return c.path(name)
+
     async def setup(self, c: "Container") -> None:
-        """Before execd starts: addresses, the namespace with its veths, DNS, /etc files, published ports."""
+        """Before execd starts: addresses, the namespace with its veths, DNS, /etc files, published ports.
+        Errors carry Docker 28's prefix (and keep their status)."""
+        from pyd.proto import HTTPError
+        try:
+            await self._setup(c)
+        except HTTPError as e:
+            if not e.message.startswith(NETWORKING_FAILED):
+                e.message = f"{NETWORKING_FAILED}: {e.message}"
+                e.args = (e.message,)
+            raise
+
+    async def _setup(self, c: "Container") -> None:
         from pyd import etcfiles
 
         mode = c.HostConfig.get("NetworkMode") or "bridge"
         if mode in ("host", "none") or mode.startswith("container:"):
             if mode.startswith("container:"):
                 self.join_for(c)   # fails early when the other container is not running
+                other = self.daemon.containers.get(mode.split(":", 1)[1])
+                # dockerd: the other container's hostname, and its hostname/hosts/resolv.conf (etc_file)
+                c.Config["Hostname"] = other.Config.get("Hostname") or c.Config["Hostname"]
+                c.Config["Domainname"] = other.Config.get("Domainname") or ""
             return
         attached = [(self.networks[ep["NetworkID"]] if ep.get("NetworkID") in self.networks else self.get(name), ep)
                     for name, ep in (c.NetworkSettings.get("Networks") or {}).items()]
@@ -738,6 +763,11 @@ class NetworkController:
                     found.append(ep["IPAddress"])
         return found or None
 
+    def ndots_set(self, cid: str) -> bool:
+        """Whether the user gave ndots in --dns-opt (Docker's own ndots:0 does not count)."""
+        c = self.daemon.containers.by_id.get(cid)
+        return any(o.startswith("ndots:") for o in ((c.HostConfig.get("DnsOptions") if c else None) or []))
+
     def upstream_servers(self, cid: str) -> list[str]:
         c = self.daemon.containers.by_id.get(cid)
         dns = (c.HostConfig.get("Dns") if c else None) or []
@@ -850,3 +880,24 @@ def _label_match(labels: dict[str, str], spec: str) -> bool:
 def _now() -> str:
     from pyd.container import rfc3339
     return rfc3339()
+
+
+NETWORKING_FAILED = "failed to set up container networking"
+
+
+def check_container_mode(c: "Container") -> None:
+    """dockerd's validateNetContainerMode: what container:<id> mode cannot be combined with."""
+    hc, name = c.HostConfig, (c.HostConfig.get("NetworkMode") or "").split(":", 1)[1]
+    if not name:
+        raise BadParameter("Invalid network mode: invalid container format container:<name|id>")
+    if c.Config.get("Hostname") and c.Config["Hostname"] != c.ID[:12]:   # create sets the ID's as default
+        raise BadParameter("conflicting options: hostname and the network mode")
+    if hc.get("Links"):
+        raise BadParameter("conflicting options: container type network can't be used with links. "
+                           "This would result in undefined behavior")
+    if hc.get("Dns"):
+        raise BadParameter("conflicting options: dns and the network mode")
+    if hc.get("ExtraHosts"):
+        raise BadParameter("conflicting options: custom host-to-IP mapping and the network mode")
+    if hc.get("PortBindings") or hc.get("PublishAllPorts"):
+        raise BadParameter("conflicting options: port publishing and the container type network mode")

@@ -520,6 +520,37 @@ def resolve_devices(hc: dict[str, Any]) -> list[Device]:
     return out
 
 
+# runc's HostDevices skips these under /dev: the container has its own pts, shm, mqueue and fd
+HOST_DEVICE_SKIP_DIRS = {"pts", "shm", "fd", "mqueue", ".lxc", ".lxd-mounts", ".udev"}
+HOST_DEVICE_SKIP = {"/dev/console", "/dev/ptmx"}   # /dev/ptmx stays the link to the container's devpts
+
+
+def host_devices(root: str = "/dev") -> list[Device]:
+    """Every device node of the host's /dev (what --privileged gets, as in Docker)."""
+    import stat as stat_mod
+    out = []
+    for top, dirs, files in os.walk(root):
+        if top == root:
+            dirs[:] = [d for d in dirs if d not in HOST_DEVICE_SKIP_DIRS]
+        for name in sorted(files):
+            path = os.path.join(top, name)
+            try:
+                st = os.lstat(path)
+            except OSError:
+                continue   # gone meanwhile
+            if path in HOST_DEVICE_SKIP or "\n" in path:
+                continue
+            if stat_mod.S_ISCHR(st.st_mode):
+                kind = "c"
+            elif stat_mod.S_ISBLK(st.st_mode):
+                kind = "b"
+            else:
+                continue
+            out.append(Device(path, path, "rwm", kind, os.major(st.st_rdev), os.minor(st.st_rdev),
+                              stat_mod.S_IMODE(st.st_mode)))
+    return out
+
+
 def parse_device(text: str) -> dict[str, str]:
     """The CLI's --device HOST[:CONTAINER][:PERMS]."""
     parts = text.split(":")
@@ -609,7 +640,7 @@ def configure(daemon: Any, c: Any, spec: Any) -> None:
                        seccomp=seccomp.records() if seccomp else [], rlimits=rlimits(hc),
                        sysctls=sysctls(hc, own_net, own_ipc, own_uts),
                        devices=[f"{d.kind} {d.major} {d.minor} {d.mode:o} {d.container_path}"
-                                for d in resolve_devices(hc)],
+                                for d in (host_devices() if privileged else []) + resolve_devices(hc)],
                        shm_size=0 if (hc.get("ShmSize") or DEFAULT_SHM_SIZE) == DEFAULT_SHM_SIZE else hc["ShmSize"])
     except BadParameter as e:
         raise ExecError(str(e), 125, "security") from None
@@ -623,6 +654,8 @@ def configure(daemon: Any, c: Any, spec: Any) -> None:
     if not privileged and spec.join_cgroups:
         sec.readonly_paths.append("/sys/fs/cgroup")
     spec.security = sec
+    from pyd import shm
+    shm.configure(daemon, c, spec)   # --ipc host|shareable|container:X share a /dev/shm
 
 
 def cgroup_mounts(cg: Any, cid: str, hc: dict[str, Any], privileged: bool) -> list[Any]:

@@ -28,7 +28,8 @@ def build_spec(daemon: "Daemon", c: Container, rootfs: str) -> ContainerSpec:
                         cwd=c.Config.get("WorkingDir") or "/", uid=user.uid, gid=user.gid,
                         groups=user.groups, tty=c.tty, stdin=bool(c.Config.get("OpenStdin")),
                         console_size=console_size(c.HostConfig.get("ConsoleSize"))),
-        mounts=[Mount(destination=f"/etc/{n}", type="bind", source=c.path(n), options=["rbind"])
+        mounts=[Mount(destination=f"/etc/{n}", type="bind", options=["rbind"],
+                      source=daemon.networks.etc_file(c, n) if daemon.networks else c.path(n))
                 for n in ("hostname", "hosts", "resolv.conf") if not mounts.etc_overridden(c, f"/etc/{n}")]
         + mounts.spec_mounts(c),   # volumes, binds, --mount tmpfs (pyd/mounts.py)
         namespaces=[n for n in namespaces_for(c.HostConfig) if n not in join],

@@ -230,7 +230,9 @@ def test_sysctl_refused_through_api(daemon, busybox):
 
 
 def test_pid_container_sees_other_processes(daemon, busybox):
-    cid = daemon.docker("run", "-d", "--network", "none", busybox, "sleep", "300", check=True).stdout.strip()
+    # the donor is shareable: dockerd refuses to join the IPC of a private container
+    cid = daemon.docker("run", "-d", "--network", "none", "--ipc", "shareable", busybox, "sleep", "300",
+                        check=True).stdout.strip()
     try:
         r = run(daemon, "--pid", f"container:{cid}", busybox, "ps")
         assert "sleep 300" in r.stdout, r.stdout + r.stderr
@@ -268,8 +270,63 @@ def test_docker_py_cap_and_ulimits(daemon, busybox):
     assert out == b"CapEff:\t0000000000000000\n100\n"
 
 
-def test_escape_checklist(daemon, busybox):
+PROBE_C = r"""
+/* ptrace/keyctl probe: prints NAME=ERRNO (0 on success) for each attempt */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ptrace.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+	for (int i = 1; i < argc; i++) {
+		if (strncmp(argv[i], "ptrace:", 7) == 0) {
+			int pid = atoi(argv[i] + 7);
+			long r = ptrace(PTRACE_ATTACH, pid, 0, 0);
+			printf("ptrace%s=%d\n", argv[i] + 7, r == 0 ? 0 : errno);
+			if (r == 0)
+				ptrace(PTRACE_DETACH, pid, 0, 0);
+		} else if (strcmp(argv[i], "keyctl") == 0) {
+			long r = syscall(SYS_add_key, "user", "pyd-probe", "x", 1, -2 /* KEY_SPEC_PROCESS_KEYRING */);
+			printf("add_key=%d\n", r >= 0 ? 0 : errno);
+		}
+	}
+	return 0;
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def probe(tmp_path_factory) -> str:
+    """A static ptrace/add_key probe (busybox has neither strace nor keyctl), bind-mounted into containers."""
+    import shutil
+    import subprocess
+    if not shutil.which("gcc"):
+        pytest.skip("gcc is needed to build the ptrace probe")
+    d = tmp_path_factory.mktemp("probe")
+    (d / "probe.c").write_text(PROBE_C)
+    subprocess.run(["gcc", "-static", "-O2", "-o", str(d / "probe"), str(d / "probe.c")], check=True,
+                   capture_output=True, timeout=60)
+    return str(d / "probe")
+
+
+def test_escape_checklist(daemon, busybox, probe):
     """Probes a hostile root process would try, each refused as Docker refuses it."""
+    ESRCH, EPERM = 3, 1
+    r = run(daemon, "-v", f"{probe}:/probe:ro", busybox, "/probe", f"ptrace:{daemon.pid}", "keyctl")
+    assert f"ptrace{daemon.pid}={ESRCH}" in r.stdout.split(), r.describe()   # host PIDs are not visible
+    assert f"add_key={EPERM}" in r.stdout.split(), r.describe()              # not in the seccomp allow list
+    r = run(daemon, "--security-opt", "seccomp=unconfined", "-v", f"{probe}:/probe:ro", busybox, "/probe", "keyctl")
+    assert "add_key=0" in r.stdout.split(), r.describe()                     # the refusal was seccomp's
+    # PID 1 of the container (root, Docker's caps) from an exec'd process without CAP_SYS_PTRACE: EPERM
+    cid = daemon.docker("run", "-d", "--network", "none", "-v", f"{probe}:/probe:ro", busybox, "sleep", "300",
+                        check=True).stdout.strip()
+    try:
+        r = daemon.docker("exec", "-u", "1000", cid, "/probe", "ptrace:1")
+        assert f"ptrace1={EPERM}" in r.stdout.split(), r.describe()
+    finally:
+        daemon.docker("rm", "-f", cid)
     script = "; ".join([
         "echo 1 > /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null; echo cgroup_write=$?",
         ": > /m.ko; insmod /m.ko 2>/dev/null; echo insmod=$?",
