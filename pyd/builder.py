@@ -540,7 +540,7 @@ class Builder:
         finally:
             if self.opts.forcerm or (self.opts.rm and ok):
                 try:
-                    await containers.remove(cid, force=True)
+                    await containers.remove(cid, force=True, volumes=True)   # its VOLUMEs' changes go too
                     if ok:
                         await self.out(f" ---> Removed intermediate container {cid[:12]}\n")
                 except Exception as exc:  # the build result stands; say why the container stayed

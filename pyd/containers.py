@@ -115,7 +115,8 @@ class ContainerService:
         config = merge_image_config(body, image.container_config())
         if not config.get("Cmd") and not config.get("Entrypoint"):
             raise BadParameter("no command specified")
-        host_config = normalize_host_config(host_config)
+        warnings: list[str] = []
+        host_config = normalize_host_config(host_config, warnings)
         cid = secrets.token_hex(32)
         config["Hostname"] = config.get("Hostname") or cid[:12]
         path, args = entrypoint_and_args(config)
@@ -137,7 +138,7 @@ class ContainerService:
             raise
         self.by_id[cid] = c
         self._event(c, "create")
-        return {"Id": cid, "Warnings": []}
+        return {"Id": cid, "Warnings": warnings}
 
     def _write_etc_files(self, c: Container) -> None:
         hc = c.HostConfig
@@ -604,9 +605,13 @@ def merge_image_config(body: dict[str, Any], image_cfg: dict[str, Any]) -> dict[
             config["Entrypoint"] = image_cfg.get("Entrypoint")
     if config["Entrypoint"] == [""]:
         config["Entrypoint"] = None
-    for key in ("WorkingDir", "User", "StopSignal", "Healthcheck", "OnBuild", "Shell"):
+    for key in ("WorkingDir", "User", "StopSignal", "OnBuild", "Shell"):
         if not config.get(key) and image_cfg.get(key):
             config[key] = image_cfg[key]
+    from pyd.health import merge_healthcheck   # field by field, as dockerd's merge()
+    config["Healthcheck"] = merge_healthcheck(config.get("Healthcheck"), image_cfg.get("Healthcheck"))
+    if config["Healthcheck"] is None:
+        del config["Healthcheck"]
     labels = dict(image_cfg.get("Labels") or {})
     labels.update(config.get("Labels") or {})
     config["Labels"] = labels
@@ -630,7 +635,7 @@ def entrypoint_and_args(config: dict[str, Any]) -> tuple[str, list[str]]:
     return (argv[0], argv[1:]) if argv else ("", [])
 
 
-def normalize_host_config(hc: dict[str, Any]) -> dict[str, Any]:
+def normalize_host_config(hc: dict[str, Any], warnings: list[str] | None = None) -> dict[str, Any]:
     mode = hc.get("NetworkMode") or "default"
     if mode == "default":
         mode = "bridge"
@@ -654,5 +659,7 @@ def normalize_host_config(hc: dict[str, Any]) -> dict[str, Any]:
     hc["RestartPolicy"] = validate_policy(hc.get("RestartPolicy"))
     from pyd import cgroups, security
     security.normalize_host_config(hc)   # caps, security options, ulimits, devices, namespace modes
-    cgroups.check_resources(hc)          # dockerd's resource checks and defaults
+    found = cgroups.check_resources(hc)  # dockerd's resource checks and defaults
+    if warnings is not None:
+        warnings.extend(found)
     return hc

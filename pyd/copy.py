@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO, Iterator
 
 from pyd import native
-from pyd.archive import TAR_END, clean_member_name, tar_header, tar_padding
+from pyd.archive import TAR_END, XATTR_PAX_PREFIX, clean_member_name, tar_header, tar_padding
 from pyd.errors import BadParameter, NotFound, ServerError
 
 if TYPE_CHECKING:
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 CHUNK = 1 << 16
 RESOLVE = native.RESOLVE_IN_ROOT | native.RESOLVE_NO_MAGICLINKS
 MAX_DEFERRED_DIRS = 4096
+CAP_XATTR = "security.capability"
 
 # Go's os.FileMode type bits, as the X-Docker-Container-Path-Stat header carries them
 GO_DIR, GO_SYMLINK, GO_DEVICE, GO_PIPE, GO_SOCKET = 1 << 31, 1 << 27, 1 << 26, 1 << 25, 1 << 24
@@ -73,10 +74,36 @@ class Located:
     rw: bool = True
 
 
-def locate(c: "Container", rootfs: str, path: str) -> Located:
+def live_root(c: "Container", rootfs: str) -> int | None:
+    """An O_PATH fd of a running container's "/" as its own mount namespace shows it, so that its tmpfs
+    mounts and mounts nested below others are where the container sees them (dockerd does cp inside the
+    container's mount namespace); None when the container is not running. The fd is checked to be the
+    container's root file system, so a reused pid cannot hand us another process's root."""
+    pid = c.State.Pid if c.State.Running else 0
+    if not pid:
+        return None
+    try:
+        fd = os.open(f"/proc/{pid}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        st, want = os.fstat(fd), os.stat(rootfs)
+        if (st.st_dev, st.st_ino) == (want.st_dev, want.st_ino):
+            return fd
+    except OSError:
+        pass
+    os.close(fd)
+    return None
+
+
+def locate(c: "Container", rootfs: str, path: str, live: int | None = None) -> Located:
+    """Where `path` is: in the container's live root (fd `live`, every mount there), else in the host tree
+    of the mount holding it (the rootfs, a volume's _data or a bind source)."""
     clean = posixpath.normpath("/" + path)
     if clean.startswith("//"):
         clean = clean[1:]
+    if live is not None:
+        return Located(f"/proc/self/fd/{live}", clean.lstrip("/"), "/", _writable(c, clean))
     best = None
     for dest, mp in (getattr(c, "MountPoints", None) or {}).items():
         if mp.get("Type") not in ("volume", "bind") or not mp.get("Source"):
@@ -94,6 +121,22 @@ def locate(c: "Container", rootfs: str, path: str) -> Located:
     return Located(source, rest, dest, bool(mp.get("RW", True)))
 
 
+def _mount_point_of(c: "Container", clean: str) -> dict | None:
+    """The innermost mount point (any type) holding the container path `clean`."""
+    best = None
+    for dest, mp in (getattr(c, "MountPoints", None) or {}).items():
+        if clean == dest or clean.startswith(dest.rstrip("/") + "/"):
+            if best is None or len(dest) > len(best[0]):
+                best = (dest, mp)
+    return best[1] if best else None
+
+
+def _writable(c: "Container", clean: str) -> bool:
+    """dockerd's rule: the innermost mount point holding the path decides, else the rootfs."""
+    mp = _mount_point_of(c, clean)
+    return not c.HostConfig.get("ReadonlyRootfs") if mp is None else bool(mp.get("RW", True))
+
+
 def _container_path(loc: Located, host_path: str) -> str:
     rel = os.path.relpath(host_path, loc.root)
     rel = "" if rel == "." else rel
@@ -107,11 +150,12 @@ def _split_follow(path: str) -> tuple[str, bool]:
 
 # ---------------------------------------------------------------- stat
 
-def stat_path(c: "Container", rootfs: str, path: str) -> tuple[dict[str, Any], int, str]:
+def stat_path(c: "Container", rootfs: str, path: str, live: int | None = None
+              ) -> tuple[dict[str, Any], int, str]:
     """(Docker's ContainerPathStat, an O_PATH fd of the entry, its tar name). The caller closes the fd."""
     abs_path = "/" + path.lstrip("/") if not path.startswith("/") else path
     _, follow = _split_follow(abs_path)
-    loc = locate(c, rootfs, abs_path)
+    loc = locate(c, rootfs, abs_path, live)
     root_fd = os.open(loc.root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         fd = _open_entry(root_fd, loc.rel, follow)
@@ -166,6 +210,8 @@ def tar_entry(fd: int, arcname: str, inodes: dict | None = None) -> Iterator[byt
     info = tarfile.TarInfo(arcname)
     info.mode, info.uid, info.gid = stat.S_IMODE(mode), st.st_uid, st.st_gid
     info.mtime = st.st_mtime_ns // 1_000_000_000
+    if stat.S_ISDIR(mode) or stat.S_ISREG(mode):
+        _record_xattrs(fd, info)
     if stat.S_ISDIR(mode):
         info.type = tarfile.DIRTYPE
         info.name = arcname.rstrip("/") + "/" if arcname not in ("", ".") else "./"
@@ -201,6 +247,28 @@ def tar_entry(fd: int, arcname: str, inodes: dict | None = None) -> Iterator[byt
                      else tarfile.FIFOTYPE)
         info.devmajor, info.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
         yield tar_header(info)
+
+
+def _record_xattrs(fd: int, info: tarfile.TarInfo) -> None:
+    """What dockerd's archiver records of the xattrs: security.capability (file capabilities)."""
+    try:
+        cap = os.getxattr(f"/proc/self/fd/{fd}", CAP_XATTR)
+    except OSError:
+        return
+    info.pax_headers[XATTR_PAX_PREFIX + CAP_XATTR] = cap.decode("utf-8", "surrogateescape")
+
+
+def _apply_xattrs(via: str, m: tarfile.TarInfo) -> None:
+    """The member's SCHILY.xattr.* records, as dockerd applies them (a file system without xattrs, or one
+    refusing a name, is not an error); overlayfs's own attributes are never taken from a tar."""
+    for key, value in m.pax_headers.items():
+        if not key.startswith(XATTR_PAX_PREFIX) or key.startswith(XATTR_PAX_PREFIX + "trusted.overlay."):
+            continue
+        try:
+            os.setxattr(via, key[len(XATTR_PAX_PREFIX):], value.encode("utf-8", "surrogateescape"))
+        except OSError as e:
+            if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EINVAL, errno.ERANGE):
+                raise
 
 
 def _file_member(fd: int, info: tarfile.TarInfo, size: int) -> Iterator[bytes]:
@@ -382,6 +450,7 @@ def _extract_member(tar: tarfile.TarFile, m: tarfile.TarInfo, root_fd: int, dest
             via = f"/proc/self/fd/{efd}"
             os.chown(via, uid, gid)
             os.chmod(via, m.mode & 0o7777)
+            _apply_xattrs(via, m)          # after chown, which drops security.capability
             mtime = int(m.mtime * 1e9)
             if m.isdir() and len(deferred) < MAX_DEFERRED_DIRS:
                 deferred.append((efd, mtime))
@@ -430,9 +499,9 @@ def _lookup_owner(rootfs: str, user: str) -> tuple[int, int] | None:
 
 
 def put_archive(c: "Container", rootfs: str, path: str, reader: BinaryIO, no_overwrite_dir_non_dir: bool,
-                copy_uid_gid: bool) -> None:
+                copy_uid_gid: bool, live: int | None = None) -> None:
     """PUT /containers/{id}/archive: `path` must be a directory (symlinks followed, inside the root)."""
-    loc = locate(c, rootfs, path)
+    loc = locate(c, rootfs, path, live)
     root_fd = os.open(loc.root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         try:
@@ -451,9 +520,12 @@ def put_archive(c: "Container", rootfs: str, path: str, reader: BinaryIO, no_ove
         os.close(root_fd)
     if rel.startswith(".."):
         raise ServerError("extraction point resolved outside of the container")
-    if not loc.rw:
-        raise BadParameter("container rootfs is marked read-only" if loc.prefix == "/"
-                           else "mounted volume is marked read-only")
+    # in the live root the kernel resolved the path: its real place decides (dockerd checks the resolved path)
+    checked = posixpath.normpath("/" + (rel if live is not None else path))
+    if not (_writable(c, checked) if live is not None else loc.rw):
+        in_mount = _mount_point_of(c, checked) is not None
+        raise BadParameter("mounted volume is marked read-only" if in_mount
+                           else "container rootfs is marked read-only")
     chown = _lookup_owner(rootfs, c.Config.get("User") or "") if copy_uid_gid else None
     try:
         extract(reader, loc.root, "" if rel == "." else rel, no_overwrite_dir_non_dir, chown)

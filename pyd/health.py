@@ -43,6 +43,25 @@ def probe_command(c: "Container") -> list[str] | None:
     return None
 
 
+HEALTH_DURATIONS = ("Interval", "Timeout", "StartPeriod", "StartInterval")
+
+
+def merge_healthcheck(user: dict[str, Any] | None, image: dict[str, Any] | None) -> dict[str, Any] | None:
+    """dockerd's merge(): the container's Healthcheck completed field by field from the image's. An empty
+    Test takes the image's Test; zero durations/retries take the image's ({"Test": ["NONE"]} disables)."""
+    if not image:
+        return user or None
+    if user is None:
+        return dict(image)
+    merged = dict(user)
+    if not merged.get("Test"):
+        merged["Test"] = image.get("Test")
+    for key in (*HEALTH_DURATIONS, "Retries"):
+        if not merged.get(key) and image.get(key):
+            merged[key] = image[key]
+    return merged
+
+
 def _seconds(hc: dict[str, Any], key: str, default: float) -> float:
     value = hc.get(key) or 0
     return value / NS if value > 0 else default

@@ -37,9 +37,9 @@ def register(router: Any, daemon: "Daemon") -> None:
             raise BadParameter("bad parameter: path cannot be empty")
         return path
 
-    async def stat_of(c, rootfs: str, path: str, name: str):
+    async def stat_of(c, rootfs: str, path: str, name: str, live: int | None):
         try:
-            return await asyncio.to_thread(copy.stat_path, c, rootfs, path)
+            return await asyncio.to_thread(copy.stat_path, c, rootfs, path, live)
         except copy.PathNotFound:
             raise copy.not_found(path, name) from None
 
@@ -47,8 +47,9 @@ def register(router: Any, daemon: "Daemon") -> None:
         c = svc.get(id)
         path = path_arg(req)
         rootfs = await mounted(c)
+        live = copy.live_root(c, rootfs)     # running: through its mount namespace (tmpfs, nested mounts)
         try:
-            info, fd, name = await stat_of(c, rootfs, path, id)
+            info, fd, name = await stat_of(c, rootfs, path, id, live)
             if req.method == "HEAD":
                 os.close(fd)
                 return Response(200, b"", headers={STAT_HEADER: copy.stat_header(info)})
@@ -57,6 +58,8 @@ def register(router: Any, daemon: "Daemon") -> None:
             await _pump(chunks, out)
             return None
         finally:
+            if live is not None:
+                os.close(live)
             await release(c)
 
     async def put_archive(req, id: str) -> None:
@@ -66,15 +69,18 @@ def register(router: Any, daemon: "Daemon") -> None:
         copy_uid_gid = req.arg_bool("copyUIDGID")
         upload = await spool_body(req, tmp_dir)
         rootfs = await mounted(c)
+        live = copy.live_root(c, rootfs)
         try:
             from pyd.archive import decompressed
             with open(upload, "rb") as f:
                 try:
                     await asyncio.to_thread(copy.put_archive, c, rootfs, path, decompressed(f), no_overwrite,
-                                            copy_uid_gid)
+                                            copy_uid_gid, live)
                 except copy.PathNotFound:
                     raise copy.not_found(path, id) from None
         finally:
+            if live is not None:
+                os.close(live)
             os.unlink(upload)
             await release(c)
 

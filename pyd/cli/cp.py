@@ -108,9 +108,46 @@ def _copy_from(cli: Cli, opts: Options, container: str, src: str, dst: str) -> i
                 size += m.size
             _remove_conflict(into, m)
             tar.extract(m, into, numeric_owner=True)
+            _apply_xattrs(os.path.join(into, m.name), m)
     if not opts.quiet and _isatty(cli.stderr):
         cli.err(f"Successfully copied {_size(size)} to {dst}\n")
     return 0
+
+
+XATTR_PAX_PREFIX = "SCHILY.xattr."
+CAP_XATTR = "security.capability"
+
+
+def _apply_xattrs(path: str, m: Any) -> None:
+    """The member's xattrs (PAX SCHILY.xattr.*), as docker's untar applies them: a file system or a user
+    that cannot set one is not an error."""
+    for key, value in m.pax_headers.items():
+        if key.startswith(XATTR_PAX_PREFIX) and not m.issym():
+            try:
+                os.setxattr(path, key[len(XATTR_PAX_PREFIX):], value.encode("utf-8", "surrogateescape"),
+                            follow_symlinks=False)
+            except OSError:
+                pass
+
+
+def _tar_writer(spool: Any) -> Any:
+    """A PAX tar writer recording what docker's archiver does besides tarfile's own hard links: the
+    security.capability xattr (file capabilities)."""
+    import tarfile
+
+    class XattrTarFile(tarfile.TarFile):
+        def gettarinfo(self, name: Any = None, arcname: Any = None, fileobj: Any = None) -> Any:
+            info = super().gettarinfo(name, arcname, fileobj)
+            if info is not None and name and (info.isreg() or info.isdir()):
+                try:
+                    cap = os.getxattr(name, CAP_XATTR, follow_symlinks=False)
+                except OSError:
+                    cap = b""
+                if cap:
+                    info.pax_headers[XATTR_PAX_PREFIX + CAP_XATTR] = cap.decode("utf-8", "surrogateescape")
+            return info
+
+    return XattrTarFile.open(fileobj=spool, mode="w", format=tarfile.PAX_FORMAT)
 
 
 def _remove_conflict(into: str, m: Any) -> None:
@@ -172,9 +209,8 @@ def _copy_to(cli: Cli, opts: Options, src: str, container: str, dst: str) -> int
         if not dst_stat and dst.endswith("/"):
             raise StatusError(1, f'destination "{container}:{dst}" must be a directory')
         extract_dir, name = posixpath.dirname(dst_path.rstrip("/")) or "/", posixpath.basename(dst_path.rstrip("/"))
-    import tarfile
     with tempfile.TemporaryFile() as spool:
-        with tarfile.open(fileobj=spool, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        with _tar_writer(spool) as tar:
             if name is None:
                 for child in sorted(os.listdir(src_abs)):
                     tar.add(os.path.join(src_abs, child), arcname=child)
