@@ -241,6 +241,7 @@ class RegistrySession:
         self.client = proto.AsyncClient(timeout=timeout, ssl_context=ctx)
         self._tokens = _Tokens()
         self._pinged = False
+        self._ping_lock = asyncio.Lock()
 
     async def close(self) -> None:
         await self.client.close()
@@ -281,9 +282,16 @@ class RegistrySession:
             raise registry_error(500, f'Get "{self.base}/v2/": dial tcp {self.domain}: connect: {why}') from None
 
     async def ping(self) -> None:
-        """GET /v2/: learn the auth challenge (401) or that none is needed (200)."""
+        """GET /v2/: learn the auth challenge (401) or that none is needed (200). Concurrent layer transfers
+        all call this: the lock makes one of them decide the scheme while the others wait for it."""
         if self._pinged:
             return
+        async with self._ping_lock:
+            if not self._pinged:
+                await self._ping()
+                self._pinged = True
+
+    async def _ping(self) -> None:
         if self.insecure:
             self.base = "https://" + self.domain
             try:
@@ -303,7 +311,6 @@ class RegistrySession:
             self._tokens.challenge = _parse_challenge(resp.headers.get("www-authenticate") or "")
         elif resp.status >= 500 or resp.status == 404:
             raise registry_error(500, f"error pinging registry {self.domain}: status {resp.status}")
-        self._pinged = True
 
     async def _authorization(self, scopes: list[str], force: bool = False) -> str | None:
         ch = self._tokens.challenge
