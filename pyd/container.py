@@ -5,11 +5,13 @@ projection of what is stored, and a restarted daemon rebuilds every container fr
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Awaitable
 
 from pyd.fsutil import atomic_write_files
 from pyd.units import human_duration
@@ -101,6 +103,11 @@ class Container:
     wakeup: Any = None                                     # asyncio.Event set on output/exit (logs -f)
     exit_task: Any = None                                  # the task recording the exit (_on_exit)
     saved: dict = field(default_factory=dict, repr=False, compare=False)   # file name -> bytes on disk
+    # save() stages a snapshot (generation, files) on the loop; writers (loop or worker thread) take the
+    # lock and write the newest staged snapshot, so an older state never lands after a newer one.
+    staged: tuple = field(default=(0, ()), repr=False, compare=False)
+    written_gen: int = field(default=0, repr=False, compare=False)
+    write_lock: Any = field(default_factory=threading.Lock, repr=False, compare=False)
 
     # ---- files ----
     @property
@@ -111,17 +118,34 @@ class Container:
         return os.path.join(self.root, name)
 
     def save(self) -> None:
-        """Persist config and state atomically (dockerd's two-file split). Only the files whose content
-        changed since they were last written or loaded are rewritten (each write costs fsyncs);
-        hostconfig.json goes first, so that a config.v2.json on disk always has its hostconfig.json."""
-        files = []
-        for name, obj in (("hostconfig.json", self.HostConfig), ("config.v2.json", self.to_disk())):
-            data = json.dumps(obj, separators=(",", ":")).encode()
-            if self.saved.get(name) != data:
-                files.append((name, data))
-        if files:
-            atomic_write_files(self.root, files)
-            self.saved.update(files)
+        """Persist config and state atomically (dockerd's two-file split), on the calling thread. Only the
+        files whose content changed since they were last written or loaded are rewritten (each write costs
+        fsyncs); hostconfig.json goes first, so that a config.v2.json on disk always has its hostconfig.json."""
+        self._write_staged(self._stage())
+
+    def persist(self) -> Awaitable[None]:
+        """save() with the writes and fsyncs on a worker thread. The state is snapshotted NOW (call it
+        where save() would be called); await the result before acknowledging the API call (kill -9)."""
+        return asyncio.to_thread(self._write_staged, self._stage())
+
+    def _stage(self) -> int:
+        files = tuple((name, json.dumps(obj, separators=(",", ":")).encode())
+                      for name, obj in (("hostconfig.json", self.HostConfig), ("config.v2.json", self.to_disk())))
+        gen = self.staged[0] + 1
+        self.staged = (gen, files)
+        return gen
+
+    def _write_staged(self, gen: int) -> None:
+        """Make generation `gen` (or a newer one) durable."""
+        with self.write_lock:
+            if self.written_gen >= gen:
+                return           # a later writer already wrote this snapshot or a newer one
+            newest, files = self.staged
+            changed = [(name, data) for name, data in files if self.saved.get(name) != data]
+            if changed:
+                atomic_write_files(self.root, changed)
+                self.saved.update(changed)
+            self.written_gen = newest
 
     def to_disk(self) -> dict[str, Any]:
         return {

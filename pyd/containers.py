@@ -131,7 +131,7 @@ class ContainerService:
             await asyncio.to_thread(self.daemon.graph.create_rw, cid, image.id)
             c.MountPoints = await asyncio.to_thread(mounts.resolve, self.daemon, c)
             self._write_etc_files(c)
-            c.save()
+            await c.persist()                    # fsyncs off the loop; durable before the 201
         except BaseException:
             self.names.pop(full, None)
             shutil.rmtree(root, ignore_errors=True)
@@ -198,8 +198,9 @@ class ContainerService:
         if manual:
             self.restarts.on_manual_start(c)
         c.State.set_running(execd.pid)
-        c.save()
+        saved = c.persist()                      # snapshot now: a quick exit's state is staged after it
         self._event(c, "start")
+        await saved                              # durable before the 204
 
     def _output_sink(self, c: Container):
         def on_output(stream: int, data: bytes) -> None:
@@ -245,7 +246,11 @@ class ContainerService:
             log.warning("unmount of %s failed: %s", c.short_id, e)
         shutil.rmtree(os.path.join(self.daemon.cfg.exec_root, c.ID), ignore_errors=True)
         if c.ID in self.by_id:
-            c.save()
+            try:
+                await c.persist()                # fsyncs off the loop
+            except FileNotFoundError:
+                if c.ID in self.by_id:           # removed meanwhile: nothing left to record
+                    raise
         if c.State.OOMKilled:
             self._event(c, "oom")
         self._event(c, "die", exitCode=str(status.exit_code))
