@@ -147,9 +147,28 @@ def copy_pyd_package(src: Path, dest: Path) -> None:
     execd.chmod(0o755)  # shiv keeps file modes; the daemon executes it from the extracted tree
 
 
+# Run with the staged cffi (the one shipped): its generated code must match its _cffi_backend.
+NATIVE_CFFI_SCRIPT = """\
+import sys
+sys.path.insert(0, sys.argv[1])
+from pyd import native
+native.ffi_builder().emit_python_code(sys.argv[2])
+"""
+
+
+def generate_native_cffi(staging: Path) -> None:
+    """Write pyd/_native_cffi.py: pyd.native's declarations pre-parsed (cffi out-of-line ABI mode),
+    so the daemon never imports pycparser at run time."""
+    target = staging / "pyd" / "_native_cffi.py"
+    run([sys.executable, "-I", "-c", NATIVE_CFFI_SCRIPT, str(staging), str(target)])
+    if not target.exists():
+        sys.exit(f"build.py: {target} was not generated")
+
+
 def stage(src: Path, staging: Path) -> None:
     shutil.copytree(third_party_dir(src), staging, ignore=shutil.ignore_patterns(".complete"))
     copy_pyd_package(src, staging)
+    generate_native_cffi(staging)
 
 
 def run_shiv(staging: Path, output: Path) -> None:

@@ -5,7 +5,7 @@ import asyncio
 import os
 from typing import TYPE_CHECKING, Any
 
-from pyd.api.util import spool_body
+from pyd.api.util import LazyModule, spool_body
 from pyd.errors import BadParameter
 from pyd.proto import Response
 
@@ -14,10 +14,10 @@ if TYPE_CHECKING:
 
 STAT_HEADER = "X-Docker-Container-Path-Stat"
 
+copy: Any = LazyModule("pyd.copy")   # imported by the first docker cp, not by an idle daemon
+
 
 def register(router: Any, daemon: "Daemon") -> None:
-    from pyd import copy
-
     svc, graph = daemon.containers, daemon.graph
     tmp_dir = os.path.join(daemon.cfg.data_root, "tmp")
 

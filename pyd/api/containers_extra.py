@@ -4,7 +4,9 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
-from pyd import stats
+from pyd.api.util import LazyModule
+
+stats: Any = LazyModule("pyd.stats")   # imported by the first top/stats request, not by an idle daemon
 
 if TYPE_CHECKING:
     from pyd.daemon import Daemon

@@ -8,29 +8,19 @@ import logging
 import os
 from typing import TYPE_CHECKING, Any
 
-from pyd.api.util import check_filter_keys, filters_arg, parse_time_arg, spool_body
+from pyd.api.util import LazyModule, check_filter_keys, filters_arg, parse_time_arg, spool_body
 from pyd.container import parse_rfc3339
-from pyd.distribution import DistributionMetadata
 from pyd.errors import BadParameter, Conflict, NotFound
 from pyd.proto import HTTPError, Response
 from pyd.reference import Reference, parse_reference, validate_tag
 
 if TYPE_CHECKING:
     from pyd.daemon import Daemon
+    from pyd.distribution import DistributionMetadata
 
-
-class _LazyModule:
-    """A module imported on first attribute use: the registry client stays out of an idle daemon."""
-    def __init__(self, name: str) -> None:
-        self._name = name
-
-    def __getattr__(self, attr: str) -> Any:
-        import importlib
-        return getattr(importlib.import_module(self._name), attr)
-
-
-pulling: Any = _LazyModule("pyd.pulling")
-registry: Any = _LazyModule("pyd.registry")
+# the registry client stays out of an idle daemon
+pulling: Any = LazyModule("pyd.pulling")
+registry: Any = LazyModule("pyd.registry")
 
 LIST_FILTERS = {"dangling", "label", "reference", "before", "since", "until"}
 

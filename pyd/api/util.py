@@ -9,6 +9,16 @@ from pyd.container import parse_rfc3339
 from pyd.errors import BadParameter
 
 
+class LazyModule:
+    """A module imported on first attribute use: what only some requests need stays out of an idle daemon."""
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attr: str) -> Any:
+        import importlib
+        return getattr(importlib.import_module(self._name), attr)
+
+
 def filters_arg(req: Any) -> dict[str, list[str]]:
     """Docker's `filters` query parameter: {"key": ["v"]} or the old {"key": {"v": true}} form."""
     raw = req.arg_json("filters", None) or {}
