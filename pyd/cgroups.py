@@ -69,10 +69,10 @@ def check_resources(hc: dict[str, Any], update: bool = False) -> list[str]:
     cpus = hc.get("CpusetCpus") or ""
     if cpus:
         wanted = parse_cpu_list(cpus)
-        available = parse_cpu_list(_read(_cpuset_root() + "/cpuset.cpus") or f"0-{ncpu - 1}")
+        available = parse_cpu_list(read_file(_cpuset_root() + "/cpuset.cpus") or f"0-{ncpu - 1}")
         if not wanted <= available:
             raise BadParameter(f"Requested CPUs are not available - requested {cpus}, available: "
-                               f"{_read(_cpuset_root() + '/cpuset.cpus') or f'0-{ncpu - 1}'}")
+                               f"{read_file(_cpuset_root() + '/cpuset.cpus') or f'0-{ncpu - 1}'}")
     weight = hc["BlkioWeight"]
     if weight and not 10 <= weight <= 1000:
         raise BadParameter("Range of blkio weight is from 10 to 1000")
@@ -108,14 +108,15 @@ def blkio_weight_supported() -> bool:
     v1 = "/sys/fs/cgroup/blkio"
     if os.path.isdir(v1):
         return any(os.path.exists(os.path.join(v1, n)) for n in ("blkio.weight", "blkio.bfq.weight"))
-    return "io" in _read("/sys/fs/cgroup/cgroup.controllers").split()
+    return "io" in read_file("/sys/fs/cgroup/cgroup.controllers").split()
 
 
 def _cpuset_root() -> str:
     return "/sys/fs/cgroup/cpuset" if os.path.isdir("/sys/fs/cgroup/cpuset") else "/sys/fs/cgroup"
 
 
-def _read(path: str) -> str:
+def read_file(path: str) -> str:
+    """A cgroup (or /proc) file's text, stripped; "" when it cannot be read."""
     try:
         with open(path) as f:
             return f.read().strip()
@@ -224,8 +225,8 @@ class Cgroups:
                 pass
             if ctl == "cpuset":
                 for f in ("cpuset.cpus", "cpuset.mems"):
-                    if not _read(os.path.join(d, f)):
-                        _write(os.path.join(d, f), _read(os.path.join(os.path.dirname(d), f)))
+                    if not read_file(os.path.join(d, f)):
+                        _write(os.path.join(d, f), read_file(os.path.join(os.path.dirname(d), f)))
 
     def _enable_v2_controllers(self, parent: str) -> None:
         root = "/sys/fs/cgroup"
@@ -235,7 +236,7 @@ class Cgroups:
             chain.append(p)
             p = os.path.dirname(p)
         for d in [root, *reversed(chain)]:
-            available = _read(os.path.join(d, "cgroup.controllers")).split()
+            available = read_file(os.path.join(d, "cgroup.controllers")).split()
             for ctl in ("cpu", "cpuset", "memory", "pids", "io"):
                 if ctl in available:
                     try:
@@ -298,8 +299,8 @@ class Cgroups:
         cpuset_dir = dirs.get("cpuset")
         if cpuset_dir:
             parent = os.path.dirname(cpuset_dir)
-            _write(os.path.join(cpuset_dir, "cpuset.cpus"), hc.get("CpusetCpus") or _read(parent + "/cpuset.cpus"))
-            _write(os.path.join(cpuset_dir, "cpuset.mems"), hc.get("CpusetMems") or _read(parent + "/cpuset.mems"))
+            _write(os.path.join(cpuset_dir, "cpuset.cpus"), hc.get("CpusetCpus") or read_file(parent + "/cpuset.cpus"))
+            _write(os.path.join(cpuset_dir, "cpuset.mems"), hc.get("CpusetMems") or read_file(parent + "/cpuset.mems"))
         pids_dir = dirs.get("pids")
         if pids_dir:
             limit = hc.get("PidsLimit") or 0
@@ -346,9 +347,9 @@ class Cgroups:
         """Did the kernel's OOM killer act in this cgroup (memory.oom_control / memory.events)?"""
         dirs = self.dirs(cid, hc)
         if "memory" in dirs:
-            text = _read(os.path.join(dirs["memory"], "memory.oom_control"))
+            text = read_file(os.path.join(dirs["memory"], "memory.oom_control"))
         elif "unified" in dirs:
-            text = _read(os.path.join(dirs["unified"], "memory.events"))
+            text = read_file(os.path.join(dirs["unified"], "memory.events"))
         else:
             return False
         for line in text.splitlines():
@@ -372,7 +373,7 @@ class Cgroups:
         deadline = time.monotonic() + timeout
         while True:
             _write(path, want)       # v1 may stay FREEZING while a task is busy in the kernel: write again
-            text = _read(check)
+            text = read_file(check)
             if done in text.splitlines() or text == done:
                 return
             if time.monotonic() > deadline:
@@ -398,7 +399,7 @@ class Cgroups:
                     if e.errno != errno.EBUSY or time.monotonic() > deadline:
                         log.warning("cannot remove cgroup %s: %s", d, e)
                         break
-                    for pid in _read(os.path.join(d, "cgroup.procs")).split():
+                    for pid in read_file(os.path.join(d, "cgroup.procs")).split():
                         try:
                             os.kill(int(pid), signal.SIGKILL)
                         except (OSError, ValueError):

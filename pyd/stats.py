@@ -12,19 +12,11 @@ import re
 import subprocess
 from typing import Any
 
-from pyd.container import rfc3339
+from pyd.cgroups import read_file
+from pyd.container import ZERO_TIME, rfc3339
 from pyd.errors import BadParameter, Conflict, ServerError
 
-ZERO_TIME = "0001-01-01T00:00:00Z"
 NANOS_PER_TICK = 1_000_000_000 // (os.sysconf("SC_CLK_TCK") or 100)
-
-
-def _read(path: str) -> str:
-    try:
-        with open(path) as f:
-            return f.read().strip()
-    except OSError:
-        return ""
 
 
 def _int(text: str, default: int = 0) -> int:
@@ -62,7 +54,7 @@ def empty_stats(c: Any) -> dict[str, Any]:
 
 
 def _host_memory() -> int:
-    for line in _read("/proc/meminfo").splitlines():
+    for line in read_file("/proc/meminfo").splitlines():
         if line.startswith("MemTotal:"):
             return int(line.split()[1]) * 1024
     return 0
@@ -70,7 +62,7 @@ def _host_memory() -> int:
 
 def _system_cpu_usage() -> int:
     """dockerd's getSystemCPUUsage: the host's busy+idle jiffies of /proc/stat in nanoseconds."""
-    for line in _read("/proc/stat").splitlines():
+    for line in read_file("/proc/stat").splitlines():
         if line.startswith("cpu "):
             return sum(int(v) for v in line.split()[1:8]) * NANOS_PER_TICK
     return 0
@@ -82,7 +74,7 @@ def _online_cpus() -> int:
 
 def _blkio_v1(path: str) -> list[dict[str, Any]] | None:
     rows = []
-    for line in _read(path).splitlines():
+    for line in read_file(path).splitlines():
         fields = line.split()
         if len(fields) != 3 or ":" not in fields[0]:
             continue   # the trailing "Total N"
@@ -94,7 +86,7 @@ def _blkio_v1(path: str) -> list[dict[str, Any]] | None:
 def _networks(pid: int) -> dict[str, dict[str, int]]:
     """Per-interface counters of the netns of pid, loopback left out as dockerd does."""
     nets: dict[str, dict[str, int]] = {}
-    for line in _read(f"/proc/{pid}/net/dev").splitlines()[2:]:
+    for line in read_file(f"/proc/{pid}/net/dev").splitlines()[2:]:
         name, _, rest = line.partition(":")
         name, values = name.strip(), [_int(v) for v in rest.split()]
         if name == "lo" or len(values) < 16:
@@ -114,15 +106,15 @@ def sample(cgroups: Any, c: Any) -> dict[str, Any]:
     if "memory" in dirs:
         out["memory_stats"] = _memory_v1(dirs["memory"])
         acct = dirs.get("cpuacct", "")
-        percpu = [_int(v) for v in _read(os.path.join(acct, "cpuacct.usage_percpu")).split()]
-        ticks = _keyed(_read(os.path.join(acct, "cpuacct.stat")))
-        cpu["cpu_usage"] = {"total_usage": _int(_read(os.path.join(acct, "cpuacct.usage"))),
+        percpu = [_int(v) for v in read_file(os.path.join(acct, "cpuacct.usage_percpu")).split()]
+        ticks = _keyed(read_file(os.path.join(acct, "cpuacct.stat")))
+        cpu["cpu_usage"] = {"total_usage": _int(read_file(os.path.join(acct, "cpuacct.usage"))),
                             "percpu_usage": percpu or None,
                             "usage_in_kernelmode": ticks.get("system", 0) * NANOS_PER_TICK,
                             "usage_in_usermode": ticks.get("user", 0) * NANOS_PER_TICK}
         if not percpu:
             del cpu["cpu_usage"]["percpu_usage"]
-        throttle = _keyed(_read(os.path.join(dirs.get("cpu", ""), "cpu.stat")))
+        throttle = _keyed(read_file(os.path.join(dirs.get("cpu", ""), "cpu.stat")))
         cpu["throttling_data"] = {"periods": throttle.get("nr_periods", 0),
                                   "throttled_periods": throttle.get("nr_throttled", 0),
                                   "throttled_time": throttle.get("throttled_time", 0)}
@@ -135,7 +127,7 @@ def sample(cgroups: Any, c: Any) -> dict[str, Any]:
     elif "unified" in dirs:
         d = pids_dir = dirs["unified"]
         out["memory_stats"] = _memory_v2(d)
-        stat = _keyed(_read(os.path.join(d, "cpu.stat")))
+        stat = _keyed(read_file(os.path.join(d, "cpu.stat")))
         cpu["cpu_usage"] = {"total_usage": stat.get("usage_usec", 0) * 1000,
                             "usage_in_kernelmode": stat.get("system_usec", 0) * 1000,
                             "usage_in_usermode": stat.get("user_usec", 0) * 1000}
@@ -148,8 +140,8 @@ def sample(cgroups: Any, c: Any) -> dict[str, Any]:
     cpu["online_cpus"] = _online_cpus()
     out["cpu_stats"] = cpu
     if pids_dir:
-        pids: dict[str, int] = {"current": _int(_read(os.path.join(pids_dir, "pids.current")))}
-        limit = _read(os.path.join(pids_dir, "pids.max"))
+        pids: dict[str, int] = {"current": _int(read_file(os.path.join(pids_dir, "pids.current")))}
+        limit = read_file(os.path.join(pids_dir, "pids.max"))
         if limit.isdigit():
             pids["limit"] = int(limit)
         out["pids_stats"] = pids
@@ -161,20 +153,20 @@ def sample(cgroups: Any, c: Any) -> dict[str, Any]:
 
 
 def _memory_v1(d: str) -> dict[str, Any]:
-    limit = _int(_read(os.path.join(d, "memory.limit_in_bytes")))
+    limit = _int(read_file(os.path.join(d, "memory.limit_in_bytes")))
     host = _host_memory()
-    return {"usage": _int(_read(os.path.join(d, "memory.usage_in_bytes"))),
-            "max_usage": _int(_read(os.path.join(d, "memory.max_usage_in_bytes"))),
-            "stats": _keyed(_read(os.path.join(d, "memory.stat"))),
-            "failcnt": _int(_read(os.path.join(d, "memory.failcnt"))),
+    return {"usage": _int(read_file(os.path.join(d, "memory.usage_in_bytes"))),
+            "max_usage": _int(read_file(os.path.join(d, "memory.max_usage_in_bytes"))),
+            "stats": _keyed(read_file(os.path.join(d, "memory.stat"))),
+            "failcnt": _int(read_file(os.path.join(d, "memory.failcnt"))),
             "limit": min(limit, host) if host and limit else limit or host}
 
 
 def _memory_v2(d: str) -> dict[str, Any]:
-    limit = _read(os.path.join(d, "memory.max"))
+    limit = read_file(os.path.join(d, "memory.max"))
     host = _host_memory()
-    return {"usage": _int(_read(os.path.join(d, "memory.current"))),
-            "stats": _keyed(_read(os.path.join(d, "memory.stat"))),
+    return {"usage": _int(read_file(os.path.join(d, "memory.current"))),
+            "stats": _keyed(read_file(os.path.join(d, "memory.stat"))),
             "limit": min(int(limit), host) if limit.isdigit() and host else host}
 
 
@@ -186,7 +178,7 @@ _PS_ARG_RE = re.compile(r"\s+([^\s]*)=\s*(PID[^\s]*)")
 def container_pids(cgroups: Any, c: Any) -> set[int]:
     """Every process in the container's cgroup (init, its children and execs)."""
     for d in cgroups.join_paths(c.ID, c.HostConfig or {}):
-        text = _read(os.path.join(d, "cgroup.procs"))
+        text = read_file(os.path.join(d, "cgroup.procs"))
         if text:
             return {int(p) for p in text.split()}
     return {c.State.Pid} if c.State.Pid else set()
