@@ -2,11 +2,8 @@
 details, the none driver."""
 from __future__ import annotations
 
-import json
 import os
 import re
-import signal
-import subprocess
 import time
 
 from pyd.logs import parse_size, rotation_limits

@@ -100,6 +100,35 @@ def api_error_message(exc: BaseException) -> str:
     return str(exc)
 
 
+def is_api_error(exc: BaseException) -> bool:
+    """An error to report as the daemon's (or its absence), not a bug to show as a traceback."""
+    from pyd import proto
+    return isinstance(exc, (proto.APIError, proto.DaemonUnreachable))
+
+
+def for_each(cli: "Cli", names: list[str], action, report=None, tolerate=None) -> None:
+    """docker's multi-object commands (rm, stop, pause, rmi...): apply action to every name, report each
+    success (default: print the name), and raise every error of the daemon together at the end (exit 1).
+    tolerate(exc) -> True skips an error (e.g. `rm -f` of something already gone)."""
+    errors = []
+    for name in names:
+        try:
+            result = action(name)
+        except Exception as exc:
+            if not is_api_error(exc):
+                raise
+            if tolerate is None or not tolerate(exc):
+                errors.append(api_error_message(exc))
+            continue
+        if report is None:
+            cli.out(name + "\n")
+        else:
+            report(name, result)
+        cli.stdout.flush()
+    if errors:
+        raise StatusError(1, "\n".join(errors))
+
+
 def is_not_found(exc: BaseException) -> bool:
     return getattr(exc, "status", None) == 404
 

@@ -8,7 +8,7 @@ TYPE_CHECKING = False     # typing costs milliseconds at every start
 if TYPE_CHECKING:
     from typing import Any
 
-from pyd.cli.common import (Cli, StatusError, api_error_message, encode_filters, is_not_found,
+from pyd.cli.common import (Cli, StatusError, api_error_message, encode_filters, for_each, is_api_error, is_not_found,
                             validate_filter, PROG)
 from pyd.cli.flags import BOOL, INT, LIST, STRING, Flag, Options, Spec
 from pyd.cli.template import FormatContext, go_quote
@@ -290,14 +290,14 @@ def cmd_run(cli: Cli, opts: Options, args: list[str]) -> int:
     except StatusError:
         raise
     except Exception as exc:
-        if _is_api_error(exc):
+        if is_api_error(exc):
             raise run_status_error(cli, exc) from None
         raise
     if opts.detach:
         try:
             cli.client().request("POST", f"/containers/{cid}/start")
         except Exception as exc:
-            if _is_api_error(exc):
+            if is_api_error(exc):
                 raise run_status_error(cli, exc) from None
             raise
         cli.out(cid + "\n")
@@ -323,7 +323,7 @@ def cmd_start(cli: Cli, opts: Options, args: list[str]) -> int:
         try:
             cli.client().request("POST", f"/containers/{name}/start")
         except Exception as exc:
-            if not _is_api_error(exc):
+            if not is_api_error(exc):
                 raise
             cli.err(api_error_message(exc) + "\n")
             failed.append(name)
@@ -332,11 +332,6 @@ def cmd_start(cli: Cli, opts: Options, args: list[str]) -> int:
     if failed:
         raise StatusError(1, "Error: failed to start containers: " + ", ".join(failed))
     return 0
-
-
-def _is_api_error(exc: BaseException) -> bool:
-    from pyd import proto
-    return isinstance(exc, (proto.APIError, proto.DaemonUnreachable))
 
 
 def _isatty(stream: Any) -> bool:
@@ -377,7 +372,7 @@ class AttachSession:
                     self._close()
                     if auto_remove:      # as docker: let the daemon remove it before we report
                         _wait_briefly(wait_resp, 2.0)
-                    if on_start_error is not None and _is_api_error(exc):
+                    if on_start_error is not None and is_api_error(exc):
                         raise on_start_error(exc) from None
                     raise
                 if self.tty and _isatty(cli.stdout):
@@ -687,57 +682,33 @@ def copy_stream(cli: Cli, resp: Any, multiplexed: bool) -> None:
 # ---------------------------------------------------------------- stop, kill, rm, wait
 
 
-def _each(cli: Cli, names: list[str], action, print_name: bool = True) -> None:
-    """Apply action to every container; print the names that worked, then all errors (exit 1)."""
-    errors = []
-    for name in names:
-        try:
-            result = action(name)
-        except Exception as exc:
-            if not _is_api_error(exc):
-                raise
-            errors.append(api_error_message(exc))
-            continue
-        cli.out(f"{name if print_name else result}\n")
-        cli.stdout.flush()
-    if errors:
-        raise StatusError(1, "\n".join(errors))
-
-
 def cmd_stop(cli: Cli, opts: Options, args: list[str]) -> int:
     query: dict[str, str] = {}
     if opts.given("timeout"):
         query["t"] = str(opts.timeout)
     if opts.signal:
         query["signal"] = opts.signal
-    _each(cli, args, lambda n: cli.client().request("POST", f"/containers/{n}/stop", query=query or None))
+    for_each(cli, args, lambda n: cli.client().request("POST", f"/containers/{n}/stop", query=query or None))
     return 0
 
 
 def cmd_kill(cli: Cli, opts: Options, args: list[str]) -> int:
     query = {"signal": opts.signal} if opts.signal else None
-    _each(cli, args, lambda n: cli.client().request("POST", f"/containers/{n}/kill", query=query))
+    for_each(cli, args, lambda n: cli.client().request("POST", f"/containers/{n}/kill", query=query))
     return 0
 
 
 def cmd_rm(cli: Cli, opts: Options, args: list[str]) -> int:
     query = {k: "1" for k, on in (("force", opts.force), ("v", opts.volumes), ("link", opts.link)) if on}
-    errors = []
-    for name in args:
-        try:
-            cli.client().request("DELETE", f"/containers/{name}", query=query or None)
-        except Exception as exc:
-            if not _is_api_error(exc):
-                raise
-            if opts.force and is_not_found(exc):      # rm -f of a missing container: told, not failed
-                cli.err(api_error_message(exc) + "\n")
-                continue
-            errors.append(api_error_message(exc))
-            continue
-        cli.out(name + "\n")
-        cli.stdout.flush()
-    if errors:
-        raise StatusError(1, "\n".join(errors))
+
+    def missing_with_force(exc: BaseException) -> bool:
+        if opts.force and is_not_found(exc):      # rm -f of a missing container: told, not failed
+            cli.err(api_error_message(exc) + "\n")
+            return True
+        return False
+
+    for_each(cli, args, lambda n: cli.client().request("DELETE", f"/containers/{n}", query=query or None),
+             tolerate=missing_with_force)
     return 0
 
 
@@ -747,7 +718,7 @@ def cmd_restart(cli: Cli, opts: Options, args: list[str]) -> int:
         query["t"] = str(opts.timeout)
     if opts.signal:
         query["signal"] = opts.signal
-    _each(cli, args, lambda n: cli.client().request("POST", f"/containers/{n}/restart", query=query or None))
+    for_each(cli, args, lambda n: cli.client().request("POST", f"/containers/{n}/restart", query=query or None))
     return 0
 
 
@@ -758,7 +729,7 @@ def cmd_rename(cli: Cli, opts: Options, args: list[str]) -> int:
     try:
         cli.client().request("POST", f"/containers/{old}/rename", query={"name": new})
     except Exception as exc:
-        if not _is_api_error(exc):
+        if not is_api_error(exc):
             raise
         cli.err(api_error_message(exc) + "\n")      # docker prints the daemon's reason, then its own line
         raise StatusError(1, f"Error: failed to rename container named {old}") from None
@@ -789,5 +760,5 @@ def cmd_wait(cli: Cli, opts: Options, args: list[str]) -> int:
     def wait(name: str) -> int:
         result = cli.client().request("POST", f"/containers/{name}/wait").json() or {}
         return int(result.get("StatusCode", 0))
-    _each(cli, args, wait, print_name=False)
+    for_each(cli, args, wait, report=lambda _name, code: cli.out(f"{code}\n"))
     return 0

@@ -6,7 +6,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 from pyd import proto
-from pyd.cli.common import PROG, Cli, StatusError, api_error_message
+from pyd.cli.common import PROG, Cli, StatusError, api_error_message, for_each
 from pyd.cli.flags import BOOL, STRING, Flag, Options, Spec
 from pyd.cli.template import FormatContext
 
@@ -32,26 +32,14 @@ SPECS: dict[str, Spec] = {
 }
 
 
-def _each(cli: Cli, names: list[str], action: str) -> int:
-    errors = []
-    for name in names:
-        try:
-            cli.client().request("POST", f"/containers/{name}/{action}")
-        except proto.APIError as exc:
-            errors.append(api_error_message(exc))
-            continue
-        cli.out(name + "\n")
-    if errors:
-        raise StatusError(1, "\n".join(errors))
+def cmd_pause(cli: Cli, opts: Options, args: list[str]) -> int:
+    for_each(cli, args, lambda n: cli.client().request("POST", f"/containers/{n}/pause"))
     return 0
 
 
-def cmd_pause(cli: Cli, opts: Options, args: list[str]) -> int:
-    return _each(cli, args, "pause")
-
-
 def cmd_unpause(cli: Cli, opts: Options, args: list[str]) -> int:
-    return _each(cli, args, "unpause")
+    for_each(cli, args, lambda n: cli.client().request("POST", f"/containers/{n}/unpause"))
+    return 0
 
 
 def cmd_top(cli: Cli, opts: Options, args: list[str]) -> int:

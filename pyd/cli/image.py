@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 from pyd.cli import formatting as fmt
-from pyd.cli.common import Cli, StatusError, api_error_message, encode_filters, read_stream_messages, \
+from pyd.cli.common import Cli, StatusError, encode_filters, for_each, read_stream_messages, \
     validate_filter, PROG
 from pyd.cli.flags import BOOL, LIST, STRING, Flag, Options, Spec
 from pyd.cli.template import FormatContext
@@ -373,23 +373,16 @@ def cmd_tag(cli: Cli, opts: Options, args: list[str]) -> int:
 
 def cmd_rmi(cli: Cli, opts: Options, args: list[str]) -> int:
     query = {k: "1" for k, on in (("force", opts.force), ("noprune", opts.no_prune)) if on}
-    errors = []
-    for name in args:
-        try:
-            deleted = cli.client().request("DELETE", f"/images/{name}", query=query or None).json() or []
-        except Exception as exc:
-            from pyd import proto
-            if not isinstance(exc, (proto.APIError, proto.DaemonUnreachable)):
-                raise
-            errors.append(api_error_message(exc))
-            continue
+
+    def report(_name: str, deleted: list) -> None:
         for item in deleted:
             if item.get("Untagged"):
                 cli.out(f"Untagged: {item['Untagged']}\n")
             if item.get("Deleted"):
                 cli.out(f"Deleted: {item['Deleted']}\n")
-    if errors:
-        raise StatusError(1, "\n".join(errors))
+
+    for_each(cli, args, lambda n: cli.client().request("DELETE", f"/images/{n}", query=query or None).json() or [],
+             report=report)
     return 0
 
 

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import json
 
-from pyd.cli.common import Cli, StatusError, api_error_message, encode_filters, validate_filter
+from pyd.cli.common import (Cli, StatusError, api_error_message, encode_filters, for_each, is_not_found,
+                            validate_filter)
 from pyd.cli.flags import BOOL, LIST, STRING, Flag, Options, Spec
 from pyd.cli.template import FormatContext
 from pyd.cli import formatting as fmt
@@ -227,20 +228,8 @@ def cmd_network_inspect(cli: Cli, opts: Options, args: list[str]) -> int:
 
 
 def cmd_network_rm(cli: Cli, opts: Options, args: list[str]) -> int:
-    errors = []
-    for name in args:
-        try:
-            cli.client().request("DELETE", f"/networks/{name}")
-        except Exception as exc:
-            if not _is_api_error(exc):
-                raise
-            if opts.force and getattr(exc, "status", 0) == 404:
-                continue
-            errors.append(api_error_message(exc))
-            continue
-        cli.out(name + "\n")
-    if errors:
-        raise StatusError(1, "\n".join(errors))
+    for_each(cli, args, lambda name: cli.client().request("DELETE", f"/networks/{name}"),
+             tolerate=lambda exc: opts.force and is_not_found(exc))
     return 0
 
 

@@ -161,6 +161,6 @@ def cmd_update(cli: Cli, opts: Options, args: list[str]) -> int:
             body["RestartPolicy"] = parse_restart_policy(opts.restart)
         except ValueError as exc:
             raise StatusError(1, str(exc)) from None
-    from pyd.cli.container import _each
-    _each(cli, args, lambda n: cli.client().request("POST", f"/containers/{n}/update", body=body))
+    from pyd.cli.common import for_each
+    for_each(cli, args, lambda n: cli.client().request("POST", f"/containers/{n}/update", body=body))
     return 0

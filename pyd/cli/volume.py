@@ -8,7 +8,7 @@ TYPE_CHECKING = False     # typing costs milliseconds at every start
 if TYPE_CHECKING:
     from typing import Any
 
-from pyd.cli.common import PROG, Cli, StatusError, api_error_message, encode_filters, validate_filter
+from pyd.cli.common import (PROG, Cli, StatusError, encode_filters, for_each, validate_filter)
 from pyd.cli.flags import BOOL, LIST, STRING, Flag, Options, Spec
 from pyd.cli import formatting as fmt
 from pyd.cli.template import FormatContext
@@ -121,18 +121,8 @@ def cmd_volume_ls(cli: Cli, opts: Options, args: list[str]) -> int:
 
 
 def cmd_volume_rm(cli: Cli, opts: Options, args: list[str]) -> int:
-    errors = []
-    for name in args:
-        try:
-            cli.client().request("DELETE", f"/volumes/{name}", query={"force": "1"} if opts.force else None)
-        except Exception as exc:
-            if not _is_api_error(exc):
-                raise
-            errors.append(api_error_message(exc))
-            continue
-        cli.out(name + "\n")
-    if errors:
-        raise StatusError(1, "\n".join(errors))
+    query = {"force": "1"} if opts.force else None
+    for_each(cli, args, lambda n: cli.client().request("DELETE", f"/volumes/{n}", query=query))
     return 0
 
 
@@ -153,11 +143,6 @@ def cmd_volume_prune(cli: Cli, opts: Options, args: list[str]) -> int:
         cli.out("Deleted Volumes:\n" + "".join(n + "\n" for n in deleted) + "\n")
     cli.out(f"Total reclaimed space: {fmt.human_size(resp.get('SpaceReclaimed') or 0)}\n")
     return 0
-
-
-def _is_api_error(exc: BaseException) -> bool:
-    from pyd import proto
-    return isinstance(exc, (proto.APIError, proto.DaemonUnreachable))
 
 
 # ---------------------------------------------------------------- run/create mount flags
