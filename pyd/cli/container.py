@@ -548,8 +548,7 @@ class ContainerRow(FormatContext):
         return f"{rw} (virtual {fmt.human_size(root)})" if root > 0 else rw
 
     def field_Labels(self) -> str:
-        labels = self.c.get("Labels") or {}
-        return ",".join(f"{k}={labels[k]}" for k in sorted(labels))
+        return fmt.labels_text(self.c.get("Labels"))
 
     def field_Label(self, name: str) -> str:
         return (self.c.get("Labels") or {}).get(name, "")
@@ -624,13 +623,7 @@ def cmd_ps(cli: Cli, opts: Options, args: list[str]) -> int:
     if filters:
         query["filters"] = filters
     containers = cli.client().request("GET", "/containers/json", query=query).json() or []
-    template = opts.format
-    if opts.quiet and template and template != "table":
-        cli.err("WARNING: Ignoring custom format, because both --format and --quiet are set.\n")
-    if opts.quiet:
-        template = "{{.ID}}"
-    elif not template or template == "table":
-        template = PS_TABLE + ("\t{{.Size}}" if opts.size else "")
+    template = fmt.listing_template(cli, opts, PS_TABLE + ("\t{{.Size}}" if opts.size else ""))
     now = time.time()
     rows = [ContainerRow(c, trunc=not opts.no_trunc, now=now) for c in containers]
     try:

@@ -199,3 +199,20 @@ class _HeaderContext(FormatContext):
 
     def template_field(self, name: str, args: list[Any]) -> Any:
         return self.headers.get(name, "")
+
+
+def listing_template(cli, opts, table: str) -> str:
+    """The template of ps/images: {{.ID}} with -q (warning when --format is also set), else --format,
+    else the command's table."""
+    template = opts.format
+    if opts.quiet and template and template != "table":
+        cli.err("WARNING: Ignoring custom format, because both --format and --quiet are set.\n")
+    if opts.quiet:
+        return "{{.ID}}"
+    return table if not template or template == "table" else template
+
+
+def labels_text(labels: dict | None) -> str:
+    """The Labels column: k=v pairs sorted by key, comma-separated."""
+    labels = labels or {}
+    return ",".join(f"{k}={labels[k]}" for k in sorted(labels))

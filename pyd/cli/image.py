@@ -244,13 +244,7 @@ def cmd_images(cli: Cli, opts: Options, args: list[str]) -> int:
     if encoded:
         query["filters"] = encoded
     images = cli.client().request("GET", "/images/json", query=query).json() or []
-    template = opts.format
-    if opts.quiet and template and template != "table":
-        cli.err("WARNING: Ignoring custom format, because both --format and --quiet are set.\n")
-    if opts.quiet:
-        template = "{{.ID}}"
-    elif not template or template == "table":
-        template = IMAGES_TABLE_DIGESTS if opts.digests else IMAGES_TABLE
+    template = fmt.listing_template(cli, opts, IMAGES_TABLE_DIGESTS if opts.digests else IMAGES_TABLE)
     rows = image_rows(images, trunc=not opts.no_trunc, show_digests=opts.digests or "{{.Digest}}" in template)
     try:
         cli.out(fmt.render(template, rows, IMAGE_HEADERS))

@@ -180,7 +180,7 @@ class _NetworkRow(FormatContext):
         return self.n.get("Created", "")
 
     def field_Labels(self) -> str:
-        return ",".join(f"{k}={v}" for k, v in sorted((self.n.get("Labels") or {}).items()))
+        return fmt.labels_text(self.n.get("Labels"))
 
     def field_Label(self, name: str) -> str:
         return (self.n.get("Labels") or {}).get(name, "")

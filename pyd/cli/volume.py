@@ -77,8 +77,7 @@ class VolumeRow(FormatContext):
         return self.v.get("CreatedAt", "")
 
     def field_Labels(self) -> str:
-        labels = self.v.get("Labels") or {}
-        return ",".join(f"{k}={labels[k]}" for k in sorted(labels))
+        return fmt.labels_text(self.v.get("Labels"))
 
     def field_Label(self, name: str) -> str:
         return (self.v.get("Labels") or {}).get(name, "")
