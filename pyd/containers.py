@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from pyd import etcfiles, mounts
 from pyd.container import Container, merge_env, rfc3339
 from pyd.errors import BadParameter, Conflict, NotFound, NotModified, ServerError
+from pyd.fsutil import tree_size
 from pyd.validate import check_create_body, strslice
 
 if TYPE_CHECKING:
@@ -507,18 +508,11 @@ class ContainerService:
         return {"ContainersDeleted": deleted or None, "SpaceReclaimed": reclaimed}
 
     def _rw_size(self, cid: str) -> int:
-        total = 0
         try:
             top = self.daemon.graph.rw_dir(cid)
         except Exception:
             return 0
-        for dirpath, _dirs, files in os.walk(top):
-            for name in files:
-                try:
-                    total += os.lstat(os.path.join(dirpath, name)).st_size
-                except OSError:
-                    pass
-        return total
+        return tree_size(top)
 
     # ------------------------------------------------------------ restore / shutdown
     async def restore(self) -> None:

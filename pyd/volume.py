@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from pyd.errors import BadParameter, Conflict, NotFound
+from pyd.fsutil import tree_size
 
 log = logging.getLogger("pyd")
 
@@ -204,14 +205,7 @@ class VolumeStore:
             shutil.rmtree(trash, ignore_errors=True)
 
     def size(self, name: str) -> int:
-        total = 0
-        for dirpath, dirnames, filenames in os.walk(self.data_path(name)):
-            for f in filenames:
-                try:
-                    total += os.lstat(os.path.join(dirpath, f)).st_size
-                except OSError:
-                    pass
-        return total
+        return tree_size(self.data_path(name))
 
     # ---- mounts of option volumes (tmpfs, bind, nfs...) while containers use them
     def needs_mount(self, v: Volume) -> bool:
