@@ -85,6 +85,8 @@
 #include <sys/wait.h>
 #include <grp.h>
 #include <linux/capability.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <seccomp.h>
 #include <sys/resource.h>
 #include <time.h>
@@ -312,26 +314,6 @@ get_u16(const void *p)
 }
 
 static int
-read_full(int fd, void *p, size_t n)
-{
-	char *c = p;
-	while (n) {
-		ssize_t r = read(fd, c, n);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0)
-			return -1;
-		if (r == 0) {
-			errno = ECONNRESET;
-			return -1;
-		}
-		c += r;
-		n -= (size_t) r;
-	}
-	return 0;
-}
-
-static int
 write_full(int fd, const void *p, size_t n)
 {
 	const char *c = p;
@@ -353,26 +335,51 @@ struct record {
 	char *payload;   /* NUL-terminated copy (the NUL is not counted in len) */
 };
 
+/* The spec phase reads through a buffer: a spec is hundreds of small records, and one read(2) each cost
+ * a millisecond per container start. Bytes read past SPEC_END stay in `rest` for the event loop. */
+struct spec_reader {
+	int fd;
+	struct buf rest;
+};
+
+static int
+reader_fill(struct spec_reader *rd, size_t need)
+{
+	while (rd->rest.len < need) {
+		buf_reserve(&rd->rest, IO_CHUNK);
+		ssize_t n = read(rd->fd, buf_end(&rd->rest), IO_CHUNK);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -1;
+		if (n == 0) {
+			errno = ECONNRESET;
+			return -1;
+		}
+		rd->rest.len += (size_t) n;
+	}
+	return 0;
+}
+
 /* Blocking read of one frame; used only in the spec phase, before the event loop. */
 static int
-read_record(int fd, struct record *r, execd_error_t *err)
+read_record(struct spec_reader *rd, struct record *r, execd_error_t *err)
 {
-	unsigned char h[HEADER_SIZE];
-	if (read_full(fd, h, sizeof h) < 0)
+	if (reader_fill(rd, HEADER_SIZE) < 0)
 		return fail(err, errno, "read spec");
+	const unsigned char *h = (const unsigned char *) rd->rest.data + rd->rest.off;
 	r->len = get_u32(h);
 	r->type = get_u16(h + 4);
 	if (h[6] || h[7])
 		return fail_msg(err, EPROTO, "read spec: reserved header bits set");
 	if (r->len > MAX_RECORD)
 		return fail_msg(err, EMSGSIZE, "read spec: record of %u bytes is too large (max %d)", r->len, MAX_RECORD);
-	r->payload = xrealloc(NULL, r->len + 1);
-	if (read_full(fd, r->payload, r->len) < 0) {
-		free(r->payload);
-		r->payload = NULL;
+	if (reader_fill(rd, HEADER_SIZE + (size_t) r->len) < 0)
 		return fail(err, errno, "read spec");
-	}
+	r->payload = xrealloc(NULL, r->len + 1);
+	memcpy(r->payload, rd->rest.data + rd->rest.off + HEADER_SIZE, r->len);
 	r->payload[r->len] = '\0';
+	buf_consume(&rd->rest, HEADER_SIZE + (size_t) r->len);
 	return 0;
 }
 
@@ -467,6 +474,8 @@ struct security {
 	uint32_t seccomp_default;
 	struct seccomp_rule *rules;
 	size_t nrules;
+	struct sock_filter *bpf;   /* the filter the daemon had compiled (`execd --seccomp-bpf`) instead of rules */
+	size_t bpf_len;            /* instructions */
 	struct { int resource; struct rlimit limit; } *rlimits;
 	size_t nrlimits;
 	struct device_node *devices;
@@ -635,6 +644,20 @@ spec_seccomp_rule(struct security *sec, const char *val, execd_error_t *err)
 	return 0;
 }
 
+/* A compiled filter: struct sock_filter[] in this machine's byte order, as seccomp_export_bpf() wrote it. */
+static int
+spec_seccomp_bpf(struct security *sec, const char *val, size_t vlen, execd_error_t *err)
+{
+	if (vlen == 0 || vlen % sizeof(struct sock_filter) || vlen / sizeof(struct sock_filter) > BPF_MAXINSNS)
+		return fail_msg(err, EINVAL, "spec: invalid seccomp_bpf of %zu bytes", vlen);
+	free(sec->bpf);
+	sec->bpf = xrealloc(NULL, vlen);
+	memcpy(sec->bpf, val, vlen);
+	sec->bpf_len = vlen / sizeof(struct sock_filter);
+	sec->has_seccomp = true;
+	return 0;
+}
+
 static int
 spec_rlimit(struct security *sec, const char *val, execd_error_t *err)
 {
@@ -745,6 +768,8 @@ spec_set(struct spec *s, const char *key, const char *val, size_t vlen, execd_er
 		return spec_mount(s, val, vlen, err);
 	if (strcmp(key, "join_cgroup") == 0)
 		return spec_list_item(key, val, vlen, &s->join_cgroups, err);
+	if (strcmp(key, "seccomp_bpf") == 0)
+		return spec_seccomp_bpf(&s->sec, val, vlen, err);
 	if (strlen(val) != vlen)
 		return fail_msg(err, EINVAL, "spec: value of \"%s\" contains a NUL byte", key);
 	if (strcmp(key, "namespace") == 0)
@@ -807,10 +832,10 @@ spec_validate(const struct spec *s, execd_error_t *err)
 }
 
 static int
-read_hello(int fd, execd_error_t *err)
+read_hello(struct spec_reader *rd, execd_error_t *err)
 {
 	struct record r;
-	if (read_record(fd, &r, err) < 0)
+	if (read_record(rd, &r, err) < 0)
 		return -1;
 	cleanup_free char *payload = r.payload;
 	if (r.type != F_HELLO || r.len != 4)
@@ -822,19 +847,20 @@ read_hello(int fd, execd_error_t *err)
 	return 0;
 }
 
+/* HELLO and the SPEC records up to SPEC_END, unchecked as a whole. */
 static int
-read_spec(int fd, struct spec *s, execd_error_t *err)
+read_spec_records(struct spec_reader *rd, struct spec *s, execd_error_t *err)
 {
-	if (read_hello(fd, err) < 0)
+	if (read_hello(rd, err) < 0)
 		return -1;
 	s->cwd = xstrndup("/", 1);
 	for (int i = 0; i < MAX_SPEC_RECORDS; i++) {
 		struct record r;
-		if (read_record(fd, &r, err) < 0)
+		if (read_record(rd, &r, err) < 0)
 			return -1;
 		cleanup_free char *payload = r.payload;
 		if (r.type == F_SPEC_END)
-			return spec_validate(s, err);
+			return 0;
 		if (r.type != F_SPEC)
 			return fail_msg(err, EPROTO, "read spec: unexpected record type %u", r.type);
 		size_t klen = strnlen(payload, r.len);
@@ -846,10 +872,18 @@ read_spec(int fd, struct spec *s, execd_error_t *err)
 	return fail_msg(err, E2BIG, "read spec: more than %d records", MAX_SPEC_RECORDS);
 }
 
+static int
+read_spec(struct spec_reader *rd, struct spec *s, execd_error_t *err)
+{
+	return read_spec_records(rd, s, err) < 0 ? -1 : spec_validate(s, err);
+}
+
 /* ------------------------------------------------------------------------------------------------ */
 /* state directory files                                                                             */
 
-/* Files are relative: execd lives in its state directory (no sun_path length limit on deep paths). */
+/* Files are relative: execd lives in its state directory (no sun_path length limit on deep paths).
+ * Atomic by rename, without fsync: the state directory lives in the exec-root, which only has to outlive
+ * the daemon (the page cache does), not the machine (it is a tmpfs, /run/pyd, that a reboot empties). */
 static int
 write_file_atomic(const char *name, const char *data, size_t len, execd_error_t *err)
 {
@@ -858,13 +892,10 @@ write_file_atomic(const char *name, const char *data, size_t len, execd_error_t 
 	cleanup_fd int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0)
 		return fail(err, errno, "write %s", name);
-	if (write_full(fd, data, len) < 0 || fsync(fd) < 0)
+	if (write_full(fd, data, len) < 0)
 		return fail(err, errno, "write %s", name);
 	if (rename(tmp, name) < 0)
 		return fail(err, errno, "rename %s", name);
-	cleanup_fd int dirfd = open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dirfd >= 0)
-		(void) fsync(dirfd);
 	return 0;
 }
 
@@ -1419,10 +1450,11 @@ seccomp_releasep(scmp_filter_ctx *ctx)
 		seccomp_release(*ctx);
 }
 
+/* The profile's rules as a libseccomp filter (the caller releases it). */
 static int
-load_seccomp(const struct security *sec, execd_error_t *err)
+build_seccomp(const struct security *sec, scmp_filter_ctx *out, execd_error_t *err)
 {
-	__attribute__((cleanup(seccomp_releasep))) scmp_filter_ctx ctx = seccomp_init(sec->seccomp_default);
+	scmp_filter_ctx ctx = *out = seccomp_init(sec->seccomp_default);
 	if (ctx == NULL)
 		return fail(err, EINVAL, "seccomp: invalid default action");
 	int r = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0);   /* no_new_privs is ours to decide */
@@ -1443,7 +1475,24 @@ load_seccomp(const struct security *sec, execd_error_t *err)
 			return -1;
 		}
 	}
-	r = seccomp_load(ctx);
+	return 0;
+}
+
+/* A compiled filter goes in with one syscall (libseccomp's own load uses no flags either); compiling the
+ * rules here instead costs about 10 ms per container. */
+static int
+load_seccomp(const struct security *sec, execd_error_t *err)
+{
+	if (sec->bpf_len) {
+		struct sock_fprog prog = { .len = (unsigned short) sec->bpf_len, .filter = sec->bpf };
+		if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) < 0)
+			return fail(err, errno, "seccomp: load filter");
+		return 0;
+	}
+	__attribute__((cleanup(seccomp_releasep))) scmp_filter_ctx ctx = NULL;
+	if (build_seccomp(sec, &ctx, err) < 0)
+		return -1;
+	int r = seccomp_load(ctx);
 	if (r < 0)
 		return fail(err, -r, "seccomp: load filter");
 	return 0;
@@ -1686,8 +1735,15 @@ join_cgroups(const struct spec *s, execd_error_t *err)
 {
 	for (size_t i = 0; i < s->join_cgroups.n; i++) {
 		char path[PATH_MAX];
-		snprintf(path, sizeof path, "%s/cgroup.procs", s->join_cgroups.v[i]);
+		/* cgroup v1: moving this one thread (`tasks`) skips the global threadgroup lock, whose write side
+		 * waits for an RCU grace period (10-20 ms on an idle VM) when taken through cgroup.procs. We are
+		 * single-threaded here, so the thread is the process. v2 has only cgroup.procs. */
+		snprintf(path, sizeof path, "%s/tasks", s->join_cgroups.v[i]);
 		cleanup_fd int fd = open(path, O_WRONLY | O_CLOEXEC);
+		if (fd < 0 && errno == ENOENT) {
+			snprintf(path, sizeof path, "%s/cgroup.procs", s->join_cgroups.v[i]);
+			fd = open(path, O_WRONLY | O_CLOEXEC);
+		}
 		if (fd < 0 || write(fd, "0", 1) < 0)
 			return fail(err, errno, "join cgroup %s", s->join_cgroups.v[i]);
 	}
@@ -1790,6 +1846,7 @@ add_exec_namespaces(struct spec *s, execd_error_t *err)
 		return fail(err, errno, "container process %d", (int) s->exec_pid);
 	return 0;
 }
+
 
 static int
 setup_container(struct spec *s, const struct stdio_pipes *p, const sigset_t *mask, execd_error_t *err)
@@ -2336,6 +2393,8 @@ handle_client_frame(struct supervisor *sv, struct client *c, uint16_t type, cons
 	}
 }
 
+static void handle_client_input(struct supervisor *sv, struct client *c);
+
 static void
 read_client(struct supervisor *sv, struct client *c)
 {
@@ -2348,6 +2407,13 @@ read_client(struct supervisor *sv, struct client *c)
 		return;
 	}
 	c->in.len += (size_t) n;
+	handle_client_input(sv, c);
+}
+
+/* Every whole frame in c's input buffer. */
+static void
+handle_client_input(struct supervisor *sv, struct client *c)
+{
 	while (c->fd >= 0 && c->in.len >= HEADER_SIZE) {
 		const char *h = c->in.data + c->in.off;
 		uint32_t len = get_u32(h);
@@ -2655,7 +2721,7 @@ write_pid_file(pid_t pid, execd_error_t *err)
 }
 
 static int
-run(struct spec *s, int sock)
+run(struct spec *s, int sock, struct buf *early)
 {
 	execd_error_t err = { 0 };
 	struct stdio_pipes pipes = { -1, -1, -1, -1, -1, -1, -1 };
@@ -2688,7 +2754,31 @@ run(struct spec *s, int sock)
 		return 1;
 	add_client(sv, sock);
 	queue_started(sv, &sv->clients[0]);
+	sv->clients[0].in = *early;   /* frames the daemon sent right behind the spec */
+	*early = (struct buf) { 0 };
+	handle_client_input(sv, &sv->clients[0]);
 	supervise(sv);
+	return 0;
+}
+
+/* `--seccomp-bpf`: a spec's seccomp records on stdin, the compiled filter on stdout. The daemon runs it once
+ * per profile and sends the result with every start (spec key seccomp_bpf). */
+static int
+seccomp_bpf_main(void)
+{
+	execd_error_t err = { 0 };
+	struct spec spec = { 0 };
+	struct spec_reader rd = { .fd = 0 };
+	__attribute__((cleanup(seccomp_releasep))) scmp_filter_ctx ctx = NULL;
+	if (read_spec_records(&rd, &spec, &err) < 0 || !spec.sec.has_seccomp || build_seccomp(&spec.sec, &ctx, &err) < 0) {
+		fprintf(stderr, "execd: %s\n", err.message[0] ? err.message : "no seccomp profile in the spec");
+		return 1;
+	}
+	int r = seccomp_export_bpf(ctx, 1);
+	if (r < 0) {
+		fprintf(stderr, "execd: seccomp: export filter: %s\n", strerror(-r));
+		return 1;
+	}
 	return 0;
 }
 
@@ -2739,14 +2829,21 @@ main(int argc, char **argv)
 	struct spec spec = { 0 };
 	if (argc >= 3 && strcmp(argv[1], "--") == 0)
 		return init_main(argv + 2);
+	if (argc == 2 && strcmp(argv[1], "--seccomp-bpf") == 0)
+		return seccomp_bpf_main();
 	int sock = parse_args(argc, argv);
 	if (sock < 0) {
 		fprintf(stderr, "usage: %s FD  (FD: the daemon's end of a unix socketpair)\n", argv[0]);
 		return 2;
 	}
-	if (detach_from_daemon(&sock, &err) < 0 || read_spec(sock, &spec, &err) < 0) {
+	if (detach_from_daemon(&sock, &err) < 0) {
 		send_error(sock, &err);
 		return 1;
 	}
-	return run(&spec, sock);
+	struct spec_reader rd = { .fd = sock };
+	if (read_spec(&rd, &spec, &err) < 0) {
+		send_error(sock, &err);
+		return 1;
+	}
+	return run(&spec, sock, &rd.rest);
 }

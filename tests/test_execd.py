@@ -457,6 +457,31 @@ def test_oversized_record_is_rejected(execd_path):
     assert "too large" in err.message and err.exit_code == 125
 
 
+def test_seccomp_profile_is_compiled_once_and_enforced(harness):
+    """The driver has execd compile a profile once (`execd --seccomp-bpf`) and sends the filter with every
+    start: the container is filtered (mkdir -> EPERM here) and the second start reuses the same bytes."""
+    from pyd.execdriver import Security
+    profile = [("seccomp_default", str(0x7FFF0000)), ("seccomp_arch", "x86_64"),
+               ("seccomp_rule", f"{0x00050000 | 1} mkdir 0"), ("seccomp_rule", f"{0x00050000 | 1} mkdirat 0")]
+    script = "mkdir /tmp/x 2>/dev/null; echo mkdir=$?"
+    specs = [harness.spec(["sh", "-c", script], mounts=[Mount("/tmp", "tmpfs", "tmpfs")],
+                          security=Security(seccomp=list(profile))) for _ in range(2)]
+    for spec in specs:
+        status, out = run(run_container(harness, spec))
+        assert (status.exit_code, out[1]) == (0, b"mkdir=1\n")
+    first, second = (spec.security.seccomp_bpf for spec in specs)
+    assert first and len(first) % 8 == 0 and second is first     # one compile, 8-byte BPF instructions
+    assert len(harness.driver._filters) == 1
+
+
+def test_seccomp_compile_mode_rejects_a_spec_without_a_profile(execd_path):
+    hello = execdriver.encode_frame(execdriver.HELLO, struct.pack(">I", execdriver.PROTOCOL_VERSION))
+    r = subprocess.run([execd_path, "--seccomp-bpf"], input=hello + execdriver.encode_frame(execdriver.SPEC_END),
+                       capture_output=True, timeout=TIMEOUT)
+    assert (r.returncode, r.stdout) == (1, b"")
+    assert b"no seccomp profile" in r.stderr
+
+
 def test_unknown_key_and_wrong_version_are_rejected(execd_path):
     hello = execdriver.encode_frame(execdriver.HELLO, struct.pack(">I", 1))
     frames = raw_execd(execd_path, hello + execdriver._kv("seccomp", "x"))
