@@ -52,9 +52,11 @@ import sys
 BUILD_ID = {build_id!r}
 
 
+def _shiv_overrides():
+    return any(k.startswith("SHIV_") and k != "SHIV_ROOT" for k in os.environ)
+
+
 def _extracted_site_packages():
-    if any(k.startswith("SHIV_") and k != "SHIV_ROOT" for k in os.environ):
-        return None  # shiv overrides asked for: let shiv handle them
     root = os.environ.get("SHIV_ROOT") or os.path.expanduser("~/.shiv")
     name = os.path.basename(os.path.realpath(sys.argv[0]))
     site_packages = os.path.join(root, name + "_" + BUILD_ID, "site-packages")
@@ -62,6 +64,31 @@ def _extracted_site_packages():
     if os.path.isfile(os.path.join(site_packages, "pyd", "__main__.py")):
         return site_packages
     return None
+
+
+def _extract_in_child():
+    # The first run extracts the archive with shiv's code (zipfile, compileall with worker processes:
+    # ~100 modules, ~2 MB of RSS). A child does it, so this process (maybe a long-lived daemon) never
+    # carries any of that; on failure the caller falls back to shiv's own bootstrap.
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            import _bootstrap
+            from _bootstrap.environment import Environment
+
+            with _bootstrap.current_zipfile() as archive:
+                env = Environment.from_json(archive.read("environment.json").decode())
+                target = _bootstrap.cache_path(archive, env.root, env.build_id)
+                _bootstrap.extract_site_packages(archive, target, env.compile_pyc, env.compile_workers)
+            code = 0
+        except BaseException:
+            import traceback
+
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    os.waitpid(pid, 0)
 
 
 def _insert_path(site_packages):
@@ -73,8 +100,11 @@ def _insert_path(site_packages):
     sys.path.append(site_packages)
 
 
-_site_packages = _extracted_site_packages()
-if _site_packages is None:
+_site_packages = None if _shiv_overrides() else _extracted_site_packages()
+if _site_packages is None and not _shiv_overrides():
+    _extract_in_child()
+    _site_packages = _extracted_site_packages()
+if _site_packages is None:  # shiv overrides asked for, or the extraction failed: shiv handles it
     import _bootstrap
 
     _bootstrap.bootstrap()
