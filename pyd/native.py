@@ -81,7 +81,13 @@ int statfs(const char *path, void *buf);
 int setns(int fd, int nstype);
 int unshare(int flags);
 long syscall(long number, ...);
+int mallopt(int param, int value);
+int malloc_trim(size_t pad);
 """
+
+
+# glibc mallopt(3) parameter
+M_ARENA_MAX = -8
 
 
 # build.py pre-parses _CDEF into this pure-Python module (cffi's out-of-line ABI mode), so the shipped
@@ -222,3 +228,21 @@ def openat2(dirfd: int, path: str, flags: int, mode: int = 0, resolve: int = 0) 
     ffi, _ = _libc()
     how = ffi.new("unsigned long long[3]", [flags | os.O_CLOEXEC, mode, resolve])
     return _syscall(f"openat2 {path}", SYS_OPENAT2, dirfd, path, how, 24)
+
+
+def mallopt(param: int, value: int) -> bool:
+    """glibc's mallopt(3); False when the C library refused (or is not glibc)."""
+    _, lib = _libc()
+    try:
+        return lib.mallopt(param, value) == 1
+    except AttributeError:   # no such symbol: not glibc
+        return False
+
+
+def malloc_trim() -> bool:
+    """Give the C heap's free pages back to the kernel (glibc malloc_trim(0)); True when some were."""
+    _, lib = _libc()
+    try:
+        return lib.malloc_trim(0) == 1
+    except AttributeError:
+        return False

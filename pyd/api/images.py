@@ -222,18 +222,27 @@ def register(router: Any, daemon: "Daemon") -> None:
         await producer
         await out.close()
 
+    def releasing(handler: Any) -> Any:
+        """Image data moves through megabyte buffers: once the operation is over, free pages go back."""
+        async def run(req, **params: str) -> Any:
+            try:
+                return await handler(req, **params)
+            finally:
+                daemon.release_memory()
+        return run
+
     router.add("GET", "/images/json", list_)
     router.add("POST", "/images/prune", prune)
-    router.add("POST", "/commit", commit)
+    router.add("POST", "/commit", releasing(commit))
     router.add("POST", "/auth", auth)
     router.add("GET", "/distribution/{name:path}/json", distribution)
     router.add("GET", "/images/{name:path}/history", history)
-    router.add("POST", "/images/{name:path}/push", push)
-    router.add("POST", "/images/load", load)
-    router.add("POST", "/images/create", create)
-    router.add("GET", "/images/get", save)
+    router.add("POST", "/images/{name:path}/push", releasing(push))
+    router.add("POST", "/images/load", releasing(load))
+    router.add("POST", "/images/create", releasing(create))
+    router.add("GET", "/images/get", releasing(save))
     router.add("GET", "/images/{name:path}/json", inspect)
-    router.add("GET", "/images/{name:path}/get", save)
+    router.add("GET", "/images/{name:path}/get", releasing(save))
     router.add("POST", "/images/{name:path}/tag", tag)
     router.add("DELETE", "/images/{name:path}", remove)
 
