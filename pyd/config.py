@@ -1,7 +1,6 @@
 """Daemon configuration: dockerd's flags and daemon.json keys, merged and checked."""
 from __future__ import annotations
 
-import argparse
 import json
 import os
 from dataclasses import dataclass, field
@@ -68,64 +67,133 @@ _FILE_KEYS: dict[str, tuple[str, type]] = {
 }
 
 
-def _bool_flag(value: str) -> bool:
+# The daemon's flags, parsed as dockerd's (pflag) are: --name value, --name=value, -x value, -xvalue,
+# repeatable lists, switches that also take =true/=false. (A table, not argparse: argparse and gettext
+# would stay resident in the daemon for one call at start-up, ~0.4 MB.)
+# (short, long, dest, kind, help); kind: "bool" (switch), "str", "int", "list" (repeatable); no help: hidden
+_FLAGS: list[tuple[str, str, str, str, str]] = [
+    ("D", "debug", "debug", "bool", "Enable debug mode"),
+    ("l", "log-level", "log_level", "str", 'Set the logging level ("debug"|"info"|"warn"|"error"|"fatal") '
+                                           '(default "info")'),
+    ("H", "host", "hosts", "list", "Daemon socket(s) to connect to"),
+    ("", "data-root", "data_root", "str", 'Root directory of persistent state (default "/var/lib/pyd")'),
+    ("", "exec-root", "exec_root", "str", 'Root directory for execution state files (default "/run/pyd")'),
+    ("p", "pidfile", "pidfile", "str", 'Path to use for daemon PID file (default "/var/run/pyd.pid")'),
+    ("", "config-file", "config_file", "str", 'Daemon configuration file (default "/etc/pyd/daemon.json")'),
+    ("s", "storage-driver", "storage_driver", "str", "Storage driver to use (overlay2, vfs)"),
+    ("", "tls", "tls", "bool", "Use TLS; implied by --tlsverify"),
+    ("", "tlsverify", "tlsverify", "bool", "Use TLS and verify the remote"),
+    ("", "tlscacert", "tlscacert", "str", "Trust certs signed only by this CA"),
+    ("", "tlscert", "tlscert", "str", "Path to TLS certificate file"),
+    ("", "tlskey", "tlskey", "str", "Path to TLS key file"),
+    ("", "shutdown-timeout", "shutdown_timeout", "int", "Default shutdown timeout in seconds (default 15)"),
+    ("", "live-restore", "live_restore", "bool", "Enable live restore of containers when the daemon stops"),
+    ("", "log-driver", "log_driver", "str", 'Default driver for container logs (default "json-file")'),
+    ("", "log-opt", "log_opts", "list", "Default log driver options"),
+    ("", "execd", "execd", "str", ""),
+    ("", "exec-opt", "exec_opts", "list", "Runtime execution options"),
+    ("", "cgroup-parent", "cgroup_parent", "str", "Set parent cgroup for all containers"),
+    ("", "insecure-registry", "insecure_registries", "list", "Enable insecure registry communication"),
+    ("", "max-concurrent-downloads", "max_concurrent_downloads", "int",
+     "Set the max concurrent downloads (default 3)"),
+    ("", "max-concurrent-uploads", "max_concurrent_uploads", "int", "Set the max concurrent uploads (default 5)"),
+    ("", "registry-certs-dir", "registry_certs_dirs", "list", ""),
+    ("", "registry-mirror", "registry_mirrors", "list", "Preferred Docker registry mirror"),
+    ("", "upload-chunk-size", "upload_chunk_size", "int", ""),
+    ("b", "bridge", "bridge", "str", 'Attach containers to a network bridge (default "pyd0")'),
+    ("", "bip", "bip", "str", "Specify network bridge IP"),
+    ("", "default-address-pool", "default_address_pools", "list",
+     "Default address pools for node specific local networks (base=CIDR,size=N)"),
+    ("", "mtu", "mtu", "int", "Set the containers network MTU (default 1500)"),
+    ("", "ip-forward", "ip_forward", "bool", "Enable net.ipv4.ip_forward"),
+    ("", "iptables", "iptables", "bool", "Enable addition of iptables rules"),
+]
+
+
+def _bool_value(value: str, flag: str) -> bool:
     if value.lower() in ("1", "true", "t", "yes"):
         return True
     if value.lower() in ("0", "false", "f", "no"):
         return False
-    raise argparse.ArgumentTypeError(f"invalid boolean value {value!r}")
+    raise ConfigError(f'invalid argument "{value}" for "{flag}" flag: not a boolean')
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="pyd daemon", description="A self-sufficient runtime for containers.")
-    p.add_argument("-D", "--debug", action="store_true", default=None, help="Enable debug mode")
-    p.add_argument("-l", "--log-level", choices=LOG_LEVELS, help='Set the logging level (default "info")')
-    p.add_argument("-H", "--host", dest="hosts", action="append", help="Daemon socket(s) to connect to")
-    p.add_argument("--data-root", help='Root directory of persistent state (default "/var/lib/pyd")')
-    p.add_argument("--exec-root", help='Root directory for execution state files (default "/run/pyd")')
-    p.add_argument("-p", "--pidfile", help='Path to use for daemon PID file (default "/var/run/pyd.pid")')
-    p.add_argument("--config-file", help='Daemon configuration file (default "/etc/pyd/daemon.json")')
-    p.add_argument("-s", "--storage-driver", help="Storage driver to use (overlay2, vfs)")
-    p.add_argument("--tls", nargs="?", const=True, type=_bool_flag, help="Use TLS; implied by --tlsverify")
-    p.add_argument("--tlsverify", nargs="?", const=True, type=_bool_flag, help="Use TLS and verify the remote")
-    p.add_argument("--tlscacert", help="Trust certs signed only by this CA")
-    p.add_argument("--tlscert", help="Path to TLS certificate file")
-    p.add_argument("--tlskey", help="Path to TLS key file")
-    p.add_argument("--shutdown-timeout", type=int, help="Default shutdown timeout in seconds (default 15)")
-    p.add_argument("--live-restore", action="store_true", default=None,
-                   help="Enable live restore of containers when the daemon stops")
-    p.add_argument("--log-driver", help='Default driver for container logs (default "json-file")')
-    p.add_argument("--log-opt", dest="log_opts", action="append", help="Default log driver options")
-    p.add_argument("--execd", help=argparse.SUPPRESS)
-    p.add_argument("--exec-opt", dest="exec_opts", action="append", help="Runtime execution options")
-    p.add_argument("--cgroup-parent", help="Set parent cgroup for all containers")
-    p.add_argument("--insecure-registry", dest="insecure_registries", action="append",
-                   help="Enable insecure registry communication")
-    p.add_argument("--max-concurrent-downloads", type=int, help="Set the max concurrent downloads (default 3)")
-    p.add_argument("--max-concurrent-uploads", type=int, help="Set the max concurrent uploads (default 5)")
-    p.add_argument("--registry-certs-dir", dest="registry_certs_dirs", action="append", help=argparse.SUPPRESS)
-    p.add_argument("--registry-mirror", dest="registry_mirrors", action="append",
-                   help="Preferred Docker registry mirror")
-    p.add_argument("--upload-chunk-size", type=int, help=argparse.SUPPRESS)
-    p.add_argument("-b", "--bridge", help='Attach containers to a network bridge (default "pyd0")')
-    p.add_argument("--bip", help="Specify network bridge IP")
-    p.add_argument("--default-address-pool", dest="default_address_pools", action="append",
-                   help="Default address pools for node specific local networks (base=CIDR,size=N)")
-    p.add_argument("--mtu", type=int, help="Set the containers network MTU (default 1500)")
-    p.add_argument("--ip-forward", nargs="?", const=True, type=_bool_flag, help="Enable net.ipv4.ip_forward")
-    p.add_argument("--iptables", nargs="?", const=True, type=_bool_flag, help="Enable addition of iptables rules")
-    return p
+def help_text() -> str:
+    lines = ["Usage:\tpyd daemon [OPTIONS]", "", "A self-sufficient runtime for containers.", "", "Options:"]
+    for short, long, _, kind, text in _FLAGS:
+        if text:
+            name = (f"-{short}, " if short else "    ") + f"--{long}" + ("" if kind == "bool" else f" {kind}")
+            lines.append(f"  {name:<34} {text}")
+    lines.append(f"  {'-h, --help':<34} Print usage")
+    return "\n".join(lines) + "\n"
+
+
+def parse_flags(argv: list[str]) -> dict[str, Any]:
+    """The flags given (dest -> value); -h/--help prints the usage and exits 0."""
+    by_long = {f[1]: f for f in _FLAGS}
+    by_short = {f[0]: f for f in _FLAGS if f[0]}
+    values: dict[str, Any] = {}
+    i = 0
+    while i < len(argv):
+        arg, i = argv[i], i + 1
+        if arg in ("-h", "--help"):
+            import sys
+            sys.stdout.write(help_text())
+            raise SystemExit(0)
+        if arg == "--":
+            if i < len(argv):
+                raise ConfigError(f"pyd daemon takes no arguments, got {argv[i]!r}")
+            break
+        if arg.startswith("--"):
+            name, eq, inline = arg[2:].partition("=")
+            spec = by_long.get(name)
+            if spec is None:
+                raise ConfigError(f"unknown flag: --{name}")
+            value = inline if eq else None
+        elif arg.startswith("-") and len(arg) > 1:
+            spec = by_short.get(arg[1])
+            if spec is None:
+                raise ConfigError(f"unknown shorthand flag: {arg[1]!r} in {arg}")
+            value = None
+            if len(arg) > 2:
+                if spec[3] == "bool" and arg[2] != "=":   # -Dl debug: more switches in one word
+                    argv = argv[:i] + [f"-{arg[2:]}"] + argv[i:]
+                else:
+                    value = arg[2:].removeprefix("=")
+        else:
+            raise ConfigError(f"pyd daemon takes no arguments, got {arg!r}")
+        dest, kind = spec[2], spec[3]
+        flag = f"-{spec[0]}, --{spec[1]}" if spec[0] else f"--{spec[1]}"   # pflag's name in messages
+        if kind == "bool":
+            values[dest] = True if value is None else _bool_value(value, flag)
+            continue
+        if value is None:
+            if i >= len(argv):
+                raise ConfigError(f"flag needs an argument: {flag}")
+            value, i = argv[i], i + 1
+        if kind == "int":
+            try:
+                values[dest] = int(value)
+            except ValueError:
+                raise ConfigError(f'invalid argument "{value}" for "{flag}" flag: not an integer') from None
+        elif dest == "log_level" and value not in LOG_LEVELS:
+            raise ConfigError(f'invalid argument "{value}" for "{flag}" flag: not a valid logging level')
+        elif kind == "list":
+            values.setdefault(dest, []).append(value)
+        else:
+            values[dest] = value
+    return values
 
 
 def parse(argv: list[str]) -> DaemonConfig:
     """Flags, then daemon.json, then PYD_DRIVER; a key set both ways is an error as in dockerd."""
-    args = build_parser().parse_args(argv)
-    flags = {k: v for k, v in vars(args).items() if v is not None and k != "config_file"}
+    flags = parse_flags(argv)
+    config_file = flags.pop("config_file", None)
     if "log_opts" in flags:
         flags["log_opts"] = dict(opt.partition("=")[::2] for opt in flags["log_opts"])
     cfg = DaemonConfig()
-    explicit_file = args.config_file is not None
-    cfg.config_file = args.config_file or cfg.config_file
+    explicit_file = config_file is not None
+    cfg.config_file = config_file or cfg.config_file
     file_values = _read_config_file(cfg.config_file, required=explicit_file)
     both = sorted(k for k in file_values if k in flags)
     if both:
