@@ -20,9 +20,7 @@ import itertools
 import json
 import logging
 import os
-import platform
 import posixpath
-import shlex
 import shutil
 import tempfile
 import threading
@@ -78,7 +76,7 @@ def _now_rfc3339() -> str:
 
 
 def _host_arch() -> str:
-    machine = platform.machine()
+    machine = os.uname().machine
     return _ARCH.get(machine, machine)
 
 
@@ -1234,6 +1232,7 @@ def _pairs(rest: str, what: str) -> list[tuple[str, str]]:
 
 
 def _split_words(rest: str) -> list[str]:
+    import shlex   # only for import/commit --change: not resident in an idle daemon
     try:
         return shlex.split(rest)
     except ValueError as exc:
