@@ -550,7 +550,7 @@ class Builder:
         containers = self.daemon.containers
         c = containers.get(cid)
         queue: asyncio.Queue = asyncio.Queue()
-        c.subscribers.add(queue)
+        containers.subscribe(c, queue)
         decoders = {1: codecs.getincrementaldecoder("utf-8")("replace"),
                     2: codecs.getincrementaldecoder("utf-8")("replace")}
         try:
@@ -567,7 +567,7 @@ class Builder:
                 if text:
                     await self.out(text)
         finally:
-            c.subscribers.discard(queue)
+            containers.unsubscribe(c, queue)
         result = await containers.wait(cid)
         return int(result.get("StatusCode") or 0)
 

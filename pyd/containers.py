@@ -171,6 +171,8 @@ class ContainerService:
             await self.daemon.networks.setup(c)      # sandbox, addresses, DNS, ports: before execd joins it
             await asyncio.to_thread(mounts.activate, self.daemon, c)   # option volumes (tmpfs...) mounted
             spec = build_spec(self.daemon, c, rootfs)
+            spec.output = self._output_wanted(c)
+            spec.attach = list(c.attach_sinks)   # attached before start: execd writes to them itself
             os.makedirs(spec.state_dir, mode=0o700, exist_ok=True)
             await asyncio.to_thread(self.daemon.cgroups.create, c.ID, c.HostConfig)   # execd joins it
             execd = await self.driver.start(spec, self._output_sink(c))
@@ -195,6 +197,8 @@ class ContainerService:
             if isinstance(e, Exception) and c.HostConfig.get("AutoRemove"):   # dockerd removes --rm ones too
                 await self.remove(c.ID, force=True)
             raise
+        finally:
+            self._close_attach_sinks(c)   # execd has its own copies now (or the start failed: the stream ends)
         self._track(c, execd)
         if manual:
             self.restarts.on_manual_start(c)
@@ -208,7 +212,36 @@ class ContainerService:
             for queue in c.subscribers:
                 queue.put_nowait((stream, data))
             self._wake(c)
+            if not c.subscribers and c.execd is not None:
+                c.execd.want_output(False)   # nobody reads along now; a logs -f asks again (wakeup_event)
         return on_output
+
+    # The daemon gets a container's output from execd only while something reads it live: attach streams
+    # (subscribers) and `logs -f` (a wakeup event). Everything is in the json log anyway.
+    def _output_wanted(self, c: Container) -> bool:
+        return bool(c.subscribers) or c.wakeup is not None
+
+    def _sync_output(self, c: Container) -> None:
+        if c.execd is not None:
+            c.execd.want_output(self._output_wanted(c))
+
+    def subscribe(self, c: Container, queue: asyncio.Queue) -> None:
+        """queue gets (stream, bytes) of c's output from now on, and None at its end."""
+        c.subscribers.add(queue)
+        self._sync_output(c)
+
+    def unsubscribe(self, c: Container, queue: asyncio.Queue) -> None:
+        c.subscribers.discard(queue)
+        self._sync_output(c)
+
+    def add_attach_sink(self, c: Container, fd: int, flags: int) -> None:
+        """An attach connection (fd, ours to close) that c's execd will write to itself from c's start."""
+        c.attach_sinks.append((fd, flags))
+
+    def _close_attach_sinks(self, c: Container) -> None:
+        for fd, _ in c.attach_sinks:
+            os.close(fd)
+        c.attach_sinks.clear()
 
     def _wake(self, c: Container) -> None:
         if c.wakeup is not None:
@@ -219,6 +252,7 @@ class ContainerService:
         """An event set at the next output or exit of c (logs -f waits on it)."""
         if c.wakeup is None:
             c.wakeup = asyncio.Event()
+            self._sync_output(c)
         return c.wakeup
 
     def _track(self, c: Container, execd: Any) -> None:
@@ -433,6 +467,7 @@ class ContainerService:
         shutil.rmtree(doomed, ignore_errors=True)
         self.by_id.pop(c.ID, None)
         self.names.pop(c.Name, None)
+        self._close_attach_sinks(c)
         self._event(c, "destroy")
         if volumes:
             await asyncio.to_thread(mounts.remove_anonymous, self.daemon, c)
@@ -546,6 +581,7 @@ class ContainerService:
         if isinstance(result, Execd):
             await asyncio.to_thread(self.daemon.graph.mount_rw, c.ID)  # take the mount reference again
             self._track(c, result)
+            self._sync_output(c)
             c.State.Pid = result.pid
             return
         if result is None:  # execd gone (reboot, exec-root wiped)

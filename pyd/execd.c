@@ -101,13 +101,19 @@ enum {
 	HEADER_SIZE = 8,
 	MAX_RECORD = 1 << 20,
 	MAX_SPEC_RECORDS = 65536,
-	IO_CHUNK = 256 * 1024,   /* one read of a bulk-output pipe (1 MiB) and one OUTPUT frame */
+	IO_CHUNK = 256 * 1024,   /* one read of a client socket */
+	READ_CHUNK = 512 * 1024, /* one read of an output pipe: one OUTPUT frame, so below MAX_RECORD */
 	LOG_LINE_MAX = 16 * 1024,      /* Docker splits longer lines into partial entries of this size */
 	HIGH_WATER = 1 << 20,           /* per-client backlog above which container pipes are not read */
 	MAX_CLIENTS = 16,
 	PIPE_SIZE = 1 << 20,
-	EXIT_FLUSH_MS = 10000,          /* how long a slow daemon may delay execd's exit after EXIT */
+	SINK_BUFFER = 4 << 20,          /* socket send buffer of an attach sink */
+	BATCH_MIN = 16 << 10,           /* a read this large is bulk output: the next one waits BATCH_NS */
+	BATCH_NS = 1000000,      /* 1 ms: unnoticeable, and a 1 MiB pipe does not fill in it */
+	EXIT_FLUSH_MS = 10000,          /* how long a client that stopped reading may delay execd's exit */
 };
+
+_Static_assert(READ_CHUNK < MAX_RECORD, "an OUTPUT frame holds one read");
 
 enum frame_type {
 	F_HELLO = 1,
@@ -121,7 +127,11 @@ enum frame_type {
 	F_KILL = 9,
 	F_RESIZE = 10,
 	F_EXIT = 11,
+	F_OUTPUT_MODE = 12,
 };
+
+/* An attach sink: a client connection the daemon handed over, written directly in Docker's attach format. */
+enum attach_flags { ATTACH_STDOUT = 1, ATTACH_STDERR = 2, ATTACH_RAW = 4 };
 
 #define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 #define CONTROL_SOCKET "execd.sock"
@@ -340,14 +350,42 @@ struct record {
 struct spec_reader {
 	int fd;
 	struct buf rest;
+	int fds[MAX_CLIENTS];   /* descriptors that came with the spec (SCM_RIGHTS): the attach sinks */
+	size_t nfds;
 };
+
+/* One read; descriptors passed along are kept (beyond room for them they are closed). */
+static ssize_t
+reader_recv(struct spec_reader *rd)
+{
+	union { struct cmsghdr align; char buf[CMSG_SPACE(sizeof(int) * MAX_CLIENTS)]; } control;
+	struct iovec iov = { buf_end(&rd->rest), IO_CHUNK };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf, .msg_controllen = sizeof control };
+	ssize_t n = recvmsg(rd->fd, &msg, MSG_CMSG_CLOEXEC);
+	if (n < 0 && errno == ENOTSOCK)
+		return read(rd->fd, buf_end(&rd->rest), IO_CHUNK);   /* --seccomp-bpf reads a pipe */
+	for (struct cmsghdr *cm = CMSG_FIRSTHDR(&msg); n >= 0 && cm; cm = CMSG_NXTHDR(&msg, cm)) {
+		if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+			continue;
+		size_t count = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (size_t i = 0; i < count; i++) {
+			int fd;
+			memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof fd);
+			if (rd->nfds < MAX_CLIENTS)
+				rd->fds[rd->nfds++] = fd;
+			else
+				close(fd);
+		}
+	}
+	return n;
+}
 
 static int
 reader_fill(struct spec_reader *rd, size_t need)
 {
 	while (rd->rest.len < need) {
 		buf_reserve(&rd->rest, IO_CHUNK);
-		ssize_t n = read(rd->fd, buf_end(&rd->rest), IO_CHUNK);
+		ssize_t n = reader_recv(rd);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
@@ -509,6 +547,9 @@ struct spec {
 	unsigned long console_height, console_width;   /* initial pty size; 0 = leave the default */
 	int console_sock;                  /* runtime: the child's end for passing the pty master back */
 	struct security sec;               /* caps, seccomp, masked paths, rlimits, sysctls, devices */
+	int attach_flags[MAX_CLIENTS];     /* attach sinks: enum attach_flags, one per descriptor passed */
+	size_t nattach;
+	bool mute_daemon;                  /* the daemon wants no OUTPUT frames until it says so */
 };
 
 static int
@@ -782,6 +823,21 @@ spec_set(struct spec *s, const char *key, const char *val, size_t vlen, execd_er
 		return spec_bool(key, val, &s->open_stdin, err);
 	if (strcmp(key, "readonly_rootfs") == 0)
 		return spec_bool(key, val, &s->readonly_rootfs, err);
+	if (strcmp(key, "output") == 0) {
+		bool output;
+		if (spec_bool(key, val, &output, err) < 0)
+			return -1;
+		s->mute_daemon = !output;
+		return 0;
+	}
+	if (strcmp(key, "attach") == 0) {
+		if (spec_uint(key, val, ATTACH_STDOUT | ATTACH_STDERR | ATTACH_RAW, &n, err) < 0)
+			return -1;
+		if (s->nattach == MAX_CLIENTS - 1)
+			return fail_msg(err, E2BIG, "spec: more than %d attach sinks", MAX_CLIENTS - 1);
+		s->attach_flags[s->nattach++] = (int) n;
+		return 0;
+	}
 	if (strcmp(key, "exec_pid") == 0 || strcmp(key, "console_height") == 0 || strcmp(key, "console_width") == 0) {
 		if (spec_uint(key, val, key[0] == 'e' ? INT_MAX : UINT16_MAX, &n, err) < 0)
 			return -1;
@@ -875,7 +931,11 @@ read_spec_records(struct spec_reader *rd, struct spec *s, execd_error_t *err)
 static int
 read_spec(struct spec_reader *rd, struct spec *s, execd_error_t *err)
 {
-	return read_spec_records(rd, s, err) < 0 ? -1 : spec_validate(s, err);
+	if (read_spec_records(rd, s, err) < 0)
+		return -1;
+	if (rd->nfds != s->nattach)
+		return fail_msg(err, EPROTO, "read spec: %zu attach records but %zu descriptors", s->nattach, rd->nfds);
+	return spec_validate(s, err);
 }
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -2104,7 +2164,16 @@ struct stream {
 	int fd;
 	int id;               /* 1 stdout, 2 stderr */
 	struct buf partial;   /* bytes of a line not yet ended by a newline */
+	long long rest_until; /* monotonic ns: bulk output rests in the pipe until then (see read_stream) */
 };
+
+static long long
+monotonic_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long) ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
 
 /* Split output into log entries: one per line, a line longer than LOG_LINE_MAX in pieces. */
 static void
@@ -2204,6 +2273,8 @@ log_write(struct log_sink *l, struct buf *log)
 struct client {
 	int fd;
 	struct buf in, out;
+	int sink;     /* 0: a daemon speaking this protocol; else an attach sink (enum attach_flags) */
+	bool muted;   /* a daemon that asked for no OUTPUT frames */
 };
 
 struct supervisor {
@@ -2220,7 +2291,7 @@ struct supervisor {
 	int wait_status;
 	struct timespec finished_at;
 	struct buf log;
-	char chunk[IO_CHUNK];
+	char chunk[READ_CHUNK];
 };
 
 static void
@@ -2258,17 +2329,42 @@ flush_client(struct client *c)
 	}
 }
 
+/* Send head+a+b, buffering what the socket does not take now; with nothing queued, one sendmsg and no copy. */
 static void
-queue_frame(struct client *c, uint16_t type, const void *a, size_t alen, const void *b, size_t blen)
+queue_bytes(struct client *c, const void *head, size_t hlen, const void *a, size_t alen, const void *b, size_t blen)
 {
 	if (c->fd < 0)
 		return;
+	size_t total = hlen + alen + blen, sent = 0;
+	if (c->out.len == 0) {
+		struct iovec iov[3] = { { (void *) head, hlen }, { (void *) a, alen }, { (void *) b, blen } };
+		struct msghdr msg = { .msg_iov = iov, .msg_iovlen = 3 };
+		ssize_t n;
+		do
+			n = sendmsg(c->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+		while (n < 0 && errno == EINTR);
+		if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+			drop_client(c);
+			return;
+		}
+		sent = n > 0 ? (size_t) n : 0;
+		if (sent == total)
+			return;
+	}
+	const struct { const void *p; size_t n; } parts[3] = { { head, hlen }, { a, alen }, { b, blen } };
+	for (size_t i = 0; i < 3; i++) {
+		size_t skip = sent < parts[i].n ? sent : parts[i].n;
+		sent -= skip;
+		buf_append(&c->out, (const char *) parts[i].p + skip, parts[i].n - skip);
+	}
+}
+
+static void
+queue_frame(struct client *c, uint16_t type, const void *a, size_t alen, const void *b, size_t blen)
+{
 	unsigned char h[HEADER_SIZE];
 	put_header(h, type, (uint32_t) (alen + blen));
-	buf_append(&c->out, h, sizeof h);
-	buf_append(&c->out, a, alen);
-	buf_append(&c->out, b, blen);
-	flush_client(c);
+	queue_bytes(c, h, sizeof h, a, alen, b, blen);
 }
 
 static void
@@ -2278,25 +2374,43 @@ queue_started(struct supervisor *sv, struct client *c)
 	queue_frame(c, F_STARTED, pids, sizeof pids, NULL, 0);
 }
 
+/* sinks false: an OUTPUT frame to every daemon that wants them. sinks true: to every sink that asked for
+ * the stream, Docker's multiplexed frame (stream, 0, 0, 0, u32 length) or, with a tty, the bytes alone. */
 static void
-broadcast_output(struct supervisor *sv, int stream, const char *data, size_t n)
+broadcast_output(struct supervisor *sv, bool sinks, int stream, const char *data, size_t n)
 {
 	unsigned char id = (unsigned char) stream;
-	for (size_t i = 0; i < sv->nclients; i++)
-		queue_frame(&sv->clients[i], F_OUTPUT, &id, 1, data, n);
+	for (size_t i = 0; i < sv->nclients; i++) {
+		struct client *c = &sv->clients[i];
+		if ((c->sink != 0) != sinks)
+			continue;
+		if (c->sink == 0) {
+			if (!c->muted)
+				queue_frame(c, F_OUTPUT, &id, 1, data, n);
+		} else if (c->sink & (stream == 1 ? ATTACH_STDOUT : ATTACH_STDERR)) {
+			unsigned char h[8] = { id, 0, 0, 0 };
+			uint32_t be = htobe32((uint32_t) n);
+			memcpy(h + 4, &be, 4);
+			queue_bytes(c, h, (c->sink & ATTACH_RAW) ? 0 : sizeof h, data, n, NULL, 0);
+		}
+	}
 }
 
-/* The log comes first so that nothing is lost while no daemon is attached. */
+/* Attach sinks get the bytes first, so that their readers work on them while this writes the log. The log
+ * comes before the daemons' OUTPUT: nothing is lost while no daemon is attached, and a daemon woken by
+ * OUTPUT (logs -f) finds the bytes in the log. */
 static void
 handle_output(struct supervisor *sv, struct stream *st, const char *data, size_t n)
 {
+	char time[48];
+	if (sv->log_out.fd >= 0)
+		current_time(time, sizeof time);   /* the time the bytes were read */
+	broadcast_output(sv, true, st->id, data, n);
 	if (sv->log_out.fd >= 0) {
-		char time[48];
-		current_time(time, sizeof time);
 		log_lines(&sv->log, st, data, n, time);
 		log_write(&sv->log_out, &sv->log);
 	}
-	broadcast_output(sv, st->id, data, n);
+	broadcast_output(sv, false, st->id, data, n);
 }
 
 static void
@@ -2313,13 +2427,19 @@ close_stream(struct supervisor *sv, struct stream *st)
 	buf_free(&st->partial);
 }
 
-/* One read per wake-up keeps stdout and stderr fair; returns false when nothing more is there now. */
+/* One read per wake-up keeps stdout and stderr fair; returns false when nothing more is there now.
+ * Bulk output that drained the pipe rests there for BATCH_NS before the next read: otherwise each of the
+ * producer's small writes costs a wake-up, a read, a log write and a frame here and in every reader (a
+ * 280 MB stream came in 22 KB pieces); resting, it comes in pieces ten times larger. Small writes
+ * (interactive output) never wait. */
 static bool
 read_stream(struct supervisor *sv, struct stream *st)
 {
 	ssize_t n = read(st->fd, sv->chunk, sizeof sv->chunk);
 	if (n > 0) {
 		handle_output(sv, st, sv->chunk, (size_t) n);
+		if (n >= BATCH_MIN && (size_t) n < sizeof sv->chunk / 2)
+			st->rest_until = monotonic_ns() + BATCH_NS;
 		return true;
 	}
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
@@ -2387,6 +2507,10 @@ handle_client_frame(struct supervisor *sv, struct client *c, uint16_t type, cons
 			struct winsize ws = { .ws_row = get_u16(p), .ws_col = get_u16(p + 2) };
 			(void) ioctl(sv->console_fd, TIOCSWINSZ, &ws);   /* the kernel sends SIGWINCH */
 		}
+		return;
+	case F_OUTPUT_MODE:
+		if (len == 1)
+			c->muted = p[0] == 0;
 		return;
 	default:
 		drop_client(c);   /* a peer that speaks another protocol */
@@ -2483,6 +2607,7 @@ struct poll_set {
 	enum slot_kind kind[4 + MAX_CLIENTS];
 	size_t index[4 + MAX_CLIENTS];
 	nfds_t n;
+	int timeout_ms;   /* -1, or until a resting stream may be read again */
 };
 
 static void
@@ -2502,14 +2627,26 @@ build_poll_set(struct supervisor *sv, struct poll_set *ps)
 	poll_add(ps, sv->listen_fd, POLLIN, SLOT_LISTEN, 0);
 	/* backpressure: a slow daemon stops the container's pipes rather than growing memory */
 	bool congested = clients_congested(sv);
-	for (size_t i = 0; i < 2; i++)
-		if (sv->streams[i].fd >= 0 && !congested)
-			poll_add(ps, sv->streams[i].fd, POLLIN, SLOT_STREAM, i);
+	long long now = monotonic_ns();
+	ps->timeout_ms = -1;
+	for (size_t i = 0; i < 2; i++) {
+		struct stream *st = &sv->streams[i];
+		if (st->fd < 0 || congested)
+			continue;
+		if (st->rest_until > now) {   /* resting: wake up when the rest is over */
+			int ms = (int) ((st->rest_until - now + 999999) / 1000000);
+			ps->timeout_ms = ps->timeout_ms < 0 || ms < ps->timeout_ms ? ms : ps->timeout_ms;
+			continue;
+		}
+		poll_add(ps, st->fd, POLLIN, SLOT_STREAM, i);
+	}
 	if (sv->stdin_fd >= 0 && sv->stdin_pending.len)
 		poll_add(ps, sv->stdin_fd, POLLOUT, SLOT_STDIN, 0);
 	bool stdin_full = sv->stdin_pending.len >= HIGH_WATER;
 	for (size_t i = 0; i < sv->nclients; i++) {
-		short ev = (short) ((stdin_full ? 0 : POLLIN) | (sv->clients[i].out.len ? POLLOUT : 0));
+		/* a sink is never read: what its peer sends (nothing, or a half-close) is not ours to act on */
+		bool in = !stdin_full && sv->clients[i].sink == 0;
+		short ev = (short) ((in ? POLLIN : 0) | (sv->clients[i].out.len ? POLLOUT : 0));
 		poll_add(ps, sv->clients[i].fd, ev, SLOT_CLIENT, i);
 	}
 }
@@ -2541,7 +2678,9 @@ dispatch(struct supervisor *sv, const struct poll_set *ps)
 			struct client *c = &sv->clients[ps->index[i]];
 			if (re & POLLOUT)
 				flush_client(c);
-			if (c->fd >= 0 && (re & (POLLIN | POLLHUP | POLLERR)))
+			if (c->fd >= 0 && c->sink && (re & (POLLHUP | POLLERR)))
+				drop_client(c);   /* the attached client is gone */
+			else if (c->fd >= 0 && (re & (POLLIN | POLLHUP | POLLERR)))
 				read_client(sv, c);
 			break;
 		}
@@ -2578,12 +2717,20 @@ record_exit(struct supervisor *sv, int *code, int *sig, execd_error_t *err)
 	return write_file_atomic("exit", text, (size_t) n, err);
 }
 
+/* Until every backlog is sent; gives up after timeout_ms without progress (a peer that stopped reading). */
 static void
 flush_all_clients(struct supervisor *sv, int timeout_ms)
 {
 	struct timespec start, now;
 	clock_gettime(CLOCK_MONOTONIC, &start);
+	size_t before = SIZE_MAX;
 	for (;;) {
+		size_t backlog = 0;
+		for (size_t i = 0; i < sv->nclients; i++)
+			backlog += sv->clients[i].fd >= 0 ? sv->clients[i].out.len : 0;
+		if (backlog < before)
+			clock_gettime(CLOCK_MONOTONIC, &start);
+		before = backlog;
 		struct pollfd fds[MAX_CLIENTS];
 		nfds_t n = 0;
 		for (size_t i = 0; i < sv->nclients; i++)
@@ -2614,7 +2761,8 @@ finish(struct supervisor *sv)
 		htobe64((uint64_t) sv->finished_at.tv_sec * 1000000000ULL + (uint64_t) sv->finished_at.tv_nsec),
 	};
 	for (size_t i = 0; i < sv->nclients; i++)
-		queue_frame(&sv->clients[i], F_EXIT, &payload, sizeof payload, NULL, 0);
+		if (sv->clients[i].sink == 0)
+			queue_frame(&sv->clients[i], F_EXIT, &payload, sizeof payload, NULL, 0);
 	flush_all_clients(sv, EXIT_FLUSH_MS);
 	for (size_t i = 0; i < sv->nclients; i++)
 		drop_client(&sv->clients[i]);
@@ -2626,7 +2774,7 @@ supervise(struct supervisor *sv)
 	struct poll_set ps;
 	while (!sv->exited) {
 		build_poll_set(sv, &ps);
-		if (poll(ps.fds, ps.n, -1) < 0) {
+		if (poll(ps.fds, ps.n, ps.timeout_ms) < 0) {
 			if (errno == EINTR)
 				continue;
 			break;
@@ -2721,7 +2869,7 @@ write_pid_file(pid_t pid, execd_error_t *err)
 }
 
 static int
-run(struct spec *s, int sock, struct buf *early)
+run(struct spec *s, int sock, struct buf *early, const int *attach_fds)
 {
 	execd_error_t err = { 0 };
 	struct stdio_pipes pipes = { -1, -1, -1, -1, -1, -1, -1 };
@@ -2753,6 +2901,14 @@ run(struct spec *s, int sock, struct buf *early)
 	if (fcntl(sock, F_SETFL, O_NONBLOCK) < 0)
 		return 1;
 	add_client(sv, sock);
+	sv->clients[0].muted = s->mute_daemon;
+	for (size_t i = 0; i < s->nattach; i++) {
+		/* room for bursts: the reader (a CLI writing to a pipe) takes data in uneven gulps */
+		int size = SINK_BUFFER;
+		(void) setsockopt(attach_fds[i], SOL_SOCKET, SO_SNDBUFFORCE, &size, sizeof size);
+		add_client(sv, attach_fds[i]);
+		sv->clients[sv->nclients - 1].sink = s->attach_flags[i];
+	}
 	queue_started(sv, &sv->clients[0]);
 	sv->clients[0].in = *early;   /* frames the daemon sent right behind the spec */
 	*early = (struct buf) { 0 };
@@ -2845,5 +3001,5 @@ main(int argc, char **argv)
 		send_error(sock, &err);
 		return 1;
 	}
-	return run(&spec, sock, &rd.rest);
+	return run(&spec, sock, &rd.rest, rd.fds);
 }

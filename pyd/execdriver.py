@@ -25,6 +25,7 @@ type  name         direction        payload
 9     KILL         daemon -> execd  u32 signal for the container's init
 10    RESIZE       daemon -> execd  u16 height, u16 width: the pty's size (ignored without tty)
 11    EXIT         execd -> daemon  i32 exit code, i32 signal (0 none), u64 finished_at (unix ns)
+12    OUTPUT_MODE  daemon -> execd  u8: 1 send OUTPUT frames on this connection (the default), 0 don't
 ====  ===========  ===============  ================================================================
 
 Spec keys: id, rootfs, hostname, state_dir, log_path (absent: no log), log_max_size, log_max_file, cwd, uid, gid, group*, arg*, env*,
@@ -33,7 +34,10 @@ source NUL comma-separated options), console_height, console_width (initial pty 
 mode: join every namespace of that container init instead of creating one), join_cgroup* (cgroup
 directories the process enters first), and the security keys (Security below): caps, no_new_privs,
 privileged, masked_path*, readonly_path*, seccomp_default, seccomp_arch*, seccomp_rule*, rlimit*, sysctl*,
-device*, shm_size, and seccomp_bpf (binary: the filter `execd --seccomp-bpf` compiled from seccomp_* records
+device*, shm_size, output (0: the spawning connection starts muted, see OUTPUT_MODE), attach* (flags:
+1 stdout, 2 stderr, 4 raw; one per descriptor passed with SCM_RIGHTS along with HELLO: a client connection
+execd writes the container's output to itself, in Docker's attach format, until the container exits), and
+seccomp_bpf (binary: the filter `execd --seccomp-bpf` compiled from seccomp_* records
 read on stdin; sent instead of them).
 execd rejects unknown keys, so new ones need a new execd.
 
@@ -44,6 +48,7 @@ signal, finished_at_ns, oom_killed; written atomically before execd says EXIT an
 """
 from __future__ import annotations
 
+import array
 import asyncio
 import json
 import os
@@ -61,7 +66,8 @@ CONTROL_SOCKET = "execd.sock"
 RECV_SIZE = 256 * 1024
 MAX_FILTERS = 32              # compiled seccomp profiles kept (one per distinct profile)
 
-HELLO, SPEC, SPEC_END, STARTED, ERROR, OUTPUT, STDIN, STDIN_CLOSE, KILL, RESIZE, EXIT = range(1, 12)
+HELLO, SPEC, SPEC_END, STARTED, ERROR, OUTPUT, STDIN, STDIN_CLOSE, KILL, RESIZE, EXIT, OUTPUT_MODE = range(1, 13)
+ATTACH_STDOUT, ATTACH_STDERR, ATTACH_RAW = 1, 2, 4      # flags of an attach sink (spec key attach)
 
 OutputCallback = Callable[[int, bytes], None]
 
@@ -106,6 +112,8 @@ class ContainerSpec:
     exec_pid: int = 0
     join_cgroups: list[str] = field(default_factory=list)
     security: "Security | None" = None   # None: execd leaves caps, seccomp and paths as they are
+    output: bool = True         # False: no OUTPUT frames to the daemon until Execd.want_output(True)
+    attach: list[tuple[int, int]] = field(default_factory=list)   # (fd, ATTACH_* flags): sinks execd writes
 
 
 @dataclass
@@ -215,6 +223,9 @@ def encode_spec(spec: ContainerSpec) -> bytes:
         out += [_kv("console_height", str(proc.console_size[0])), _kv("console_width", str(proc.console_size[1]))]
     if spec.exec_pid:
         out.append(_kv("exec_pid", str(spec.exec_pid)))
+    if not spec.output:
+        out.append(_kv("output", "0"))
+    out += [_kv("attach", str(flags)) for _, flags in spec.attach]
     out += [_kv("join_cgroup", path) for path in spec.join_cgroups]
     if spec.security is not None:
         out += encode_security(spec.security)
@@ -295,6 +306,7 @@ class Execd:
         self._on_output = on_output
         self._outbuf = bytearray()
         self._paused = False
+        self.output_wanted = True       # what this connection last asked execd for (OUTPUT_MODE)
         # frames that came with STARTED are handled first, then the socket is watched
         loop.call_soon(self._begin, pending)
 
@@ -308,6 +320,12 @@ class Execd:
 
     def kill(self, signal: int) -> None:
         self._send(encode_frame(KILL, struct.pack(">I", signal)))
+
+    def want_output(self, wanted: bool) -> None:
+        """Ask for OUTPUT frames or stop them (nothing reads them: everything is in the json log already)."""
+        if wanted != self.output_wanted:
+            self.output_wanted = wanted
+            self._send(encode_frame(OUTPUT_MODE, b"\1" if wanted else b"\0"))
 
     def resize(self, height: int, width: int) -> None:
         self._send(encode_frame(RESIZE, struct.pack(">HH", height, width)))
@@ -502,9 +520,14 @@ class ExecDriver:
             raise
         finally:
             theirs.close()
-        ours.setblocking(False)
         parser = FrameParser()
         try:
+            if spec.attach:   # the sinks travel with HELLO (12 bytes: a blocking send returns at once)
+                fds = array.array("i", [fd for fd, _ in spec.attach])
+                hello = HEADER.size + 4
+                ours.sendmsg([records[:hello]], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
+                records = records[hello:]
+            ours.setblocking(False)
             try:
                 await loop.sock_sendall(ours, records)
             except (BrokenPipeError, ConnectionResetError):
@@ -515,7 +538,9 @@ class ExecDriver:
             raise
         finally:
             _reap(pid)
-        return Execd(loop, ours, parser, pending, init_pid, execd_pid, spec.state_dir, on_output)
+        execd = Execd(loop, ours, parser, pending, init_pid, execd_pid, spec.state_dir, on_output)
+        execd.output_wanted = spec.output
+        return execd
 
     async def exec(self, spec: ContainerSpec, on_output: OutputCallback) -> Execd:
         """Start a process in a running container (spec.exec_pid: its init); same contract as start()."""

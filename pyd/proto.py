@@ -926,6 +926,28 @@ class Request:
         reader = conn.switch_to_raw()
         return reader, HijackWriter(conn)
 
+    @property
+    def can_hand_over(self) -> bool:
+        """Whether hand_over() may give this connection away (not TLS: the bytes must stay ours to encrypt)."""
+        return not self._conn._is_tls and not self._conn.closed
+
+    async def hand_over(self) -> int:
+        """After hijack(): a duplicate of the connection's descriptor for another writer (execd writes the
+        attach stream itself). Our bytes go out first; then our side lets go of the connection without
+        shutting it down, so it lives on through the duplicate. The caller owns (and closes) the result."""
+        import asyncio
+        import os
+        conn = self._conn
+        transport = conn.transport
+        while transport.get_write_buffer_size() and not conn.closed:   # the 101 head is normally sent at once
+            await asyncio.sleep(0.001)
+        if conn.closed:
+            raise ConnectionResetError("the client closed the connection")
+        fd = os.dup(transport.get_extra_info("socket").fileno())
+        conn.cancel_on_lost = False
+        transport.abort()          # closes our descriptor, no shutdown(2): the duplicate keeps the connection
+        return fd
+
 
 class StreamWriter:
     """The body of a streamed (chunked) response. write() raises ConnectionError once the client went away."""

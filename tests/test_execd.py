@@ -327,6 +327,52 @@ def test_every_attached_daemon_gets_the_output(harness):
     assert first == second == b"both\n"
 
 
+def test_attach_sink_gets_docker_frames_while_the_muted_daemon_gets_none(harness):
+    """An attach connection handed to execd with the spec gets Docker's multiplexed frames from execd itself
+    and EOF at the exit; the daemon, muted by the spec (output 0), gets no OUTPUT until it asks again."""
+    ours, theirs = socket.socketpair()
+    flags = execdriver.ATTACH_STDOUT | execdriver.ATTACH_STDERR
+    spec = harness.spec(["sh", "-c", "read x; echo out-$x; echo err-$x >&2; read y; echo late-$y"], stdin=True,
+                        output=False, attach=[(theirs.fileno(), flags)])
+
+    def log_has(text: str) -> bool:
+        return Path(spec.log_path).exists() and text in Path(spec.log_path).read_text()
+
+    async def main():
+        seen: list[bytes] = []
+        ex = await harness.driver.start(spec, lambda s, d: seen.append(d))
+        theirs.close()                                       # execd has its own copy now
+        ex.write_stdin(b"1\n")
+        while not log_has("err-1"):
+            await asyncio.sleep(0.01)
+        muted = list(seen)
+        ex.want_output(True)
+        ex.write_stdin(b"2\n")
+        ex.close_stdin()
+        return await ex.exit, muted, b"".join(seen)
+
+    status, muted, later = run(main())
+    stream = b""
+    while chunk := ours.recv(65536):                         # EOF: execd closed the sink at the exit
+        stream += chunk
+    ours.close()
+    assert status.exit_code == 0 and muted == [] and later == b"late-2\n"
+    frames = []
+    while stream:
+        kind, size = stream[0], struct.unpack(">I", stream[4:8])[0]
+        frames.append((kind, stream[8:8 + size]))
+        stream = stream[8 + size:]
+    assert frames == [(1, b"out-1\n"), (2, b"err-1\n"), (1, b"late-2\n")]
+
+
+def test_spec_with_attach_records_but_no_descriptors_is_refused(harness):
+    spec = harness.spec(["true"], attach=[])
+    end = execdriver.encode_frame(execdriver.SPEC_END)
+    records = execdriver.encode_spec(spec).replace(end, execdriver._kv("attach", "1") + end)
+    frames = raw_execd(harness.driver.execd_path, records)
+    assert "1 attach records but 0 descriptors" in execdriver.decode_error(frames[0][1]).message
+
+
 def test_without_stdin_the_process_reads_eof(harness):
     status, out = run(run_container(harness, harness.spec(["cat"])))
     assert (status.exit_code, out[1]) == (0, b"")

@@ -10,6 +10,7 @@ from pyd import mounts
 from pyd.api.util import check_filter_keys, filters_arg, parse_time_arg
 from pyd.container import Container, parse_rfc3339
 from pyd.errors import BadParameter
+from pyd.execdriver import ATTACH_RAW, ATTACH_STDERR, ATTACH_STDOUT
 from pyd.logs import LogReader, detail_prefix, fixed_time, in_window
 from pyd.proto import Response, stdcopy_frame
 
@@ -135,11 +136,23 @@ async def attach_stream(req: Any, svc: Any, c: Container) -> None:
     stream, with_logs = req.arg_bool("stream"), req.arg_bool("logs")
     if not (stream or with_logs):
         raise BadParameter("Bad parameters: you must choose at least one stream")
-    queue: asyncio.Queue = asyncio.Queue()
-    if stream:
-        c.subscribers.add(queue)  # before any await: no output may slip between here and the loop
     wants = {1: want_stdout, 2: want_stderr}
     raw = stream_type(req, c) == RAW
+    if (stream and not with_logs and c.State.Status == "created" and (want_stdout or want_stderr)
+            and not (want_stdin and c.Config.get("OpenStdin")) and req.can_hand_over):
+        # `docker run`'s attach: execd writes the output to this connection itself from the start on
+        await req.hijack(stream_type(req, c))
+        try:
+            fd = await req.hand_over()
+        except ConnectionError:
+            return
+        flags = ((ATTACH_STDOUT if want_stdout else 0) | (ATTACH_STDERR if want_stderr else 0)
+                 | (ATTACH_RAW if raw else 0))
+        svc.add_attach_sink(c, fd, flags)
+        return
+    queue: asyncio.Queue = asyncio.Queue()
+    if stream:
+        svc.subscribe(c, queue)  # before any await: no output may slip between here and the loop
     from pyd.execs import DetachScanner, detach_keys_arg
     scanner = DetachScanner(detach_keys_arg(req.arg("detachKeys"))) if c.tty else None  # Docker: tty only
     pump = None
@@ -178,7 +191,7 @@ async def attach_stream(req: Any, svc: Any, c: Container) -> None:
     except (ConnectionError, asyncio.CancelledError):
         pass
     finally:
-        c.subscribers.discard(queue)
+        svc.unsubscribe(c, queue)
         if pump:
             pump.cancel()
 
