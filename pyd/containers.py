@@ -166,21 +166,22 @@ class ContainerService:
         graph = self.daemon.graph
         if not etcfiles.etc_files_intact(c.root):   # written without fsync: a machine crash may lose them
             self._write_etc_files(c)
-        rootfs = await asyncio.to_thread(graph.mount_rw, c.ID)
+        # independent, so side by side: the root filesystem, the network sandbox (addresses, DNS, ports:
+        # before execd joins it), the cgroups (execd joins them)
+        steps = [asyncio.ensure_future(asyncio.to_thread(graph.mount_rw, c.ID)),
+                 asyncio.ensure_future(self.daemon.networks.setup(c)),
+                 asyncio.ensure_future(asyncio.to_thread(self.daemon.cgroups.create, c.ID, c.HostConfig))]
         try:
-            await self.daemon.networks.setup(c)      # sandbox, addresses, DNS, ports: before execd joins it
+            await asyncio.gather(*steps)
+            rootfs = steps[0].result()
             await asyncio.to_thread(mounts.activate, self.daemon, c)   # option volumes (tmpfs...) mounted
             spec = build_spec(self.daemon, c, rootfs)
             spec.output = self._output_wanted(c)
             spec.attach = list(c.attach_sinks)   # attached before start: execd writes to them itself
             os.makedirs(spec.state_dir, mode=0o700, exist_ok=True)
-            await asyncio.to_thread(self.daemon.cgroups.create, c.ID, c.HostConfig)   # execd joins it
             execd = await self.driver.start(spec, self._output_sink(c))
         except ExecError as e:
-            self.daemon.networks.release(c)
-            mounts.deactivate(self.daemon, c)
-            await asyncio.to_thread(graph.unmount_rw, c.ID)
-            await asyncio.to_thread(self.daemon.cgroups.remove, c.ID, c.HostConfig)
+            await self._undo_start(c, steps)
             c.State.set_stopped(e.exit_code, error=e.message)
             c.save()
             self._event(c, "die", exitCode=str(e.exit_code))
@@ -190,10 +191,7 @@ class ContainerService:
             raise (BadParameter if status == 400 else ServerError)(
                 f"failed to create task for container: failed to start container process: {e.message}: unknown")
         except BaseException as e:
-            self.daemon.networks.release(c)
-            mounts.deactivate(self.daemon, c)
-            await asyncio.to_thread(graph.unmount_rw, c.ID)
-            await asyncio.to_thread(self.daemon.cgroups.remove, c.ID, c.HostConfig)
+            await self._undo_start(c, steps)
             if isinstance(e, Exception) and c.HostConfig.get("AutoRemove"):   # dockerd removes --rm ones too
                 await self.remove(c.ID, force=True)
             raise
@@ -206,6 +204,16 @@ class ContainerService:
         saved = c.persist()                      # snapshot now: a quick exit's state is staged after it
         self._event(c, "start")
         await saved                              # durable before the 204
+
+    async def _undo_start(self, c: Container, steps: list) -> None:
+        """A failed start: once its parallel steps have settled, undo them (the rootfs only if it was mounted:
+        the mount is reference-counted)."""
+        await asyncio.gather(*steps, return_exceptions=True)
+        self.daemon.networks.release(c)
+        mounts.deactivate(self.daemon, c)
+        if not steps[0].cancelled() and steps[0].exception() is None:
+            await asyncio.to_thread(self.daemon.graph.unmount_rw, c.ID)
+        await asyncio.to_thread(self.daemon.cgroups.remove, c.ID, c.HostConfig)
 
     def _output_sink(self, c: Container):
         def on_output(stream: int, data: bytes) -> None:

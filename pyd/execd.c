@@ -2291,7 +2291,7 @@ struct supervisor {
 	int wait_status;
 	struct timespec finished_at;
 	struct buf log;
-	char chunk[READ_CHUNK];
+	char *chunk;         /* READ_CHUNK bytes, a separate allocation: untouched, not resident, until output comes */
 };
 
 static void
@@ -2435,10 +2435,10 @@ close_stream(struct supervisor *sv, struct stream *st)
 static bool
 read_stream(struct supervisor *sv, struct stream *st)
 {
-	ssize_t n = read(st->fd, sv->chunk, sizeof sv->chunk);
+	ssize_t n = read(st->fd, sv->chunk, READ_CHUNK);
 	if (n > 0) {
 		handle_output(sv, st, sv->chunk, (size_t) n);
-		if (n >= BATCH_MIN && (size_t) n < sizeof sv->chunk / 2)
+		if (n >= BATCH_MIN && n < READ_CHUNK / 2)
 			st->rest_until = monotonic_ns() + BATCH_NS;
 		return true;
 	}
@@ -2876,6 +2876,7 @@ run(struct spec *s, int sock, struct buf *early, const int *attach_fds)
 	sigset_t mask;
 	struct supervisor *sv = xrealloc(NULL, sizeof *sv);
 	*sv = (struct supervisor) { .signal_fd = -1, .listen_fd = -1, .log_out = { .fd = -1 }, .stdin_fd = -1, .console_fd = -1 };
+	sv->chunk = xrealloc(NULL, READ_CHUNK);
 	sv->execd_pid = getpid();
 	pid_t pid = -1;
 	if (prepare(s, sv, &pipes, &mask, &err) == 0)
