@@ -61,6 +61,23 @@ class Bench:
     def out_of_time(self) -> bool:
         return time.monotonic() > self.deadline
 
+    def settle(self, idle: float = 0.85, window: float = 0.25, limit: float = 15.0) -> float:
+        """Wait until the machine is idle (CPU idle >= `idle` over `window` s), at most `limit` s: an
+        engine's removals finish in the background (shims exiting, the kernel tearing down network
+        namespaces under the RTNL lock) and must not slow the next engine's sample. Returns seconds waited."""
+        start = time.monotonic()
+        def ticks() -> tuple[int, int]:
+            with open("/proc/stat") as f:
+                fields = [int(x) for x in f.readline().split()[1:]]
+            return fields[3] + fields[4], sum(fields)    # idle + iowait, total
+        while time.monotonic() - start < limit:
+            idle0, total0 = ticks()
+            time.sleep(window)
+            idle1, total1 = ticks()
+            if total1 > total0 and (idle1 - idle0) / (total1 - total0) >= idle:
+                break
+        return time.monotonic() - start
+
     def columns(self) -> list[str]:
         return [c for c in COLUMNS if c in self.clients]
 
@@ -148,6 +165,8 @@ def measure_many(bench: Bench, figs: dict[str, Figure]) -> None:
             finally:
                 took = bench.engines[col].remove_all_containers()
                 bench.extra.setdefault("remove_50_s", {}).setdefault(col, []).append(round(took, 2))
+                waited = bench.settle()
+                bench.extra.setdefault("settle_after_remove_s", {}).setdefault(col, []).append(round(waited, 2))
         bench.alternate([figs[key]], bench.reps(2, 1), sample)
 
     bench.log(f"  {figs['ps'].title}")

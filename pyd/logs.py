@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import urllib.parse
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO, Iterator
 
@@ -184,7 +183,7 @@ def detail_prefix(c: "Container") -> bytes:
     for key in filter(None, (opts.get("env") or "").split(",")):
         if key in env:
             attrs[key] = env[key]
-    q = urllib.parse.quote_plus
+    from urllib.parse import quote_plus as q   # only --details needs it
     return (",".join(f"{q(k)}={q(v)}" for k, v in sorted(attrs.items())) + " ").encode()
 
 

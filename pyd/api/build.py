@@ -13,6 +13,7 @@ import tempfile
 from typing import TYPE_CHECKING, Any, Iterator
 
 from pyd import archive
+from pyd.api.util import releasing_memory
 from pyd.errors import BadParameter
 from pyd.reference import parse_reference
 
@@ -80,7 +81,7 @@ def register(router: Any, daemon: "Daemon") -> None:
         return await asyncio.to_thread(prune_build_cache, daemon.graph, daemon.containers.image_in_use, held,
                                        until)
 
-    router.add("POST", "/build", build)
+    router.add("POST", "/build", releasing_memory(daemon, build))
     router.add("POST", "/build/prune", prune)
 
 

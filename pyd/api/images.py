@@ -8,7 +8,8 @@ import logging
 import os
 from typing import TYPE_CHECKING, Any
 
-from pyd.api.util import LazyModule, check_filter_keys, filters_arg, parse_time_arg, spool_body
+from pyd.api.util import (LazyModule, check_filter_keys, filters_arg, parse_time_arg, releasing_memory,
+                          spool_body)
 from pyd.container import parse_rfc3339
 from pyd.errors import BadParameter, Conflict, NotFound
 from pyd.proto import HTTPError, Response
@@ -223,13 +224,7 @@ def register(router: Any, daemon: "Daemon") -> None:
         await out.close()
 
     def releasing(handler: Any) -> Any:
-        """Image data moves through megabyte buffers: once the operation is over, free pages go back."""
-        async def run(req, **params: str) -> Any:
-            try:
-                return await handler(req, **params)
-            finally:
-                daemon.release_memory()
-        return run
+        return releasing_memory(daemon, handler)
 
     router.add("GET", "/images/json", list_)
     router.add("POST", "/images/prune", prune)

@@ -9,6 +9,17 @@ from pyd.container import parse_rfc3339
 from pyd.errors import BadParameter
 
 
+def releasing_memory(daemon: Any, handler: Any) -> Any:
+    """handler, then daemon.release_memory(): image and build data move through megabyte buffers, and once
+    the operation is over their free pages go back to the kernel."""
+    async def run(req: Any, **params: str) -> Any:
+        try:
+            return await handler(req, **params)
+        finally:
+            daemon.release_memory()
+    return run
+
+
 class LazyModule:
     """A module imported on first attribute use: what only some requests need stays out of an idle daemon."""
     def __init__(self, name: str) -> None:
