@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import json
 import logging
 import os
 import re
@@ -26,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
 from pyd.errors import BadParameter, Conflict, Forbidden, NotFound
-from pyd.fsutil import atomic_write_json
+from pyd.fsutil import atomic_write
 
 if TYPE_CHECKING:
     from pyd.container import Container
@@ -218,6 +219,11 @@ class NetworkController:
         self.mtu = int(getattr(cfg, "mtu", 0) or 1500)
         self.warnings: list[str] = []
         self.lock = asyncio.Lock()
+        # network files: states are serialized on the loop in order (a generation each) and written in any
+        # thread; a state older than one already on disk is not written (writes may finish out of order)
+        self._gen = 0
+        self._written_gen: dict[str, int] = {}
+        self._write_lock = threading.Lock()
 
     # ---- start-up
     async def init(self) -> None:
@@ -312,8 +318,22 @@ class NetworkController:
 
     # ---- persistence and lookup
     def _save(self, net: Network) -> None:
-        atomic_write_json(os.path.join(self.root, net.Id + ".json"), net.to_disk())
+        self._write(self._snapshot(net))
+
+    def _snapshot(self, net: Network) -> tuple[str, bytes, int]:
+        """net's state now, for _write (on the loop, where networks change)."""
         self.networks[net.Id] = net
+        self._gen += 1
+        return net.Id, json.dumps(net.to_disk(), separators=(",", ":")).encode(), self._gen
+
+    def _write(self, snapshot: tuple[str, bytes, int]) -> None:
+        """Durably, from any thread; skipped when a newer state of the network is on disk already."""
+        net_id, data, gen = snapshot
+        with self._write_lock:
+            if gen < self._written_gen.get(net_id, 0):
+                return
+            atomic_write(os.path.join(self.root, net_id + ".json"), data)
+            self._written_gen[net_id] = gen
 
     def _by_name(self, name: str) -> Network | None:
         return next((n for n in self.networks.values() if n.Name == name), None)
@@ -410,10 +430,12 @@ class NetworkController:
             # Docker answers 403 (libnetwork's ActiveEndpointsError is a Forbidden error)
             raise Forbidden(f"error while removing network: network {net.Name} has active endpoints ({names})")
         await asyncio.to_thread(self._delete_bridge, net)
-        try:
-            os.unlink(os.path.join(self.root, net.Id + ".json"))
-        except FileNotFoundError:
-            pass
+        with self._write_lock:
+            self._written_gen[net.Id] = 1 << 62   # no straggling write brings the file back
+            try:
+                os.unlink(os.path.join(self.root, net.Id + ".json"))
+            except FileNotFoundError:
+                pass
         self.networks.pop(net.Id, None)
         self.daemon.events.publish("network", "destroy", net.Id, {"name": net.Name, "type": "bridge"})
 
@@ -548,11 +570,23 @@ class NetworkController:
                     for name, ep in (c.NetworkSettings.get("Networks") or {}).items()]
         async with self.lock:
             for net, ep in attached:
-                self._attach(net, ep, c)
+                self._attach(net, ep, c, save=False)
+            snapshots = [self._snapshot(net) for net, _ in attached]
         user = any(net.Name != "bridge" for net, _ in attached)
         path = os.path.join(self.netns_dir, c.ID)
-        try:
-            socks = await run_in_netns(None, lambda: self._build_sandbox(path, attached, user))
+        try:   # the addresses go to disk while the sandbox is built; both before execd joins it
+            saved, built = await asyncio.gather(
+                asyncio.to_thread(lambda: [self._write(s) for s in snapshots]),
+                run_in_netns(None, lambda: self._build_sandbox(path, attached, user)), return_exceptions=True)
+            if isinstance(saved, BaseException):
+                if not isinstance(built, BaseException):
+                    for sock in built:
+                        sock.close()
+                    _drop_netns_file(path)
+                raise saved
+            if isinstance(built, BaseException):
+                raise built
+            socks = built
         except BaseException:
             self._detach_all(c)
             raise
@@ -573,7 +607,7 @@ class NetworkController:
         if first:
             await self._publish(c, first["IPAddress"])
 
-    def _attach(self, net: Network, ep: dict[str, Any], c: "Container") -> None:
+    def _attach(self, net: Network, ep: dict[str, Any], c: "Container", save: bool = True) -> None:
         requested = (ep.get("IPAMConfig") or {}).get("IPv4Address") or ""
         ip = net.allocate(requested)
         name = c.Name.lstrip("/")
@@ -586,7 +620,8 @@ class NetworkController:
         ifname = next(f"eth{i}" for i in range(len(taken) + 1) if f"eth{i}" not in taken)
         net.endpoints[c.ID] = {"Name": name, "EndpointID": ep["EndpointID"], "MacAddress": ep["MacAddress"],
                                "IPAddress": ip, "ifname": ifname, "user_mac": user_mac}
-        self._save(net)
+        if save:
+            self._save(net)
 
     def _nets_of(self, cid: str) -> list[Network]:
         return [n for n in self.networks.values() if cid in n.endpoints]
