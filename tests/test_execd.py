@@ -170,6 +170,20 @@ def test_log_escapes_like_docker(harness):
     assert [e for e in entries if e.endswith('"stderr"')] == [r'{"log":"err\n","stream":"stderr"']
 
 
+def test_log_escapes_after_long_plain_runs(harness):
+    """The encoder scans plain text 16 bytes at a time: specials right after long plain runs, at every
+    offset within a 16-byte block, are escaped like the rest."""
+    # printf's format: \\ is a backslash, \001 and \377 are those bytes
+    lines = ["p" * k + '<"\\\\' + "q" * (31 - k) + "\\001" + "r" * k + "\\377&>" for k in range(17, 34)]
+    spec = harness.spec(["sh", "-c", "printf '" + "\\n".join(lines) + "\\n'"])
+    status, _ = run(run_container(harness, spec))
+    assert status.exit_code == 0
+    raw = Path(spec.log_path).read_text()
+    got = [json.loads(line)["log"] for line in raw.splitlines()]
+    assert got == ["p" * k + '<"\\' + "q" * (31 - k) + "\x01" + "r" * k + "\ufffd&>\n" for k in range(17, 34)]
+    assert raw.count("\\u003c") == raw.count("\\u0026") == raw.count("\\u003e") == raw.count("\\ufffd") == 17
+
+
 def test_long_lines_are_split_at_16k(harness):
     spec = harness.spec(["sh", "-c", "printf '%040000d\\n' 0"])
     status, out = run(run_container(harness, spec))
