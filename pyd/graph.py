@@ -444,6 +444,7 @@ class Graph:
         self._images: dict[str, Image] = {}
         self._refs: dict[Reference, str] = {}
         self._rw: dict[str, RWLayer] = {}
+        self._creating: set[str] = set()   # container IDs whose layer create_rw is writing
         self._mounts = _Mounts()
         self._load_layers()
         self._load_images()
@@ -1002,14 +1003,16 @@ class Graph:
         if image_id:
             chains = self.resolve_image(image_id).chain_ids()
             top = chains[-1] if chains else None
-        with self._lock:
-            if container_id in self._rw:
+        with self._lock:   # the name is taken here; the files (new names only) are written unlocked
+            if container_id in self._rw or container_id in self._creating:
                 raise Conflict(f"the read-write layer of container {container_id} already exists")
+            self._creating.add(container_id)
+            parent_cache = self._layers[top].cache_id if top else None
+        try:
             mount_id = _random_id()
             # overlay2: the driver dir is re-created from this metadata after a crash (_load_rw), so only
             # this metadata is fsynced: its files, the scratch dir, the folder it is renamed into
-            self.driver.create(mount_id, self._layers[top].cache_id if top else None,
-                               durable=not isinstance(self.driver, Overlay2Driver))
+            self.driver.create(mount_id, parent_cache, durable=not isinstance(self.driver, Overlay2Driver))
             scratch = tempfile.mkdtemp(prefix="write-set-", dir=os.path.join(self._layerdb, "tmp"))
             _write_new(os.path.join(scratch, "mount-id"), mount_id.encode(), True)
             if top:
@@ -1018,7 +1021,11 @@ class Graph:
             fsync_dir(scratch)
             os.rename(scratch, os.path.join(self._layerdb, "mounts", container_id))
             fsync_dir(os.path.join(self._layerdb, "mounts"))
-            self._rw[container_id] = RWLayer(container_id, mount_id, top)
+            with self._lock:
+                self._rw[container_id] = RWLayer(container_id, mount_id, top)
+        finally:
+            with self._lock:
+                self._creating.discard(container_id)
 
     def _rw_layer(self, container_id: str) -> RWLayer:
         try:

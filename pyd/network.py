@@ -223,6 +223,7 @@ class NetworkController:
         # thread; a state older than one already on disk is not written (writes may finish out of order)
         self._gen = 0
         self._written_gen: dict[str, int] = {}
+        self._latest: dict[str, tuple[str, bytes, int]] = {}   # network ID -> newest snapshot
         self._write_lock = threading.Lock()
 
     # ---- start-up
@@ -324,16 +325,20 @@ class NetworkController:
         """net's state now, for _write (on the loop, where networks change)."""
         self.networks[net.Id] = net
         self._gen += 1
-        return net.Id, json.dumps(net.to_disk(), separators=(",", ":")).encode(), self._gen
+        snapshot = net.Id, json.dumps(net.to_disk(), separators=(",", ":")).encode(), self._gen
+        self._latest[net.Id] = snapshot
+        return snapshot
 
     def _write(self, snapshot: tuple[str, bytes, int]) -> None:
-        """Durably, from any thread; skipped when a newer state of the network is on disk already."""
-        net_id, data, gen = snapshot
+        """snapshot's state or a newer one on disk, from any thread. States are whole, so the newest covers
+        every older one: writers queued behind the lock find their state written already (group commit)."""
+        net_id, _, gen = snapshot
         with self._write_lock:
-            if gen < self._written_gen.get(net_id, 0):
+            if gen <= self._written_gen.get(net_id, 0):
                 return
+            _, data, newest = max(snapshot, self._latest.get(net_id, snapshot), key=lambda s: s[2])
             atomic_write(os.path.join(self.root, net_id + ".json"), data)
-            self._written_gen[net_id] = gen
+            self._written_gen[net_id] = newest
 
     def _by_name(self, name: str) -> Network | None:
         return next((n for n in self.networks.values() if n.Name == name), None)
@@ -432,6 +437,7 @@ class NetworkController:
         await asyncio.to_thread(self._delete_bridge, net)
         with self._write_lock:
             self._written_gen[net.Id] = 1 << 62   # no straggling write brings the file back
+            self._latest.pop(net.Id, None)
             try:
                 os.unlink(os.path.join(self.root, net.Id + ".json"))
             except FileNotFoundError:
