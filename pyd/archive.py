@@ -96,6 +96,9 @@ class _Prefixed(io.RawIOBase):
             b[:n] = self._head[:n]
             self._head = self._head[n:]
             return n
+        readinto = getattr(self._reader, "readinto", None)
+        if readinto is not None:
+            return readinto(b)        # straight into the caller's buffer: no copy
         data = self._reader.read(len(b))
         b[:len(data)] = data
         return len(data)
@@ -126,13 +129,18 @@ def decompressed(stream: BinaryIO | Iterable[bytes] | bytes) -> BinaryIO:
 
 
 def _read_full(reader: BinaryIO, n: int) -> bytes:
-    out = bytearray()
-    while len(out) < n:
-        data = reader.read(n - len(out))
+    """n bytes (fewer only at the end); one read's bytes are returned as they are, pieces are joined once."""
+    data = reader.read(n)
+    if len(data) >= n or not data:
+        return data
+    parts, got = [data], len(data)
+    while got < n:
+        data = reader.read(n - got)
         if not data:
             break
-        out += data
-    return bytes(out)
+        parts.append(data)
+        got += len(data)
+    return b"".join(parts)
 
 
 class _TarSource:
