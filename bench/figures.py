@@ -62,19 +62,28 @@ class Bench:
         return time.monotonic() > self.deadline
 
     def settle(self, idle: float = 0.85, window: float = 0.25, limit: float = 15.0) -> float:
-        """Wait until the machine is idle (CPU idle >= `idle` over `window` s), at most `limit` s: an
-        engine's removals finish in the background (shims exiting, the kernel tearing down network
-        namespaces under the RTNL lock) and must not slow the next engine's sample. Returns seconds waited."""
+        """Wait until the machine is idle (CPU idle >= `idle` over `window` s, and the kernel's count of
+        network namespaces steady), at most `limit` s: an engine's removals finish in the background
+        (shims exiting, the kernel tearing down network namespaces under the RTNL lock, mostly waiting, not
+        computing) and must not slow the next engine's sample. Returns seconds waited."""
         start = time.monotonic()
+
         def ticks() -> tuple[int, int]:
             with open("/proc/stat") as f:
                 fields = [int(x) for x in f.readline().split()[1:]]
             return fields[3] + fields[4], sum(fields)    # idle + iowait, total
+
+        def namespaces() -> int:
+            try:
+                with open("/proc/slabinfo") as f:
+                    return next((int(line.split()[1]) for line in f if line.startswith("net_namespace ")), -1)
+            except OSError:
+                return -1
         while time.monotonic() - start < limit:
-            idle0, total0 = ticks()
+            idle0, total0, ns0 = *ticks(), namespaces()
             time.sleep(window)
-            idle1, total1 = ticks()
-            if total1 > total0 and (idle1 - idle0) / (total1 - total0) >= idle:
+            idle1, total1, ns1 = *ticks(), namespaces()
+            if total1 > total0 and (idle1 - idle0) / (total1 - total0) >= idle and ns1 == ns0:
                 break
         return time.monotonic() - start
 

@@ -2295,25 +2295,35 @@ log_write(struct log_sink *l, struct buf *log)
 	buf_consume(log, log->len);
 }
 
-/* Bulk output writes the log from a second thread, so that the file system's work (about a quarter of
- * the time of a 280 MB stream) overlaps with reading the pipes and feeding attach sinks. The thread
- * starts at the first bulk read and from then on writes every entry, in order; the queue is bounded
- * (the output loop waits when the writer lags LOG_QUEUE_MAX behind). log_queue_drain() is for the
- * points that need the bytes in the file: OUTPUT to a daemon (logs -f reads the file), the exit. */
+/* Bulk output is logged by a second thread, so that encoding the entries and the file system's work
+ * (about a quarter of the time of a 280 MB stream) overlap with reading the pipes and feeding attach
+ * sinks. The thread starts at the first bulk read; from then on the loop queues what it reads, as it
+ * read it (records below), and the thread owns the streams' partial lines. The queue is bounded (the
+ * loop waits when the writer lags LOG_QUEUE_MAX behind). log_queue_drain() is for the points that need
+ * the bytes in the file: OUTPUT to a daemon (logs -f reads the file), the exit. */
+struct log_record {        /* then the time text (time_len bytes), then the output (len bytes) */
+	uint32_t len;          /* 0: the stream ended, its partial line goes out */
+	uint8_t stream_index;  /* 0 stdout, 1 stderr */
+	uint8_t time_len;
+};
+
 struct log_queue {
 	pthread_mutex_t mu;
 	pthread_cond_t changed;
-	struct buf pending;   /* whole entries for the writer */
+	struct buf pending;   /* log_records for the writer */
 	bool started, busy, stop;
 	pthread_t thread;
 	struct log_sink *sink;
+	struct stream *streams;   /* the supervisor's two; the writer alone uses their `partial` */
 };
+
+static void log_records(struct log_queue *q, struct buf *records, struct buf *entries);
 
 static void *
 log_writer_main(void *arg)
 {
 	struct log_queue *q = arg;
-	struct buf mine = { 0 };
+	struct buf mine = { 0 }, entries = { 0 };
 	pthread_mutex_lock(&q->mu);
 	for (;;) {
 		while (q->pending.len == 0 && !q->stop)
@@ -2325,7 +2335,8 @@ log_writer_main(void *arg)
 		q->busy = true;
 		pthread_cond_broadcast(&q->changed);
 		pthread_mutex_unlock(&q->mu);
-		log_write(q->sink, &taken);
+		log_records(q, &taken, &entries);
+		log_write(q->sink, &entries);
 		mine = taken;
 		pthread_mutex_lock(&q->mu);
 		q->busy = false;
@@ -2333,39 +2344,38 @@ log_writer_main(void *arg)
 	}
 	pthread_mutex_unlock(&q->mu);
 	buf_free(&mine);
+	buf_free(&entries);
 	return NULL;
 }
 
 /* Start the writer (signals blocked in it: they are the loop's); false if it cannot run. */
 static bool
-log_queue_start(struct log_queue *q, struct log_sink *sink)
+log_queue_start(struct log_queue *q, struct log_sink *sink, struct stream *streams)
 {
 	sigset_t all, old;
 	sigfillset(&all);
 	pthread_mutex_init(&q->mu, NULL);
 	pthread_cond_init(&q->changed, NULL);
 	q->sink = sink;
+	q->streams = streams;
 	pthread_sigmask(SIG_SETMASK, &all, &old);
 	q->started = pthread_create(&q->thread, NULL, log_writer_main, q) == 0;
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	return q->started;
 }
 
-/* Hand log's entries to the writer (log is left empty). */
+/* Queue what stream index read at `time` (n 0: the stream ended). */
 static void
-log_queue_push(struct log_queue *q, struct buf *log)
+log_queue_push(struct log_queue *q, int index, const char *time, const char *data, size_t n)
 {
+	struct log_record r = { .len = (uint32_t) n, .stream_index = (uint8_t) index, .time_len = (uint8_t) strlen(time) };
 	pthread_mutex_lock(&q->mu);
 	while (q->pending.len >= LOG_QUEUE_MAX)
 		pthread_cond_wait(&q->changed, &q->mu);
-	if (q->pending.len == 0) {
-		struct buf t = q->pending;
-		q->pending = *log;
-		*log = t;
-	} else {
-		buf_append(&q->pending, log->data + log->off, log->len);
-		buf_consume(log, log->len);
-	}
+	buf_append(&q->pending, &r, sizeof r);
+	buf_append(&q->pending, time, r.time_len);
+	if (n)
+		buf_append(&q->pending, data, n);
 	pthread_cond_broadcast(&q->changed);
 	pthread_mutex_unlock(&q->mu);
 }
@@ -2524,13 +2534,36 @@ broadcast_output(struct supervisor *sv, bool sinks, int stream, const char *data
 	}
 }
 
+/* The entry of a line the stream ended without a newline. */
 static void
-save_log(struct supervisor *sv)
+flush_partial(struct buf *log, struct stream *st, const char *time)
 {
-	if (sv->log_queue.started)
-		log_queue_push(&sv->log_queue, &sv->log);
-	else
-		log_write(&sv->log_out, &sv->log);
+	if (st->partial.len == 0)
+		return;
+	char tail[128];
+	size_t tail_len = entry_tail(tail, sizeof tail, st->id, time);
+	log_entry(log, st->partial.data + st->partial.off, st->partial.len, tail, tail_len);
+	buf_consume(&st->partial, st->partial.len);
+}
+
+/* The writer's side: records to entries (the entries' buffer is the caller's, to write). */
+static void
+log_records(struct log_queue *q, struct buf *records, struct buf *entries)
+{
+	while (records->len) {
+		struct log_record r;
+		memcpy(&r, records->data + records->off, sizeof r);
+		char time[64];
+		memcpy(time, records->data + records->off + sizeof r, r.time_len);
+		time[r.time_len] = '\0';
+		const char *data = records->data + records->off + sizeof r + r.time_len;
+		struct stream *st = &q->streams[r.stream_index];
+		if (r.len)
+			log_lines(entries, st, data, r.len, time);
+		else
+			flush_partial(entries, st, time);
+		buf_consume(records, sizeof r + r.time_len + r.len);
+	}
 }
 
 static bool
@@ -2553,10 +2586,14 @@ handle_output(struct supervisor *sv, struct stream *st, const char *data, size_t
 		current_time(time, sizeof time);   /* the time the bytes were read */
 	broadcast_output(sv, true, st->id, data, n);
 	if (sv->log_out.fd >= 0) {
-		log_lines(&sv->log, st, data, n, time);
 		if (!sv->log_queue.started && n >= BATCH_MIN)
-			(void) log_queue_start(&sv->log_queue, &sv->log_out);
-		save_log(sv);
+			(void) log_queue_start(&sv->log_queue, &sv->log_out, sv->streams);
+		if (sv->log_queue.started) {
+			log_queue_push(&sv->log_queue, (int) (st - sv->streams), time, data, n);
+		} else {
+			log_lines(&sv->log, st, data, n, time);
+			log_write(&sv->log_out, &sv->log);
+		}
 	}
 	if (daemon_listening(sv))
 		log_queue_drain(&sv->log_queue);   /* a daemon woken by OUTPUT finds the bytes in the file */
@@ -2567,13 +2604,16 @@ static void
 close_stream(struct supervisor *sv, struct stream *st)
 {
 	close_fdp(&st->fd);
-	if (st->partial.len && sv->log_out.fd >= 0) {
-		char time[48], tail[96];
-		current_time(time, sizeof time);
-		size_t tail_len = entry_tail(tail, sizeof tail, st->id, time);
-		log_entry(&sv->log, st->partial.data + st->partial.off, st->partial.len, tail, tail_len);
-		save_log(sv);
+	if (sv->log_out.fd < 0)
+		return;
+	char time[48];
+	current_time(time, sizeof time);
+	if (sv->log_queue.started) {   /* the writer owns the partial line now */
+		log_queue_push(&sv->log_queue, (int) (st - sv->streams), time, NULL, 0);
+		return;
 	}
+	flush_partial(&sv->log, st, time);
+	log_write(&sv->log_out, &sv->log);
 	buf_free(&st->partial);
 }
 
@@ -2903,6 +2943,8 @@ finish(struct supervisor *sv)
 	int code, sig;
 	drain_streams(sv);
 	log_queue_stop(&sv->log_queue);   /* the whole log is in the file before the exit is */
+	for (size_t i = 0; i < 2; i++)
+		buf_free(&sv->streams[i].partial);
 	/* the file comes before the socket goes, so a reattach always finds one or the other */
 	(void) record_exit(sv, &code, &sig, &err);
 	(void) unlink(CONTROL_SOCKET);

@@ -184,6 +184,18 @@ def test_log_escapes_after_long_plain_runs(harness):
     assert raw.count("\\u003c") == raw.count("\\u0026") == raw.count("\\u003e") == raw.count("\\ufffd") == 17
 
 
+def test_bulk_log_keeps_order_and_the_last_partial_line(harness):
+    """Bulk output is logged by execd's second thread: every line in order, stderr's own entries, and the
+    unterminated last line as an entry of its own."""
+    spec = harness.spec(["sh", "-c", "seq 1 200000; echo warn >&2; seq 200001 300000; printf tail"])
+    status, out = run(run_container(harness, spec))
+    assert status.exit_code == 0
+    entries = log_lines(spec)
+    stdout = [e["log"] for e in entries if e["stream"] == "stdout"]
+    assert stdout == [f"{i}\n" for i in range(1, 300001)] + ["tail"]
+    assert [e["log"] for e in entries if e["stream"] == "stderr"] == ["warn\n"]
+
+
 def test_long_lines_are_split_at_16k(harness):
     spec = harness.spec(["sh", "-c", "printf '%040000d\\n' 0"])
     status, out = run(run_container(harness, spec))
