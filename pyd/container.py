@@ -100,6 +100,7 @@ class Container:
     execd: Any = None                                      # execdriver.Execd while running
     subscribers: set = field(default_factory=set)          # attach streams (asyncio.Queue)
     attach_sinks: list = field(default_factory=list)       # (fd, flags) attach connections for execd at start
+    followers: int = 0                                     # logs -f streams reading along
     waiters: list = field(default_factory=list)            # (condition, Future) of POST /wait
     wakeup: Any = None                                     # asyncio.Event set on output/exit (logs -f)
     exit_task: Any = None                                  # the task recording the exit (_on_exit)

@@ -220,14 +220,19 @@ class ContainerService:
             for queue in c.subscribers:
                 queue.put_nowait((stream, data))
             self._wake(c)
-            if not c.subscribers and c.execd is not None:
-                c.execd.want_output(False)   # nobody reads along now; a logs -f asks again (wakeup_event)
+            if not c.subscribers and not c.followers and c.execd is not None:
+                c.execd.want_output(False)   # nobody reads along now
         return on_output
 
     # The daemon gets a container's output from execd only while something reads it live: attach streams
-    # (subscribers) and `logs -f` (a wakeup event). Everything is in the json log anyway.
+    # (subscribers) and `logs -f` (followers, woken by the output). Everything is in the json log anyway.
     def _output_wanted(self, c: Container) -> bool:
-        return bool(c.subscribers) or c.wakeup is not None
+        return bool(c.subscribers) or c.followers > 0 or c.wakeup is not None
+
+    def follow(self, c: Container, on: bool) -> None:
+        """A logs -f stream starts (on) or ends: while any follows, every output wakes them."""
+        c.followers += 1 if on else -1
+        self._sync_output(c)
 
     def _sync_output(self, c: Container) -> None:
         if c.execd is not None:

@@ -239,6 +239,8 @@ async def log_stream(req: Any, svc: Any, c: Container) -> None:
     reader = LogReader(c.log_path)
     if tail != "all":
         reader.skip_to_tail(max(int(tail), 0))
+    if follow:
+        svc.follow(c, True)
     try:
         out = await req.stream(200, stream_type(req, c))
         while True:
@@ -265,6 +267,9 @@ async def log_stream(req: Any, svc: Any, c: Container) -> None:
         await out.close()
     except ConnectionError:
         pass
+    finally:
+        if follow:
+            svc.follow(c, False)
 
 
 # ---------------------------------------------------------------- shapes of list and inspect
