@@ -307,6 +307,8 @@ def measure_pull(bench: Bench, figs: dict[str, Figure], archive: Path | None) ->
             client.run("rmi", "-f", BIG_IMAGE, timeout=120)
         except NotAvailable:
             pass
+        os.sync()          # the last pull's 200 MB are written back now, not during this one
+        bench.settle()
         return [client.timed("pull", *tls.get(col, []), BIG_IMAGE, timeout=180)]
 
     bench.alternate([fig], bench.reps(3, 1), sample)

@@ -213,9 +213,15 @@ class Daemon:
 
     def release_memory(self) -> None:
         """After a big one-off operation (image load, import, pull, push, save, commit, build): give the C
-        heap's free pages back to the kernel, so an idle daemon does not keep its last peak resident."""
+        heap's free pages back to the kernel, so an idle daemon does not keep its last peak resident.
+        In a worker thread: after a 200 MB pull the trim can take half a second, and the response's end
+        must not wait for it."""
+        import asyncio
         from pyd import native
-        native.malloc_trim()
+        try:
+            asyncio.get_running_loop().run_in_executor(None, native.malloc_trim)
+        except RuntimeError:   # no loop (start-up): here and now
+            native.malloc_trim()
 
     # ---- facts for /info and /version
     def info(self) -> dict[str, Any]:
