@@ -10,11 +10,13 @@ import asyncio
 import base64
 import gzip
 import hashlib
+import io
 import ipaddress
 import json
 import logging
 import os
 import re
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
@@ -619,40 +621,47 @@ class Puller:
                 await status(self.emit, "Pulling fs layer", short(desc["digest"]))
                 todo.append(i)
         sem = asyncio.Semaphore(max(1, self.opts.max_concurrent))
-        paths: dict[int, str] = {}
+        blobs: dict[int, _GrowingBlob] = {}
 
         async def download(i: int) -> str:
             async with sem:
-                return await self._download(ref, layers[i])
+                return await self._download(ref, layers[i], blobs[i])
 
-        tasks = {i: asyncio.ensure_future(download(i)) for i in todo}
+        tasks: dict[int, asyncio.Future] = {}
         try:
+            for i in todo:
+                blobs[i] = _GrowingBlob(self.opts.tmp_dir)
+                tasks[i] = asyncio.ensure_future(download(i))
             for i in range(len(layers)):
                 if i not in tasks:
                     continue
-                paths[i] = await tasks[i]
                 desc = layers[i]
-                await self._extract(paths[i], chains[i - 1] if i else None, diff_ids[i], desc)
+                # the extraction follows the download (layers in order: its parent is applied by now)
+                extracted, downloaded = await asyncio.gather(
+                    self._extract(blobs[i], chains[i - 1] if i else None, diff_ids[i], desc), tasks[i],
+                    return_exceptions=True)
+                for outcome in (downloaded, extracted):   # a failed download says why the extraction failed
+                    if isinstance(outcome, BaseException):
+                        raise outcome
                 self.meta.add(diff_ids[i], desc["digest"], ref.name)
                 await status(self.emit, "Pull complete", short(desc["digest"]))
         finally:
             for t in tasks.values():
                 t.cancel()
+            for blob in blobs.values():
+                blob.finish(asyncio.CancelledError())   # an extraction still waiting for bytes gives up
             await asyncio.gather(*tasks.values(), return_exceptions=True)
-            for p in paths.values():
-                _unlink(p)
-            for t in tasks.values():
-                if t.done() and not t.cancelled() and t.exception() is None:
-                    _unlink(t.result())
+            for blob in blobs.values():
+                _unlink(blob.path)
 
-    async def _extract(self, path: str, parent: str | None, diff_id: str, desc: dict) -> None:
-        size = os.path.getsize(path)
+    async def _extract(self, blob: "_GrowingBlob", parent: str | None, diff_id: str, desc: dict) -> None:
+        size = int(desc.get("size") or 0)
         lid = short(desc["digest"])
         await self.emit({"status": "Extracting", "progressDetail": {"current": 0, "total": size},
                          "progress": progress_bar(0, size), "id": lid})
 
         def apply() -> None:
-            with open(path, "rb") as f:
+            with io.BufferedReader(blob.reader(), 1 << 20) as f:
                 self.graph.register_layer(f, parent, expected_diff_id=diff_id)
         t0 = time.monotonic()
         await asyncio.to_thread(apply)
@@ -660,17 +669,18 @@ class Puller:
         await self.emit({"status": "Extracting", "progressDetail": {"current": size, "total": size},
                          "progress": progress_bar(size, size), "id": lid})
 
-    async def _download(self, ref: Reference, desc: dict) -> str:
-        """Stream the blob to a temp file, hashing as it comes; a cut connection resumes with Range."""
+    async def _download(self, ref: Reference, desc: dict, blob: "_GrowingBlob") -> str:
+        """Stream the blob to blob's temp file, hashing as it comes; a cut connection resumes with Range.
+        The extraction may read the file as it grows; it sees the end only once the digest checked out."""
         digest, total = desc["digest"], int(desc.get("size") or 0)
         lid = short(digest)
-        fd, path = _mkstemp(self.opts.tmp_dir)
+        path = blob.path
         progress = Progress(self.emit, lid, "Downloading", total)
         h = hashlib.sha256()
         got, failures = 0, 0
         t0 = time.monotonic()
         try:
-            with os.fdopen(fd, "wb") as f:
+            with open(path, "wb", buffering=0) as f:   # unbuffered: what `blob` says is written, is
                 while True:
                     headers = {"Range": f"bytes={got}-"} if got else {}
                     try:
@@ -678,14 +688,17 @@ class Puller:
                                                     [f"repository:{ref.path}:pull"], headers)
                         if resp.status not in (200, 206):
                             raise self._translate(ref, resp.status, await resp.read())
-                        if got and resp.status == 200:   # the server ignored Range: start over
+                        if got and resp.status == 200:   # the server ignored Range: start over (same bytes)
                             f.seek(0)
                             f.truncate()
                             h, got, progress.current = hashlib.sha256(), 0, 0
                         async for chunk in resp.iter_chunks():
-                            f.write(chunk)
+                            view = memoryview(chunk)
+                            while view:
+                                view = view[f.write(view):]
                             h.update(chunk)
                             got += len(chunk)
+                            blob.grew(got)
                             await progress.update(len(chunk))
                         break
                     except (ConnectionError, proto.IncompleteMessage, asyncio.IncompleteReadError,
@@ -702,16 +715,72 @@ class Puller:
             await status(self.emit, "Verifying Checksum", lid)
             if "sha256:" + h.hexdigest() != digest:
                 raise registry_error(500, f"filesystem layer verification failed for digest {digest}")
+            blob.finish(None)
             await status(self.emit, "Download complete", lid)
             return path
-        except BaseException:
-            _unlink(path)
+        except BaseException as exc:
+            blob.finish(exc)
             raise
 
 
 def _have_zstd() -> bool:
     import importlib.util
     return importlib.util.find_spec("zstandard") is not None
+
+
+class _GrowingBlob:
+    """A blob being downloaded to a temp file, readable while it grows: an extraction follows the download
+    instead of waiting for its end. A reader sees the end of the file only once the download finished and
+    its digest checked out; a failed download fails the reader."""
+
+    def __init__(self, tmp_dir: str) -> None:
+        fd, self.path = _mkstemp(tmp_dir)
+        os.close(fd)
+        self.size = 0
+        self.done = False
+        self.error: BaseException | None = None
+        self.cond = threading.Condition()
+
+    def grew(self, size: int) -> None:
+        with self.cond:
+            self.size = size
+            self.cond.notify_all()
+
+    def finish(self, error: BaseException | None) -> None:
+        with self.cond:
+            if not self.done:
+                self.done, self.error = True, error
+            self.cond.notify_all()
+
+    def reader(self) -> "io.RawIOBase":
+        blob = self
+
+        class Reader(io.RawIOBase):
+            pos = 0
+            fd = os.open(blob.path, os.O_RDONLY | os.O_CLOEXEC)
+
+            def readable(self) -> bool:
+                return True
+
+            def readinto(self, b: Any) -> int:
+                with blob.cond:
+                    while self.pos >= blob.size and not blob.done:
+                        blob.cond.wait()
+                    if blob.error is not None:
+                        raise OSError(f"download failed: {blob.error}")
+                    n = min(len(b), blob.size - self.pos)
+                if n <= 0:
+                    return 0
+                got = os.preadv(self.fd, [memoryview(b)[:n]], self.pos)
+                self.pos += got
+                return got
+
+            def close(self) -> None:
+                if not self.closed:
+                    os.close(self.fd)
+                super().close()
+
+        return Reader()
 
 
 def _mkstemp(tmp_dir: str) -> tuple[int, str]:

@@ -346,6 +346,23 @@ class _Cutter(_Forwarding):
         self.connection.shutdown(socket.SHUT_RDWR)
 
 
+class _Tamper(_Forwarding):
+    """Serves every big blob with one byte changed near its end (same length): its digest no longer holds."""
+
+    def do_GET(self):
+        ctx = self.server.ctx
+        if "/blobs/" not in self.path:
+            return self.forward()
+        status, rh, data = _http(ctx["daemon"], ctx["registry"], "GET", self.path)
+        if status == 200 and len(data) > 1 << 20:
+            at = len(data) - 4096
+            data = data[:at] + bytes([data[at] ^ 0xFF]) + data[at + 1:]
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
 def _push_unique_image(daemon, registry, tmp_path, repo: str, size: int) -> None:
     """busybox plus a layer of `size` random bytes, pushed as REGISTRY/repo and removed locally."""
     import os
@@ -375,6 +392,27 @@ def test_interrupted_layer_download_resumes_with_range(daemon, registry, tmp_pat
         assert run.stdout.strip() == str(3 << 20), run.describe()
     finally:
         proxy.close()
+
+
+def test_tampered_layer_fails_the_pull_and_leaves_nothing(daemon, registry, tmp_path):
+    """The extraction follows the download: a blob whose bytes do not match its digest fails the pull with
+    Docker's words, and neither the image nor a layer nor a temp file stays behind."""
+    _push_unique_image(daemon, registry, tmp_path, "team/tamper:1", 3 << 20)
+    proxy = _Proxy(daemon, registry, _Tamper)
+    try:
+        name = f"{proxy}/team/tamper:1"
+        r = daemon.docker("pull", name, timeout=120)
+        assert r.returncode != 0, r.describe()
+        assert "filesystem layer verification failed for digest sha256:" in r.stdout + r.stderr, r.describe()
+        assert daemon.docker("image", "inspect", name).returncode != 0
+    finally:
+        proxy.close()
+    tmp = daemon.data_root / "tmp"
+    assert not [p for p in tmp.rglob("blob-*")], list(tmp.rglob("*"))
+    layers = list((daemon.data_root / "image" / "overlay2" / "layerdb" / "sha256").iterdir())
+    r = daemon.docker("pull", f"{registry}/team/tamper:1", timeout=120)   # straight from the registry: fine
+    assert r.returncode == 0, r.describe()
+    assert len(list((daemon.data_root / "image" / "overlay2" / "layerdb" / "sha256").iterdir())) > len(layers)
 
 
 def test_pull_of_a_big_image_is_timed(daemon, registry, busybox, tmp_path):
