@@ -70,6 +70,10 @@ def _random_id() -> str:
     return os.urandom(32).hex()
 
 
+def _is_cache_id(text: str) -> bool:
+    return len(text) == 64 and all(c in "0123456789abcdef" for c in text)
+
+
 def _now_rfc3339() -> str:
     ns = time.time_ns()
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 1_000_000_000)) + f".{ns % 1_000_000_000:09d}Z"
@@ -450,6 +454,7 @@ class Graph:
         self._load_images()
         self._load_refs()
         self._load_rw()
+        self._sweep_tmp()
 
     # ---- reload from disk -------------------------------------------------------------------------
 
@@ -537,6 +542,29 @@ class Graph:
                 log.warning("skipping container layer %s: incomplete", cid)
                 continue
             self._rw[cid] = RWLayer(cid, mount_id, parent)
+
+    def _sweep_tmp(self) -> None:
+        """What a crash left in layerdb/tmp: a removal renames the metadata there first and a registration
+        writes it there last, so the driver dirs named in it (cache-id, mount-id, a tar-split's name) belong
+        to nothing loaded; they go, then the leftovers themselves."""
+        used = {layer.cache_id for layer in self._layers.values()} | {rw.mount_id for rw in self._rw.values()}
+        tmp = os.path.join(self._layerdb, "tmp")
+        for name in sorted(os.listdir(tmp)):
+            path = os.path.join(tmp, name)
+            if os.path.isdir(path):
+                named = [read_text(os.path.join(path, f)) for f in ("cache-id", "mount-id")]
+            else:
+                named = [name.split("-tar-split", 1)[0]] if "-tar-split" in name else []
+            for cache_id in filter(None, named):
+                if cache_id not in used and _is_cache_id(cache_id) and self.driver.exists(cache_id):
+                    log.warning("repair: removing layer directory %s left by an interrupted %s", cache_id[:12],
+                                "removal" if name.startswith("remove-") else "registration")
+                    try:
+                        self.driver.remove(cache_id)
+                    except OSError as exc:
+                        log.warning("repair: could not remove %s: %s", cache_id[:12], exc)
+                        continue
+            remove_tree(path)
 
     # ---- layers -----------------------------------------------------------------------------------
 

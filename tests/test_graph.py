@@ -391,6 +391,24 @@ def test_mount_is_reference_counted_and_remove_cleans_up(g, busybox):
         g.mount_rw("c2")
 
 
+def test_interrupted_removals_and_registrations_are_swept_at_load(g, busybox):
+    """A crash between a removal's metadata rename and its driver dir removal (or in a registration before
+    its metadata landed) leaves a driver dir nothing names; the next load removes it and layerdb/tmp."""
+    tmp = os.path.join(g.meta, "layerdb", "tmp")
+    g.create_rw("gone", busybox)
+    g.create_rw("kept", busybox)
+    mount_id, kept_id = g._rw["gone"].mount_id, g._rw["kept"].mount_id
+    os.rename(os.path.join(g.meta, "layerdb", "mounts", "gone"), os.path.join(tmp, "remove-mount-gone-0000"))
+    orphan = "ab" * 32                                   # a registration that died extracting
+    g.driver.create(orphan, None)
+    open(os.path.join(tmp, f"{orphan}-tar-split.json.gz"), "wb").close()
+    again = Graph(g.root, g.driver_name)
+    assert not again.driver.exists(mount_id) and not again.driver.exists(orphan)
+    assert again.driver.exists(kept_id) and "kept" in again._rw and "gone" not in again._rw
+    assert os.listdir(tmp) == []
+    again.remove_rw("kept")
+
+
 def test_container_layer_survives_losing_its_unsynced_driver_files(data_root):
     """overlay2 container layers are written without fsync: what a machine crash can lose of them
     (link, lower, the l/ symlink, even the whole dir) is re-created from the graph's metadata on load."""
