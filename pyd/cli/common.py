@@ -129,6 +129,28 @@ def for_each(cli: "Cli", names: list[str], action, report=None, tolerate=None) -
         raise StatusError(1, "\n".join(errors))
 
 
+def isatty(stream: Any) -> bool:
+    """stream.isatty(), False for a stream without one or already closed."""
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def time_query(opts: Any, keys: tuple[str, ...] = ("since", "until")) -> dict[str, str]:
+    """The given --since/--until flags as the API's timestamps (docker's "invalid value" error otherwise)."""
+    from pyd.cli import formatting as fmt
+    query: dict[str, str] = {}
+    for key in keys:
+        value = getattr(opts, key)
+        if value:
+            try:
+                query[key] = fmt.api_timestamp(value)
+            except ValueError as exc:
+                raise StatusError(1, f'invalid value for "{key}": {exc}') from None
+    return query
+
+
 def is_not_found(exc: BaseException) -> bool:
     return getattr(exc, "status", None) == 404
 

@@ -9,7 +9,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 from pyd.cli.common import (Cli, StatusError, api_error_message, encode_filters, for_each, is_api_error, is_not_found,
-                            validate_filter, PROG)
+                            isatty, time_query, validate_filter, PROG)
 from pyd.cli.flags import BOOL, INT, LIST, STRING, Flag, Options, Spec
 from pyd.cli.template import FormatContext, go_quote
 from pyd.cli import formatting as fmt
@@ -283,7 +283,7 @@ def cmd_run(cli: Cli, opts: Options, args: list[str]) -> int:
         query, body = build_create_request(opts, args, for_run=True)
     except ValueError as exc:
         raise StatusError(125, _with_help(cli, str(exc))) from None
-    if not opts.detach and body["Tty"] and body["AttachStdin"] and not _isatty(cli.stdin):
+    if not opts.detach and body["Tty"] and body["AttachStdin"] and not isatty(cli.stdin):
         raise StatusError(1, "the input device is not a TTY")
     try:
         cid = create_container(cli, query, body)
@@ -334,13 +334,6 @@ def cmd_start(cli: Cli, opts: Options, args: list[str]) -> int:
     return 0
 
 
-def _isatty(stream: Any) -> bool:
-    try:
-        return stream.isatty()
-    except (AttributeError, ValueError):
-        return False
-
-
 class AttachSession:
     """docker's attach-wait-start sequence for `run` (without -d) and `start -a`.
 
@@ -375,7 +368,7 @@ class AttachSession:
                     if on_start_error is not None and is_api_error(exc):
                         raise on_start_error(exc) from None
                     raise
-                if self.tty and _isatty(cli.stdout):
+                if self.tty and isatty(cli.stdout):
                     self._watch_tty_size()
                 self._copy_streams()
             if self.detached:
@@ -639,13 +632,7 @@ def cmd_ps(cli: Cli, opts: Options, args: list[str]) -> int:
 def cmd_logs(cli: Cli, opts: Options, args: list[str]) -> int:
     name = args[0]
     info = cli.client().request("GET", f"/containers/{name}/json").json()
-    query = {"stdout": "1", "stderr": "1", "tail": opts.tail}
-    for key, value in (("since", opts.since), ("until", opts.until)):
-        if value:
-            try:
-                query[key] = fmt.api_timestamp(value)
-            except ValueError as exc:
-                raise StatusError(1, f'invalid value for "{key}": {exc}') from None
+    query = {"stdout": "1", "stderr": "1", "tail": opts.tail, **time_query(opts)}
     for key, on in (("follow", opts.follow), ("timestamps", opts.timestamps), ("details", opts.details)):
         if on:
             query[key] = "1"
@@ -675,13 +662,19 @@ def copy_stream(cli: Cli, resp: Any, multiplexed: bool) -> None:
 # ---------------------------------------------------------------- stop, kill, rm, wait
 
 
-def cmd_stop(cli: Cli, opts: Options, args: list[str]) -> int:
+def _stop_query(opts: Options) -> dict[str, str] | None:
+    """stop's and restart's -t and -s."""
     query: dict[str, str] = {}
     if opts.given("timeout"):
         query["t"] = str(opts.timeout)
     if opts.signal:
         query["signal"] = opts.signal
-    for_each(cli, args, lambda n: cli.client().request("POST", f"/containers/{n}/stop", query=query or None))
+    return query or None
+
+
+def cmd_stop(cli: Cli, opts: Options, args: list[str]) -> int:
+    query = _stop_query(opts)
+    for_each(cli, args, lambda n: cli.client().request("POST", f"/containers/{n}/stop", query=query))
     return 0
 
 
@@ -706,12 +699,8 @@ def cmd_rm(cli: Cli, opts: Options, args: list[str]) -> int:
 
 
 def cmd_restart(cli: Cli, opts: Options, args: list[str]) -> int:
-    query: dict[str, str] = {}
-    if opts.given("timeout"):
-        query["t"] = str(opts.timeout)
-    if opts.signal:
-        query["signal"] = opts.signal
-    for_each(cli, args, lambda n: cli.client().request("POST", f"/containers/{n}/restart", query=query or None))
+    query = _stop_query(opts)
+    for_each(cli, args, lambda n: cli.client().request("POST", f"/containers/{n}/restart", query=query))
     return 0
 
 

@@ -12,7 +12,7 @@ TYPE_CHECKING = False     # typing costs milliseconds at every start
 if TYPE_CHECKING:
     from typing import Any
 
-from pyd.cli.common import PROG, Cli, StatusError, is_not_found
+from pyd.cli.common import PROG, Cli, StatusError, is_not_found, isatty
 from pyd.cli.flags import BOOL, STRING, Flag, Options, Spec
 
 GO_DIR, GO_SYMLINK = 1 << 31, 1 << 27
@@ -109,7 +109,7 @@ def _copy_from(cli: Cli, opts: Options, container: str, src: str, dst: str) -> i
             _remove_conflict(into, m)
             tar.extract(m, into, numeric_owner=True)
             _apply_xattrs(os.path.join(into, m.name), m)
-    if not opts.quiet and _isatty(cli.stderr):
+    if not opts.quiet and isatty(cli.stderr):
         cli.err(f"Successfully copied {_size(size)} to {dst}\n")
     return 0
 
@@ -220,7 +220,7 @@ def _copy_to(cli: Cli, opts: Options, src: str, container: str, dst: str) -> int
         spool.seek(0)
         query["path"] = extract_dir
         cli.client().request("PUT", f"/containers/{container}/archive", query=query, body=spool)
-    if not opts.quiet and _isatty(cli.stderr):
+    if not opts.quiet and isatty(cli.stderr):
         cli.err(f"Successfully copied {_size(size)} to {container}:{dst}\n")
     return 0
 
@@ -239,17 +239,10 @@ def _size(n: int) -> str:
     return fmt.human_size(n)
 
 
-def _isatty(stream: Any) -> bool:
-    try:
-        return stream.isatty()
-    except (AttributeError, ValueError):
-        return False
-
-
 # ---------------------------------------------------------------- export
 
 def cmd_export(cli: Cli, opts: Options, args: list[str]) -> int:
-    if not opts.output and _isatty(cli.stdout):
+    if not opts.output and isatty(cli.stdout):
         raise StatusError(1, "cowardly refusing to save to a terminal. Use the -o flag or redirect")
     resp = cli.client().request("GET", f"/containers/{args[0]}/export")
     if opts.output:

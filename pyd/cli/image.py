@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 from pyd.cli import formatting as fmt
-from pyd.cli.common import Cli, StatusError, encode_filters, for_each, read_stream_messages, \
+from pyd.cli.common import Cli, StatusError, encode_filters, for_each, isatty, read_stream_messages, \
     validate_filter, PROG
 from pyd.cli.flags import BOOL, LIST, STRING, Flag, Options, Spec
 from pyd.cli.template import FormatContext
@@ -303,7 +303,7 @@ def cmd_load(cli: Cli, opts: Options, args: list[str]) -> int:
     if opts.input:
         body = _file_chunks(_open_input(opts.input))
     else:
-        if _isatty(sys.stdin):
+        if isatty(sys.stdin):
             raise StatusError(1, "requested load from stdin, but stdin is empty")
         body = _file_chunks(sys.stdin.buffer)
     query = {"quiet": "1"} if opts.quiet else None
@@ -317,15 +317,8 @@ def cmd_load(cli: Cli, opts: Options, args: list[str]) -> int:
     return 0
 
 
-def _isatty(stream: Any) -> bool:
-    try:
-        return stream.isatty()
-    except (AttributeError, ValueError):
-        return False
-
-
 def cmd_save(cli: Cli, opts: Options, args: list[str]) -> int:
-    if not opts.output and _isatty(cli.stdout):
+    if not opts.output and isatty(cli.stdout):
         raise StatusError(1, "cowardly refusing to save to a terminal. Use the -o flag or redirect")
     resp = cli.client().request("GET", "/images/get", query={"names": list(args)})
     if not opts.output:
@@ -490,7 +483,7 @@ def cmd_logout(cli: Cli, opts: Options, args: list[str]) -> int:
 def display_progress(cli: Cli, resp: Any, quiet: bool = False) -> dict:
     """docker's DisplayJSONMessagesStream: on a terminal one line per layer redrawn in place; otherwise
     status lines without the progress updates. Returns the last aux message; an error raises StatusError."""
-    tty = _isatty(cli.stdout) and not quiet
+    tty = isatty(cli.stdout) and not quiet
     lines: dict[str, int] = {}
     aux: dict = {}
     out = cli.stdout

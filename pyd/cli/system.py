@@ -10,7 +10,7 @@ if TYPE_CHECKING:
 
 from pyd import API_VERSION, __version__
 from pyd.cli import formatting as fmt
-from pyd.cli.common import Cli, StatusError, api_error_message, encode_filters, validate_filter, PROG
+from pyd.cli.common import Cli, StatusError, api_error_message, encode_filters, time_query, validate_filter, PROG
 from pyd.cli.flags import BOOL, LIST, STRING, Flag, Options, Spec
 from pyd.cli.template import Template, TemplateExecError, TemplateParseError
 
@@ -237,13 +237,7 @@ def format_event(event: dict[str, Any]) -> str:
 
 
 def cmd_events(cli: Cli, opts: Options, args: list[str]) -> int:
-    query: dict[str, str] = {}
-    for key, value in (("since", opts.since), ("until", opts.until)):
-        if value:
-            try:
-                query[key] = fmt.api_timestamp(value)
-            except ValueError as exc:
-                raise StatusError(1, f'invalid value for "{key}": {exc}') from None
+    query = time_query(opts)
     filters = encode_filters(opts.filter)
     if filters:
         query["filters"] = filters
