@@ -151,19 +151,27 @@ typedef struct {
 	char message[864];   /* the sentence for the user, e.g. "mount /proc: Operation not permitted" */
 } execd_error_t;
 
+/* The step from fmt; the message is the step, with errno's text appended when with_errno. Returns -1. */
+__attribute__((format(printf, 4, 0))) static int
+vfail(execd_error_t *err, int errnum, bool with_errno, const char *fmt, va_list ap)
+{
+	vsnprintf(err->step, sizeof err->step, fmt, ap);
+	err->errnum = errnum;
+	err->exit_code = 125;
+	if (with_errno && errnum)
+		snprintf(err->message, sizeof err->message, "%s: %s", err->step, strerror(errnum));
+	else
+		snprintf(err->message, sizeof err->message, "%s", err->step);
+	return -1;
+}
+
 __attribute__((format(printf, 3, 4))) static int
 fail(execd_error_t *err, int errnum, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(err->step, sizeof err->step, fmt, ap);
+	vfail(err, errnum, true, fmt, ap);
 	va_end(ap);
-	err->errnum = errnum;
-	err->exit_code = 125;
-	if (errnum)
-		snprintf(err->message, sizeof err->message, "%s: %s", err->step, strerror(errnum));
-	else
-		snprintf(err->message, sizeof err->message, "%s", err->step);
 	return -1;
 }
 
@@ -173,11 +181,8 @@ fail_msg(execd_error_t *err, int errnum, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(err->step, sizeof err->step, fmt, ap);
+	vfail(err, errnum, false, fmt, ap);
 	va_end(ap);
-	err->errnum = errnum;
-	err->exit_code = 125;
-	snprintf(err->message, sizeof err->message, "%s", err->step);
 	return -1;
 }
 
