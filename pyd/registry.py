@@ -752,35 +752,40 @@ class _GrowingBlob:
                 self.done, self.error = True, error
             self.cond.notify_all()
 
-    def reader(self) -> "io.RawIOBase":
-        blob = self
+    def reader(self) -> "_GrowingReader":
+        return _GrowingReader(self)
 
-        class Reader(io.RawIOBase):
-            pos = 0
-            fd = os.open(blob.path, os.O_RDONLY | os.O_CLOEXEC)
 
-            def readable(self) -> bool:
-                return True
+class _GrowingReader(io.RawIOBase):
+    """Reads a _GrowingBlob from its start, waiting for bytes that are not written yet."""
 
-            def readinto(self, b: Any) -> int:
-                with blob.cond:
-                    while self.pos >= blob.size and not blob.done:
-                        blob.cond.wait()
-                    if blob.error is not None:
-                        raise OSError(f"download failed: {blob.error}")
-                    n = min(len(b), blob.size - self.pos)
-                if n <= 0:
-                    return 0
-                got = os.preadv(self.fd, [memoryview(b)[:n]], self.pos)
-                self.pos += got
-                return got
+    def __init__(self, blob: _GrowingBlob) -> None:
+        super().__init__()
+        self.blob = blob
+        self.pos = 0
+        self.fd = os.open(blob.path, os.O_RDONLY | os.O_CLOEXEC)
 
-            def close(self) -> None:
-                if not self.closed:
-                    os.close(self.fd)
-                super().close()
+    def readable(self) -> bool:
+        return True
 
-        return Reader()
+    def readinto(self, b: Any) -> int:
+        blob = self.blob
+        with blob.cond:
+            while self.pos >= blob.size and not blob.done:
+                blob.cond.wait()
+            if blob.error is not None:
+                raise OSError(f"download failed: {blob.error}")
+            n = min(len(b), blob.size - self.pos)
+        if n <= 0:
+            return 0
+        got = os.preadv(self.fd, [memoryview(b)[:n]], self.pos)
+        self.pos += got
+        return got
+
+    def close(self) -> None:
+        if not self.closed:
+            os.close(self.fd)
+        super().close()
 
 
 def _mkstemp(tmp_dir: str) -> tuple[int, str]:
