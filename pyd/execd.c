@@ -2117,55 +2117,63 @@ plain_run(const unsigned char *s, size_t j, size_t n)
 	return j;
 }
 
-/* Docker's json-file escaping: HTML-safe, control characters as \u00XX, bad bytes as \ufffd. Writes at
- * most n * 6 + 2 bytes at o; returns the end. Runs of plain bytes (all of most logs) are copied whole. */
+/* Docker's json-file escaping of the one byte at *i that plain_run stopped at (with what follows it, for
+ * UTF-8 sequences up to n): HTML-safe, control characters as \u00XX, bad bytes as \ufffd. Writes at most 6
+ * bytes per byte taken at o; returns the end and moves *i past what it took. */
+static char *
+json_escape_at(char *o, const unsigned char *s, size_t *i, size_t n)
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char c = s[*i];
+	if (c < 0x80) {
+		if (c == '"' || c == '\\') {
+			*o++ = '\\';
+			*o++ = (char) c;
+		} else if (c == '\n') {
+			*o++ = '\\';
+			*o++ = 'n';
+		} else if (c == '\r') {
+			*o++ = '\\';
+			*o++ = 'r';
+		} else {
+			memcpy(o, "\\u00", 4);
+			o[4] = hex[c >> 4];
+			o[5] = hex[c & 0xF];
+			o += 6;
+		}
+		*i += 1;
+		return o;
+	}
+	size_t len = utf8_sequence(s + *i, n - *i);
+	if (len == 0) {
+		memcpy(o, "\\ufffd", 6);
+		o += 6;
+		len = 1;
+	} else if (len == 3 && c == 0xE2 && s[*i + 1] == 0x80 && (s[*i + 2] == 0xA8 || s[*i + 2] == 0xA9)) {
+		memcpy(o, s[*i + 2] == 0xA8 ? "\\u2028" : "\\u2029", 6);
+		o += 6;
+	} else {
+		memcpy(o, s + *i, len);
+		o += len;
+	}
+	*i += len;
+	return o;
+}
+
+/* s[0..n) as a JSON string in json-file's escaping. Writes at most n * 6 + 2 bytes at o; returns the end.
+ * Runs of plain bytes (all of most logs) are copied whole. */
 __attribute__((optimize("O2")))
 static char *
 json_string_to(char *o, const unsigned char *s, size_t n)
 {
-	static const char hex[] = "0123456789abcdef";
 	*o++ = '"';
 	for (size_t i = 0; i < n;) {
 		size_t j = plain_run(s, i, n);
 		memcpy(o, s + i, j - i);
 		o += j - i;
 		i = j;
-		if (i == n)
-			break;
-		unsigned char c = s[i];
-		if (c < 0x80) {
-			if (c == '"' || c == '\\') {
-				*o++ = '\\';
-				*o++ = (char) c;
-			} else if (c == '\n') {
-				*o++ = '\\';
-				*o++ = 'n';
-			} else if (c == '\r') {
-				*o++ = '\\';
-				*o++ = 'r';
-			} else {
-				memcpy(o, "\\u00", 4);
-				o[4] = hex[c >> 4];
-				o[5] = hex[c & 0xF];
-				o += 6;
-			}
-			i++;
-			continue;
-		}
-		size_t len = utf8_sequence(s + i, n - i);
-		if (len == 0) {
-			memcpy(o, "\\ufffd", 6);
-			o += 6;
-			i++;
-		} else if (len == 3 && c == 0xE2 && s[i + 1] == 0x80 && (s[i + 2] == 0xA8 || s[i + 2] == 0xA9)) {
-			memcpy(o, s[i + 2] == 0xA8 ? "\\u2028" : "\\u2029", 6);
-			o += 6;
-			i += 3;
-		} else {
-			memcpy(o, s + i, len);
-			o += len;
-			i += len;
-		}
+		if (i < n)
+			o = json_escape_at(o, s, &i, n);
 	}
 	*o++ = '"';
 	return o;
@@ -2208,6 +2216,45 @@ monotonic_ns(void)
 	return (long long) ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
+/* The entries of the whole lines (and LOG_LINE_MAX pieces of longer ones) at the start of data, in one
+ * pass over the bytes: the scan for bytes to escape finds the newlines too. Returns the bytes they took;
+ * the rest is a line that has not ended yet, shorter than LOG_LINE_MAX. */
+__attribute__((optimize("O2")))
+static size_t
+log_whole_lines(struct buf *log, const char *data, size_t n, const char *tail, size_t tail_len)
+{
+	static const char head[] = "{\"log\":\"";
+	const unsigned char *s = (const unsigned char *) data;
+	size_t start = 0;
+	while (start < n) {
+		size_t limit = n - start > LOG_LINE_MAX ? start + LOG_LINE_MAX : n;
+		buf_reserve(log, sizeof head + (limit - start) * 6 + 2 + tail_len);
+		char *o = buf_end(log);
+		memcpy(o, head, sizeof head - 1);
+		o += sizeof head - 1;
+		size_t i = start;
+		bool ended = false;
+		while (!ended) {
+			size_t j = plain_run(s, i, limit);
+			memcpy(o, s + i, j - i);
+			o += j - i;
+			i = j;
+			if (i == limit)
+				break;
+			ended = s[i] == '\n';
+			o = json_escape_at(o, s, &i, limit);
+		}
+		if (!ended && limit - start < LOG_LINE_MAX)
+			return start;   /* the entry begun at buf_end is not counted: the caller keeps the bytes */
+		*o++ = '"';
+		memcpy(o, tail, tail_len);
+		o += tail_len;
+		log->len = (size_t) (o - (log->data + log->off));
+		start = i;
+	}
+	return n;
+}
+
 /* Split output into log entries: one per line, a line longer than LOG_LINE_MAX in pieces. */
 static void
 log_lines(struct buf *log, struct stream *st, const char *data, size_t n, const char *time)
@@ -2215,19 +2262,20 @@ log_lines(struct buf *log, struct stream *st, const char *data, size_t n, const 
 	char tail[96];
 	size_t tail_len = entry_tail(tail, sizeof tail, st->id, time);
 	while (n) {
+		if (st->partial.len == 0) {
+			size_t took = log_whole_lines(log, data, n, tail, tail_len);
+			if (took < n)
+				buf_append(&st->partial, data + took, n - took);
+			return;
+		}
 		const char *nl = memchr(data, '\n', n);
 		size_t take = nl ? (size_t) (nl - data) + 1 : n;
 		if (take > LOG_LINE_MAX - st->partial.len)
 			take = LOG_LINE_MAX - st->partial.len;
-		bool ends_line = data[take - 1] == '\n';
-		if (st->partial.len == 0 && (ends_line || take == LOG_LINE_MAX)) {
-			log_entry(log, data, take, tail, tail_len);
-		} else {
-			buf_append(&st->partial, data, take);
-			if (ends_line || st->partial.len == LOG_LINE_MAX) {
-				log_entry(log, st->partial.data + st->partial.off, st->partial.len, tail, tail_len);
-				buf_consume(&st->partial, st->partial.len);
-			}
+		buf_append(&st->partial, data, take);
+		if (data[take - 1] == '\n' || st->partial.len == LOG_LINE_MAX) {
+			log_entry(log, st->partial.data + st->partial.off, st->partial.len, tail, tail_len);
+			buf_consume(&st->partial, st->partial.len);
 		}
 		data += take;
 		n -= take;
@@ -2243,7 +2291,9 @@ current_time(char *out, size_t len)
 }
 
 /* dockerd's json-file rotation: <log>.N-1 -> <log>.N ... <log> -> <log>.1, then a new <log>; with one file
- * the log is truncated instead. A failure keeps writing where it was: logging never stops the container. */
+ * the log is truncated instead. A failure keeps writing where it was: logging never stops the container.
+ * The oldest file is unlinked first so that no rename replaces a file: ext4 flushes a file renamed over
+ * another (auto_da_alloc), which started 20 MB of writeback at every rotation of a busy log. */
 static void
 log_rotate(struct log_sink *l)
 {
@@ -2253,6 +2303,8 @@ log_rotate(struct log_sink *l)
 		(void) ftruncate(l->fd, 0);
 		return;
 	}
+	snprintf(to, sizeof to, "%s.%lu", l->path, l->max_file - 1);
+	(void) unlink(to);
 	for (unsigned long i = l->max_file - 1; i > 0; i--) {
 		if (i == 1)
 			snprintf(from, sizeof from, "%s", l->path);
@@ -2277,18 +2329,18 @@ log_write(struct log_sink *l, struct buf *log)
 	size_t n = log->len;
 	while (n) {
 		size_t take = n;
-		if (l->max_size) {
-			take = 0;
-			while (take < n) {
-				const char *nl = memchr(p + take, '\n', n - take);
-				size_t end = nl ? (size_t) (nl - p) + 1 : n;
-				if ((take > 0 || l->size > 0) && l->size + end >= l->max_size)
-					break;
-				take = end;
-			}
-			if (take == 0) {
+		if (l->max_size && l->size + n >= l->max_size) {
+			/* the entries that end below max-size: up to the last newline before the limit */
+			size_t limit = l->size < l->max_size ? (size_t) (l->max_size - 1 - l->size) : 0;
+			const char *nl = memrchr(p, '\n', limit);
+			take = nl ? (size_t) (nl - p) + 1 : 0;
+			if (take == 0 && l->size > 0) {
 				log_rotate(l);
 				continue;
+			}
+			if (take == 0) {   /* a fresh file: the first entry goes whole, however large */
+				nl = memchr(p, '\n', n);
+				take = nl ? (size_t) (nl - p) + 1 : n;
 			}
 		}
 		/* a full disk must not stop the container or its attached clients; the bytes are dropped */

@@ -205,6 +205,18 @@ def test_long_lines_are_split_at_16k(harness):
     assert "".join(pieces) == out[1].decode()
 
 
+def test_lines_at_the_16k_boundary(harness):
+    """A line of 16384 bytes with its newline is one entry; one byte more and the newline is an entry of its
+    own; escapes in a line that is split land in their own pieces."""
+    spec = harness.spec(["sh", "-c", "printf '%016383d\\n%016384d\\n' 0 0; printf 'a%016382d\\t\\n' 0"])
+    status, out = run(run_container(harness, spec))
+    assert status.exit_code == 0
+    pieces = [entry["log"] for entry in log_lines(spec)]
+    assert [len(p) for p in pieces] == [16384, 16384, 1, 16384, 1]
+    assert pieces[0].endswith("0\n") and pieces[2] == "\n" and pieces[3].endswith("0\t") and pieces[4] == "\n"
+    assert "".join(pieces) == out[1].decode()
+
+
 def test_bulk_output_with_slow_reader_loses_nothing(harness):
     spec = harness.spec(["dd", "if=/dev/zero", "bs=65536", "count=160"])
 
