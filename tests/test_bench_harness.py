@@ -1,7 +1,8 @@
-"""The benchmark harness's pure parts (bench/stats.py): medians, ratios, targets, the table. No timing:
-`make bench` is never a timed assertion in `make test`."""
+"""The benchmark harness: its pure parts (bench/stats.py: medians, ratios, targets, the table) and the
+fresh file system it gives the engines. No timing: `make bench` is never a timed assertion in `make test`."""
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -64,3 +65,28 @@ def test_table_shows_values_na_with_reasons_and_verdicts() -> None:
     assert " - " in size_row and "1.50 MB" in size_row
     assert "n/a [2]" in pull_row and pull_row.endswith("n/a")
     assert "[1] podman not installed" in lines and any("pull is not implemented" in line for line in lines)
+
+
+def test_engines_get_a_fresh_filesystem_like_the_hosts(tmp_path: Path) -> None:
+    """bench/run.py puts the engines' data on a new ext4 (journal only if the host's has one); the
+    harness's remove_tree takes it away with everything else."""
+    import subprocess
+
+    import run
+    from hostkit import mounts_under, remove_tree
+    work = tmp_path / "work"
+    work.mkdir()
+    try:
+        roots = run.fresh_filesystem(work, size="256M")
+        assert roots == work / "fs" and mounts_under(str(roots)) == [str(roots)]
+        fstype = subprocess.run(["findmnt", "-n", "-o", "FSTYPE", "--target", str(roots)], capture_output=True,
+                                text=True).stdout.strip()
+        assert fstype == "ext4"
+        source = subprocess.run(["findmnt", "-n", "-o", "SOURCE", "--target", str(roots)], capture_output=True,
+                                text=True).stdout.strip()
+        journaled = any(j.rsplit("-", 1)[0] == Path(source).name for j in os.listdir("/proc/fs/jbd2"))
+        assert journaled == run._host_has_journal(tmp_path)
+        (roots / "probe").write_text("x")
+    finally:
+        remove_tree(work)
+    assert not work.exists() and not mounts_under(str(work))
