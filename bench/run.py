@@ -46,9 +46,9 @@ def log(message: str, _t0: list[float] = [time.monotonic()]) -> None:   # noqa: 
 
 
 def fresh_filesystem(work: Path, size: str = "32G") -> Path:
-    """A new ext4 on a sparse loop image under `work`, mounted at work/fs, for every engine's data: the
-    engines meet the same clean file system in every run instead of the host's /tmp, whose state drifts
-    with everything done on the machine before. On this VM (ext4 without a journal) creating a file in
+    """A new ext4 on a sparse loop image (direct I/O) under `work`, mounted at work/fs, for every engine's
+    data: the engines meet the same clean file system in every run instead of the host's /tmp, whose state
+    drifts with everything done on the machine before. On this VM (ext4 without a journal) creating a file in
     /tmp came to cost 0.15-0.7 ms instead of ~0.02 (the inode allocator skips freed inodes it takes for
     recent ones), which moved the per-container figures by half between runs. The new file system has a
     journal only if the host's has one, so that the engines' file system work stays what it is here.
@@ -62,6 +62,11 @@ def fresh_filesystem(work: Path, size: str = "32G") -> Path:
                        timeout=120)
         mnt.mkdir()
         subprocess.run(["mount", "-o", "loop", str(image), str(mnt)], check=True, capture_output=True, timeout=60)
+        # direct I/O: the image's blocks go to the disk once, not through a second page cache whose
+        # writeback (of the last pull's 200 MB, say) would run during the next sample
+        device = subprocess.run(["findmnt", "-n", "-o", "SOURCE", "--target", str(mnt)], capture_output=True,
+                                text=True, timeout=10).stdout.strip()
+        subprocess.run(["losetup", "--direct-io=on", device], capture_output=True, timeout=30)
     except (OSError, subprocess.SubprocessError) as exc:
         log(f"no fresh file system for the engines ({exc}): using {work}")
         return work

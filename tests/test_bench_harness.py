@@ -68,8 +68,8 @@ def test_table_shows_values_na_with_reasons_and_verdicts() -> None:
 
 
 def test_engines_get_a_fresh_filesystem_like_the_hosts(tmp_path: Path) -> None:
-    """bench/run.py puts the engines' data on a new ext4 (journal only if the host's has one); the
-    harness's remove_tree takes it away with everything else."""
+    """bench/run.py puts the engines' data on a new ext4 (journal only if the host's has one) on a loop
+    device with direct I/O; the harness's remove_tree takes it away with everything else."""
     import subprocess
 
     import run
@@ -86,6 +86,7 @@ def test_engines_get_a_fresh_filesystem_like_the_hosts(tmp_path: Path) -> None:
                                 text=True).stdout.strip()
         journaled = any(j.rsplit("-", 1)[0] == Path(source).name for j in os.listdir("/proc/fs/jbd2"))
         assert journaled == run._host_has_journal(tmp_path)
+        assert Path(f"/sys/block/{Path(source).name}/loop/dio").read_text().strip() == "1"   # one page cache
         (roots / "probe").write_text("x")
     finally:
         remove_tree(work)
