@@ -100,10 +100,12 @@ def _insert_path(site_packages):
     sys.path.append(site_packages)
 
 
-_site_packages = None if _shiv_overrides() else _extracted_site_packages()
-if _site_packages is None and not _shiv_overrides():
-    _extract_in_child()
+_site_packages = None
+if not _shiv_overrides():
     _site_packages = _extracted_site_packages()
+    if _site_packages is None:
+        _extract_in_child()
+        _site_packages = _extracted_site_packages()
 if _site_packages is None:  # shiv overrides asked for, or the extraction failed: shiv handles it
     import _bootstrap
 
