@@ -623,9 +623,9 @@ class Puller:
         sem = asyncio.Semaphore(max(1, self.opts.max_concurrent))
         blobs: dict[int, _GrowingBlob] = {}
 
-        async def download(i: int) -> str:
+        async def download(i: int) -> None:
             async with sem:
-                return await self._download(ref, layers[i], blobs[i])
+                await self._download(ref, layers[i], blobs[i])
 
         tasks: dict[int, asyncio.Future] = {}
         try:
@@ -669,18 +669,17 @@ class Puller:
         await self.emit({"status": "Extracting", "progressDetail": {"current": size, "total": size},
                          "progress": progress_bar(size, size), "id": lid})
 
-    async def _download(self, ref: Reference, desc: dict, blob: "_GrowingBlob") -> str:
+    async def _download(self, ref: Reference, desc: dict, blob: "_GrowingBlob") -> None:
         """Stream the blob to blob's temp file, hashing as it comes; a cut connection resumes with Range.
         The extraction may read the file as it grows; it sees the end only once the digest checked out."""
         digest, total = desc["digest"], int(desc.get("size") or 0)
         lid = short(digest)
-        path = blob.path
         progress = Progress(self.emit, lid, "Downloading", total)
         h = hashlib.sha256()
         got, failures = 0, 0
         t0 = time.monotonic()
         try:
-            with open(path, "wb", buffering=0) as f:   # unbuffered: what `blob` says is written, is
+            with open(blob.path, "wb", buffering=0) as f:   # unbuffered: what `blob` says is written, is
                 while True:
                     headers = {"Range": f"bytes={got}-"} if got else {}
                     try:
@@ -717,7 +716,6 @@ class Puller:
                 raise registry_error(500, f"filesystem layer verification failed for digest {digest}")
             blob.finish(None)
             await status(self.emit, "Download complete", lid)
-            return path
         except BaseException as exc:
             blob.finish(exc)
             raise
