@@ -1917,7 +1917,6 @@ add_exec_namespaces(struct spec *s, execd_error_t *err)
 	return 0;
 }
 
-
 static int
 setup_container(struct spec *s, const struct stdio_pipes *p, const sigset_t *mask, execd_error_t *err)
 {
