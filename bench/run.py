@@ -45,7 +45,7 @@ def log(message: str, _t0: list[float] = [time.monotonic()]) -> None:   # noqa: 
     print(f"[{time.monotonic() - _t0[0]:6.1f}s] {message}", file=sys.stderr, flush=True)
 
 
-def fresh_filesystem(work: Path, size: str = "32G") -> Path:
+def fresh_filesystem(work: Path, size: int = 32 << 30) -> Path:
     """A new ext4 on a sparse loop image (direct I/O) under `work`, mounted at work/fs, for every engine's
     data: the engines meet the same clean file system in every run instead of the host's /tmp, whose state
     drifts with everything done on the machine before. On this VM (ext4 without a journal) creating a file in
@@ -57,16 +57,14 @@ def fresh_filesystem(work: Path, size: str = "32G") -> Path:
     features = [] if _host_has_journal(work) else ["-O", "^has_journal"]
     try:
         with image.open("wb") as f:
-            f.truncate(_size_bytes(size))
+            f.truncate(size)
         subprocess.run(["mkfs.ext4", "-q", "-F", *features, str(image)], check=True, capture_output=True,
                        timeout=120)
         mnt.mkdir()
         subprocess.run(["mount", "-o", "loop", str(image), str(mnt)], check=True, capture_output=True, timeout=60)
         # direct I/O: the image's blocks go to the disk once, not through a second page cache whose
         # writeback (of the last pull's 200 MB, say) would run during the next sample
-        device = subprocess.run(["findmnt", "-n", "-o", "SOURCE", "--target", str(mnt)], capture_output=True,
-                                text=True, timeout=10).stdout.strip()
-        subprocess.run(["losetup", "--direct-io=on", device], capture_output=True, timeout=30)
+        subprocess.run(["losetup", "--direct-io=on", mount_source(mnt)], capture_output=True, timeout=30)
     except (OSError, subprocess.SubprocessError) as exc:
         log(f"no fresh file system for the engines ({exc}): using {work}")
         return work
@@ -74,20 +72,20 @@ def fresh_filesystem(work: Path, size: str = "32G") -> Path:
     return mnt
 
 
+def mount_source(path: Path) -> str:
+    """The device of the file system holding `path` (e.g. /dev/vda, /dev/loop0)."""
+    return subprocess.run(["findmnt", "-n", "-o", "SOURCE", "--target", str(path)], capture_output=True,
+                          text=True, timeout=10).stdout.strip()
+
+
 def _host_has_journal(path: Path) -> bool:
     """Whether the file system holding `path` has a jbd2 journal (/proc/fs/jbd2 lists them by device)."""
     try:
-        source = subprocess.run(["findmnt", "-n", "-o", "SOURCE", "--target", str(path)], capture_output=True,
-                                text=True, timeout=10).stdout.strip()
+        device = os.path.basename(mount_source(path))
         journals = os.listdir("/proc/fs/jbd2")
     except (OSError, subprocess.SubprocessError):
         return True
-    device = os.path.basename(source)
     return any(name.rsplit("-", 1)[0] == device for name in journals)
-
-
-def _size_bytes(size: str) -> int:
-    return int(size[:-1]) << {"M": 20, "G": 30}[size[-1]]
 
 
 def apt_install(package: str) -> bool:

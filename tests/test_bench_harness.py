@@ -77,13 +77,13 @@ def test_engines_get_a_fresh_filesystem_like_the_hosts(tmp_path: Path) -> None:
     work = tmp_path / "work"
     work.mkdir()
     try:
-        roots = run.fresh_filesystem(work, size="256M")
+        roots = run.fresh_filesystem(work, size=256 << 20)
         assert roots == work / "fs" and mounts_under(str(roots)) == [str(roots)]
         fstype = subprocess.run(["findmnt", "-n", "-o", "FSTYPE", "--target", str(roots)], capture_output=True,
                                 text=True).stdout.strip()
         assert fstype == "ext4"
-        source = subprocess.run(["findmnt", "-n", "-o", "SOURCE", "--target", str(roots)], capture_output=True,
-                                text=True).stdout.strip()
+        source = run.mount_source(roots)
+        assert source.startswith("/dev/loop")
         journaled = any(j.rsplit("-", 1)[0] == Path(source).name for j in os.listdir("/proc/fs/jbd2"))
         assert journaled == run._host_has_journal(tmp_path)
         assert Path(f"/sys/block/{Path(source).name}/loop/dio").read_text().strip() == "1"   # one page cache
