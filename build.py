@@ -183,7 +183,7 @@ def copy_pyd_package(src: Path, dest: Path) -> None:
 NATIVE_CFFI_SCRIPT = """\
 import sys
 sys.path.insert(0, sys.argv[1])
-from pyd import native
+from pyd.daemon.runtime import native
 native.ffi_builder().emit_python_code(sys.argv[2])
 """
 

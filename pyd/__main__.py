@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import sys
 
-from pyd.cli.flags import BOOL, LIST, STRING, Flag, FlagError, Spec, help_text, parse
+from pyd.client.flags import BOOL, LIST, STRING, Flag, FlagError, Spec, help_text, parse
 
 GLOBAL_SPEC = Spec(
     usage="[OPTIONS] COMMAND [ARG...]",
@@ -44,7 +44,7 @@ def _cert_path(given: str | None, name: str) -> str | None:
 
 
 def _make_cli(opts):
-    from pyd.cli.common import Cli, StatusError, TLSOptions, normalize_host
+    from pyd.client.common import Cli, StatusError, TLSOptions, normalize_host
     hosts = opts.host or ([os.environ["PYD_HOST"]] if os.environ.get("PYD_HOST") else [])
     if len(hosts) > 1:
         raise StatusError(1, "Specify only one -H")
@@ -71,15 +71,15 @@ def main(argv: list[str] | None = None) -> int:
     if words and words[0] == "daemon":
         # the daemon takes the global flags too (-H may repeat there): hand them on as given
         global_tokens = argv[:len(argv) - len(words)]
-        from pyd.daemon import main as daemon_main
+        from pyd.daemon.main import main as daemon_main
         return daemon_main(global_tokens + words[1:])
-    from pyd import cli as registry
+    from pyd import client as registry
     if help_requested or not words or words[0] == "help":
         if words and words[0] == "help" and len(words) > 1:
             return main(argv[:len(argv) - len(words)] + words[1:] + ["--help"])
         sys.stdout.write(registry.root_help(_global_help()))
         return 0
-    from pyd.cli.common import StatusError
+    from pyd.client.common import StatusError
     try:
         cli = _make_cli(opts)
     except StatusError as exc:

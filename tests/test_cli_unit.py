@@ -9,15 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from pyd.cli import flags
-from pyd.cli.container import (SPECS as CONTAINER_SPECS, ContainerRow, PS_HEADERS, PS_TABLE,
+from pyd.client import flags
+from pyd.client.container import (SPECS as CONTAINER_SPECS, ContainerRow, PS_HEADERS, PS_TABLE,
                                build_create_request, displayable_ports, familiar_reference, read_env_file,
                                run_status_error)
-from pyd.cli.formatting import (FormatError, api_timestamp, binary_size, ellipsis, human_duration, human_size,
+from pyd.client.formatting import (FormatError, api_timestamp, binary_size, ellipsis, human_duration, human_size,
                                 render, tabwrite)
-from pyd.cli.image import IMAGE_HEADERS, IMAGES_TABLE, image_rows, split_reference
-from pyd.cli.system import format_event
-from pyd.cli.template import Template, TemplateExecError, TemplateParseError, go_quote
+from pyd.client.image import IMAGE_HEADERS, IMAGES_TABLE, image_rows, split_reference
+from pyd.client.system import format_event
+from pyd.client.gotemplate import Template, TemplateExecError, TemplateParseError, go_quote
 
 REPO = Path(__file__).resolve().parent.parent
 NOW = 1_800_000_000.0
@@ -284,7 +284,7 @@ def test_create_body(tmp_path):
     ("No such image: x:latest", 125),
 ])
 def test_run_exit_status_from_the_error(message, status):
-    from pyd.cli.common import Cli
+    from pyd.client.common import Cli
     from pyd.proto import APIError
     err = run_status_error(Cli(), APIError(500, message))
     assert err.status == status

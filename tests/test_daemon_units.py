@@ -6,13 +6,13 @@ import os
 
 import pytest
 
-from pyd import config as daemon_config
-from pyd.container import merge_env
-from pyd.containers import entrypoint_and_args, merge_image_config, parse_signal
-from pyd.errors import BadParameter
-from pyd.logs import LogReader
-from pyd.rootpath import resolve_in_root
-from pyd.validate import check_create_body
+from pyd.daemon import config as daemon_config
+from pyd.daemon.containers.model import merge_env
+from pyd.daemon.containers.service import entrypoint_and_args, merge_image_config, parse_signal
+from pyd.daemon.errors import BadParameter
+from pyd.daemon.containers.logs import LogReader
+from pyd.daemon.storage.rootpath import resolve_in_root
+from pyd.daemon.api.validate import check_create_body
 
 
 def test_flags_and_file_conflict(tmp_path):

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from pyd import dockerignore
-from pyd.dockerfile import DockerfileError, Lexer, parse, split_stages
+from pyd.formats import dockerignore
+from pyd.daemon.build.dockerfile import DockerfileError, Lexer, parse, split_stages
 
 
 def test_directives_continuations_comments():

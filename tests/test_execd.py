@@ -21,8 +21,8 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))   # run from anywhere, without an installed pyd
 
-from pyd import execdriver  # noqa: E402
-from pyd.execdriver import ContainerSpec, ExecDriver, ExecError, Execd, ExitStatus, Mount, Process  # noqa: E402
+from pyd.daemon.runtime import execdriver  # noqa: E402
+from pyd.daemon.runtime.execdriver import ContainerSpec, ExecDriver, ExecError, Execd, ExitStatus, Mount, Process  # noqa: E402
 
 EXECD_SRC = REPO / "pyd" / "execd.c"
 EXECD_BIN = REPO / "pyd" / "execd"
@@ -473,7 +473,7 @@ def test_reattach_with_nothing_there_returns_none(harness):
 STARTER = """
 import asyncio, json, sys
 sys.path.insert(0, {repo!r})
-from pyd.execdriver import ContainerSpec, ExecDriver, Process
+from pyd.daemon.runtime.execdriver import ContainerSpec, ExecDriver, Process
 async def main():
     spec = ContainerSpec(id="survivor", rootfs={rootfs!r}, process=Process(args=["sleep", "100"], env=[]),
                          hostname="survivor", state_dir={state!r}, log_path=None)
@@ -544,7 +544,7 @@ def test_oversized_record_is_rejected(execd_path):
 def test_seccomp_profile_is_compiled_once_and_enforced(harness):
     """The driver has execd compile a profile once (`execd --seccomp-bpf`) and sends the filter with every
     start: the container is filtered (mkdir -> EPERM here) and the second start reuses the same bytes."""
-    from pyd.execdriver import Security
+    from pyd.daemon.runtime.execdriver import Security
     profile = [("seccomp_default", str(0x7FFF0000)), ("seccomp_arch", "x86_64"),
                ("seccomp_rule", f"{0x00050000 | 1} mkdir 0"), ("seccomp_rule", f"{0x00050000 | 1} mkdirat 0")]
     script = "mkdir /tmp/x 2>/dev/null; echo mkdir=$?"

@@ -41,9 +41,11 @@ def _ensure_proto() -> None:
 
 _ensure_proto()
 
-from pyd import archive, graph, native  # noqa: E402
-from pyd.errors import BadParameter, Conflict, NotFound  # noqa: E402
-from pyd.graph import Graph, parse_reference  # noqa: E402
+from pyd.daemon.storage import archive  # noqa: E402
+from pyd.daemon.storage import graph
+from pyd.daemon.runtime import native
+from pyd.daemon.errors import BadParameter, Conflict, NotFound  # noqa: E402
+from pyd.daemon.storage.graph import Graph, parse_reference  # noqa: E402
 
 BUSYBOX = "/bin/busybox"
 APPLETS = ["sh", "ls", "cat", "echo", "true"]
@@ -265,7 +267,7 @@ def test_unknown_driver_is_an_error(data_root):
 
 
 def test_atomic_write_replaces_whole_file(tmp_path):
-    from pyd.fsutil import atomic_write, atomic_write_json
+    from pyd.daemon.fsutil import atomic_write, atomic_write_json
     p = str(tmp_path / "f.json")
     atomic_write_json(p, {"a": 1})
     atomic_write(p, b"new", 0o600)

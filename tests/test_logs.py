@@ -6,7 +6,7 @@ import os
 import re
 import time
 
-from pyd.logs import parse_size, rotation_limits
+from pyd.daemon.containers.logs import parse_size, rotation_limits
 
 
 def log_files(daemon, cid: str) -> list[str]:

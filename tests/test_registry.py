@@ -14,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 import images
-from pyd import registry as reg
+from pyd.daemon.images import registry as reg
 
 
 def _blob_put(daemon, registry, repo: str, data: bytes) -> str:

@@ -1,0 +1,218 @@
+"""Output helpers shared by the commands: docker's human units, tabwriter tables, --format handling, times."""
+from __future__ import annotations
+
+import time
+
+TYPE_CHECKING = False     # typing costs milliseconds at every start
+if TYPE_CHECKING:
+    from typing import Any, Iterable
+
+from pyd.formats.units import human_duration  # noqa: F401  (re-exported for the commands)
+from pyd.client.gotemplate import FormatContext, HEADER_FUNCS, Template, TemplateExecError, TemplateParseError
+
+_DECIMAL_UNITS = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"]
+_BINARY_UNITS = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB"]
+
+
+def human_size(size: float, precision: int = 3) -> str:
+    """go-units HumanSizeWithPrecision: decimal units, `precision` significant digits ("4.26MB")."""
+    i = 0
+    while size >= 1000.0 and i < len(_DECIMAL_UNITS) - 1:
+        size /= 1000.0
+        i += 1
+    return "%.*g%s" % (precision, size, _DECIMAL_UNITS[i])
+
+
+def binary_size(size: float) -> str:
+    """go-units BytesSize: binary units with 4 significant digits ("23.54GiB")."""
+    i = 0
+    while size >= 1024.0 and i < len(_BINARY_UNITS) - 1:
+        size /= 1024.0
+        i += 1
+    return "%.*g%s" % (4, size, _BINARY_UNITS[i])
+
+
+def truncate_id(ident: str) -> str:
+    """stringid.TruncateID: drop the algorithm prefix, keep 12 characters."""
+    if ":" in ident:
+        ident = ident.split(":", 1)[1]
+    return ident[:12]
+
+
+def ellipsis(s: str, width: int) -> str:
+    """Shorten to `width` characters with a trailing '…' (docker's formatter.Ellipsis)."""
+    if len(s) <= width:
+        return s
+    if width <= 1:
+        return s[:width]
+    return s[:width - 1] + "…"
+
+
+# ---------------------------------------------------------------- times
+
+def go_time_string(unix: float) -> str:
+    """Go's time.Time.String() in the local zone: '2026-11-28 15:48:26 +0000 UTC'."""
+    t = time.localtime(unix)
+    return time.strftime("%Y-%m-%d %H:%M:%S %z ", t) + (t.tm_zone or time.strftime("%z", t))
+
+
+def rfc3339_nano_fixed(unix_ns: int) -> str:
+    """jsonmessage.RFC3339NanoFixed in the local zone: '2026-11-28T15:48:39.880333796Z'."""
+    secs, nanos = divmod(unix_ns, 1_000_000_000)
+    t = time.localtime(secs)
+    off = t.tm_gmtoff or 0
+    zone = "Z" if off == 0 else "%s%02d:%02d" % ("+" if off > 0 else "-", abs(off) // 3600, abs(off) % 3600 // 60)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", t) + f".{nanos:09d}" + zone
+
+
+def parse_rfc3339(value: str) -> float | None:
+    """Parse an RFC 3339 timestamp (as the API returns them, with up to ns digits) to unix seconds."""
+    import calendar
+    import re
+    m = re.fullmatch(r"(\d{4})-(\d\d)-(\d\d)[T ](\d\d):(\d\d):(\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)?", value.strip())
+    if not m:
+        return None
+    y, mo, d, h, mi, s = (int(m.group(i)) for i in range(1, 7))
+    frac = float(m.group(7) or 0)
+    zone = m.group(8)
+    if zone is None:                      # no zone: local time, as docker's GetTimestamp
+        return time.mktime((y, mo, d, h, mi, s, 0, 0, -1)) + frac
+    base = calendar.timegm((y, mo, d, h, mi, s, 0, 0, 0)) + frac
+    if zone != "Z":
+        sign = 1 if zone[0] == "+" else -1
+        base -= sign * (int(zone[1:3]) * 3600 + int(zone[4:6]) * 60)
+    return base
+
+
+def parse_go_duration(value: str) -> float | None:
+    """time.ParseDuration ("1h30m", "42m", "1.5s", "300ms") in seconds; None when not a duration."""
+    import re
+    units = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+    m = re.fullmatch(r"([-+]?)((?:\d+(?:\.\d*)?|\.\d+)(?:ns|us|µs|ms|s|m|h))+", value)
+    if not m:
+        return None
+    total = sum(float(num) * units[unit] for num, unit in re.findall(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)", value))
+    return -total if m.group(1) == "-" else total
+
+
+def api_timestamp(value: str, now: float | None = None) -> str:
+    """docker's timetypes.GetTimestamp: a relative duration ("42m"), an RFC 3339 time, a date, or a unix
+    timestamp, turned into the "seconds.nanoseconds" string the API takes for since/until."""
+    if value == "":
+        return ""
+    now = time.time() if now is None else now
+    dur = parse_go_duration(value)
+    if dur is not None:
+        return _seconds_string(now - dur)
+    import re
+    if re.fullmatch(r"\d+(\.\d+)?", value):
+        return value
+    ts = parse_rfc3339(value)
+    if ts is None and re.fullmatch(r"\d{4}-\d\d-\d\d", value):
+        ts = parse_rfc3339(value + "T00:00:00")
+    if ts is None and re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d(:\d\d)?", value):
+        ts = parse_rfc3339(value + (":00:00" if len(value) == 13 else ":00"))
+    if ts is None:
+        raise ValueError(f'failed to parse value as time or duration: "{value}"')
+    return _seconds_string(ts)
+
+
+def _seconds_string(ts: float) -> str:
+    ns = int(round(ts * 1e9))
+    return f"{ns // 1_000_000_000}.{ns % 1_000_000_000:09d}"
+
+
+# ---------------------------------------------------------------- tabwriter
+
+def tabwrite(text: str, minwidth: int = 10, padding: int = 3) -> str:
+    """Go's text/tabwriter with padchar ' ' and no flags: tab-terminated cells aligned per column block.
+
+    A column block is a run of consecutive lines that have a cell in that column; the last cell of a
+    line is not tab-terminated and takes no part in alignment.
+    """
+    lines = [line.split("\t") for line in text.split("\n")]
+    widths: list[list[int]] = [[0] * (len(cells) - 1) for cells in lines]
+    _align(lines, widths, 0, 0, len(lines), minwidth, padding)
+    out = []
+    for cells, ws in zip(lines, widths):
+        out.append("".join(c + " " * (w - len(c)) for c, w in zip(cells[:-1], ws)) + cells[-1])
+    return "\n".join(out)
+
+
+def _align(lines: list[list[str]], widths: list[list[int]], col: int, start: int, end: int,
+           minwidth: int, padding: int) -> None:
+    i = start
+    while i < end:
+        if len(lines[i]) - 1 <= col:
+            i += 1
+            continue
+        j = i
+        width = minwidth
+        while j < end and len(lines[j]) - 1 > col:
+            width = max(width, len(lines[j][col]) + padding)
+            j += 1
+        for k in range(i, j):
+            widths[k][col] = width
+        _align(lines, widths, col + 1, i, j, minwidth, padding)
+        i = j
+
+
+# ---------------------------------------------------------------- --format
+
+class FormatError(Exception):
+    """A bad --format template: message as docker prints it."""
+
+
+def render(fmt: str, rows: Iterable[FormatContext], headers: dict[str, str]) -> str:
+    """docker's formatter.Context: 'table ...' prints a header and aligns columns; a plain template
+    prints one line per row; 'json' prints each row as JSON."""
+    if fmt == "json":
+        fmt = "{{json .}}"
+    is_table = fmt.startswith("table")
+    body = fmt[len("table"):] if is_table else fmt
+    body = body.strip(" ").replace("\\t", "\t").replace("\\n", "\n")
+    try:
+        tmpl = Template(body)
+    except TemplateParseError as exc:
+        raise FormatError(f"failed to parse template: {exc}") from None
+    out = []
+    try:
+        for row in rows:
+            out.append(tmpl.execute(row) + "\n")
+    except TemplateExecError as exc:
+        raise FormatError(f"failed to execute template: {exc}") from None
+    text = "".join(out)
+    if not is_table:
+        return text
+    try:
+        header = tmpl.execute(_HeaderContext(headers), HEADER_FUNCS)
+    except TemplateExecError:
+        header = ""
+    return tabwrite(header + "\n" + text)
+
+
+class _HeaderContext(FormatContext):
+    """Stands for the header map: every field is its column title ("" when it has none)."""
+
+    def __init__(self, headers: dict[str, str]) -> None:
+        self.headers = headers
+
+    def template_field(self, name: str, args: list[Any]) -> Any:
+        return self.headers.get(name, "")
+
+
+def listing_template(cli, opts, table: str) -> str:
+    """The template of ps/images: {{.ID}} with -q (warning when --format is also set), else --format,
+    else the command's table."""
+    template = opts.format
+    if opts.quiet and template and template != "table":
+        cli.err("WARNING: Ignoring custom format, because both --format and --quiet are set.\n")
+    if opts.quiet:
+        return "{{.ID}}"
+    return table if not template or template == "table" else template
+
+
+def labels_text(labels: dict | None) -> str:
+    """The Labels column: k=v pairs sorted by key, comma-separated."""
+    labels = labels or {}
+    return ",".join(f"{k}={labels[k]}" for k in sorted(labels))

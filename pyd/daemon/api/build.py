@@ -1,0 +1,133 @@
+"""/build and /build/prune: the classic builder behind Docker's JSON progress stream.
+
+The context tar (plain or compressed) is extracted as it arrives into a temporary folder under
+data-root/tmp, never held in memory; the Dockerfile is parsed before the response starts, so a bad one is
+a plain 400, as dockerd answers it.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import tempfile
+from typing import TYPE_CHECKING, Any, Iterator
+
+from pyd.daemon.storage import archive
+from pyd.daemon.api.util import releasing_memory
+from pyd.daemon.errors import BadParameter
+from pyd.formats.reference import parse_reference
+
+if TYPE_CHECKING:
+    from pyd.daemon.build.builder import BuildOptions
+    from pyd.daemon.main import Daemon
+
+
+def register(router: Any, daemon: "Daemon") -> None:
+    tmp_dir = os.path.join(daemon.cfg.data_root, "tmp")
+    running: set = set()      # builds under way: prune keeps the images they stand on
+
+    async def build(req) -> None:
+        from pyd.daemon.build.builder import BuildError, Builder, short   # lazy: the builder stays out of an idle daemon
+        opts = _options(req)
+        if req.arg("remote"):
+            raise BadParameter("remote build contexts (URLs, git) are not supported by this daemon")
+        context = tempfile.mkdtemp(prefix="build-", dir=tmp_dir)
+        builder = None
+        try:
+            await _receive_context(req, context)
+            out: Any = None
+
+            async def emit(msg: dict) -> None:
+                await out.write_json(msg)
+
+            builder = Builder(daemon, context, opts, emit)
+            builder.prepare()   # a bad Dockerfile is a plain 400, before the stream starts
+            out = await req.stream(200, "application/json")
+            running.add(builder)
+            try:
+                image_id = await builder.run()
+            except BuildError as exc:
+                detail: dict[str, Any] = {"message": exc.message}
+                if exc.code:
+                    detail["code"] = exc.code
+                await out.write_json({"errorDetail": detail, "error": exc.message})
+                await out.close()
+                return
+            except (BadParameter, OSError) as exc:
+                message = getattr(exc, "message", None) or str(exc)
+                await out.write_json({"errorDetail": {"message": message}, "error": message})
+                await out.close()
+                return
+            if opts.quiet:
+                await out.write_json({"stream": image_id + "\n"})
+            else:
+                await out.write_json({"stream": f"Successfully built {short(image_id)}\n"})
+            for tag in opts.tags:
+                await asyncio.to_thread(daemon.graph.tag, image_id, tag)
+                ref = parse_reference(tag).familiar()
+                daemon.events.publish("image", "tag", image_id, {"name": ref})
+                if not opts.quiet:
+                    await out.write_json({"stream": f"Successfully tagged {ref}\n"})
+            await out.close()
+        finally:
+            running.discard(builder)
+            await asyncio.to_thread(shutil.rmtree, context, True)
+
+    async def prune(req) -> dict:
+        from pyd.daemon.api.util import filters_arg
+        from pyd.daemon.build.cache import prune_build_cache, until_arg
+        until = until_arg(filters_arg(req).get("until", []))
+        held = [i for b in list(running) for i in b.held_images()]
+        return await asyncio.to_thread(prune_build_cache, daemon.graph, daemon.containers.image_in_use, held,
+                                       until)
+
+    router.add("POST", "/build", releasing_memory(daemon, build))
+    router.add("POST", "/build/prune", prune)
+
+
+def _options(req: Any) -> BuildOptions:
+    from pyd.daemon.build.builder import BuildOptions
+    from pyd.daemon.images.pull import decode_registry_config
+    tags = [t for t in req.query.get("t", []) if t]
+    for t in tags:
+        try:
+            ref = parse_reference(t)
+        except BadParameter:
+            raise BadParameter(f'invalid tag "{t}": invalid reference format') from None
+        if ref.digest:
+            raise BadParameter(f'invalid tag "{t}": refusing to create a tag with a digest reference')
+    buildargs = req.arg_json("buildargs", None) or {}
+    labels = req.arg_json("labels", None) or {}
+    if not isinstance(buildargs, dict) or not isinstance(labels, dict):
+        raise BadParameter("buildargs and labels must be JSON objects")
+    extrahosts = []
+    for value in req.query.get("extrahosts", []):
+        extrahosts.extend(h for h in value.replace(",", " ").split() if h)
+    return BuildOptions(
+        dockerfile=req.arg("dockerfile") or "Dockerfile", tags=tags,
+        buildargs={str(k): (None if v is None else str(v)) for k, v in buildargs.items()},
+        target=req.arg("target") or "", nocache=req.arg_bool("nocache"), rm=req.arg_bool("rm", True),
+        forcerm=req.arg_bool("forcerm"), labels={str(k): str(v) for k, v in labels.items()},
+        quiet=req.arg_bool("q"), networkmode=req.arg("networkmode") or "", extrahosts=extrahosts,
+        shmsize=req.arg_int("shmsize", 0) or 0, memory=req.arg_int("memory", 0) or 0,
+        auth_configs=decode_registry_config(req.headers.get("x-registry-config")))
+
+
+async def _receive_context(req: Any, context: str) -> None:
+    """Extract the request body (a tar, maybe compressed) into `context` as it streams in."""
+    loop = asyncio.get_running_loop()
+    body = req.body_stream().__aiter__()
+
+    def chunks() -> Iterator[bytes]:
+        while True:
+            try:
+                data = asyncio.run_coroutine_threadsafe(body.__anext__(), loop).result()
+            except StopAsyncIteration:
+                return
+            if data:
+                yield data
+
+    try:
+        await asyncio.to_thread(archive.extract_layer, chunks(), context, None)
+    except archive.ArchiveError as exc:
+        raise BadParameter(f"failed to read the build context: {exc}") from None

@@ -1,0 +1,73 @@
+"""/containers/{id}/pause, /unpause, /top and /stats."""
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from pyd.daemon.api.util import LazyModule
+
+stats: Any = LazyModule("pyd.daemon.containers.stats")   # imported by the first top/stats request, not by an idle daemon
+
+if TYPE_CHECKING:
+    from pyd.daemon.main import Daemon
+
+STATS_INTERVAL = 1.0     # dockerd's collector publishes once a second
+
+
+def register(router: Any, daemon: "Daemon") -> None:
+    svc = daemon.containers
+
+    async def pause(req, id: str) -> None:
+        await svc.pause(id)
+
+    async def unpause(req, id: str) -> None:
+        await svc.unpause(id)
+
+    async def top(req, id: str) -> dict:
+        c = svc.get(id)
+        result = await asyncio.to_thread(stats.top, daemon.cgroups, c, req.arg("ps_args") or "")
+        svc._event(c, "top")
+        return result
+
+    async def stats_(req, id: str) -> None:
+        await stats_stream(req, daemon, svc.get(id))
+
+    router.add("POST", "/containers/{id}/pause", pause)
+    router.add("POST", "/containers/{id}/unpause", unpause)
+    router.add("GET", "/containers/{id}/top", top)
+    router.add("GET", "/containers/{id}/stats", stats_)
+
+
+async def stats_stream(req: Any, daemon: "Daemon", c: Any) -> None:
+    """dockerd's ContainerStats: one sample a second with the previous one as precpu; stream=false sends
+    the second sample (so CPU% is not 0); one-shot sends the first at once; a stopped container gets one
+    empty sample. The stream ends when the container stops or the client goes."""
+    stream = req.arg_bool("stream", True)
+    one_shot = req.arg_bool("one-shot", False)
+    if one_shot and stream:
+        from pyd.daemon.errors import BadParameter
+        raise BadParameter("cannot have stream=true and one-shot=true")
+    out = await req.stream(200, "application/json")
+    try:
+        if not c.State.Running:
+            await out.write_json(stats.empty_stats(c))
+            return
+        pre_cpu, pre_read = stats.empty_cpu(), stats.ZERO_TIME
+        first, sent = True, False
+        while c.State.Running:
+            sample = await asyncio.to_thread(stats.sample, daemon.cgroups, c)
+            sample["precpu_stats"], sample["preread"] = pre_cpu, pre_read
+            pre_cpu, pre_read = sample["cpu_stats"], sample["read"]
+            if not (first and not stream and not one_shot):   # stream=false: prime precpu first
+                await out.write_json(sample)
+                sent = True
+                if not stream:
+                    return
+            first = False
+            await asyncio.sleep(STATS_INTERVAL)
+        if not sent:      # it stopped before the primed sample: what a stopped container gets
+            await out.write_json(stats.empty_stats(c))
+    except ConnectionError:
+        pass
+    finally:
+        await out.close()

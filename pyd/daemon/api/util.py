@@ -1,0 +1,80 @@
+"""Helpers shared by the route modules: filters, timestamps, request bodies spooled to disk."""
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Any
+
+from pyd.daemon.containers.model import parse_rfc3339
+from pyd.daemon.errors import BadParameter
+
+
+def releasing_memory(daemon: Any, handler: Any) -> Any:
+    """handler, then daemon.release_memory(): image and build data move through megabyte buffers, and once
+    the operation is over their free pages go back to the kernel."""
+    async def run(req: Any, **params: str) -> Any:
+        try:
+            return await handler(req, **params)
+        finally:
+            daemon.release_memory()
+    return run
+
+
+class LazyModule:
+    """A module imported on first attribute use: what only some requests need stays out of an idle daemon."""
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attr: str) -> Any:
+        import importlib
+        return getattr(importlib.import_module(self._name), attr)
+
+
+def filters_arg(req: Any) -> dict[str, list[str]]:
+    """Docker's `filters` query parameter: {"key": ["v"]} or the old {"key": {"v": true}} form."""
+    raw = req.arg_json("filters", None) or {}
+    if not isinstance(raw, dict):
+        raise BadParameter("invalid filter: filters must be a JSON object")
+    out: dict[str, list[str]] = {}
+    for key, values in raw.items():
+        if isinstance(values, dict):
+            values = [k for k, v in values.items() if v]
+        elif isinstance(values, str):
+            values = [values]
+        if not isinstance(values, list):
+            raise BadParameter(f"invalid filter '{key}'")
+        out[key] = [str(v) for v in values]
+    return out
+
+
+def check_filter_keys(filters: dict[str, list[str]], allowed: set[str]) -> None:
+    for key in filters:
+        if key not in allowed:
+            raise BadParameter(f"invalid filter '{key}'")
+
+
+def parse_time_arg(value: str | None, name: str) -> float:
+    """A unix timestamp ("1700000000.123") or RFC 3339; 0 when absent."""
+    if not value:
+        return 0.0
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        return parse_rfc3339(value)
+    except ValueError:
+        raise BadParameter(f"invalid value for {name}: {value}") from None
+
+
+async def spool_body(req: Any, tmp_dir: str) -> str:
+    """Write a (possibly huge) upload to a temp file, never holding it in memory; the caller unlinks it."""
+    fd, path = tempfile.mkstemp(dir=tmp_dir, prefix="upload-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            async for chunk in req.body_stream():
+                f.write(chunk)
+    except BaseException:
+        os.unlink(path)
+        raise
+    return path

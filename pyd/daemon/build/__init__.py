@@ -1,0 +1,1 @@
+"""The classic Dockerfile builder and its cache."""

@@ -1,0 +1,905 @@
+"""The classic builder (`POST /build` without BuildKit): stages, ARG/ENV scoping, the build cache, RUN in
+real containers, COPY/ADD, and Docker's JSON progress stream.
+
+Each step makes an image whose parent is the previous step's image, as dockerd's classic builder does:
+RUN commits the container's changes as a layer, COPY/ADD/WORKDIR commit a scratch read-write layer, every
+other instruction makes a config-only image (empty_layer in the history). The cache is dockerd's: a child of
+the current image whose `container_config` (the run config with the step's command, `#(nop) ...` for
+metadata steps, the content checksum for COPY/ADD, the build args for RUN) equals the step's.
+"""
+from __future__ import annotations
+
+import asyncio
+import codecs
+import copy
+import hashlib
+import json
+import logging
+import os
+import posixpath
+import re
+import shutil
+import stat
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
+
+from pyd.daemon.storage import archive
+from pyd.daemon.build import dockerfile
+from pyd.formats import dockerignore
+from pyd.daemon.containers import etcfiles
+from pyd.daemon.build.dockerfile import DockerfileError, Instruction, Lexer
+from pyd.daemon.errors import BadParameter, NotFound
+from pyd.proto import HTTPError
+
+if TYPE_CHECKING:
+    from pyd.daemon.main import Daemon
+    from pyd.daemon.storage.graph import Image
+
+log = logging.getLogger("pyd.builder")
+
+DEFAULT_SHELL = ["/bin/sh", "-c"]
+PROXY_ARGS = ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY", "ftp_proxy",
+              "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy")
+_EXPAND = {"add", "copy", "env", "expose", "label", "stopsignal", "user", "volume", "workdir"}
+_GO_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+_DURATION_NS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 1_000_000_000,
+                "m": 60_000_000_000, "h": 3_600_000_000_000}
+
+
+class BuildError(Exception):
+    """A failed step; `code` is the RUN's exit code (sent as errorDetail.code, the docker CLI's status)."""
+
+    def __init__(self, message: str, code: int = 0):
+        super().__init__(message)
+        self.message, self.code = message, code
+
+
+@dataclass
+class BuildOptions:
+    dockerfile: str = "Dockerfile"
+    tags: list[str] = field(default_factory=list)
+    buildargs: dict[str, str | None] = field(default_factory=dict)
+    target: str = ""
+    nocache: bool = False
+    rm: bool = True
+    forcerm: bool = False
+    labels: dict[str, str] = field(default_factory=dict)
+    quiet: bool = False
+    networkmode: str = ""
+    extrahosts: list[str] = field(default_factory=list)
+    shmsize: int = 0
+    memory: int = 0
+    auth_configs: dict[str, dict] = field(default_factory=dict)   # X-Registry-Config: registry -> credentials
+
+
+@dataclass
+class _Stage:
+    """What one stage has built so far."""
+    image: "Image | None"
+    config: dict
+    args: dict[str, str | None] = field(default_factory=dict)   # ARGs declared in this stage
+    cmd_set: bool = False
+    busted: bool = False          # a cache miss: no more lookups in this stage (dockerd's rule)
+
+    @property
+    def image_id(self) -> str:
+        return self.image.id if self.image else ""
+
+
+def short(image_id: str) -> str:
+    return image_id.split(":", 1)[-1][:12]
+
+
+def go_quote_list(items: list[str]) -> str:
+    """Go's %q of a []string: ["a" "b"]."""
+    return "[" + " ".join(json.dumps(i, ensure_ascii=False) for i in items) + "]"
+
+
+def parse_duration(value: str, name: str) -> int:
+    """A Go duration ("30s", "1m30s", "500ms") in nanoseconds; 0 when empty."""
+    if not value:
+        return 0
+    pos, total = 0, 0.0
+    for m in _GO_DURATION.finditer(value):
+        if m.start() != pos:
+            break
+        total += float(m.group(1)) * _DURATION_NS[m.group(2)]
+        pos = m.end()
+    if pos != len(value) or value == "0":
+        if value == "0":
+            return 0
+        raise BuildError(f'time: invalid duration "{value}"')
+    ns = int(total)
+    if ns < 1_000_000:
+        raise BuildError(f'Interval "{name}" cannot be less than 1ms')
+    return ns
+
+
+# ---------------------------------------------------------------------------------------------------
+
+class Builder:
+    """One build: `prepare()` reads and parses the Dockerfile (errors before any output), `run()` builds."""
+
+    def __init__(self, daemon: "Daemon", context_dir: str, opts: BuildOptions,
+                 emit: Callable[[dict], Awaitable[None]]):
+        self.daemon = daemon
+        self.graph = daemon.graph
+        self.context = context_dir
+        self.opts = opts
+        self._emit = emit
+        self.df: dockerfile.Dockerfile | None = None
+        self.meta: list[Instruction] = []
+        self.stages: list[dockerfile.Stage] = []
+        self.results: dict[str, str] = {}       # stage name or index -> image ID
+        self.meta_args: dict[str, str | None] = {}
+        self.used_args: set[str] = set()
+        self.lexer = Lexer()
+        self.held: set[str] = set()              # images this build stands on: build prune keeps them
+
+    def held_images(self) -> set[str]:
+        return self.held | {i for i in self.results.values() if i}
+
+    # ---- output -----------------------------------------------------------------------------------
+    async def out(self, text: str) -> None:
+        if not self.opts.quiet:
+            await self._emit({"stream": text})
+
+    # ---- parse ------------------------------------------------------------------------------------
+    def prepare(self) -> None:
+        name = self.opts.dockerfile or "Dockerfile"
+        path = archive.secure_join(self.context, name.lstrip("/"))
+        try:
+            with open(path, encoding="utf-8", errors="replace") as f:
+                text = f.read()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise BadParameter(f"Cannot locate specified Dockerfile: {name}") from None
+        ignore = dockerignore.load(self.context)   # dockerd drops these two when .dockerignore lists them
+        for own in (".dockerignore", name.lstrip("/")):
+            if ignore.excluded(own):
+                try:
+                    os.unlink(os.path.join(self.context, own))
+                except OSError:
+                    pass
+        if not text.strip():
+            raise BadParameter(f"the Dockerfile ({name}) cannot be empty")
+        try:
+            self.df = dockerfile.parse(text)
+            self.meta, self.stages = dockerfile.split_stages(self.df)
+        except DockerfileError as exc:
+            raise BadParameter(str(exc)) from None
+        if not self.stages:
+            raise BadParameter("dockerfile parse error on line 1: no build stage in current context")
+        self.lexer = Lexer(self.df.escape)
+        if self.opts.target:
+            names = [s.name for s in self.stages]
+            if self.opts.target.lower() not in names:
+                raise BadParameter(f"failed to reach build target {self.opts.target} in Dockerfile")
+            self.stages = self.stages[:names.index(self.opts.target.lower()) + 1]
+        for key in sorted(self.opts.labels):
+            value = self.opts.labels[key]
+            ins = Instruction("label", f"LABEL {key}={value}", 0, {"_noexpand": "1"}, "", [key, value])
+            self.stages[-1].commands.append(ins)
+
+    # ---- the build --------------------------------------------------------------------------------
+    async def run(self) -> str:
+        """Build every stage; returns the final image ID."""
+        assert self.df is not None
+        total = len(self.meta) + len(self.stages) + sum(len(s.commands) for s in self.stages)
+        step = 0
+        for warning in self.df.warnings:
+            await self.out(warning + "\n")
+        for ins in self.meta:
+            step += 1
+            await self.out(f"Step {step}/{total} : {ins.original}\n")
+            self._meta_arg(ins)
+        state: _Stage | None = None
+        for index, stage in enumerate(self.stages):
+            step += 1
+            await self.out(f"Step {step}/{total} : {stage.from_.original}\n")
+            state = await self._from(stage)
+            self.held.add(state.image_id)
+            await self.out(f" ---> {short(state.image_id)}\n")
+            for ins in stage.commands:
+                step += 1
+                await self.out(f"Step {step}/{total} : {ins.original}\n")
+                await self.dispatch(state, ins)
+                await self.out(f" ---> {short(state.image_id)}\n")
+            if state.image_id:
+                await self._emit({"aux": {"ID": state.image_id}})
+            self.results[str(index)] = state.image_id
+            if stage.name:
+                self.results[stage.name] = state.image_id
+        unused = sorted(k for k in self.opts.buildargs if k not in self.used_args and k not in PROXY_ARGS)
+        if unused:
+            await self.out(f"[Warning] One or more build-args [{' '.join(unused)}] were not consumed\n")
+        if state is None or not state.image_id:
+            raise BuildError("No image was generated. Is your Dockerfile empty?")
+        return state.image_id
+
+    def _meta_arg(self, ins: Instruction) -> None:
+        env = {k: v for k, v in self.meta_args.items() if v is not None}
+        for word in ins.args:
+            key, eq, default = word.partition("=")
+            value = self.lexer.word(default, env) if eq else None
+            key = self.lexer.word(key, env)
+            if key in self.opts.buildargs and self.opts.buildargs[key] is not None:
+                value = self.opts.buildargs[key]
+            self.meta_args[key] = value
+            self.used_args.add(key)
+            if value is not None:
+                env[key] = value
+
+    async def _from(self, stage: dockerfile.Stage) -> _Stage:
+        env = {k: v for k, v in self.meta_args.items() if v is not None}
+        try:
+            name = self.lexer.word(stage.base, env)
+        except DockerfileError as exc:
+            raise BuildError(exc.message) from None
+        if not name:
+            raise BuildError("base name (" + stage.base + ") should not be blank")
+        image = None
+        if name.lower() in self.results and not name.isdigit():
+            image_id = self.results[name.lower()]
+            image = self.graph.image(image_id) if image_id else None
+        elif name != "scratch":
+            image = await self._find_image(name)
+        config = dict(_default_config())
+        if image is not None:
+            config.update(copy.deepcopy(image.container_config()))
+        state = _Stage(image, config)
+        triggers = list(config.get("OnBuild") or [])
+        if triggers:
+            config["OnBuild"] = None
+            await self.out(f"# Executing {len(triggers)} build trigger{'s' if len(triggers) > 1 else ''}\n")
+            for text in triggers:
+                try:
+                    ins = dockerfile.parse_line(text, stage.from_.line, self.lexer.escape)
+                except DockerfileError as exc:
+                    raise BuildError(exc.message) from None
+                await self.dispatch(state, ins)
+        return state
+
+    async def _find_image(self, name: str) -> "Image":
+        """A local image, or one pulled as the classic builder does, its progress in the build output."""
+        try:
+            return self.graph.resolve_image(name)
+        except NotFound:
+            pass
+        except BadParameter as exc:
+            raise BuildError(exc.message) from None
+        from pyd.daemon.images.pull import pull_for_build
+        try:
+            return await pull_for_build(self.daemon, name, getattr(self.opts, "auth_configs", {}),
+                                        None if self.opts.quiet else self._emit)
+        except HTTPError as exc:
+            raise BuildError(exc.message) from None
+
+    # ---- dispatch ---------------------------------------------------------------------------------
+    def _env(self, state: _Stage) -> dict[str, str]:
+        """What ${VAR} sees: the stage's ARGs with values, overridden by its ENV."""
+        env = {k: v for k, v in self._arg_values(state).items() if v is not None}
+        for item in state.config.get("Env") or []:
+            key, _, value = item.partition("=")
+            env[key] = value
+        return env
+
+    def _arg_values(self, state: _Stage) -> dict[str, str | None]:
+        out: dict[str, str | None] = {}
+        for key in state.args:
+            given = self.opts.buildargs.get(key)
+            out[key] = given if key in self.opts.buildargs and given is not None else state.args[key]
+        for key in PROXY_ARGS:   # predefined: usable without an ARG
+            if key not in out and self.opts.buildargs.get(key) is not None:
+                out[key] = self.opts.buildargs[key]
+        return out
+
+    async def dispatch(self, state: _Stage, ins: Instruction) -> None:
+        handler = getattr(self, "_do_" + ins.cmd)
+        try:
+            if ins.cmd in _EXPAND and "_noexpand" not in ins.flags:
+                env = self._env(state)
+                args = [self.lexer.word(a, env) for a in ins.args]
+                flags = {k: self.lexer.word(v, env) if k in ("chown", "chmod", "from") else v
+                         for k, v in ins.flags.items()}
+            else:
+                args, flags = list(ins.args), dict(ins.flags)
+        except DockerfileError as exc:
+            raise BuildError(exc.message) from None
+        await handler(state, ins, args, flags)
+
+    def _shell(self, state: _Stage) -> list[str]:
+        return list(state.config.get("Shell") or DEFAULT_SHELL)
+
+    async def _meta_commit(self, state: _Stage, comment: str) -> None:
+        """A config-only step: cache hit or a new image without a layer."""
+        cache_config = dict(state.config, Cmd=self._shell(state) + ["#(nop) ", comment])
+        if await self._probe(state, cache_config):
+            return
+        self._commit(state, None, cache_config)
+
+    async def _probe(self, state: _Stage, cache_config: dict) -> bool:
+        if self.opts.nocache or state.busted:
+            return False
+        key = _canonical(cache_config)
+        candidates = [i for i in self.graph.images() if i.parent == state.image_id
+                      and _canonical(i.config.get("container_config")) == key]
+        if not candidates:
+            state.busted = True
+            return False
+        hit = max(candidates, key=lambda i: i.created)
+        self.held.add(hit.id)
+        await self.out(" ---> Using cache\n")
+        state.image = hit
+        return True
+
+    def _commit(self, state: _Stage, layer: Any, cache_config: dict, container_id: str = "") -> None:
+        base = state.image.config if state.image else {}
+        now = _now()
+        history = list(base.get("history") or [])
+        entry: dict[str, Any] = {"created": now, "created_by": " ".join(cache_config.get("Cmd") or [])}
+        if layer is None:
+            entry["empty_layer"] = True
+        history.append(entry)
+        diff_ids = list((base.get("rootfs") or {}).get("diff_ids") or [])
+        if layer is not None:
+            diff_ids.append(layer.diff_id)
+        config: dict[str, Any] = {
+            "architecture": base.get("architecture") or _arch(), "config": state.config,
+            "container": container_id, "container_config": cache_config, "created": now,
+            "docker_version": "pyd", "history": history, "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        }
+        if base.get("author") or state.config.get("_author"):
+            config["author"] = base.get("author")
+        data = json.dumps(config, separators=(",", ":"), ensure_ascii=False).encode()
+        state.image = self.graph.store_image(data, parent=state.image_id)
+        self.held.add(state.image.id)
+        state.config = copy.deepcopy(state.config)
+
+    # ---- metadata instructions --------------------------------------------------------------------
+    async def _do_env(self, state: _Stage, ins: Instruction, args: list[str], flags: dict) -> None:
+        env = list(state.config.get("Env") or [])
+        parts = []
+        for key, value in zip(args[::2], args[1::2]):
+            if not key:
+                raise BuildError("ENV names can not be blank")
+            env = [e for e in env if e.partition("=")[0] != key]
+            env.append(f"{key}={value}")
+            parts.append(f"{key}={value}")
+        state.config["Env"] = _merge_env_order(state.config.get("Env") or [], env)
+        await self._meta_commit(state, "ENV " + " ".join(parts))
+
+    async def _do_label(self, state: _Stage, ins: Instruction, args: list[str], flags: dict) -> None:
+        labels = dict(state.config.get("Labels") or {})
+        parts = []
+        for key, value in zip(args[::2], args[1::2]):
+            if not key:
+                raise BuildError("LABEL names can not be blank")
+            labels[key] = value
+            parts.append(f"{key}={value}")
+        state.config["Labels"] = labels
+        await self._meta_commit(state, "LABEL " + " ".join(parts))
+
+    async def _do_maintainer(self, state: _Stage, ins: Instruction, args: list[str], flags: dict) -> None:
+        await self._meta_commit(state, "MAINTAINER " + args[0])
+
+    async def _do_arg(self, state: _Stage, ins: Instruction, args: list[str], flags: dict) -> None:
+        env = self._env(state)
+        parts = []
+        for word in args:
+            key, eq, default = word.partition("=")
+            try:
+                key = self.lexer.word(key, env)
+                value = self.lexer.word(default, env) if eq else None
+            except DockerfileError as exc:
+                raise BuildError(exc.message) from None
+            if value is None and self.meta_args.get(key) is not None:
+                value = self.meta_args[key]   # `ARG X` in a stage takes the global default
+            state.args[key] = value
+            self.used_args.add(key)
+            parts.append(key + (f"={value}" if eq else ""))
+        await self._meta_commit(state, "ARG " + " ".join(parts))
+
+    async def _do_cmd(self, state: _Stage, ins: Instruction, args: list[str], flags: dict) -> None:
+        cmd = args if ins.json else self._shell(state) + args
+        state.config["Cmd"] = cmd
+        if args:
+            state.cmd_set = True
+        await self._meta_commit(state, "CMD " + go_quote_list(cmd))
+
+    async def _do_entrypoint(self, state: _Stage, ins: Instruction, args: list[str], flags: dict) -> None:
+        entry = args if ins.json else (self._shell(state) + args if args else [])
+        state.config["Entrypoint"] = entry or None
+        if not state.cmd_set:
+            state.config["Cmd"] = None   # an ENTRYPOINT drops the CMD inherited from the base image
+        await self._meta_commit(state, "ENTRYPOINT " + go_quote_list(entry))
+
+    async def _do_shell(self, state: _Stage, ins: Instruction, args: list[str], flags: dict) -> None:
+        if not args:
+            raise BuildError("SHELL requires at least one argument")
+        state.config["Shell"] = args
+        await self._meta_commit(state, "SHELL [" + " ".join(args) + "]")
+
+    async def _do_user(self, state: _Stage, ins: Instruction, args: list[str], flags: dict) -> None:
+        state.config["User"] = args[0]
+        await self._meta_commit(state, "USER " + args[0])
+
+    async def _do_stopsignal(self, state: _Stage, ins: Instruction, args: list[str], flags: dict) -> None:
+        from pyd.daemon.containers.service import parse_signal
+        try:
+            parse_signal(args[0])
+        except BadParameter as exc:
+            raise BuildError(exc.message) from None
+        state.config["StopSignal"] = args[0]
+        await self._meta_commit(state, "STOPSIGNAL " + args[0])
+
+    async def _do_expose(self, state: _Stage, ins: Instruction, args: list[str], flags: dict) -> None:
+        ports = dict(state.config.get("ExposedPorts") or {})
+        added = []
+        for spec in args:
+            port, _, proto = spec.partition("/")
+            proto = (proto or "tcp").lower()
+            low, _, high = port.partition("-")
+            if not low.isdigit() or (high and not high.isdigit()) or proto not in ("tcp", "udp", "sctp"):
+                raise BuildError(f"invalid containerPort: {spec}")
+            for p in range(int(low), int(high or low) + 1):
+                ports[f"{p}/{proto}"] = {}
+                added.append(f"{p}/{proto}")
+        state.config["ExposedPorts"] = ports
+        await self._meta_commit(state, "EXPOSE " + " ".join(sorted(added)))
+
+    async def _do_volume(self, state: _Stage, ins: Instruction, args: list[str], flags: dict) -> None:
+        volumes = dict(state.config.get("Volumes") or {})
+        for path in args:
+            if not path.strip():
+                raise BuildError("VOLUME specified can not be an empty string")
+            volumes[path] = {}
+        state.config["Volumes"] = volumes
+        await self._meta_commit(state, "VOLUME [" + " ".join(args) + "]")
+
+    async def _do_onbuild(self, state: _Stage, ins: Instruction, args: list[str], flags: dict) -> None:
+        trigger = re.sub(r"(?i)^\s*ONBUILD\s*", "", ins.original) if ins.original else args[0]
+        state.config["OnBuild"] = list(state.config.get("OnBuild") or []) + [trigger]
+        await self._meta_commit(state, "ONBUILD " + trigger)
+
+    async def _do_healthcheck(self, state: _Stage, ins: Instruction, args: list[str], flags: dict) -> None:
+        kind, rest = args[0], args[1:]
+        if kind == "NONE":
+            if rest or flags:
+                raise BuildError("HEALTHCHECK NONE takes no arguments")
+            state.config["Healthcheck"] = {"Test": ["NONE"]}
+        elif kind == "CMD":
+            if not rest:
+                raise BuildError("Missing command after HEALTHCHECK CMD")
+            health: dict[str, Any] = {"Test": (["CMD"] + rest) if ins.json else ["CMD-SHELL"] + rest}
+            for flag, key in (("interval", "Interval"), ("timeout", "Timeout"), ("start-period", "StartPeriod"),
+                              ("start-interval", "StartInterval")):
+                ns = parse_duration(flags.get(flag, ""), flag)
+                if ns:
+                    health[key] = ns
+            if flags.get("retries"):
+                try:
+                    retries = int(flags["retries"])
+                except ValueError:
+                    raise BuildError(f'strconv.ParseInt: parsing "{flags["retries"]}": invalid syntax') from None
+                if retries < 1:
+                    raise BuildError(f"--retries must be at least 1 (not {retries})")
+                health["Retries"] = retries
+            old = (state.config.get("Healthcheck") or {}).get("Test") or []
+            if old and old[0] != "NONE":
+                await self.out(f"Note: overriding previous HEALTHCHECK: {go_quote_list(old)}\n")
+            state.config["Healthcheck"] = health
+        else:
+            raise BuildError(f'Unknown type "{kind}" in HEALTHCHECK (try CMD)')
+        await self._meta_commit(state, "HEALTHCHECK " + json.dumps(state.config["Healthcheck"]))
+
+    async def _do_workdir(self, state: _Stage, ins: Instruction, args: list[str], flags: dict) -> None:
+        workdir = posixpath.normpath(posixpath.join("/", state.config.get("WorkingDir") or "/", args[0]))
+        state.config["WorkingDir"] = workdir
+        cache_config = dict(state.config, Cmd=self._shell(state) + ["#(nop) ", "WORKDIR " + workdir])
+        if await self._probe(state, cache_config):
+            return
+        layer = await self._in_scratch_layer(state, lambda root: _mkdir_in(root, workdir, 0, 0))
+        self._commit(state, layer, cache_config)
+
+    # ---- RUN --------------------------------------------------------------------------------------
+    async def _do_run(self, state: _Stage, ins: Instruction, args: list[str], flags: dict) -> None:
+        if not state.image_id:
+            raise BuildError("Please provide a source image with `from` prior to run")
+        argv = args if ins.json else self._shell(state) + args
+        env_keys = {e.partition("=")[0] for e in state.config.get("Env") or []}
+        values = self._arg_values(state)
+        build_env = [f"{k}={v}" for k, v in values.items() if v is not None and k not in env_keys]
+        keyed = sorted(f"{k}={v}" for k, v in values.items()
+                       if v is not None and k not in env_keys and (k in state.args or k not in PROXY_ARGS))
+        save_cmd = ([f"|{len(keyed)}", *keyed] + argv) if build_env else argv
+        cache_config = dict(state.config, Cmd=save_cmd)
+        if await self._probe(state, cache_config):
+            return
+        containers = self.daemon.containers
+        host_config: dict[str, Any] = {"NetworkMode": self.opts.networkmode or "default",
+                                       "LogConfig": {"Type": "none", "Config": {}}}
+        if self.opts.extrahosts:
+            host_config["ExtraHosts"] = list(self.opts.extrahosts)
+        if self.opts.shmsize:
+            host_config["ShmSize"] = self.opts.shmsize
+        if self.opts.memory:
+            host_config["Memory"] = self.opts.memory
+        body = {"Image": state.image_id, "Cmd": argv, "Entrypoint": [""],
+                "Env": list(state.config.get("Env") or []) + build_env,
+                "WorkingDir": state.config.get("WorkingDir") or "", "User": state.config.get("User") or "",
+                "Labels": dict(state.config.get("Labels") or {}), "HostConfig": host_config}
+        created = await containers.create(None, body)
+        cid = created["Id"]
+        await self.out(f" ---> Running in {cid[:12]}\n")
+        ok = False
+        try:
+            code = await self._run_container(cid)
+            if code != 0:
+                raise BuildError(f"The command '{' '.join(argv)}' returned a non-zero code: {code}", code)
+            layer = await asyncio.to_thread(self.graph.commit_rw, cid)
+            self._commit(state, layer, cache_config, cid)
+            ok = True
+        finally:
+            if self.opts.forcerm or (self.opts.rm and ok):
+                try:
+                    await containers.remove(cid, force=True, volumes=True)   # its VOLUMEs' changes go too
+                    if ok:
+                        await self.out(f" ---> Removed intermediate container {cid[:12]}\n")
+                except Exception as exc:  # the build result stands; say why the container stayed
+                    await self.out(f"Error removing intermediate container {cid[:12]}: {exc}\n")
+
+    async def _run_container(self, cid: str) -> int:
+        containers = self.daemon.containers
+        c = containers.get(cid)
+        queue: asyncio.Queue = asyncio.Queue()
+        containers.subscribe(c, queue)
+        decoders = {1: codecs.getincrementaldecoder("utf-8")("replace"),
+                    2: codecs.getincrementaldecoder("utf-8")("replace")}
+        try:
+            try:
+                await containers.start(cid)
+            except Exception as exc:
+                raise BuildError(getattr(exc, "message", str(exc)), 0) from None
+            while True:
+                item = await queue.get()
+                if item is None:
+                    break
+                stream, data = item
+                text = decoders.get(stream, decoders[1]).decode(data)
+                if text:
+                    await self.out(text)
+        finally:
+            containers.unsubscribe(c, queue)
+        result = await containers.wait(cid)
+        return int(result.get("StatusCode") or 0)
+
+    # ---- COPY / ADD -------------------------------------------------------------------------------
+    async def _do_copy(self, state: _Stage, ins: Instruction, args: list[str], flags: dict) -> None:
+        await self._copy(state, "COPY", args, flags, extract=False)
+
+    async def _do_add(self, state: _Stage, ins: Instruction, args: list[str], flags: dict) -> None:
+        for src in args[:-1]:
+            if re.match(r"^[a-z][a-z0-9+.-]*://", src) or src.startswith("git@"):
+                raise BuildError(f"ADD failed: {src}: adding remote URLs is not supported by this daemon")
+        await self._copy(state, "ADD", args, flags, extract=True)
+
+    async def _copy(self, state: _Stage, what: str, args: list[str], flags: dict, extract: bool) -> None:
+        srcs, dest = args[:-1], args[-1]
+        source_image = None
+        if flags.get("from"):
+            ref = flags["from"]
+            key = ref.lower()
+            if key in self.results:
+                image_id = self.results[key]
+                source_image = self.graph.image(image_id) if image_id else None
+            else:
+                source_image = await self._find_image(ref)
+        workdir = state.config.get("WorkingDir") or "/"
+        dest_is_dir = dest.endswith("/") or dest in (".", "..") or dest.endswith("/.")
+        if not posixpath.isabs(dest):
+            dest = posixpath.join("/", workdir, dest)
+        dest_norm = posixpath.normpath(dest)
+        mode = None
+        if flags.get("chmod"):
+            try:
+                mode = int(flags["chmod"], 8)
+            except ValueError:
+                raise BuildError(f"invalid chmod parameter: {flags['chmod']}") from None
+            if mode > 0o7777:
+                raise BuildError(f"invalid chmod parameter: {flags['chmod']}")
+        chown = flags.get("chown", "")
+
+        async def with_source_root(fn):
+            if not flags.get("from"):
+                return await asyncio.to_thread(fn, self.context)
+            if source_image is None:   # a scratch stage: nothing to copy from
+                empty = os.path.join(self.graph.tmp, "build-empty-" + os.urandom(6).hex())
+                os.makedirs(empty)
+                try:
+                    return await asyncio.to_thread(fn, empty)
+                finally:
+                    shutil.rmtree(empty, ignore_errors=True)
+            rw_id = "build-src-" + os.urandom(16).hex()
+            await asyncio.to_thread(self.graph.create_rw, rw_id, source_image.id)
+            try:
+                root = await asyncio.to_thread(self.graph.mount_rw, rw_id)
+                try:
+                    return await asyncio.to_thread(fn, root)
+                finally:
+                    await asyncio.to_thread(self.graph.unmount_rw, rw_id)
+            finally:
+                await asyncio.to_thread(self.graph.remove_rw, rw_id)
+
+        def resolve_and_hash(root: str) -> tuple[list[tuple[str, str]], str]:
+            found = _resolve_sources(root, srcs, what, bool(flags.get("from")))
+            if (len(srcs) > 1 or len(found) > 1) and not dest_is_dir:
+                raise BuildError(f"When using {what} with more than one source file, the destination must be "
+                                 "a directory and end with a /")
+            return found, _hash_sources(found)
+
+        found, digest = await with_source_root(resolve_and_hash)
+        src_from = f"--from={source_image.id if source_image else flags.get('from')} " if flags.get("from") else ""
+        extras = (f"--chown={chown} " if chown else "") + (f"--chmod={flags['chmod']} " if mode is not None else "")
+        comment = f"{what} {src_from}{extras}{digest} in {dest} "
+        cache_config = dict(state.config, Cmd=self._shell(state) + ["#(nop) ", comment])
+        if await self._probe(state, cache_config):
+            return
+
+        def write(src_root: str):
+            def into(rootfs: str) -> None:
+                uid, gid = _chown_ids(rootfs, chown)
+                found_now = _resolve_sources(src_root, srcs, what, bool(flags.get("from")))
+                for path, rel in found_now:
+                    _copy_one(path, rootfs, dest_norm, dest_is_dir or len(found_now) > 1, uid, gid, mode,
+                              extract and not flags.get("from"))
+            return into
+
+        layer = await self._copy_into_layer(state, with_source_root, write)
+        self._commit(state, layer, cache_config)
+
+    async def _copy_into_layer(self, state: _Stage, with_source_root, write) -> Any:
+        rw_id = "build-" + os.urandom(16).hex()
+        await asyncio.to_thread(self.graph.create_rw, rw_id, state.image_id or None)
+        try:
+            rootfs = await asyncio.to_thread(self.graph.mount_rw, rw_id)
+            try:
+                await with_source_root(lambda src_root: write(src_root)(rootfs))
+            finally:
+                await asyncio.to_thread(self.graph.unmount_rw, rw_id)
+            return await asyncio.to_thread(self.graph.commit_rw, rw_id)
+        finally:
+            await asyncio.to_thread(self.graph.remove_rw, rw_id)
+
+    async def _in_scratch_layer(self, state: _Stage, fn: Callable[[str], None]) -> Any:
+        """Run fn(rootfs) on a throw-away read-write layer of the current image; commit what it changed."""
+        rw_id = "build-" + os.urandom(16).hex()
+        await asyncio.to_thread(self.graph.create_rw, rw_id, state.image_id or None)
+        try:
+            rootfs = await asyncio.to_thread(self.graph.mount_rw, rw_id)
+            try:
+                await asyncio.to_thread(fn, rootfs)
+            finally:
+                await asyncio.to_thread(self.graph.unmount_rw, rw_id)
+            return await asyncio.to_thread(self.graph.commit_rw, rw_id)
+        finally:
+            await asyncio.to_thread(self.graph.remove_rw, rw_id)
+
+
+# ---------------------------------------------------------------------------------------------------
+# helpers (pure or file-level)
+
+def _default_config() -> dict:
+    return {"Hostname": "", "Domainname": "", "User": "", "AttachStdin": False, "AttachStdout": False,
+            "AttachStderr": False, "Tty": False, "OpenStdin": False, "StdinOnce": False, "Env": None,
+            "Cmd": None, "Image": "", "Volumes": None, "WorkingDir": "", "Entrypoint": None, "OnBuild": None,
+            "Labels": None}
+
+
+def _canonical(config: Any) -> str:
+    return json.dumps(config, sort_keys=True, separators=(",", ":"))
+
+
+def _merge_env_order(old: list[str], new: list[str]) -> list[str]:
+    """ENV replaces a variable in place (dockerd keeps its position) and appends new ones."""
+    values = dict(e.partition("=")[::2] for e in new)
+    out, seen = [], set()
+    for e in old:
+        k = e.partition("=")[0]
+        if k in values and k not in seen:
+            out.append(f"{k}={values[k]}")
+            seen.add(k)
+    for e in new:
+        k = e.partition("=")[0]
+        if k not in seen:
+            out.append(e)
+            seen.add(k)
+    return out
+
+
+def _now() -> str:
+    from pyd.daemon.containers.model import rfc3339
+    return rfc3339()
+
+
+def _arch() -> str:
+    import platform
+    m = platform.machine()
+    return {"x86_64": "amd64", "aarch64": "arm64"}.get(m, m)
+
+
+def _has_glob(s: str) -> bool:
+    return any(c in s for c in "*?[")
+
+
+def _resolve_sources(root: str, srcs: list[str], what: str, from_image: bool) -> list[tuple[str, str]]:
+    """(host path, path relative to root) of every source; globs matched as Go's filepath.Match."""
+    out: list[tuple[str, str]] = []
+    for src in srcs:
+        rel = posixpath.normpath(src.lstrip("/")) if src.strip("/") else "."
+        if rel.startswith("../") or rel == "..":
+            if not from_image:
+                raise BuildError(f"{what} failed: forbidden path outside the build context: {src} ()")
+            rel = "."
+        if _has_glob(rel):
+            matches = [r for r in _walk_rel(root) if dockerignore.go_match(rel, r)]
+            if not matches:
+                raise BuildError(f"{what} failed: no source files were specified")
+            out.extend((archive.secure_join(root, r), r) for r in matches)
+            continue
+        path = archive.secure_join(root, rel) if rel != "." else root
+        if not os.path.lexists(path):
+            if from_image:
+                raise BuildError(f"{what} failed: stat {posixpath.join('/', rel)}: file does not exist")
+            raise BuildError(f"{what} failed: file not found in build context or excluded by .dockerignore: "
+                             f"stat {src}: file does not exist")
+        out.append((path, rel))
+    return out
+
+
+def _walk_rel(root: str) -> list[str]:
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        base = os.path.relpath(dirpath, root)
+        for name in sorted(dirnames + filenames):
+            out.append(name if base == "." else f"{base}/{name}")
+    return out
+
+
+def _hash_sources(found: list[tuple[str, str]]) -> str:
+    """dockerd's source checksum: file:<sha256> / dir:<sha256> / multi:<sha256>, metadata included."""
+    digests = []
+    for path, rel in found:
+        h = hashlib.sha256()
+        st = os.stat(path)
+        if stat.S_ISDIR(st.st_mode):
+            for dirpath, dirnames, filenames in os.walk(path):
+                dirnames.sort()
+                for name in sorted(dirnames + filenames):
+                    full = os.path.join(dirpath, name)
+                    _hash_entry(h, os.path.relpath(full, path), full)
+            digests.append("dir:" + h.hexdigest())
+        else:
+            _hash_entry(h, "", path, follow=True)
+            digests.append("file:" + h.hexdigest())
+    if len(digests) == 1:
+        return digests[0]
+    return "multi:" + hashlib.sha256(",".join(digests).encode()).hexdigest()
+
+
+def _hash_entry(h: Any, rel: str, path: str, follow: bool = False) -> None:
+    st = os.stat(path) if follow else os.lstat(path)
+    h.update(f"{rel}\0{stat.S_IFMT(st.st_mode)}\0{stat.S_IMODE(st.st_mode):o}\0{st.st_size}\0".encode())
+    if stat.S_ISLNK(st.st_mode):
+        h.update(os.readlink(path).encode() + b"\0")
+    elif stat.S_ISREG(st.st_mode):
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+
+
+def _chown_ids(rootfs: str, chown: str) -> tuple[int, int]:
+    if not chown:
+        return 0, 0
+    user, sep, group = chown.partition(":")
+    try:
+        found = etcfiles.lookup_user(rootfs, user)
+        uid = found.uid
+        if sep:
+            gid = etcfiles.lookup_user(rootfs, f"{user}:{group}").gid
+        else:
+            try:
+                gid = etcfiles.lookup_user(rootfs, f"{user}:{user}").gid
+            except BadParameter:
+                gid = found.gid if not user.isdigit() else int(user)
+    except BadParameter as exc:
+        raise BuildError(exc.message) from None
+    return uid, gid
+
+
+def _mkdir_in(rootfs: str, path: str, uid: int, gid: int, mode: int = 0o755) -> str:
+    """mkdir -p inside rootfs (symlinks resolved within it); the host path."""
+    current = rootfs
+    rel = ""
+    for part in [p for p in path.split("/") if p]:
+        rel = f"{rel}/{part}"
+        target = archive.secure_join(rootfs, rel.lstrip("/"))
+        if not os.path.isdir(target):
+            if os.path.lexists(target):
+                os.unlink(target)
+            os.mkdir(target, mode)
+            os.chown(target, uid, gid)
+        current = target
+    return current
+
+
+def _is_archive(path: str) -> bool:
+    """A local tar (plain, gzip, bzip2, xz) that ADD unpacks."""
+    import tarfile
+    try:
+        with open(path, "rb") as f:
+            head = f.read(6)
+        if head.startswith((b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00")):
+            return True
+        return tarfile.is_tarfile(path)
+    except OSError:
+        return False
+
+
+def _copy_one(src: str, rootfs: str, dest: str, dest_is_dir: bool, uid: int, gid: int, mode: int | None,
+              extract: bool) -> None:
+    st = os.stat(src)
+    if stat.S_ISDIR(st.st_mode):
+        target = _mkdir_in(rootfs, dest, uid, gid)
+        _copy_tree(src, target, uid, gid, mode)
+        return
+    if extract and _is_archive(src):
+        target = _mkdir_in(rootfs, dest, uid, gid)
+        with open(src, "rb") as f:
+            try:
+                archive.extract_layer(f, target, whiteouts=None)
+            except archive.ArchiveError as exc:
+                raise BuildError(f"ADD failed: {exc}") from None
+        return
+    existing = archive.secure_join(rootfs, dest.lstrip("/"))
+    if dest_is_dir or os.path.isdir(existing):
+        parent = _mkdir_in(rootfs, dest, uid, gid)
+        target = os.path.join(parent, os.path.basename(src.rstrip("/")))
+    else:
+        parent = _mkdir_in(rootfs, posixpath.dirname(dest), uid, gid)
+        target = os.path.join(parent, posixpath.basename(dest))
+    _copy_file(src, target, st, uid, gid, mode)
+
+
+def _copy_file(src: str, target: str, st: os.stat_result, uid: int, gid: int, mode: int | None) -> None:
+    if os.path.lexists(target) and not os.path.isdir(target):
+        os.unlink(target)
+    elif os.path.isdir(target) and not os.path.islink(target):
+        shutil.rmtree(target)
+    shutil.copyfile(src, target, follow_symlinks=True)
+    os.chown(target, uid, gid)
+    os.chmod(target, mode if mode is not None else stat.S_IMODE(st.st_mode))
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def _copy_tree(src: str, dst: str, uid: int, gid: int, mode: int | None) -> None:
+    for name in sorted(os.listdir(src)):
+        s, d = os.path.join(src, name), os.path.join(dst, name)
+        st = os.lstat(s)
+        if stat.S_ISLNK(st.st_mode):
+            if os.path.lexists(d):
+                shutil.rmtree(d) if os.path.isdir(d) and not os.path.islink(d) else os.unlink(d)
+            os.symlink(os.readlink(s), d)
+            os.lchown(d, uid, gid)
+        elif stat.S_ISDIR(st.st_mode):
+            if not os.path.isdir(d) or os.path.islink(d):
+                if os.path.lexists(d):
+                    os.unlink(d)
+                os.mkdir(d)
+            os.chown(d, uid, gid)
+            os.chmod(d, mode if mode is not None else stat.S_IMODE(st.st_mode))
+            _copy_tree(s, d, uid, gid, mode)
+            os.utime(d, ns=(st.st_atime_ns, st.st_mtime_ns))
+        elif stat.S_ISREG(st.st_mode):
+            _copy_file(s, d, st, uid, gid, mode)

@@ -1,0 +1,1 @@
+"""Resource control through the kernel's cgroups."""

@@ -1,0 +1,1 @@
+"""Containers: the model, the service verbs and what runs beside a container (logs, health, restarts, execs)."""

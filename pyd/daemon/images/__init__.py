@@ -1,0 +1,1 @@
+"""Image services: pull, push and commit, and the registry client."""

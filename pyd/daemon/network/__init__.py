@@ -1,0 +1,1 @@
+"""Container networks: bridges, veths, NAT, port proxies, embedded DNS."""

@@ -1,0 +1,1 @@
+"""The runtime: the execd driver and the native calls Python lacks."""

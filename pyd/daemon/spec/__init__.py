@@ -1,0 +1,1 @@
+"""From a container's Docker config to the spec execd runs."""

@@ -1,0 +1,1 @@
+"""Layers, images and references on disk, the graph drivers and layer archives."""

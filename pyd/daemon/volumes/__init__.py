@@ -1,0 +1,1 @@
+"""Named and anonymous volumes (the local driver)."""
