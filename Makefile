@@ -6,7 +6,7 @@ TEST_TIMEOUT ?= 300
 PYTEST_TIMEOUT := $(shell $(PYTHON) -c 'import pytest_timeout' 2>/dev/null && echo --timeout=$(TEST_TIMEOUT))
 PYTEST_ARGS ?=
 
-.PHONY: all build deps execd demo test bench clean
+.PHONY: all build deps execd demo test test-unit bench clean
 
 all: build
 
@@ -30,6 +30,10 @@ demo: deps dist/pyd
 
 test: deps dist/pyd
 	$(PYTHON) -m pytest -q $(PYTEST_TIMEOUT) $(PYTEST_ARGS) tests
+
+# the pure parts alone: no root, no dist/pyd, seconds
+test-unit:
+	$(PYTHON) -m pytest -q $(PYTEST_ARGS) tests/unit
 
 bench: dist/pyd
 	@if [ -f bench/run.py ]; then $(PYTHON) bench/run.py $(BENCH_ARGS); else echo "make bench: bench/run.py is not written yet"; fi

@@ -1,6 +1,6 @@
 """Processes and memory for the benchmark: find what an engine runs and sum its RSS. The clean-up kit
 (processes, mounts, cgroups, network namespaces under a directory, by PID, never by name) is the tests'
-tests/hostkit.py, shared."""
+tests/kit/hostkit.py, shared."""
 from __future__ import annotations
 
 import contextlib
@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "kit"))
 from hostkit import (  # noqa: E402,F401  (re-exported for the bench modules)
     SBIN_PATH, NetNamespace, _ancestors_of_self, _read, _readlink, _with_descendants, processes_under,
     remove_cgroups, remove_tree,

@@ -1,5 +1,5 @@
 """The pure part of the benchmark: medians, targets, verdicts and the table. No processes, no clocks,
-so tests/test_bench_harness.py can check it quickly."""
+so tests/bench/test_bench_harness.py can check it quickly."""
 from __future__ import annotations
 
 import statistics

@@ -78,8 +78,8 @@ for _ in $(seq 200); do
 done
 ping_daemon || { echo "the daemon did not answer /_ping within 20 s" >&2; exit 1; }
 
-say python3 tests/images.py rootfs busybox.tar "(a rootfs from /bin/busybox and its applets)"
-python3 tests/images.py rootfs "$WORK/busybox.tar"
+say python3 tests/kit/images.py rootfs busybox.tar "(a rootfs from /bin/busybox and its applets)"
+python3 tests/kit/images.py rootfs "$WORK/busybox.tar"
 
 say pyd import busybox.tar busybox
 "$PYD" -H "$HOST" import "$WORK/busybox.tar" busybox

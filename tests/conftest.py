@@ -25,8 +25,8 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import images  # noqa: E402  (tests/images.py, beside this file)
+sys.path.insert(0, str(Path(__file__).resolve().parent / "kit"))
+import images  # noqa: E402  (tests/kit/images.py)
 from hostkit import (  # noqa: E402,F401  (the clean-up kit, shared with bench/; re-exported for tests)
     CLONE_NEWNET, MNT_DETACH, SBIN_PATH, NetNamespace, kill_processes_under, mounts_under, remove_cgroups,
     remove_tree, socket_in_netns, unmount_under, _http_status,

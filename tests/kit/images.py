@@ -2,8 +2,8 @@
 docker-archive files (what `docker save` writes and `docker load` reads). Deterministic: the same input
 gives the same bytes, so image IDs are stable across runs.
 
-    python3 tests/images.py rootfs OUT.tar            # rootfs tar for `pyd import OUT.tar busybox`
-    python3 tests/images.py archive OUT.tar [TAG]     # docker-archive for `pyd load -i OUT.tar`
+    python3 tests/kit/images.py rootfs OUT.tar            # rootfs tar for `pyd import OUT.tar busybox`
+    python3 tests/kit/images.py archive OUT.tar [TAG]     # docker-archive for `pyd load -i OUT.tar`
 """
 from __future__ import annotations
 

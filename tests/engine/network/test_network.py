@@ -184,7 +184,6 @@ def udpecho(daemon, tmp_path_factory) -> str:
     import subprocess
     import sys
     from pathlib import Path
-    sys.path.insert(0, str(Path(__file__).parent))
     import images
     d = tmp_path_factory.mktemp("udpecho")
     (d / "echo.c").write_text(UDP_ECHO_C)

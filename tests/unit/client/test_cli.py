@@ -19,7 +19,7 @@ from pyd.client.image import IMAGE_HEADERS, IMAGES_TABLE, image_rows, split_refe
 from pyd.client.system import format_event
 from pyd.client.gotemplate import Template, TemplateExecError, TemplateParseError, go_quote
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[3]
 NOW = 1_800_000_000.0
 
 INSPECTED = {

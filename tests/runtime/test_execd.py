@@ -18,7 +18,7 @@ from typing import Callable
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))   # run from anywhere, without an installed pyd
 
 from pyd.daemon.runtime import execdriver  # noqa: E402
