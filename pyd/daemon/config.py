@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 DEFAULT_SOCKET = "unix:///var/run/pyd.sock"
 LOG_LEVELS = ("debug", "info", "warn", "error", "fatal", "panic")
@@ -50,64 +50,70 @@ class DaemonConfig:
     iptables: bool = True
 
 
-# flag dest -> (daemon.json key, type)
-_FILE_KEYS: dict[str, tuple[str, type]] = {
-    "debug": ("debug", bool), "log_level": ("log-level", str), "hosts": ("hosts", list),
-    "data_root": ("data-root", str), "exec_root": ("exec-root", str), "pidfile": ("pidfile", str),
-    "storage_driver": ("storage-driver", str), "tls": ("tls", bool), "tlsverify": ("tlsverify", bool),
-    "tlscacert": ("tlscacert", str), "tlscert": ("tlscert", str), "tlskey": ("tlskey", str),
-    "shutdown_timeout": ("shutdown-timeout", int), "live_restore": ("live-restore", bool),
-    "log_driver": ("log-driver", str), "log_opts": ("log-opts", dict),
-    "exec_opts": ("exec-opts", list), "cgroup_parent": ("cgroup-parent", str),
-    "insecure_registries": ("insecure-registries", list), "registry_mirrors": ("registry-mirrors", list),
-    "max_concurrent_downloads": ("max-concurrent-downloads", int),
-    "max_concurrent_uploads": ("max-concurrent-uploads", int),
-    "bridge": ("bridge", str), "bip": ("bip", str), "default_address_pools": ("default-address-pools", list),
-    "mtu": ("mtu", int), "ip_forward": ("ip-forward", bool), "iptables": ("iptables", bool),
-}
+class Option(NamedTuple):
+    """One daemon option: its flag, its daemon.json key, its kind and its help (defaults: DaemonConfig)."""
+    short: str          # "" when the flag has no shorthand
+    long: str
+    dest: str           # the DaemonConfig field
+    kind: str           # "bool" (switch), "str", "int", "list" (repeatable flag)
+    help: str           # "" hides the flag from --help
+    json: bool = True   # also a daemon.json key, named as the long flag unless json_key says otherwise
+    json_key: str = ""
+    json_type: type | None = None   # the key's JSON type when it differs from the flag's kind
+
+    def file_key(self) -> str:
+        return self.json_key or self.long
+
+    def file_type(self) -> type:
+        return self.json_type or {"bool": bool, "str": str, "int": int, "list": list}[self.kind]
 
 
 # The daemon's flags, parsed as dockerd's (pflag) are: --name value, --name=value, -x value, -xvalue,
 # repeatable lists, switches that also take =true/=false. (A table, not argparse: argparse and gettext
 # would stay resident in the daemon for one call at start-up, ~0.4 MB.)
-# (short, long, dest, kind, help); kind: "bool" (switch), "str", "int", "list" (repeatable); no help: hidden
-_FLAGS: list[tuple[str, str, str, str, str]] = [
-    ("D", "debug", "debug", "bool", "Enable debug mode"),
-    ("l", "log-level", "log_level", "str", 'Set the logging level ("debug"|"info"|"warn"|"error"|"fatal") '
-                                           '(default "info")'),
-    ("H", "host", "hosts", "list", "Daemon socket(s) to connect to"),
-    ("", "data-root", "data_root", "str", 'Root directory of persistent state (default "/var/lib/pyd")'),
-    ("", "exec-root", "exec_root", "str", 'Root directory for execution state files (default "/run/pyd")'),
-    ("p", "pidfile", "pidfile", "str", 'Path to use for daemon PID file (default "/var/run/pyd.pid")'),
-    ("", "config-file", "config_file", "str", 'Daemon configuration file (default "/etc/pyd/daemon.json")'),
-    ("s", "storage-driver", "storage_driver", "str", "Storage driver to use (overlay2, vfs)"),
-    ("", "tls", "tls", "bool", "Use TLS; implied by --tlsverify"),
-    ("", "tlsverify", "tlsverify", "bool", "Use TLS and verify the remote"),
-    ("", "tlscacert", "tlscacert", "str", "Trust certs signed only by this CA"),
-    ("", "tlscert", "tlscert", "str", "Path to TLS certificate file"),
-    ("", "tlskey", "tlskey", "str", "Path to TLS key file"),
-    ("", "shutdown-timeout", "shutdown_timeout", "int", "Default shutdown timeout in seconds (default 15)"),
-    ("", "live-restore", "live_restore", "bool", "Enable live restore of containers when the daemon stops"),
-    ("", "log-driver", "log_driver", "str", 'Default driver for container logs (default "json-file")'),
-    ("", "log-opt", "log_opts", "list", "Default log driver options"),
-    ("", "execd", "execd", "str", ""),
-    ("", "exec-opt", "exec_opts", "list", "Runtime execution options"),
-    ("", "cgroup-parent", "cgroup_parent", "str", "Set parent cgroup for all containers"),
-    ("", "insecure-registry", "insecure_registries", "list", "Enable insecure registry communication"),
-    ("", "max-concurrent-downloads", "max_concurrent_downloads", "int",
-     "Set the max concurrent downloads (default 3)"),
-    ("", "max-concurrent-uploads", "max_concurrent_uploads", "int", "Set the max concurrent uploads (default 5)"),
-    ("", "registry-certs-dir", "registry_certs_dirs", "list", ""),
-    ("", "registry-mirror", "registry_mirrors", "list", "Preferred Docker registry mirror"),
-    ("", "upload-chunk-size", "upload_chunk_size", "int", ""),
-    ("b", "bridge", "bridge", "str", 'Attach containers to a network bridge (default "pyd0")'),
-    ("", "bip", "bip", "str", "Specify network bridge IP"),
-    ("", "default-address-pool", "default_address_pools", "list",
-     "Default address pools for node specific local networks (base=CIDR,size=N)"),
-    ("", "mtu", "mtu", "int", "Set the containers network MTU (default 1500)"),
-    ("", "ip-forward", "ip_forward", "bool", "Enable net.ipv4.ip_forward"),
-    ("", "iptables", "iptables", "bool", "Enable addition of iptables rules"),
-]
+OPTIONS: tuple[Option, ...] = (
+    Option("D", "debug", "debug", "bool", "Enable debug mode"),
+    Option("l", "log-level", "log_level", "str", 'Set the logging level ("debug"|"info"|"warn"|"error"|"fatal") '
+                                                 '(default "info")'),
+    Option("H", "host", "hosts", "list", "Daemon socket(s) to connect to", json_key="hosts"),
+    Option("", "data-root", "data_root", "str", 'Root directory of persistent state (default "/var/lib/pyd")'),
+    Option("", "exec-root", "exec_root", "str", 'Root directory for execution state files (default "/run/pyd")'),
+    Option("p", "pidfile", "pidfile", "str", 'Path to use for daemon PID file (default "/var/run/pyd.pid")'),
+    Option("", "config-file", "config_file", "str", 'Daemon configuration file (default "/etc/pyd/daemon.json")',
+           json=False),
+    Option("s", "storage-driver", "storage_driver", "str", "Storage driver to use (overlay2, vfs)"),
+    Option("", "tls", "tls", "bool", "Use TLS; implied by --tlsverify"),
+    Option("", "tlsverify", "tlsverify", "bool", "Use TLS and verify the remote"),
+    Option("", "tlscacert", "tlscacert", "str", "Trust certs signed only by this CA"),
+    Option("", "tlscert", "tlscert", "str", "Path to TLS certificate file"),
+    Option("", "tlskey", "tlskey", "str", "Path to TLS key file"),
+    Option("", "shutdown-timeout", "shutdown_timeout", "int", "Default shutdown timeout in seconds (default 15)"),
+    Option("", "live-restore", "live_restore", "bool", "Enable live restore of containers when the daemon stops"),
+    Option("", "log-driver", "log_driver", "str", 'Default driver for container logs (default "json-file")'),
+    Option("", "log-opt", "log_opts", "list", "Default log driver options", json_key="log-opts", json_type=dict),
+    Option("", "execd", "execd", "str", "", json=False),
+    Option("", "exec-opt", "exec_opts", "list", "Runtime execution options", json_key="exec-opts"),
+    Option("", "cgroup-parent", "cgroup_parent", "str", "Set parent cgroup for all containers"),
+    Option("", "insecure-registry", "insecure_registries", "list", "Enable insecure registry communication",
+           json_key="insecure-registries"),
+    Option("", "max-concurrent-downloads", "max_concurrent_downloads", "int",
+           "Set the max concurrent downloads (default 3)"),
+    Option("", "max-concurrent-uploads", "max_concurrent_uploads", "int",
+           "Set the max concurrent uploads (default 5)"),
+    Option("", "registry-certs-dir", "registry_certs_dirs", "list", "", json=False),
+    Option("", "registry-mirror", "registry_mirrors", "list", "Preferred Docker registry mirror",
+           json_key="registry-mirrors"),
+    Option("", "upload-chunk-size", "upload_chunk_size", "int", "", json=False),
+    Option("b", "bridge", "bridge", "str", 'Attach containers to a network bridge (default "pyd0")'),
+    Option("", "bip", "bip", "str", "Specify network bridge IP"),
+    Option("", "default-address-pool", "default_address_pools", "list",
+           "Default address pools for node specific local networks (base=CIDR,size=N)",
+           json_key="default-address-pools"),
+    Option("", "mtu", "mtu", "int", "Set the containers network MTU (default 1500)"),
+    Option("", "ip-forward", "ip_forward", "bool", "Enable net.ipv4.ip_forward"),
+    Option("", "iptables", "iptables", "bool", "Enable addition of iptables rules"),
+)
+_FILE_KEYS: dict[str, Option] = {o.dest: o for o in OPTIONS if o.json}
 
 
 def _bool_value(value: str, flag: str) -> bool:
@@ -120,18 +126,18 @@ def _bool_value(value: str, flag: str) -> bool:
 
 def help_text() -> str:
     lines = ["Usage:\tpyd daemon [OPTIONS]", "", "A self-sufficient runtime for containers.", "", "Options:"]
-    for short, long, _, kind, text in _FLAGS:
-        if text:
-            name = (f"-{short}, " if short else "    ") + f"--{long}" + ("" if kind == "bool" else f" {kind}")
-            lines.append(f"  {name:<34} {text}")
+    for o in OPTIONS:
+        if o.help:
+            name = (f"-{o.short}, " if o.short else "    ") + f"--{o.long}" + ("" if o.kind == "bool" else f" {o.kind}")
+            lines.append(f"  {name:<34} {o.help}")
     lines.append(f"  {'-h, --help':<34} Print usage")
     return "\n".join(lines) + "\n"
 
 
 def parse_flags(argv: list[str]) -> dict[str, Any]:
     """The flags given (dest -> value); -h/--help prints the usage and exits 0."""
-    by_long = {f[1]: f for f in _FLAGS}
-    by_short = {f[0]: f for f in _FLAGS if f[0]}
+    by_long = {o.long: o for o in OPTIONS}
+    by_short = {o.short: o for o in OPTIONS if o.short}
     values: dict[str, Any] = {}
     i = 0
     while i < len(argv):
@@ -156,14 +162,14 @@ def parse_flags(argv: list[str]) -> dict[str, Any]:
                 raise ConfigError(f"unknown shorthand flag: {arg[1]!r} in {arg}")
             value = None
             if len(arg) > 2:
-                if spec[3] == "bool" and arg[2] != "=":   # -Dl debug: more switches in one word
+                if spec.kind == "bool" and arg[2] != "=":   # -Dl debug: more switches in one word
                     argv = argv[:i] + [f"-{arg[2:]}"] + argv[i:]
                 else:
                     value = arg[2:].removeprefix("=")
         else:
             raise ConfigError(f"pyd daemon takes no arguments, got {arg!r}")
-        dest, kind = spec[2], spec[3]
-        flag = f"-{spec[0]}, --{spec[1]}" if spec[0] else f"--{spec[1]}"   # pflag's name in messages
+        dest, kind = spec.dest, spec.kind
+        flag = f"-{spec.short}, --{spec.long}" if spec.short else f"--{spec.long}"   # pflag's name in messages
         if kind == "bool":
             values[dest] = True if value is None else _bool_value(value, flag)
             continue
@@ -197,7 +203,7 @@ def parse(argv: list[str]) -> DaemonConfig:
     file_values = _read_config_file(cfg.config_file, required=explicit_file)
     both = sorted(k for k in file_values if k in flags)
     if both:
-        detail = ", ".join(f"{_FILE_KEYS[k][0]}: (from flag: {_show(flags[k])}, from file: {_show(file_values[k])})"
+        detail = ", ".join(f"{_FILE_KEYS[k].file_key()}: (from flag: {_show(flags[k])}, from file: {_show(file_values[k])})"
                            for k in both)
         raise ConfigError("the following directives are specified both as a flag and in the configuration "
                           f"file: {detail}")
@@ -239,7 +245,7 @@ def _read_config_file(path: str, required: bool) -> dict[str, Any]:
         raise ConfigError(f"unable to configure the pyd daemon with file {path}: {e}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"unable to configure the pyd daemon with file {path}: not a JSON object")
-    by_key = {key: (dest, typ) for dest, (key, typ) in _FILE_KEYS.items()}
+    by_key = {o.file_key(): (o.dest, o.file_type()) for o in _FILE_KEYS.values()}
     unknown = sorted(k for k in data if k not in by_key)
     if unknown:
         raise ConfigError("the following directives don't match any configuration option: " + ", ".join(unknown))
