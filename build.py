@@ -5,8 +5,8 @@
     python3 build.py --execd-only    # -> pyd/execd (to run from the source tree)
 
 Steps: compile pyd/execd statically, stage a site-packages (our `pyd` package with execd as package data,
-uvloop and cffi wheels for /usr/bin/python3's cp311 ABI), strip uvloop's debug info, pack it with shiv,
-then swap shiv's __main__.py for a small bootstrap that skips shiv's ~35 ms set-up once the archive is
+uvloop and cffi wheels for every CPython ABI the file supports), strip uvloop's debug info, pack it with
+shiv, then swap shiv's __main__.py for a small bootstrap that skips shiv's ~35 ms set-up once the archive is
 extracted (see FAST_MAIN).
 """
 from __future__ import annotations
@@ -30,11 +30,13 @@ ROOT = Path(__file__).resolve().parent
 INTERPRETER = "/usr/bin/python3 -IS"
 ENTRY_POINT = "pyd.__main__:main"
 
-# Wheels are picked for this interpreter's ABI, not the one running build.py.
-TARGET_PYTHON = "3.11"
-TARGET_ABI = "cp311"
+# The file carries the compiled wheels for every CPython a host may have as python3 (Debian 12: 3.11,
+# Ubuntu 24.04: 3.12, Debian 13: 3.13, Fedora: 3.14). Their extension modules are named by ABI
+# (_cffi_backend.cpython-313-x86_64-linux-gnu.so), so all of them share one site-packages and each
+# interpreter imports its own. Pinned: the pure-Python halves must be the same for every ABI.
+TARGET_PYTHONS = ("3.11", "3.12", "3.13", "3.14")
 TARGET_PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64")
-THIRD_PARTY = ("uvloop", "cffi")
+THIRD_PARTY = ("uvloop==0.23.0", "cffi==2.1.1")
 
 EXECD_CFLAGS = ["-static", "-Os", "-Wall", "-Wextra"]
 # Source files that must not go into the archive (they are inputs of the build, not of the program).
@@ -56,8 +58,39 @@ def _shiv_overrides():
     return any(k.startswith("SHIV_") and k != "SHIV_ROOT" for k in os.environ)
 
 
+def _writable(path):
+    # the nearest folder that exists decides (access() also says EROFS on a read-only mount)
+    while not os.path.exists(path):
+        parent = os.path.dirname(path)
+        if parent == path:
+            return False
+        path = parent
+    return os.access(path, os.W_OK)
+
+
+def _data_root():
+    args = sys.argv[1:]
+    for i, arg in enumerate(args):
+        if arg == "--data-root" and i + 1 < len(args):
+            return args[i + 1]
+        if arg.startswith("--data-root="):
+            return arg.split("=", 1)[1]
+    return "/var/lib/pyd"
+
+
+def _shiv_root():
+    # SHIV_ROOT, else ~/.shiv, else (a read-only root file system) beside the daemon's data or in /run
+    if os.environ.get("SHIV_ROOT"):
+        return os.environ["SHIV_ROOT"]
+    home = os.path.expanduser("~/.shiv")
+    for root in (home, os.path.join(_data_root(), "shiv"), "/run/pyd/shiv"):
+        if _writable(root):
+            return root
+    return home
+
+
 def _extracted_site_packages():
-    root = os.environ.get("SHIV_ROOT") or os.path.expanduser("~/.shiv")
+    root = _SHIV_ROOT
     name = os.path.basename(os.path.realpath(sys.argv[0]))
     site_packages = os.path.join(root, name + "_" + BUILD_ID, "site-packages")
     # shiv extracts into a temporary folder and renames it, so a present folder is a complete one
@@ -79,7 +112,7 @@ def _extract_in_child():
 
             with _bootstrap.current_zipfile() as archive:
                 env = Environment.from_json(archive.read("environment.json").decode())
-                target = _bootstrap.cache_path(archive, env.root, env.build_id)
+                target = _bootstrap.cache_path(archive, _SHIV_ROOT, env.build_id)
                 _bootstrap.extract_site_packages(archive, target, env.compile_pyc, env.compile_workers)
             code = 0
         except BaseException:
@@ -100,6 +133,7 @@ def _insert_path(site_packages):
     sys.path.append(site_packages)
 
 
+_SHIV_ROOT = _shiv_root()
 _site_packages = None
 if not _shiv_overrides():
     _site_packages = _extracted_site_packages()
@@ -108,6 +142,8 @@ if not _shiv_overrides():
         _site_packages = _extracted_site_packages()
 if _site_packages is None:  # shiv overrides asked for, or the extraction failed: shiv handles it
     import _bootstrap
+
+    os.environ["SHIV_ROOT"] = _SHIV_ROOT
 
     _bootstrap.bootstrap()
 else:
@@ -142,18 +178,39 @@ def build_execd(src: Path) -> Path:
 
 def third_party_dir(src: Path) -> Path:
     """Download the wheels once per requirement set; later builds reuse them (no network)."""
-    key = hashlib.sha256(repr((THIRD_PARTY, TARGET_ABI, TARGET_PLATFORMS)).encode()).hexdigest()[:12]
+    key = hashlib.sha256(repr((THIRD_PARTY, TARGET_PYTHONS, TARGET_PLATFORMS)).encode()).hexdigest()[:12]
     target = src / "build" / f"third-party-{key}"
     if (target / ".complete").exists():
         return target
     shutil.rmtree(target, ignore_errors=True)
     platforms = [arg for p in TARGET_PLATFORMS for arg in ("--platform", p)]
-    run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-         "--target", str(target), "--only-binary=:all:", "--implementation", "cp",
-         "--python-version", TARGET_PYTHON, "--abi", TARGET_ABI, *platforms, *THIRD_PARTY])
+    target.mkdir(parents=True)
+    with tempfile.TemporaryDirectory(prefix="pyd-wheels-") as tmp:
+        for version in TARGET_PYTHONS:
+            abi = "cp" + version.replace(".", "")
+            run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                 "--target", str(Path(tmp) / abi), "--only-binary=:all:", "--implementation", "cp",
+                 "--python-version", version, "--abi", abi, *platforms, *THIRD_PARTY])
+            merge_abi_tree(Path(tmp) / abi, target)
     prune_third_party(target)
     (target / ".complete").write_text("")
     return target
+
+
+def merge_abi_tree(tree: Path, target: Path) -> None:
+    """Add one ABI's install to the shared tree: new files (its extension modules) go in; a file that is
+    already there must be the same, but for the wheels' own records (their tags and hashes differ)."""
+    for path in sorted(tree.rglob("*")):
+        rel = path.relative_to(tree)
+        dest = target / rel
+        if path.is_dir():
+            dest.mkdir(parents=True, exist_ok=True)
+        elif not dest.exists():
+            shutil.copy2(path, dest)
+        elif rel.parts[0].endswith(".dist-info") or "__pycache__" in rel.parts or rel.parts[0] == "bin":
+            continue
+        elif dest.read_bytes() != path.read_bytes():
+            sys.exit(f"build.py: {rel} differs between ABIs: pin one version of {rel.parts[0]} for all")
 
 
 def prune_third_party(site_packages: Path) -> None:

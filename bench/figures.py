@@ -38,7 +38,7 @@ def catalogue() -> list[Figure]:
         ("pull", "pull of a 200 MB image, loopback registry", "s", Target("ratio_max", 0.65, "≤ 0.65")),
         ("build_nocache", "classic build, 3 steps, no cache", "ms", Target("ratio_max", 0.5, "≤ 0.5")),
         ("build_cached", "classic build, 3 steps, all cached", "ms", Target("ratio_max", 1.0, "≤ 1.0")),
-        ("size", "size of what a user installs", "MB", Target("abs_max", 5.0, "pyd ≤ 5 MB")),
+        ("size", "size of what a user installs", "MB", Target("abs_max", 6.0, "pyd ≤ 6 MB")),
     ]
     return [Figure(key, title, unit, target) for key, title, unit, target in rows]
 

@@ -81,8 +81,10 @@ class Daemon:
     `root` (a fresh temp dir). The log (-D) goes to `log_path` and is shown when a test fails."""
 
     def __init__(self, pyd_bin: Path, root: Path, shiv_root: Path, args: tuple[str, ...] = (),
-                 config: dict | None = None) -> None:
+                 config: dict | None = None, python: str | None = None) -> None:
         self.pyd_bin, self.root, self.shiv_root = Path(pyd_bin), Path(root), Path(shiv_root)
+        # another interpreter than the file's #! line runs both the daemon and its clients (as `python -IS pyd`)
+        self.launcher = [python, "-IS"] if python else []
         self.args = list(args)
         self.data_root, self.exec_root = self.root / "data", self.root / "exec"
         self.pidfile = self.root / "pyd.pid"
@@ -98,7 +100,7 @@ class Daemon:
 
     # -- life cycle -------------------------------------------------------------------------------------
     def command(self) -> list[str]:
-        return [str(self.pyd_bin), "daemon", "-D", "--data-root", str(self.data_root),
+        return [*self.launcher, str(self.pyd_bin), "daemon", "-D", "--data-root", str(self.data_root),
                 "--exec-root", str(self.exec_root), "--pidfile", str(self.pidfile), "-H", self.host,
                 "--config-file", str(self.config_file), "--cgroup-parent", self.cgroup_parent, *self.args]
 
@@ -187,7 +189,8 @@ class Daemon:
     def pyd(self, *args: str, input: bytes | str | None = None, check: bool = False, timeout: float = 60,
             env: dict[str, str] | None = None) -> Result:
         """Run `dist/pyd -H unix://SOCK ARGS...` (a client command)."""
-        return run_command([str(self.pyd_bin), "-H", self.host, *map(str, args)], input, check, timeout,
+        return run_command([*self.launcher, str(self.pyd_bin), "-H", self.host, *map(str, args)], input, check,
+                           timeout,
                            {**self.env(), **(env or {})})
 
     def docker(self, *args: str, input: bytes | str | None = None, check: bool = False, timeout: float = 60,
@@ -346,10 +349,10 @@ def busybox_archive(image_dir: Path) -> Path:
 
 
 def _new_daemon(request: pytest.FixtureRequest, pyd_bin: Path, shiv_root: Path, args: tuple[str, ...],
-                config: dict | None) -> Daemon:
+                config: dict | None, python: str | None = None) -> Daemon:
     root = Path(tempfile.mkdtemp(prefix="pyd-t-", dir="/tmp"))     # short: unix socket paths under it
     try:
-        daemon = Daemon(pyd_bin, root, shiv_root, args, config)
+        daemon = Daemon(pyd_bin, root, shiv_root, args, config, python)
     except BaseException:
         remove_tree(root)
         raise
@@ -373,9 +376,9 @@ def daemon(request: pytest.FixtureRequest, pyd_bin: Path, shiv_root: Path) -> Da
 @pytest.fixture
 def make_daemon(request: pytest.FixtureRequest, pyd_bin: Path, shiv_root: Path) -> Callable[..., Daemon]:
     """Factory for daemons owned by one test: make_daemon("--storage-driver", "vfs", config={...},
-    start=True). Each is stopped and cleaned up when the test ends."""
-    def make(*args: str, config: dict | None = None, start: bool = True) -> Daemon:
-        d = _new_daemon(request, pyd_bin, shiv_root, args, config)
+    start=True, python="/path/to/python3.13"). Each is stopped and cleaned up when the test ends."""
+    def make(*args: str, config: dict | None = None, start: bool = True, python: str | None = None) -> Daemon:
+        d = _new_daemon(request, pyd_bin, shiv_root, args, config, python)
         return d.start() if start else d
 
     return make

@@ -414,6 +414,7 @@ def main(argv: list[str]) -> int:
         print(f"pyd daemon: {e}", file=sys.stderr)
         return 1
     _setup_logging(cfg.log_level)
+    log.debug("pyd %s on Python %s, unpacked at %s", __version__, sys.version.split()[0], os.path.dirname(PACKAGE_DIR))
     try:
         write_pidfile(cfg.pidfile)
     except (StartupError, OSError) as e:

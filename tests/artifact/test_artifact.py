@@ -7,7 +7,7 @@ import subprocess
 import zipfile
 from pathlib import Path
 
-MAX_SIZE = 5 * 1024 * 1024
+MAX_SIZE = 6 * 1024 * 1024   # with the compiled modules of four CPython ABIs
 
 
 def run_pyd(pyd_bin: Path, shiv_root: Path, *args: str) -> subprocess.CompletedProcess:
@@ -16,7 +16,7 @@ def run_pyd(pyd_bin: Path, shiv_root: Path, *args: str) -> subprocess.CompletedP
                           env={**env, "SHIV_ROOT": str(shiv_root)}, stdin=subprocess.DEVNULL)
 
 
-def test_one_executable_file_under_5_mb(pyd_bin: Path) -> None:
+def test_one_executable_file_under_6_mb(pyd_bin: Path) -> None:
     st = pyd_bin.stat()
     assert stat.S_ISREG(st.st_mode)
     assert st.st_mode & 0o111 == 0o111
@@ -34,13 +34,6 @@ def test_embeds_an_executable_execd(pyd_bin: Path) -> None:
         head = archive.read(info)[:4]
     assert head == b"\x7fELF"
     assert (info.external_attr >> 16) & 0o111 == 0o111
-
-
-def test_embeds_uvloop_and_cffi_for_cp311(pyd_bin: Path) -> None:
-    with zipfile.ZipFile(pyd_bin) as archive:
-        names = archive.namelist()
-    assert any(n.startswith("site-packages/uvloop/loop.cpython-311-") for n in names)
-    assert any(n.startswith("site-packages/_cffi_backend.cpython-311-") for n in names)
 
 
 def test_help_works(pyd_bin: Path, shiv_root: Path) -> None:
@@ -62,3 +55,26 @@ def test_version_without_a_daemon_says_it_cannot_connect(pyd_bin: Path, shiv_roo
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     assert f"Cannot connect to the pyd daemon at {host}. Is the pyd daemon running?" in result.stderr
+
+
+def test_read_only_home_unpacks_beside_the_data_root(pyd_bin: Path, tmp_path: Path) -> None:
+    home, data = tmp_path / "home", tmp_path / "data"
+    home.mkdir()
+    subprocess.run(["mount", "--bind", str(home), str(home)], check=True)
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(home)], check=True)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("DOCKER_", "PYD_", "SHIV_"))}
+        result = subprocess.run([str(pyd_bin), "daemon", "--data-root", str(data), "--help"], capture_output=True,
+                                text=True, timeout=120, env={**env, "HOME": str(home)}, stdin=subprocess.DEVNULL)
+        assert result.returncode == 0, result.stderr
+        assert "Usage:\tpyd daemon" in result.stdout
+        assert not os.listdir(home)
+        unpacked = list((data / "shiv").glob("pyd_*/site-packages/pyd/__main__.py"))
+        assert len(unpacked) == 1, sorted(p.name for p in (data / "shiv").iterdir())
+    finally:
+        subprocess.run(["umount", str(home)], check=True)
+
+
+def test_debug_log_says_where_the_file_unpacked(make_daemon, shiv_root: Path) -> None:
+    d = make_daemon()
+    assert f"unpacked at {shiv_root}/pyd_" in d.log_text()
