@@ -246,3 +246,72 @@ def malloc_trim() -> bool:
         return lib.malloc_trim(0) == 1
     except AttributeError:
         return False
+
+
+# bpf(2): cgroup device programs. The syscall's number differs per architecture; its commands do not.
+SYS_BPF = {"x86_64": 321, "aarch64": 280, "armv7l": 386, "ppc64le": 361, "s390x": 351, "riscv64": 280}
+BPF_PROG_LOAD = 5
+BPF_PROG_ATTACH = 8
+BPF_PROG_DETACH = 9
+BPF_PROG_QUERY = 16
+BPF_PROG_TYPE_CGROUP_DEVICE = 15
+BPF_CGROUP_DEVICE = 6
+BPF_F_ALLOW_MULTI = 2
+
+
+def _bpf(what: str, cmd: int, attr: bytes) -> tuple[int, bytes]:
+    """bpf(cmd, attr): the result and the attr as the kernel left it (queries write into it)."""
+    ffi, _ = _libc()
+    number = SYS_BPF.get(os.uname().machine)
+    if number is None:
+        raise OSError(38, f"{what}: bpf(2) is not known on {os.uname().machine}")
+    buf = ffi.new("char[]", attr)
+    ret = _syscall(what, number, cmd, buf, len(attr))
+    return ret, bytes(ffi.buffer(buf, len(attr)))
+
+
+def bpf_load_device_program(insns: bytes, license: str = "Apache") -> int:
+    """Load a BPF_PROG_TYPE_CGROUP_DEVICE program; its fd (close-on-exec). When the kernel refuses it,
+    the load is tried again with the verifier's log, whose last word goes into the error."""
+    import struct
+
+    ffi, _ = _libc()
+    code = ffi.new("char[]", insns)
+    lic = ffi.new("char[]", license.encode())
+    addr = lambda p: int(ffi.cast("uintptr_t", p))   # noqa: E731
+
+    def load(log_level: int, log: Any, log_size: int) -> int:
+        # union bpf_attr for BPF_PROG_LOAD: prog_type, insn_cnt, insns, license, log_level, log_size, log_buf
+        attr = struct.pack("=IIQQIIQ", BPF_PROG_TYPE_CGROUP_DEVICE, len(insns) // 8, addr(code), addr(lic),
+                           log_level, log_size, addr(log) if log_size else 0)
+        return _bpf("load device program", BPF_PROG_LOAD, attr)[0]
+
+    try:
+        fd = load(0, ffi.NULL, 0)
+    except OSError as e:
+        log = ffi.new("char[]", 1 << 16)
+        try:
+            fd = load(1, log, 1 << 16)
+        except OSError:
+            lines = [ln for ln in ffi.string(log).decode(errors="replace").splitlines()
+                     if ln.strip() and not ln.startswith("processed ")]
+            raise OSError(e.errno, f"{e.strerror}{': ' + lines[-1] if lines else ''}") from None
+    os.set_inheritable(fd, False)
+    return fd
+
+
+def bpf_attach_device_program(cgroup_fd: int, prog_fd: int, flags: int = 0) -> None:
+    """Attach to a cgroup v2 directory; with flags 0 the program replaces the one attached before."""
+    import struct
+
+    _bpf("attach device program", BPF_PROG_ATTACH, struct.pack("=IIII", cgroup_fd, prog_fd, BPF_CGROUP_DEVICE, flags))
+
+
+def bpf_device_programs(cgroup_fd: int) -> int:
+    """How many device programs are attached to the cgroup itself (not inherited)."""
+    import struct
+
+    # BPF_PROG_QUERY: target_fd, attach_type, query_flags, attach_flags, prog_ids (NULL), prog_cnt (out)
+    _, attr = _bpf("query device programs", BPF_PROG_QUERY, struct.pack("=IIIIQI", cgroup_fd, BPF_CGROUP_DEVICE,
+                                                                       0, 0, 0, 0))
+    return struct.unpack_from("=I", attr, 24)[0]
