@@ -26,3 +26,12 @@ class NotModified(HTTPError):
 
 class ServerError(HTTPError):
     status = 500
+
+
+class NotImplementedFeature(HTTPError):
+    """A part of the Engine API that pyd does not offer (swarm mode, plugins)."""
+    status = 501
+
+
+class Unavailable(HTTPError):
+    status = 503
