@@ -9,10 +9,9 @@ if TYPE_CHECKING:
 
 from pyd.client.common import PROG, Cli
 from pyd.client.flags import BOOL, INT, LIST, STRING, Flag, Options, Spec
-
-# whitelisted by the docker CLI (opts.ValidateSysctl)
-_IPC_SYSCTLS = {"kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall",
-                "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"}
+from pyd.formats.devices import parse_device
+from pyd.formats.sysctls import cli_allows
+from pyd.formats.ulimits import parse_ulimit
 
 
 def _bytes(raw: str) -> int:
@@ -39,19 +38,9 @@ def _sysctl(raw: str) -> str:
     key, sep, _ = raw.partition("=")
     if not sep:
         raise ValueError(f"sysctl '{raw}' is not allowed")
-    if key in _IPC_SYSCTLS or key.startswith(("net.", "fs.mqueue.")):
+    if cli_allows(key):
         return raw
     raise ValueError(f"sysctl '{raw}' is not allowed")
-
-
-def _ulimit(raw: str) -> dict:
-    from pyd.daemon.spec.security import parse_ulimit
-    return parse_ulimit(raw)
-
-
-def _device(raw: str) -> dict:
-    from pyd.daemon.spec.security import parse_device
-    return parse_device(raw)
 
 
 def security_flags() -> list[Flag]:
@@ -62,13 +51,13 @@ def security_flags() -> list[Flag]:
         Flag("security-opt", "", LIST, help="Security Options"),
         Flag("read-only", "", BOOL, help="Mount the container's root filesystem as read only"),
         Flag("shm-size", "", STRING, metavar="bytes", help="Size of /dev/shm", validate=_bytes),
-        Flag("ulimit", "", LIST, metavar="ulimit", help="Ulimit options", validate=_ulimit),
+        Flag("ulimit", "", LIST, metavar="ulimit", help="Ulimit options", validate=parse_ulimit),
         Flag("sysctl", "", LIST, metavar="map", help="Sysctl options", validate=_sysctl),
         Flag("ipc", "", STRING, help="IPC mode to use"),
         Flag("pid", "", STRING, help="PID namespace to use"),
         Flag("uts", "", STRING, help="UTS namespace to use"),
         Flag("group-add", "", LIST, help="Add additional groups to join"),
-        Flag("device", "", LIST, help="Add a host device to the container", validate=_device),
+        Flag("device", "", LIST, help="Add a host device to the container", validate=parse_device),
         Flag("cgroup-parent", "", STRING, help="Optional parent cgroup for the container"),
         *resource_flags(),
     ]
