@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 
 from pyd.client import flags
-from pyd.client.container import (SPECS as CONTAINER_SPECS, ContainerRow, PS_HEADERS, PS_TABLE,
+from pyd.client.commands.container import (SPECS as CONTAINER_SPECS, ContainerRow, PS_HEADERS, PS_TABLE,
                                build_create_request, displayable_ports, familiar_reference, read_env_file,
                                run_status_error)
 from pyd.client.formatting import (FormatError, api_timestamp, binary_size, ellipsis, human_duration, human_size,
                                 render, tabwrite)
-from pyd.client.image import IMAGE_HEADERS, IMAGES_TABLE, image_rows, split_reference
-from pyd.client.system import format_event
+from pyd.client.commands.image import IMAGE_HEADERS, IMAGES_TABLE, image_rows, split_reference
+from pyd.client.commands.system import format_event
 from pyd.client.gotemplate import Template, TemplateExecError, TemplateParseError, go_quote
 
 REPO = Path(__file__).resolve().parent.parent

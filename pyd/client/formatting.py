@@ -1,4 +1,5 @@
-"""Output helpers shared by the commands: docker's human units, tabwriter tables, --format handling, times."""
+"""Output helpers shared by the commands: tabwriter tables, --format handling, times (docker's human units
+from pyd.formats.units, re-exported)."""
 from __future__ import annotations
 
 import time
@@ -7,30 +8,8 @@ TYPE_CHECKING = False     # typing costs milliseconds at every start
 if TYPE_CHECKING:
     from typing import Any, Iterable
 
-from pyd.formats.units import human_duration  # noqa: F401  (re-exported for the commands)
+from pyd.formats.units import binary_size, human_duration, human_size  # noqa: F401  (re-exported for the commands)
 from pyd.client.gotemplate import FormatContext, HEADER_FUNCS, Template, TemplateExecError, TemplateParseError
-
-_DECIMAL_UNITS = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"]
-_BINARY_UNITS = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB"]
-
-
-def human_size(size: float, precision: int = 3) -> str:
-    """go-units HumanSizeWithPrecision: decimal units, `precision` significant digits ("4.26MB")."""
-    i = 0
-    while size >= 1000.0 and i < len(_DECIMAL_UNITS) - 1:
-        size /= 1000.0
-        i += 1
-    return "%.*g%s" % (precision, size, _DECIMAL_UNITS[i])
-
-
-def binary_size(size: float) -> str:
-    """go-units BytesSize: binary units with 4 significant digits ("23.54GiB")."""
-    i = 0
-    while size >= 1024.0 and i < len(_BINARY_UNITS) - 1:
-        size /= 1024.0
-        i += 1
-    return "%.*g%s" % (4, size, _BINARY_UNITS[i])
-
 
 def truncate_id(ident: str) -> str:
     """stringid.TruncateID: drop the algorithm prefix, keep 12 characters."""

@@ -1,21 +1,16 @@
 """run/create's security and resource flags (--cap-add, --privileged, --security-opt, --read-only,
 --shm-size, --ulimit, --sysctl, --ipc, --pid, --uts, --group-add, --device, -m, --cpus, ...) turned into the
-API's HostConfig as docker's CLI does, and `pyd update`."""
+API's HostConfig as docker's CLI does; `update` takes the resource flags too."""
 from __future__ import annotations
 
-TYPE_CHECKING = False     # typing costs milliseconds at every start
-if TYPE_CHECKING:
-    from typing import Any
-
-from pyd.client.common import PROG, Cli
-from pyd.client.flags import BOOL, INT, LIST, STRING, Flag, Options, Spec
+from pyd.client.flags import BOOL, INT, LIST, STRING, Flag, Options
 from pyd.formats.devices import parse_device
 from pyd.formats.sysctls import cli_allows
 from pyd.formats.ulimits import parse_ulimit
 
 
 def _bytes(raw: str) -> int:
-    from pyd.client.volume import ram_in_bytes
+    from pyd.formats.units import ram_in_bytes
     return ram_in_bytes(raw)
 
 
@@ -80,7 +75,8 @@ def resource_flags() -> list[Flag]:
     ]
 
 
-def _resources(opts: Options) -> dict:
+def resources(opts: Options) -> dict:
+    """HostConfig's resource fields for the resource flags given."""
     out: dict = {}
     pairs = (("memory", "Memory"), ("memory_swap", "MemorySwap"), ("memory_reservation", "MemoryReservation"),
              ("cpus", "NanoCpus"), ("cpu_shares", "CpuShares"), ("cpu_period", "CpuPeriod"),
@@ -94,7 +90,7 @@ def _resources(opts: Options) -> dict:
 
 def apply_security_flags(opts: Options, body: dict) -> None:
     hc = body["HostConfig"]
-    hc.update(_resources(opts))
+    hc.update(resources(opts))
     if opts.cap_add:
         hc["CapAdd"] = opts.cap_add
     if opts.cap_drop:
@@ -130,26 +126,3 @@ def _inline_seccomp(opt: str) -> str:
             raise FlagError(f"opening seccomp profile ({value}) failed: open {value}: "
                             f"{(e.strerror or str(e)).lower()}") from None
     return opt
-
-
-SPECS: dict[str, Spec] = {
-    "update": Spec("[OPTIONS] CONTAINER [CONTAINER...]", "Update configuration of one or more containers", [
-        *resource_flags(), Flag("restart", "", STRING, help="Restart policy to apply when a container exits"),
-    ], min_args=1, aliases=(f"{PROG} container update", f"{PROG} update")),
-}
-
-
-def cmd_update(cli: Cli, opts: Options, args: list[str]) -> int:
-    from pyd.client.common import StatusError
-    body: dict[str, Any] = _resources(opts)
-    if not body and not opts.given("restart"):
-        raise StatusError(1, "you must provide one or more flags when using this command")
-    if opts.restart:
-        from pyd.client.runopts import parse_restart_policy
-        try:
-            body["RestartPolicy"] = parse_restart_policy(opts.restart)
-        except ValueError as exc:
-            raise StatusError(1, str(exc)) from None
-    from pyd.client.common import for_each
-    for_each(cli, args, lambda n: cli.client().request("POST", f"/containers/{n}/update", body=body))
-    return 0
