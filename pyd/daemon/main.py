@@ -17,6 +17,7 @@ from typing import Any
 
 from pyd import API_VERSION, MIN_API_VERSION, __version__
 from pyd.daemon.config import ConfigError, DaemonConfig, parse
+from pyd.formats import rfc3339
 
 log = logging.getLogger("pyd")
 # execd is package data at the top of the pyd package (build.py stages it there)
@@ -362,7 +363,6 @@ class _Formatter(logging.Formatter):
     """dockerd's text log shape: time="..." level=info msg="..." """
 
     def format(self, record: logging.LogRecord) -> str:
-        from pyd.formats import rfc3339
         level = {"WARNING": "warning", "CRITICAL": "fatal"}.get(record.levelname, record.levelname.lower())
         msg = record.getMessage().replace('"', '\\"')
         line = f'time="{rfc3339.from_unix(record.created)}" level={level} msg="{msg}"'
