@@ -17,6 +17,7 @@ from typing import Any
 
 from pyd import API_VERSION, MIN_API_VERSION, __version__
 from pyd.daemon.config import ConfigError, DaemonConfig, parse
+from pyd.formats import rfc3339
 
 log = logging.getLogger("pyd")
 # execd is package data at the top of the pyd package (build.py stages it there)
@@ -247,7 +248,7 @@ class Daemon:
             "MemoryLimit": True, "SwapLimit": True, "CpuCfsPeriod": True, "CpuCfsQuota": True,
             "CPUShares": True, "CPUSet": True, "PidsLimit": True, "IPv4Forwarding": True,
             "Debug": self.cfg.debug, "NFd": len(os.listdir("/proc/self/fd")),
-            "NGoroutines": len(asyncio.all_tasks()), "SystemTime": _now_rfc3339(),
+            "NGoroutines": len(asyncio.all_tasks()), "SystemTime": rfc3339.now(),
             "LoggingDriver": self.cfg.log_driver, "CgroupDriver": "cgroupfs",
             "CgroupVersion": "2" if os.path.exists("/sys/fs/cgroup/cgroup.controllers") else "1",
             "NEventsListener": len(self.events.subscribers), "KernelVersion": platform.release(),
@@ -340,11 +341,6 @@ def _daemon_id(data_root: str) -> str:
         return value
 
 
-def _now_rfc3339() -> str:
-    from pyd.daemon.containers.model import rfc3339
-    return rfc3339()
-
-
 def _os_name() -> str:
     try:
         with open("/etc/os-release") as f:
@@ -367,10 +363,9 @@ class _Formatter(logging.Formatter):
     """dockerd's text log shape: time="..." level=info msg="..." """
 
     def format(self, record: logging.LogRecord) -> str:
-        from pyd.daemon.containers.model import rfc3339
         level = {"WARNING": "warning", "CRITICAL": "fatal"}.get(record.levelname, record.levelname.lower())
         msg = record.getMessage().replace('"', '\\"')
-        line = f'time="{rfc3339(record.created)}" level={level} msg="{msg}"'
+        line = f'time="{rfc3339.from_unix(record.created)}" level={level} msg="{msg}"'
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
         return line

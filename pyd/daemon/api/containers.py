@@ -8,10 +8,11 @@ from typing import TYPE_CHECKING, Any
 
 from pyd.daemon.containers import mounts
 from pyd.daemon.api.util import check_filter_keys, filters_arg, parse_time_arg
-from pyd.daemon.containers.model import Container, parse_rfc3339
+from pyd.daemon.containers.model import Container
 from pyd.daemon.errors import BadParameter
 from pyd.daemon.runtime.execdriver import ATTACH_RAW, ATTACH_STDERR, ATTACH_STDOUT
 from pyd.daemon.containers.logs import LogReader, detail_prefix, fixed_time, in_window
+from pyd.formats import rfc3339
 from pyd.proto import Response, stdcopy_frame
 
 if TYPE_CHECKING:
@@ -326,7 +327,7 @@ def _network_settings(c: Container) -> dict[str, Any]:
 def list_entry(c: Container, daemon: "Daemon") -> dict[str, Any]:
     return {
         "Id": c.ID, "Names": [c.Name], "Image": c.Config.get("Image") or c.Image, "ImageID": c.Image,
-        "Command": c.command_line(), "Created": int(parse_rfc3339(c.Created)),
+        "Command": c.command_line(), "Created": int(rfc3339.parse(c.Created)),
         "Ports": daemon.networks.ports_of(c) if daemon.networks else [],
         "Labels": c.Config.get("Labels") or {}, "State": c.State.Status, "Status": c.status_text(),
         "HostConfig": {"NetworkMode": c.HostConfig.get("NetworkMode", "default")},

@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING, Any
 
 from pyd.daemon.api.util import (LazyModule, check_filter_keys, filters_arg, parse_time_arg, releasing_memory,
                           spool_body)
-from pyd.daemon.containers.model import parse_rfc3339
 from pyd.daemon.errors import BadParameter, Conflict, NotFound
 from pyd.proto import HTTPError, Response
 from pyd.formats.reference import Reference, parse_reference, validate_tag
+from pyd.formats import rfc3339
 
 if TYPE_CHECKING:
     from pyd.daemon.main import Daemon
@@ -252,7 +252,7 @@ def image_summary(graph: Any, img: Any) -> dict[str, Any]:
     tags, digests = _split_refs(graph.image_refs(img.id))
     return {
         "Id": img.id, "ParentId": img.parent or "", "RepoTags": tags, "RepoDigests": digests,
-        "Created": int(parse_rfc3339(img.created)), "Size": img.size, "SharedSize": -1,
+        "Created": int(rfc3339.parse(img.created)), "Size": img.size, "SharedSize": -1,
         "Labels": (img.container_config().get("Labels") or {}), "Containers": -1,
     }
 
@@ -300,7 +300,7 @@ def _image_matches(entry: dict[str, Any], filters: dict[str, list[str]], graph: 
             if not any(fnmatch.fnmatchcase(n, v) for n in names for v in values):
                 return False
         elif key in ("before", "since"):
-            ref_created = int(parse_rfc3339(graph.resolve_image(values[0]).created))
+            ref_created = int(rfc3339.parse(graph.resolve_image(values[0]).created))
             if key == "before" and not entry["Created"] < ref_created:
                 return False
             if key == "since" and not entry["Created"] > ref_created:
@@ -376,7 +376,7 @@ def image_history(graph: Any, img: Any) -> list[dict[str, Any]]:
         if not h.get("empty_layer") and layer_i < len(sizes):
             size = sizes[layer_i]
             layer_i += 1
-        rows.append({"Id": "<missing>", "Created": int(parse_rfc3339(h.get("created") or img.created or
+        rows.append({"Id": "<missing>", "Created": int(rfc3339.parse(h.get("created") or img.created or
                                                                      "1970-01-01T00:00:00Z")),
                      "CreatedBy": h.get("created_by", ""), "Tags": None, "Size": size,
                      "Comment": h.get("comment", "")})
@@ -421,7 +421,7 @@ def prune_images(graph: Any, filters: dict[str, list[str]], in_use: Any) -> dict
             continue   # went with an earlier image
         if dangling_only and graph.image_refs(img.id):
             continue
-        if until is not None and parse_rfc3339(img.created or "1970-01-01T00:00:00Z") >= until:
+        if until is not None and rfc3339.parse(img.created or "1970-01-01T00:00:00Z") >= until:
             continue
         labels = img.container_config().get("Labels") or {}
         if not _labels_match(labels, filters.get("label", []), False) or \

@@ -5,8 +5,8 @@ import os
 import tempfile
 from typing import Any
 
-from pyd.daemon.containers.model import parse_rfc3339
 from pyd.daemon.errors import BadParameter
+from pyd.formats import rfc3339
 
 
 def releasing_memory(daemon: Any, handler: Any) -> Any:
@@ -62,7 +62,7 @@ def parse_time_arg(value: str | None, name: str) -> float:
     except ValueError:
         pass
     try:
-        return parse_rfc3339(value)
+        return rfc3339.parse(value)
     except ValueError:
         raise BadParameter(f"invalid value for {name}: {value}") from None
 

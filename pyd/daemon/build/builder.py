@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from pyd.daemon.storage import archive
 from pyd.daemon.build import dockerfile
-from pyd.formats import dockerignore
+from pyd.formats import dockerignore, rfc3339
 from pyd.daemon.containers import etcfiles
 from pyd.daemon.build.dockerfile import DockerfileError, Instruction, Lexer
 from pyd.daemon.errors import BadParameter, NotFound
@@ -334,7 +334,7 @@ class Builder:
 
     def _commit(self, state: _Stage, layer: Any, cache_config: dict, container_id: str = "") -> None:
         base = state.image.config if state.image else {}
-        now = _now()
+        now = rfc3339.now()
         history = list(base.get("history") or [])
         entry: dict[str, Any] = {"created": now, "created_by": " ".join(cache_config.get("Cmd") or [])}
         if layer is None:
@@ -715,11 +715,6 @@ def _merge_env_order(old: list[str], new: list[str]) -> list[str]:
             out.append(e)
             seen.add(k)
     return out
-
-
-def _now() -> str:
-    from pyd.daemon.containers.model import rfc3339
-    return rfc3339()
 
 
 def _arch() -> str:

@@ -13,7 +13,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from pyd.daemon.containers.model import rfc3339
+from pyd.formats import rfc3339
 
 if TYPE_CHECKING:
     from pyd.daemon.containers.model import Container
@@ -115,8 +115,8 @@ class HealthMonitor:
         health = c.State.Health
         if health is None or c.execd is None:
             return
-        entries = (health.get("Log") or []) + [{"Start": rfc3339(begin), "End": rfc3339(), "ExitCode": code,
-                                                "Output": output}]
+        entries = (health.get("Log") or []) + [{"Start": rfc3339.from_unix(begin), "End": rfc3339.now(),
+                                                "ExitCode": code, "Output": output}]
         health["Log"] = entries[-MAX_LOG_ENTRIES:]
         old = health["Status"]
         retries = hc.get("Retries") or DEFAULT_RETRIES

@@ -12,7 +12,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from pyd.daemon.containers.model import parse_rfc3339, rfc3339
+from pyd.formats import rfc3339
 from pyd.daemon.errors import BadParameter
 
 if TYPE_CHECKING:
@@ -123,7 +123,7 @@ class RestartManager:
             return False
         if not wants_restart(c, status.exit_code, c.HasBeenManuallyStopped):
             return False
-        ran_for = status.finished_at - parse_rfc3339(c.State.StartedAt)
+        ran_for = status.finished_at - rfc3339.parse(c.State.StartedAt)
         delay = self._next_delay(c.ID, ran_for)
         c.RestartCount += 1
         st = c.State
@@ -170,7 +170,7 @@ class RestartManager:
         except Exception as e:  # the start failure is recorded in the state; the policy ends here
             log.warning("restart of container %s failed: %s", c.short_id, e)
             if c.State.Restarting:
-                c.State.set_stopped(c.State.ExitCode, finished_at=rfc3339(time.time()), error=str(e))
+                c.State.set_stopped(c.State.ExitCode, finished_at=rfc3339.from_unix(time.time()), error=str(e))
                 c.save()
         finally:
             self.starting.discard(c.ID)

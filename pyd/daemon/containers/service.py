@@ -17,10 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 from pyd.daemon.containers import etcfiles
 from pyd.daemon.containers import mounts
-from pyd.daemon.containers.model import Container, merge_env, rfc3339
+from pyd.daemon.containers.model import Container, merge_env
 from pyd.daemon.errors import BadParameter, Conflict, NotFound, NotModified, ServerError
 from pyd.daemon.fsutil import tree_size
 from pyd.daemon.api.validate import check_create_body, strslice
+from pyd.formats import rfc3339
 
 if TYPE_CHECKING:
     from pyd.daemon.main import Daemon
@@ -288,7 +289,7 @@ class ContainerService:
         c.execd = None
         self.health.stop(c)
         oom = await asyncio.to_thread(self.daemon.cgroups.finish, c.ID, c.HostConfig)   # OOM count, then rmdir
-        c.State.set_stopped(status.exit_code, finished_at=rfc3339(status.finished_at),
+        c.State.set_stopped(status.exit_code, finished_at=rfc3339.from_unix(status.finished_at),
                             oom_killed=status.oom_killed or oom)
         self.daemon.networks.release(c)          # the veths die with the namespace, off this path
         mounts.deactivate(self.daemon, c)
@@ -543,7 +544,7 @@ class ContainerService:
             if c.State.Running or c.State.Status == "removing":
                 continue
             labels = c.Config.get("Labels") or {}
-            created = _ts(c.Created)
+            created = rfc3339.parse(c.Created)
             if any(created >= u for u in until):
                 continue
             if not all(_label_ok(labels, v) for v in filters.get("label") or []):
@@ -616,14 +617,8 @@ class ContainerService:
         await asyncio.gather(*(self._stop(c, None, None) for c in running), return_exceptions=True)
 
 
-def _ts(value: str) -> float:
-    from pyd.daemon.containers.model import parse_rfc3339
-    return parse_rfc3339(value)
-
-
 def _until(value: str) -> float:
     """dockerd's GetTimestamp: unix seconds, RFC 3339, or a Go duration ago ("24h", "1h30m", "90s")."""
-    from pyd.daemon.containers.model import parse_rfc3339
     try:
         return float(value)
     except ValueError:
@@ -633,7 +628,7 @@ def _until(value: str) -> float:
         scale = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
         return time.time() - sum(float(n) * scale[u] for n, u in parts)
     try:
-        return parse_rfc3339(value)
+        return rfc3339.parse(value)
     except ValueError:
         raise BadParameter(f"invalid filter 'until={value}'") from None
 

@@ -13,7 +13,8 @@ import os
 import time
 from typing import Any, Iterator
 
-from pyd.daemon.storage.graph import Graph, _host_arch, _now_rfc3339, apply_changes
+from pyd.daemon.storage.graph import Graph, _host_arch, apply_changes
+from pyd.formats import rfc3339
 
 
 def commit_container(graph: Graph, c: Any, changes: list[str] | None = None, comment: str = "",
@@ -27,7 +28,7 @@ def commit_container(graph: Graph, c: Any, changes: list[str] | None = None, com
             if value not in (None, "", [], {}):
                 container_config[key] = value
     apply_changes(container_config, changes or [])
-    now = _now_rfc3339()
+    now = rfc3339.now(rfc3339.FIXED)
     config: dict[str, Any] = copy.deepcopy(base.config) if base else {"architecture": _host_arch(), "os": "linux"}
     config.update({"config": container_config, "container": c.ID, "created": now})
     if author:

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from pyd.daemon.errors import BadParameter, Conflict, Forbidden, NotFound
 from pyd.daemon.fsutil import atomic_write
+from pyd.formats import rfc3339
 
 if TYPE_CHECKING:
     from pyd.daemon.containers.model import Container
@@ -243,7 +244,7 @@ class NetworkController:
             self.networks[net.Id] = net
         for name, driver in (("host", "host"), ("none", "null")):
             if not self._by_name(name):
-                self._save(Network(Name=name, Id=secrets.token_hex(32), Driver=driver, Created=_now()))
+                self._save(Network(Name=name, Id=secrets.token_hex(32), Driver=driver, Created=rfc3339.now()))
         await self._init_default_bridge()
         for net in list(self.networks.values()):
             if net.is_bridge:
@@ -286,7 +287,7 @@ class NetworkController:
             log.info("default bridge changed (%s %s -> %s %s)", current.bridge, current.subnet, name, subnet)
             current.endpoints.clear()
             current.cursor = ""
-        net = current or Network(Name="bridge", Id=secrets.token_hex(32), Created=_now())
+        net = current or Network(Name="bridge", Id=secrets.token_hex(32), Created=rfc3339.now())
         net.subnet, net.gateway, net.bridge, net.Options = subnet, gateway, name, options
         self._save(net)
 
@@ -378,8 +379,9 @@ class NetworkController:
             raise BadParameter("IPv6 networks are not supported by pyd")
         ipam_cfg = ((body.get("IPAM") or {}).get("Config") or [])
         async with self.lock:
-            net = Network(Name=name, Id=secrets.token_hex(32), Created=_now(), Internal=bool(body.get("Internal")),
-                          Attachable=bool(body.get("Attachable")), Labels=dict(body.get("Labels") or {}),
+            net = Network(Name=name, Id=secrets.token_hex(32), Created=rfc3339.now(),
+                          Internal=bool(body.get("Internal")), Attachable=bool(body.get("Attachable")),
+                          Labels=dict(body.get("Labels") or {}),
                           Options=dict(body.get("Options") or {}))
             self._configure_ipam(net, ipam_cfg)
             net.bridge = net.Options.get("com.docker.network.bridge.name") or "br-" + net.Id[:12]
@@ -916,11 +918,6 @@ def _drop_netns_file(path: str) -> None:
 def _label_match(labels: dict[str, str], spec: str) -> bool:
     key, eq, value = spec.partition("=")
     return key in labels and (not eq or labels[key] == value)
-
-
-def _now() -> str:
-    from pyd.daemon.containers.model import rfc3339
-    return rfc3339()
 
 
 NETWORKING_FAILED = "failed to set up container networking"

@@ -14,6 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pyd.daemon.errors import BadParameter
+from pyd.formats.devices import valid_permissions
+from pyd.formats.sysctls import IPC_SYSCTLS
+from pyd.formats.ulimits import RLIMITS
 
 # ---------------------------------------------------------------- capabilities
 
@@ -401,12 +404,6 @@ DEFAULT_PROFILE: dict[str, Any] = {
 
 # ---------------------------------------------------------------- rlimits
 
-# Linux RLIMIT_* numbers (Python's resource module lacks some)
-RLIMITS = {"cpu": 0, "fsize": 1, "data": 2, "stack": 3, "core": 4, "rss": 5, "nproc": 6, "nofile": 7,
-           "memlock": 8, "as": 9, "locks": 10, "sigpending": 11, "msgqueue": 12, "nice": 13, "rtprio": 14,
-           "rttime": 15}
-
-
 def rlimits(hc: dict[str, Any]) -> list[str]:
     """HostConfig.Ulimits [{"Name","Soft","Hard"}] as execd records "RESOURCE SOFT HARD"."""
     out = []
@@ -424,34 +421,7 @@ def rlimits(hc: dict[str, Any]) -> list[str]:
     return out
 
 
-def parse_ulimit(text: str) -> dict[str, Any]:
-    """The CLI's --ulimit NAME=SOFT[:HARD]."""
-    name, sep, limits = text.partition("=")
-    if not sep:
-        raise ValueError(f"invalid ulimit argument: {text}")
-    if name not in RLIMITS:
-        raise ValueError(f"invalid ulimit type: {name}")
-    soft, _, hard = limits.partition(":")
-    try:
-        s = int(soft)
-        h = int(hard) if hard else s
-    except ValueError:
-        raise ValueError(f"invalid ulimit argument: {text}") from None
-    if s > h:
-        raise ValueError(f"ulimit soft limit must be less than or equal to hard limit: {s} > {h}")
-    return {"Name": name, "Soft": s, "Hard": h}
-
-
 # ---------------------------------------------------------------- sysctls
-
-IPC_SYSCTLS = {"kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall",
-               "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"}
-
-
-def cli_sysctl_ok(key: str) -> bool:
-    """The docker CLI's whitelist (opts.ValidateSysctl)."""
-    return key in IPC_SYSCTLS or key.startswith(("net.", "fs.mqueue."))
-
 
 def sysctls(hc: dict[str, Any], own_netns: bool, own_ipcns: bool, own_utsns: bool) -> list[str]:
     """Namespaced sysctls as "key=value" records; others refused with runc's words, as Docker reports them."""
@@ -501,7 +471,7 @@ def resolve_devices(hc: dict[str, Any]) -> list[Device]:
         host = d.get("PathOnHost") or ""
         inside = d.get("PathInContainer") or host
         perms = d.get("CgroupPermissions") or "rwm"
-        if not perms or any(ch not in "rwm" for ch in perms):
+        if not valid_permissions(perms):
             raise BadParameter(f"invalid device cgroup permissions: {perms}")
         try:
             st = os.stat(host)
@@ -549,23 +519,6 @@ def host_devices(root: str = "/dev") -> list[Device]:
             out.append(Device(path, path, "rwm", kind, os.major(st.st_rdev), os.minor(st.st_rdev),
                               stat_mod.S_IMODE(st.st_mode)))
     return out
-
-
-def parse_device(text: str) -> dict[str, str]:
-    """The CLI's --device HOST[:CONTAINER][:PERMS]."""
-    parts = text.split(":")
-    host = parts[0]
-    inside, perms = host, "rwm"
-    if len(parts) == 2:
-        if parts[1] and all(ch in "rwm" for ch in parts[1]):
-            perms = parts[1]
-        else:
-            inside = parts[1]
-    elif len(parts) == 3:
-        inside, perms = parts[1], parts[2]
-    elif len(parts) > 3:
-        raise ValueError(f"invalid device specification: {text}")
-    return {"PathOnHost": host, "PathInContainer": inside, "CgroupPermissions": perms}
 
 
 # ---------------------------------------------------------------- HostConfig at create, spec at start

@@ -24,7 +24,6 @@ import posixpath
 import shutil
 import tempfile
 import threading
-import time
 from dataclasses import dataclass, field
 from typing import BinaryIO, Callable, Iterable, Iterator
 
@@ -32,6 +31,7 @@ from pyd.daemon.storage import archive
 from pyd.daemon.runtime import native
 from pyd.daemon.errors import BadParameter, Conflict, NotFound
 from pyd.daemon.fsutil import atomic_write, atomic_write_json, copy_tree, fsync_dir, read_text, remove_tree
+from pyd.formats import rfc3339
 from pyd.formats.reference import Reference, is_image_id, parse_reference, validate_tag
 
 __all__ = ["Graph", "Image", "Layer", "GraphDriverError", "Reference", "parse_reference", "chain_id",
@@ -73,11 +73,6 @@ def _random_id() -> str:
 
 def _is_cache_id(text: str) -> bool:
     return len(text) == 64 and all(c in "0123456789abcdef" for c in text)
-
-
-def _now_rfc3339() -> str:
-    ns = time.time_ns()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 1_000_000_000)) + f".{ns % 1_000_000_000:09d}Z"
 
 
 def _host_arch() -> str:
@@ -859,7 +854,7 @@ class Graph:
             raise BadParameter("refusing to create a tag with a digest reference")
         container_config = apply_changes(default_container_config(), changes or [])
         layer = self.register_layer(stream)
-        now = _now_rfc3339()
+        now = rfc3339.now(rfc3339.FIXED)
         config = {
             "architecture": _host_arch(),
             "config": container_config,

@@ -13,12 +13,12 @@ import re
 import secrets
 import shutil
 import threading
-import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from pyd.daemon.errors import BadParameter, Conflict, NotFound
 from pyd.daemon.fsutil import tree_size
+from pyd.formats import rfc3339
 
 log = logging.getLogger("pyd")
 
@@ -58,10 +58,6 @@ class Volume:
         return {"CreatedAt": self.created_at, "Driver": self.driver, "Labels": self.labels or None,
                 "Mountpoint": self.mountpoint, "Name": self.name, "Options": self.options or None,
                 "Scope": "local"}
-
-
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 def validate_name(name: str) -> None:
@@ -142,7 +138,7 @@ class VolumeStore:
                     self._db.execute("DELETE FROM volumes WHERE name=?", (name,))
             for entry in os.listdir(self.root):
                 if entry not in names and NAME_RE.match(entry) and os.path.isdir(os.path.join(self.root, entry, "_data")):
-                    self._insert(Volume(entry, created_at=_now()))
+                    self._insert(Volume(entry, created_at=rfc3339.now(rfc3339.SECONDS)))
 
     def _insert(self, v: Volume) -> None:
         self._db.execute("INSERT OR REPLACE INTO volumes VALUES (?,?,?,?,?)",
@@ -168,7 +164,7 @@ class VolumeStore:
             path = self.data_path(name)
             os.makedirs(path, mode=0o755, exist_ok=True)
             os.chmod(os.path.dirname(path), 0o701)
-            v = Volume(name, driver, labels, options, _now(), path)
+            v = Volume(name, driver, labels, options, rfc3339.now(rfc3339.SECONDS), path)
             self._insert(v)
             return v
 

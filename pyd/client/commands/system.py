@@ -13,6 +13,7 @@ from pyd.client import formatting as fmt
 from pyd.client.common import Cli, StatusError, api_error_message, encode_filters, time_query, validate_filter, PROG
 from pyd.client.flags import BOOL, LIST, STRING, Flag, Options, Spec
 from pyd.client.gotemplate import Template, TemplateExecError, TemplateParseError
+from pyd.formats import rfc3339
 
 _TEMPLATE_HELP = ("Format output using a custom template: 'json': Print in JSON format 'TEMPLATE': Print "
                   "output using the given Go template.")
@@ -225,9 +226,9 @@ def format_event(event: dict[str, Any]) -> str:
     """One event as docker prints it: time, type, action, actor ID and sorted attributes."""
     head = ""
     if event.get("timeNano"):
-        head = fmt.rfc3339_nano_fixed(int(event["timeNano"])) + " "
+        head = rfc3339.format_ns(int(event["timeNano"]), rfc3339.FIXED, local=True) + " "
     elif event.get("time"):
-        head = fmt.rfc3339_nano_fixed(int(event["time"]) * 1_000_000_000) + " "
+        head = rfc3339.format_ns(int(event["time"]) * 1_000_000_000, rfc3339.FIXED, local=True) + " "
     actor = event.get("Actor") or {}
     text = f"{head}{event.get('Type', '')} {event.get('Action', '')} {actor.get('ID', '')}"
     attrs = actor.get("Attributes") or {}

@@ -14,7 +14,8 @@ TYPE_CHECKING = False     # typing costs milliseconds at every start
 if TYPE_CHECKING:
     from typing import Any
 
-from pyd.client.flags import BOOL, INT, LIST, STRING, Flag, Options, parse_duration
+from pyd.client.flags import BOOL, INT, LIST, STRING, Flag, Options
+from pyd.formats.units import parse_duration
 
 _NOT_USER_DEFINED = ("default", "bridge", "host", "none")
 

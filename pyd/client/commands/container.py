@@ -1,4 +1,4 @@
-"""Container commands: run, create, start, ps, logs, stop, kill, rm, wait."""
+"""Container commands: run, create, start, ps, logs, stop, kill, rm, wait, restart, rename, container prune."""
 from __future__ import annotations
 
 import os
@@ -53,11 +53,11 @@ def _container_flags(with_sig_proxy: bool) -> list[Flag]:
     if with_sig_proxy:
         flags += [Flag("detach", "d", BOOL, help="Run container in background and print container ID"),
                   Flag("sig-proxy", "", BOOL, True, help="Proxy received signals to the process")]
-    from pyd.client.volume import mount_flags
+    from pyd.client.commands.mount_flags import mount_flags
     flags += mount_flags()     # -v, --mount, --tmpfs, --volumes-from
-    from pyd.client.resources import security_flags
+    from pyd.client.commands.resource_flags import security_flags
     flags += security_flags()  # --cap-add, --privileged, --security-opt, -m, --cpus, --ulimit, ...
-    from pyd.client.runopts import run_flags
+    from pyd.client.commands.run_flags import run_flags
     flags += run_flags()       # --network, -p, --dns, --add-host, --restart, --health-*, --log-*, --stop-*
     flags.sort(key=lambda f: f.long)
     return flags
@@ -212,11 +212,11 @@ def build_create_request(opts: Options, args: list[str], for_run: bool) -> tuple
         "HostConfig": {"NetworkMode": "default", "AutoRemove": opts.rm},
         "NetworkingConfig": {"EndpointsConfig": {}},
     }
-    from pyd.client.runopts import apply_run_flags
+    from pyd.client.commands.run_flags import apply_run_flags
     apply_run_flags(opts, body)    # NetworkMode, ports, DNS, restart, healthcheck, logging, stop
-    from pyd.client.volume import apply_mount_flags
+    from pyd.client.commands.mount_flags import apply_mount_flags
     apply_mount_flags(opts, body)
-    from pyd.client.resources import apply_security_flags
+    from pyd.client.commands.resource_flags import apply_security_flags
     apply_security_flags(opts, body)
     query = {"name": opts.name} if opts.name else {}
     return query, body
@@ -242,7 +242,7 @@ def create_container(cli: Cli, query: dict[str, str], body: dict[str, Any]) -> s
         if not (is_not_found(exc) and "image" in str(getattr(exc, "message", "")).lower()):
             raise
         cli.err(f"Unable to find image '{familiar_reference(body['Image'])}' locally\n")
-        from pyd.client.image import pull_image   # docker run pulls a missing image, progress on stderr
+        from pyd.client.commands.image import pull_image   # docker run pulls a missing image, progress on stderr
         pull_image(cli, body["Image"], body.get("platform") or "", out=cli.stderr)
         resp = cli.client().request("POST", "/containers/create", query=query or None, body=body)
     created = resp.json()

@@ -1,4 +1,5 @@
-"""`pyd pause`, `unpause`, `top` and `stats`, as the docker CLI shows them."""
+"""A running container's processes: `pyd pause` and `unpause` (the freezer), `top` and `stats`, as the docker
+CLI shows them."""
 from __future__ import annotations
 
 TYPE_CHECKING = False     # typing costs milliseconds at every start

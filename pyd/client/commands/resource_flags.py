@@ -1,22 +1,16 @@
 """run/create's security and resource flags (--cap-add, --privileged, --security-opt, --read-only,
 --shm-size, --ulimit, --sysctl, --ipc, --pid, --uts, --group-add, --device, -m, --cpus, ...) turned into the
-API's HostConfig as docker's CLI does, and `pyd update`."""
+API's HostConfig as docker's CLI does; `update` takes the resource flags too."""
 from __future__ import annotations
 
-TYPE_CHECKING = False     # typing costs milliseconds at every start
-if TYPE_CHECKING:
-    from typing import Any
-
-from pyd.client.common import PROG, Cli
-from pyd.client.flags import BOOL, INT, LIST, STRING, Flag, Options, Spec
-
-# whitelisted by the docker CLI (opts.ValidateSysctl)
-_IPC_SYSCTLS = {"kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall",
-                "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"}
+from pyd.client.flags import BOOL, INT, LIST, STRING, Flag, Options
+from pyd.formats.devices import parse_device
+from pyd.formats.sysctls import cli_allows
+from pyd.formats.ulimits import parse_ulimit
 
 
 def _bytes(raw: str) -> int:
-    from pyd.client.volume import ram_in_bytes
+    from pyd.formats.units import ram_in_bytes
     return ram_in_bytes(raw)
 
 
@@ -39,19 +33,9 @@ def _sysctl(raw: str) -> str:
     key, sep, _ = raw.partition("=")
     if not sep:
         raise ValueError(f"sysctl '{raw}' is not allowed")
-    if key in _IPC_SYSCTLS or key.startswith(("net.", "fs.mqueue.")):
+    if cli_allows(key):
         return raw
     raise ValueError(f"sysctl '{raw}' is not allowed")
-
-
-def _ulimit(raw: str) -> dict:
-    from pyd.daemon.spec.security import parse_ulimit
-    return parse_ulimit(raw)
-
-
-def _device(raw: str) -> dict:
-    from pyd.daemon.spec.security import parse_device
-    return parse_device(raw)
 
 
 def security_flags() -> list[Flag]:
@@ -62,13 +46,13 @@ def security_flags() -> list[Flag]:
         Flag("security-opt", "", LIST, help="Security Options"),
         Flag("read-only", "", BOOL, help="Mount the container's root filesystem as read only"),
         Flag("shm-size", "", STRING, metavar="bytes", help="Size of /dev/shm", validate=_bytes),
-        Flag("ulimit", "", LIST, metavar="ulimit", help="Ulimit options", validate=_ulimit),
+        Flag("ulimit", "", LIST, metavar="ulimit", help="Ulimit options", validate=parse_ulimit),
         Flag("sysctl", "", LIST, metavar="map", help="Sysctl options", validate=_sysctl),
         Flag("ipc", "", STRING, help="IPC mode to use"),
         Flag("pid", "", STRING, help="PID namespace to use"),
         Flag("uts", "", STRING, help="UTS namespace to use"),
         Flag("group-add", "", LIST, help="Add additional groups to join"),
-        Flag("device", "", LIST, help="Add a host device to the container", validate=_device),
+        Flag("device", "", LIST, help="Add a host device to the container", validate=parse_device),
         Flag("cgroup-parent", "", STRING, help="Optional parent cgroup for the container"),
         *resource_flags(),
     ]
@@ -91,7 +75,8 @@ def resource_flags() -> list[Flag]:
     ]
 
 
-def _resources(opts: Options) -> dict:
+def resources(opts: Options) -> dict:
+    """HostConfig's resource fields for the resource flags given."""
     out: dict = {}
     pairs = (("memory", "Memory"), ("memory_swap", "MemorySwap"), ("memory_reservation", "MemoryReservation"),
              ("cpus", "NanoCpus"), ("cpu_shares", "CpuShares"), ("cpu_period", "CpuPeriod"),
@@ -105,7 +90,7 @@ def _resources(opts: Options) -> dict:
 
 def apply_security_flags(opts: Options, body: dict) -> None:
     hc = body["HostConfig"]
-    hc.update(_resources(opts))
+    hc.update(resources(opts))
     if opts.cap_add:
         hc["CapAdd"] = opts.cap_add
     if opts.cap_drop:
@@ -141,26 +126,3 @@ def _inline_seccomp(opt: str) -> str:
             raise FlagError(f"opening seccomp profile ({value}) failed: open {value}: "
                             f"{(e.strerror or str(e)).lower()}") from None
     return opt
-
-
-SPECS: dict[str, Spec] = {
-    "update": Spec("[OPTIONS] CONTAINER [CONTAINER...]", "Update configuration of one or more containers", [
-        *resource_flags(), Flag("restart", "", STRING, help="Restart policy to apply when a container exits"),
-    ], min_args=1, aliases=(f"{PROG} container update", f"{PROG} update")),
-}
-
-
-def cmd_update(cli: Cli, opts: Options, args: list[str]) -> int:
-    from pyd.client.common import StatusError
-    body: dict[str, Any] = _resources(opts)
-    if not body and not opts.given("restart"):
-        raise StatusError(1, "you must provide one or more flags when using this command")
-    if opts.restart:
-        from pyd.client.runopts import parse_restart_policy
-        try:
-            body["RestartPolicy"] = parse_restart_policy(opts.restart)
-        except ValueError as exc:
-            raise StatusError(1, str(exc)) from None
-    from pyd.client.common import for_each
-    for_each(cli, args, lambda n: cli.client().request("POST", f"/containers/{n}/update", body=body))
-    return 0
