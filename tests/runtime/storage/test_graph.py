@@ -43,6 +43,7 @@ _ensure_proto()
 
 from pyd.daemon.storage import archive  # noqa: E402
 from pyd.daemon.storage import graph
+from pyd.daemon.storage.drivers import overlayfs
 from pyd.daemon.runtime import native
 from pyd.daemon.errors import BadParameter, Conflict, NotFound  # noqa: E402
 from pyd.daemon.storage.graph import Graph, parse_reference  # noqa: E402
@@ -250,10 +251,10 @@ def test_vfs_is_used_where_overlay_cannot_mount(data_root):
     dirs = [os.path.join(outer, n) for n in ("lower", "upper", "work", "merged")]
     for d in dirs:
         os.makedirs(d)
-    graph.mount_overlay(dirs[3], [dirs[0]], dirs[1], dirs[2])
+    overlayfs.mount_overlay(dirs[3], [dirs[0]], dirs[1], dirs[2])
     inner = os.path.join(dirs[3], "root")
     os.mkdir(inner)
-    if graph.overlay_supported(inner):
+    if overlayfs.overlay_supported(inner):
         pytest.skip("this kernel accepts overlayfs on overlayfs")
     assert Graph(inner).driver_name == "vfs"
     assert Graph(inner).backing_fs == "overlayfs"
@@ -552,12 +553,12 @@ def test_mount2_fallback_with_many_long_lowers(data_root):
     for d in (upper, work, merged):
         os.mkdir(d)
     cwd = os.getcwd()
-    graph.mount_overlay(merged, lowers, upper, work, new_api=False)
+    overlayfs.mount_overlay(merged, lowers, upper, work, new_api=False)
     try:
         assert os.getcwd() == cwd
         assert len(os.listdir(merged)) == 100
     finally:
-        graph.unmount(merged)
+        overlayfs.unmount(merged)
 
 
 def _oci_layout(layer: bytes, name: str) -> bytes:
