@@ -26,7 +26,7 @@ from typing import BinaryIO, Callable, Iterable, Iterator
 from pyd.daemon.errors import BadParameter, Conflict, NotFound
 from pyd.daemon.fsutil import atomic_write, atomic_write_json, fsync_dir, read_text
 from pyd.daemon.runtime import native
-from pyd.daemon.storage import archive, trees
+from pyd.daemon.storage import archive, image_archive, trees
 from pyd.daemon.storage.changes import apply_changes, default_container_config
 from pyd.daemon.storage.drivers import GraphDriver, GraphDriverError, pick_driver
 from pyd.daemon.storage.trees import remove_tree
@@ -587,10 +587,10 @@ class Graph:
                 archive.extract_layer(stream, work, whiteouts=None)
             except archive.ArchiveError as exc:
                 raise BadParameter(str(exc)) from None
-            if os.path.isfile(os.path.join(work, "manifest.json")):
-                return self._load_docker_archive(work)
-            if os.path.isfile(os.path.join(work, "index.json")):
-                return self._load_oci(work)
+            if os.path.lexists(os.path.join(work, "manifest.json")):
+                return self._load_archived(work, image_archive.docker_archive_images(work))
+            if os.path.lexists(os.path.join(work, "index.json")):
+                return self._load_archived(work, image_archive.oci_images(work, _host_arch()))
             raise BadParameter("invalid archive: it has neither manifest.json nor index.json")
         finally:
             try:
@@ -598,30 +598,12 @@ class Graph:
             except OSError as exc:
                 log.warning("could not remove %s: %s", work, exc)
 
-    def _load_docker_archive(self, work: str) -> list[str]:
-        manifest = _read_json(work, "manifest.json")
-        if not isinstance(manifest, list):
-            raise BadParameter("invalid manifest.json: not a list")
+    def _load_archived(self, work: str, found: Iterable[image_archive.ArchivedImage]) -> list[str]:
         out: list[str] = []
-        for entry in manifest:
-            config_bytes = _read_bytes(work, entry["Config"])
-            image = self._load_image(work, config_bytes, entry.get("Layers") or [])
-            tags = entry.get("RepoTags") or []
-            out.extend(self._load_tags(image.id, tags))
-            if not tags:
-                out.append(f"Loaded image ID: {image.id}")
-        return out
-
-    def _load_oci(self, work: str) -> list[str]:
-        out: list[str] = []
-        for desc, name in _oci_manifests(work, _read_json(work, "index.json")):
-            manifest = json.loads(_read_bytes(work, _blob_path(desc["digest"])))
-            config_bytes = _read_bytes(work, _blob_path(manifest["config"]["digest"]))
-            layers = [_blob_path(layer["digest"]) for layer in manifest.get("layers") or []]
-            image = self._load_image(work, config_bytes, layers)
-            if name:
-                out.extend(self._load_tags(image.id, [name]))
-            else:
+        for entry in found:
+            image = self._load_image(work, image_archive.read_member(work, entry.config), entry.layers)
+            out.extend(self._load_tags(image.id, entry.names))
+            if not entry.names:
                 out.append(f"Loaded image ID: {image.id}")
         return out
 
@@ -630,6 +612,9 @@ class Graph:
             diff_ids = json.loads(config_bytes)["rootfs"]["diff_ids"] or []
         except (ValueError, KeyError, TypeError):
             raise BadParameter("invalid image config: no rootfs.diff_ids") from None
+        if not isinstance(diff_ids, list) or not all(isinstance(d, str) and d.startswith("sha256:")
+                                                     for d in diff_ids):
+            raise BadParameter("invalid image config: rootfs.diff_ids must be a list of sha256 digests")
         if len(diff_ids) != len(layer_paths):
             raise BadParameter(f"invalid manifest, layers length mismatch: expected {len(diff_ids)}, "
                                f"got {len(layer_paths)}")
@@ -637,7 +622,7 @@ class Graph:
         for path, diff in zip(layer_paths, diff_ids):
             chain = chain_id(parent, diff)
             if chain not in self._layers:
-                with open(archive.secure_join(work, path), "rb") as f:
+                with image_archive.open_member(work, path) as f:
                     self.register_layer(f, parent, expected_diff_id=diff)
             parent = chain
         return self.store_image(config_bytes)
@@ -687,7 +672,7 @@ class Graph:
         def blob(digest: str, size: int, chunks: Iterable[bytes]) -> Iterator[bytes]:
             if digest not in written:
                 written.add(digest)
-                yield from archive.tar_file_entry(_blob_path(digest), size, chunks)
+                yield from archive.tar_file_entry(image_archive.blob_path(digest), size, chunks)
 
         for image, tags in selected:
             config_bytes = self._config_bytes(image.id)
@@ -714,8 +699,9 @@ class Graph:
                     repositories.setdefault(t.familiar_name(), {})[t.tag] = _hex(image.diff_ids()[-1])
             if not tags:
                 index.append(desc)
-            manifest.append({"Config": _blob_path(image.id), "RepoTags": [t.familiar() for t in tags],
-                             "Layers": [_blob_path(d) for d in image.diff_ids()]})
+            manifest.append({"Config": image_archive.blob_path(image.id),
+                             "RepoTags": [t.familiar() for t in tags],
+                             "Layers": [image_archive.blob_path(d) for d in image.diff_ids()]})
         for name, obj in (("index.json", {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
                                           "manifests": index}),
                           ("manifest.json", manifest), ("oci-layout", {"imageLayoutVersion": "1.0.0"}),
@@ -862,52 +848,3 @@ def _try_parse(s: str) -> Reference | None:
 def _add_unique(refs: list[Reference], ref: Reference) -> None:
     if ref not in refs:
         refs.append(ref)
-
-
-# ---------------------------------------------------------------------------------------------------
-# archive reading helpers
-
-def _blob_path(digest: str) -> str:
-    algo, _, hexpart = digest.partition(":")
-    if not hexpart or "/" in digest:
-        raise BadParameter(f"invalid digest {digest!r}")
-    return f"blobs/{algo}/{hexpart}"
-
-
-def _read_bytes(work: str, rel: str) -> bytes:
-    try:
-        with open(archive.secure_join(work, rel), "rb") as f:
-            return f.read()
-    except (FileNotFoundError, IsADirectoryError):
-        raise BadParameter(f"invalid archive: {rel} is missing") from None
-
-
-def _read_json(work: str, rel: str):
-    try:
-        return json.loads(_read_bytes(work, rel))
-    except ValueError as exc:
-        raise BadParameter(f"invalid archive: {rel}: {exc}") from None
-
-
-_INDEX_TYPES = ("application/vnd.oci.image.index.v1+json",
-                "application/vnd.docker.distribution.manifest.list.v2+json")
-
-
-def _oci_manifests(work: str, index: dict, name: str | None = None) -> Iterator[tuple[dict, str | None]]:
-    """(manifest descriptor, familiar name or None) for each image of an OCI layout index."""
-    for desc in index.get("manifests") or []:
-        ann = desc.get("annotations") or {}
-        own = ann.get("io.containerd.image.name")
-        ref_name = ann.get("org.opencontainers.image.ref.name", "")
-        if not own and (":" in ref_name or "/" in ref_name):
-            own = ref_name   # a full reference; a bare tag names no repository
-        own_ref = _try_parse(own) if own else None
-        label = (own_ref.familiar() if own_ref else None) or name
-        if desc.get("mediaType") in _INDEX_TYPES:
-            nested = json.loads(_read_bytes(work, _blob_path(desc["digest"])))
-            yield from _oci_manifests(work, nested, label)
-        else:
-            platform_ = desc.get("platform") or {}
-            if platform_ and platform_.get("architecture") not in (None, _host_arch()):
-                continue   # a multi-platform index: keep the image for this machine
-            yield desc, label

@@ -2,6 +2,7 @@
 than Python's recursion limit (shutil.rmtree, os.walk and os.makedirs recurse); symlinks are never followed."""
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import stat
@@ -84,6 +85,8 @@ def make_dirs(path: str, mode: int = 0o755) -> None:
     """os.makedirs(path, exist_ok=True) without recursion."""
     missing = []
     while not os.path.isdir(path):
+        if os.path.lexists(path):
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), path)
         missing.append(path)
         parent = os.path.dirname(path)
         if parent == path:
