@@ -682,7 +682,7 @@ def _entry(path: str, rel: str, st: os.stat_result, inodes: dict[tuple[int, int]
 
 
 # ---------------------------------------------------------------------------------------------------
-# a container's changes as a layer tar (the builder's commit; issue 8)
+# a container's changes as a layer tar (the builder's and docker commit's)
 
 # Mount points execd makes in a container's root (dockerd keeps them in its "-init" layer): never committed.
 COMMIT_SKIP = frozenset({"proc", "sys", "dev", ".dockerenv", "etc/hosts", "etc/hostname", "etc/resolv.conf",

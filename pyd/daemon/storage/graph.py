@@ -805,7 +805,7 @@ class Graph:
             remove_tree(trash)
             del self._rw[container_id]
 
-    # ---- commit (the builder's RUN/COPY steps; issue 8) -------------------------------------------
+    # ---- commit (the builder's RUN/COPY steps, docker commit) --------------------------------------
 
     def commit_rw(self, container_id: str) -> Layer | None:
         """The container's changes as a new layer on its image's top layer; None when nothing changed.
