@@ -1,5 +1,5 @@
 """Storage: layers, images, references, import/load/save, container layers (the driver contract and
-the hostile-layer corpus are in tests/runtime/storage/).
+the hostile-layer corpus are beside this file).
 
 Runs as root against real overlayfs and real files in tmp data-roots; every mount made under a data-root
 is undone in the fixture's finalizer, even when a test fails.
@@ -615,7 +615,7 @@ def test_save_then_load_gives_the_same_image(g, busybox, data_root):
 
 
 # ---------------------------------------------------------------------------------------------------
-# writing trees (the hostile-layer corpus is tests/runtime/storage/test_hostile_layers.py)
+# writing trees (the hostile-layer corpus is test_hostile_layers.py)
 
 def test_write_tar_round_trips_a_tree(g, busybox, tmp_path):
     top = layer_dir(g, g.resolve_image(busybox).chain_ids()[-1])
