@@ -14,6 +14,7 @@ from pyd.daemon.errors import BadParameter, Conflict, NotFound
 if TYPE_CHECKING:
     from pyd.daemon.containers.model import Container
     from pyd.daemon.events import EventBus
+    from pyd.daemon.images.commit import Freezer
     from pyd.daemon.images.pull import PullService
     from pyd.daemon.images.registry import AuthConfig, Emit
     from pyd.daemon.storage.graph import Graph, Image
@@ -25,11 +26,6 @@ class ContainerImages(Protocol):
     the container itself."""
     def get(self, ref: str) -> Container: ...
     def image_in_use(self, image_id: str) -> str | None: ...
-
-
-class Freezer(Protocol):
-    """The cgroup directories commit freezes a running container through."""
-    def dirs(self, cid: str, hc: dict[str, Any]) -> dict[str, str]: ...
 
 
 class ImageService:
