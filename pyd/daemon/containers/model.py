@@ -11,12 +11,15 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Awaitable
+from typing import TYPE_CHECKING, Any, Awaitable
 
 from pyd.daemon.fsutil import atomic_write_files
 from pyd.formats import rfc3339
 from pyd.formats.rfc3339 import ZERO_TIME
 from pyd.formats.units import human_duration
+
+if TYPE_CHECKING:
+    from pyd.daemon.runtime.execdriver import Execd
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -76,19 +79,19 @@ class Container:
     NetworkSettings: dict[str, Any] = field(default_factory=dict)
     MountPoints: dict[str, Any] = field(default_factory=dict)   # destination -> mount (pyd/mounts.py)
     # Not persisted: the live handle on execd and the attach subscribers.
-    execd: Any = None                                      # execdriver.Execd while running
+    execd: Execd | None = None                             # while running
     subscribers: set = field(default_factory=set)          # attach streams (asyncio.Queue)
     attach_sinks: list = field(default_factory=list)       # (fd, flags) attach connections for execd at start
     followers: int = 0                                     # logs -f streams reading along
     waiters: list = field(default_factory=list)            # (condition, Future) of POST /wait
-    wakeup: Any = None                                     # asyncio.Event set on output/exit (logs -f)
-    exit_task: Any = None                                  # the task recording the exit (_on_exit)
+    wakeup: asyncio.Event | None = None                    # set on output/exit (logs -f)
+    exit_task: asyncio.Future[None] | None = None          # the task recording the exit (_on_exit)
     saved: dict = field(default_factory=dict, repr=False, compare=False)   # file name -> bytes on disk
     # save() stages a snapshot (generation, files) on the loop; writers (loop or worker thread) take the
     # lock and write the newest staged snapshot, so an older state never lands after a newer one.
     staged: tuple = field(default=(0, ()), repr=False, compare=False)
     written_gen: int = field(default=0, repr=False, compare=False)
-    write_lock: Any = field(default_factory=threading.Lock, repr=False, compare=False)
+    write_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     # ---- files ----
     @property

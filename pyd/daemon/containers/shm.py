@@ -15,7 +15,7 @@ from pyd.daemon.runtime import native
 
 if TYPE_CHECKING:
     from pyd.daemon.containers.model import Container
-    from pyd.daemon.main import Daemon
+    from pyd.daemon.containers.speccontext import SpecContext as Daemon
     from pyd.daemon.runtime.execdriver import ContainerSpec
 
 log = logging.getLogger("pyd")

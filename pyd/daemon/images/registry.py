@@ -497,7 +497,7 @@ class Puller:
             return NotFound(f"repository {ref.familiar_name()} not found: {text}")
         return registry_error(500 if status >= 500 or status < 400 else status, text)
 
-    async def _get_manifest(self, ref: Reference, reference: str) -> tuple[bytes, str, str]:
+    async def get_manifest(self, ref: Reference, reference: str) -> tuple[bytes, str, str]:
         """(bytes, media type, digest) of a manifest by tag or digest; the digest is verified when known."""
         scopes = [f"repository:{ref.path}:pull"]
         resp = await self.s.request("GET", f"/v2/{ref.path}/manifests/{reference}", scopes, {"Accept": ACCEPT})
@@ -562,14 +562,14 @@ class Puller:
         """One tag or digest; True when something new was stored."""
         from pyd.daemon.storage.graph import _host_arch
         reference = ref.digest or ref.tag or "latest"
-        body, mt, top_digest = await self._get_manifest(ref, reference)
+        body, mt, top_digest = await self.get_manifest(ref, reference)
         if mt in MT_SCHEMA1:
             raise BadParameter(f"[DEPRECATION NOTICE] Docker Image Format v1 and Docker Image manifest version 2, "
                                f"schema 1 support is disabled. {ref.familiar()} uses it and cannot be pulled")
         manifest = json.loads(body)
         if mt in _INDEXES:
             desc = pick_manifest(manifest, self.opts.platform, _host_arch())
-            body, mt, _ = await self._get_manifest(ref, desc["digest"])
+            body, mt, _ = await self.get_manifest(ref, desc["digest"])
             manifest = json.loads(body)
         elif self.opts.platform:
             pass   # a single manifest: its config says the platform; checked below
@@ -859,7 +859,7 @@ class Pusher:
                 return await self._push_layer(ref, chain, diff)
 
         descs = await asyncio.gather(*(one(c, d) for c, d in zip(chains, diff_ids)))
-        config_bytes = self.graph._config_bytes(image.id)
+        config_bytes = self.graph.config_bytes(image.id)
         await self._ensure_blob(ref, image.id, config_bytes)
         manifest = json.dumps({
             "schemaVersion": 2, "mediaType": MT_DOCKER_MANIFEST,

@@ -15,7 +15,7 @@ from pyd.daemon.containers.model import DEFAULT_PATH, Container, merge_env
 from pyd.daemon.runtime.execdriver import ContainerSpec, Mount, Process
 
 if TYPE_CHECKING:
-    from pyd.daemon.main import Daemon
+    from pyd.daemon.containers.speccontext import SpecContext as Daemon
 
 
 def build_spec(daemon: "Daemon", c: Container, rootfs: str) -> ContainerSpec:

@@ -425,6 +425,14 @@ class Graph:
     def _refs_of(self, image_id: str) -> list[Reference]:
         return sorted((r for r, i in self._refs.items() if i == image_id), key=str)
 
+    def find_image(self, image_id: str) -> Image | None:
+        """Exact lookup by full ID; None when there is no such image (any more)."""
+        return self._images.get(image_id)
+
+    def references(self) -> list[Reference]:
+        """Every tag and digest reference, sorted."""
+        return sorted(self._refs, key=str)
+
     def children(self, image_id: str) -> list[Image]:
         return [i for i in self._images.values() if i.parent == image_id]
 
@@ -670,7 +678,7 @@ class Graph:
                 yield from archive.tar_file_entry(image_archive.blob_path(digest), size, chunks)
 
         for image, tags in selected:
-            config_bytes = self._config_bytes(image.id)
+            config_bytes = self.config_bytes(image.id)
             yield from blob(image.id, len(config_bytes), [config_bytes])
             layer_descs = []
             for chain, diff in zip(image.chain_ids(), image.diff_ids()):
@@ -705,7 +713,8 @@ class Graph:
             yield from archive.tar_file_entry(name, len(data), [data])
         yield archive.TAR_END
 
-    def _config_bytes(self, image_id: str) -> bytes:
+    def config_bytes(self, image_id: str) -> bytes:
+        """The image's config JSON exactly as stored (its sha256 is the image ID)."""
         with open(os.path.join(self._content, _hex(image_id)), "rb") as f:
             return f.read()
 

@@ -14,11 +14,14 @@ import secrets
 import shutil
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from pyd.daemon.errors import BadParameter, Conflict, NotFound
 from pyd.daemon.fsutil import tree_size
 from pyd.formats import rfc3339
+
+if TYPE_CHECKING:
+    import sqlite3
 
 log = logging.getLogger("pyd")
 
@@ -96,18 +99,19 @@ def split_mount_options(o: str) -> tuple[int, str]:
 class VolumeStore:
     """Volumes of one data-root; thread-safe (the API calls it from worker threads)."""
 
-    def __init__(self, root: str) -> None:
+    def __init__(self, root: str, users: Callable[[str], list[str]] = lambda name: []) -> None:
+        """users(name): the IDs of the containers that use the volume (the container side knows it)."""
         self.root = root
         os.makedirs(root, mode=0o701, exist_ok=True)
         self._lock = threading.RLock()
-        self._conn: Any = None   # sqlite3 opened on first use: a daemon without volumes never loads it
+        self._conn: sqlite3.Connection | None = None   # opened on first use: a daemon without volumes never loads it
         self._mounted: dict[str, set[str]] = {}      # volume -> container ids holding its mount
-        self.users: Callable[[str], list[str]] = lambda name: []   # set by the daemon
+        self.users = users
         if os.listdir(root):   # nothing there: nothing to repair
             self._repair()
 
     @property
-    def _db(self) -> Any:
+    def _db(self) -> sqlite3.Connection:
         if self._conn is None:
             with self._lock:
                 if self._conn is None:
