@@ -91,7 +91,7 @@ class Daemon:
         self.started = time.time()
         self.graph: Any = None
         self.containers: Any = None       # ContainerService
-        self.cgroups: Any = None          # cgroups.Cgroups (cgroupfs driver)
+        self.cgroups: Any = None          # cgroups.base.Cgroups (cgroupfs driver, v1 or v2)
         self.volumes: Any = None          # volume.VolumeStore
         self.networks: Any = None         # network.NetworkController
         self.events: Any = None
@@ -117,12 +117,13 @@ class Daemon:
         log.info("graph driver %s on %s", self.graph.driver_name, self.graph.backing_fs)
         driver = ExecDriver(find_execd(cfg), cfg.exec_root)
         self._init_volumes()
-        from pyd.daemon.cgroups.manager import Cgroups, parse_exec_opts
+        from pyd.daemon.cgroups.driver import for_host
+        from pyd.daemon.cgroups.resources import parse_exec_opts
         try:
             parse_exec_opts(cfg.exec_opts)
         except ValueError as e:
             raise StartupError(str(e)) from None
-        self.cgroups = Cgroups(cfg.cgroup_parent or "pyd")
+        self.cgroups = for_host(cfg.cgroup_parent or "pyd")
         self.containers = ContainerService(self, driver)
         await self._init_networks()
         await self.containers.restore()

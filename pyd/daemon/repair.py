@@ -100,7 +100,7 @@ def _kill_orphan_execd(state_dir: str, cid: str) -> None:
 
 
 def remove_stale_cgroups(svc: "ContainerService") -> None:
-    """cgroups (pyd/cgroups.py) of containers that are not running: left when the daemon died at an exit."""
+    """cgroups (pyd/daemon/cgroups/) of containers that are not running: left when the daemon died at an exit."""
     cg = getattr(svc.daemon, "cgroups", None)
     if cg is None:
         return

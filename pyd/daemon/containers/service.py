@@ -496,7 +496,7 @@ class ContainerService:
 
     # ------------------------------------------------------------ update (docker update)
     async def update(self, ref: str, body: Any) -> dict[str, Any]:
-        from pyd.daemon.cgroups.manager import update_container
+        from pyd.daemon.cgroups.update import update_container
         c = self.get(ref)
         if isinstance(body, dict) and body.get("RestartPolicy"):
             from pyd.daemon.containers.restart import checked_update
@@ -711,10 +711,10 @@ def normalize_host_config(hc: dict[str, Any], warnings: list[str] | None = None)
     hc.setdefault("LogConfig", {"Type": "json-file", "Config": {}})
     from pyd.daemon.containers.restart import validate_policy
     hc["RestartPolicy"] = validate_policy(hc.get("RestartPolicy"))
-    from pyd.daemon.cgroups import manager as cgroups
+    from pyd.daemon.cgroups.resources import check_resources
     from pyd.daemon.spec import security
     security.normalize_host_config(hc)   # caps, security options, ulimits, devices, namespace modes
-    found = cgroups.check_resources(hc)  # dockerd's resource checks and defaults
+    found = check_resources(hc)          # dockerd's resource checks and defaults
     if warnings is not None:
         warnings.extend(found)
     return hc
