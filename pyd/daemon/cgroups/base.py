@@ -107,7 +107,7 @@ class Cgroups:
 
     def _set_devices(self, cid: str, hc: Mapping[str, Any]) -> None:
         """The device rules of the container; the requested devices must exist either way."""
-        from pyd.daemon.spec.security import resolve_devices
+        from pyd.daemon.spec.devices import resolve_devices
         resolve_devices(hc)
 
     def apply(self, cid: str, hc: Mapping[str, Any]) -> list[str]:

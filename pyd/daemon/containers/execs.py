@@ -76,7 +76,7 @@ class ExecConfig:
         detach_keys = body.get("DetachKeys") or ""
         if detach_keys:
             detach_keys_arg(detach_keys)
-        from pyd.daemon.spec.build import console_size
+        from pyd.daemon.spec.process import console_size
         return cls(cmd=[str(a) for a in cmd], env=list(env), working_dir=working_dir,
                    user=str(body.get("User") or ""), tty=bool(body.get("Tty")),
                    attach_stdin=bool(body.get("AttachStdin")), attach_stdout=bool(body.get("AttachStdout")),
@@ -175,14 +175,16 @@ class ExecService:
         task.add_done_callback(self.containers.tasks.discard)
 
     def _spec(self, inst: ExecInstance, with_stdin: bool):
-        from pyd.daemon.containers import etcfiles
+        from pyd.daemon.containers import etcfiles, shm, spec_inputs
         from pyd.daemon.runtime.execdriver import Process
         from pyd.daemon.spec.build import build_spec
 
         c, cfg = inst.container, inst.config
         daemon = self.containers.daemon
         rootfs = f"/proc/{c.State.Pid}/root"      # the container's own view of its files
-        spec = build_spec(daemon, c, rootfs)      # the container's security settings come along
+        inputs, ipc = spec_inputs.gather(c, rootfs, self.containers.spec_sources())
+        spec = build_spec(inputs)                 # the container's security settings come along
+        shm.prepare(ipc)
         user = etcfiles.lookup_user(rootfs, cfg.user or c.Config.get("User") or "", c.HostConfig.get("GroupAdd"))
         # dockerd's CreateDaemonEnvironment, then the container's Env, then the exec's
         env = [f"PATH={DEFAULT_PATH}", f"HOSTNAME={c.Config.get('Hostname', '')}"]

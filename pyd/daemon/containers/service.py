@@ -23,6 +23,7 @@ from pyd.daemon.fsutil import tree_size
 from pyd.daemon.api.validate import check_create_body, strslice
 
 if TYPE_CHECKING:
+    from pyd.daemon.containers.spec_inputs import SpecSources
     from pyd.daemon.main import Daemon
     from pyd.daemon.runtime.execdriver import ExecDriver, ExitStatus
 
@@ -165,6 +166,7 @@ class ContainerService:
             raise NotModified("container already started")
         if c.State.Status == "removing":
             raise Conflict(f"cannot start container {c.short_id}: removal in progress")
+        from pyd.daemon.containers import shm, spec_inputs
         from pyd.daemon.runtime.execdriver import ExecError
         from pyd.daemon.spec.build import build_spec
 
@@ -180,7 +182,9 @@ class ContainerService:
             await asyncio.gather(*steps)
             rootfs = steps[0].result()
             await asyncio.to_thread(mounts.activate, self.daemon, c)   # option volumes (tmpfs...) mounted
-            spec = build_spec(self.daemon, c, rootfs)
+            inputs, ipc = spec_inputs.gather(c, rootfs, self.spec_sources())
+            spec = build_spec(inputs)
+            shm.prepare(ipc)                     # the shareable /dev/shm tmpfs, mounted once
             spec.output = self._output_wanted(c)
             spec.attach = list(c.attach_sinks)   # attached before start: execd writes to them itself
             os.makedirs(spec.state_dir, mode=0o700, exist_ok=True)
@@ -209,6 +213,15 @@ class ContainerService:
         saved = c.persist()                      # snapshot now: a quick exit's state is staged after it
         self._event(c, "start")
         await saved                              # durable before the 204
+
+    def spec_sources(self) -> "SpecSources":
+        """Where the inputs of a container's spec come from (start, and exec, which builds it again)."""
+        from pyd.daemon.containers.spec_inputs import SpecSources
+        from pyd.daemon.spec.inputs import LogDefaults
+        cfg = self.daemon.cfg
+        return SpecSources(exec_root=cfg.exec_root, execd_path=self.driver.execd_path,
+                           log=LogDefaults(cfg.log_driver, cfg.log_opts or {}), containers=self,
+                           cgroups=self.daemon.cgroups, networks=self.daemon.networks)
 
     async def _undo_start(self, c: Container, steps: list) -> None:
         """A failed start: once its parallel steps have settled, undo them (the rootfs only if it was mounted:
