@@ -46,8 +46,6 @@ def cfs(hc: Mapping[str, Any]) -> tuple[int, int]:
 class Cgroups:
     """The cgroupfs driver's interface; this base is the host without cgroups (nothing to make or limit)."""
 
-    version = 0
-
     def __init__(self, parent: str = "pyd") -> None:
         self.parent = parent.strip("/") or "pyd"
 

@@ -33,19 +33,17 @@ def mounts(mountinfo: str = "/proc/self/mountinfo") -> dict[str, str]:
 
 
 class CgroupsV1(Cgroups):
-    version = 1
-
     def __init__(self, parent: str, points: Mapping[str, str]) -> None:
         super().__init__(parent)
-        self.v1 = dict(points)
+        self.points = dict(points)
 
     @property
     def mount_points(self) -> Mapping[str, str]:
-        return self.v1
+        return self.points
 
     def dirs(self, cid: str, hc: Mapping[str, Any]) -> dict[str, str]:
         rel = self._relative(cid, hc)
-        return {ctl: os.path.join(point, rel) for ctl, point in self.v1.items()}
+        return {ctl: os.path.join(point, rel) for ctl, point in self.points.items()}
 
     def _init_level(self, ctl: str, path: str) -> None:
         # cpuset levels get their parent's cpus and mems, or nothing could join them

@@ -15,8 +15,6 @@ def present() -> bool:
 
 
 class CgroupsV2(Cgroups):
-    version = 2
-
     def dirs(self, cid: str, hc: Mapping[str, Any]) -> dict[str, str]:
         return {"unified": os.path.join(ROOT, self._relative(cid, hc))}
 

@@ -6,13 +6,9 @@ the same inputs always give the same spec.
 """
 from __future__ import annotations
 
-from typing import Callable
-
 from pyd.daemon.runtime.execdriver import ContainerSpec, Process
 from pyd.daemon.spec import mounts, namespaces, process, resources, seccomp, security
-from pyd.daemon.spec.inputs import SpecInputs
-
-Step = Callable[[ContainerSpec, SpecInputs], None]
+from pyd.daemon.spec.inputs import SpecInputs, Step
 
 # The order is the order they run; it is also the order of the mounts and of the errors a start reports.
 STEPS: tuple[Step, ...] = (

@@ -5,8 +5,9 @@ steps can only read it."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
+from pyd.daemon.runtime.execdriver import ContainerSpec
 from pyd.daemon.spec.devices import Device, DeviceNode
 
 
@@ -60,3 +61,7 @@ class SpecInputs:
     peer_namespaces: Mapping[str, str] = field(default_factory=dict)   # kind -> path, for container:<id> modes
     cgroup: CgroupPlacement = CgroupPlacement()
     shm_source: str | None = None                 # host directory bound at /dev/shm; None: a private tmpfs
+
+
+# A step of build_spec: fills its part of the spec from the inputs, nothing else.
+Step = Callable[[ContainerSpec, SpecInputs], None]

@@ -6,12 +6,12 @@ from __future__ import annotations
 import functools
 import json
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from pyd.daemon.errors import BadParameter
 from pyd.daemon.runtime.execdriver import ContainerSpec, ExecError, Security
 from pyd.daemon.spec.devices import devices_from, resolve_devices
-from pyd.daemon.spec.inputs import SpecInputs
+from pyd.daemon.spec.inputs import SpecInputs, Step
 from pyd.daemon.spec.namespaces import NAMESPACE_MODES
 
 # ---------------------------------------------------------------- capabilities
@@ -313,9 +313,6 @@ def normalize_host_config(hc: dict[str, Any]) -> None:
 
 
 # ---------------------------------------------------------------- the spec's steps
-
-Step = Callable[[ContainerSpec, SpecInputs], None]
-
 
 def security_step(step: Step) -> Step:
     """A refused setting fails the start as execd's own errors do: exit 125 at the "security" step."""
