@@ -53,7 +53,8 @@ class CgroupsV1(Cgroups):
                     write_file(os.path.join(path, f), read_file(os.path.join(os.path.dirname(path), f)))
 
     def _set_devices(self, cid: str, hc: Mapping[str, Any]) -> None:
-        from pyd.daemon.spec.devices import DEFAULT_DEVICE_RULES, resolve_devices
+        from pyd.daemon.spec.devices import resolve_devices
+        from pyd.daemon.spec.security import DEFAULT_DEVICE_RULES
         devices = [f"{d.kind} {d.major}:{d.minor} {d.permissions}" for d in resolve_devices(hc)]
         d = self.dirs(cid, hc).get("devices")
         if d is None:

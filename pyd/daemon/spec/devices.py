@@ -1,5 +1,4 @@
-"""Devices: the requested host device nodes, the host's whole /dev for --privileged, and Docker's
-default device cgroup rules."""
+"""Devices: the requested host device nodes and the host's whole /dev for --privileged."""
 from __future__ import annotations
 
 import os
@@ -8,11 +7,6 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from pyd.daemon.errors import BadParameter
-
-# Docker's default device cgroup rules (after "a" is denied)
-DEFAULT_DEVICE_RULES = ["c *:* m", "b *:* m", "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm", "c 1:9 rwm",
-                        "c 5:0 rwm", "c 5:1 rwm", "c 5:2 rwm", "c 136:* rwm", "c 10:200 rwm"]
-
 
 @dataclass(frozen=True)
 class Device:

@@ -254,6 +254,11 @@ def sysctls(hc: Mapping[str, Any], own_netns: bool, own_ipcns: bool, own_utsns: 
 
 # ---------------------------------------------------------------- devices
 
+# Docker's default device cgroup rules (after "a" is denied)
+DEFAULT_DEVICE_RULES = ["c *:* m", "b *:* m", "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm", "c 1:9 rwm",
+                        "c 5:0 rwm", "c 5:1 rwm", "c 5:2 rwm", "c 136:* rwm", "c 10:200 rwm"]
+
+
 def parse_device(text: str) -> dict[str, str]:
     """The CLI's --device HOST[:CONTAINER][:PERMS]."""
     parts = text.split(":")
