@@ -12,7 +12,9 @@ import logging
 import os
 from typing import TYPE_CHECKING
 
-from pyd.daemon.cgroups.manager import Cgroups, parse_exec_opts
+from pyd.daemon.cgroups.base import Cgroups
+from pyd.daemon.cgroups.driver import for_host
+from pyd.daemon.cgroups.resources import parse_exec_opts
 from pyd.daemon.config import DaemonConfig
 from pyd.daemon.containers import mounts
 from pyd.daemon.containers.service import ContainerService
@@ -75,7 +77,7 @@ class Engine:
             parse_exec_opts(cfg.exec_opts)
         except ValueError as e:
             raise StartupError(str(e)) from None
-        self.cgroups = Cgroups(cfg.cgroup_parent or "pyd")
+        self.cgroups: Cgroups = for_host(cfg.cgroup_parent or "pyd")
         try:
             self.networks = NetworkController(
                 NetworkOptions(data_root=cfg.data_root, exec_root=cfg.exec_root, bridge=cfg.bridge, bip=cfg.bip,

@@ -16,7 +16,7 @@ import signal
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from pyd.daemon.cgroups.manager import Cgroups
+    from pyd.daemon.cgroups.base import Cgroups
     from pyd.daemon.containers.model import Container
     from pyd.daemon.containers.settings import ContainerSettings
     from pyd.daemon.storage.graph import Graph
@@ -124,7 +124,7 @@ def _kill_orphan_execd(state_dir: str, cid: str) -> None:
 
 
 def remove_stale_cgroups(svc: Restored) -> None:
-    """cgroups (pyd/cgroups.py) of containers that are not running: left when the daemon died at an exit."""
+    """cgroups (pyd/daemon/cgroups/) of containers that are not running: left when the daemon died at an exit."""
     cg = svc.cgroups
     for c in svc.by_id.values():
         if c.State.Running and c.execd is not None:

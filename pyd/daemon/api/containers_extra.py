@@ -9,7 +9,7 @@ from pyd.daemon.api.util import LazyModule
 stats: Any = LazyModule("pyd.daemon.containers.stats")   # imported by the first top/stats request, not by an idle daemon
 
 if TYPE_CHECKING:
-    from pyd.daemon.cgroups.manager import Cgroups
+    from pyd.daemon.cgroups.base import Cgroups
     from pyd.daemon.containers.model import Container
     from pyd.daemon.containers.service import ContainerService
     from pyd.proto import Request, Router

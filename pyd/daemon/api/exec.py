@@ -33,7 +33,7 @@ def register(router: Router, execs: ExecService) -> None:
         if body.get("Detach"):
             await execs.start(inst, with_stdin=False)
             return Response(200, b"", content_type="application/json")
-        from pyd.daemon.spec.build import console_size
+        from pyd.daemon.spec.process import console_size
         size = console_size(body.get("ConsoleSize"))
         if size and inst.config.tty and not inst.config.console_size:
             inst.config.console_size = size

@@ -23,7 +23,7 @@ from pyd.daemon.api.validate import strslice
 
 if TYPE_CHECKING:
     from pyd.daemon.containers.settings import ContainerSettings
-    from pyd.daemon.containers.speccontext import SpecContext
+    from pyd.daemon.containers.spec_inputs import SpecSources
     from pyd.daemon.runtime.execdriver import ContainerSpec, Execd, ExecDriver
 
 log = logging.getLogger("pyd")
@@ -36,7 +36,7 @@ class ExecHost(Protocol):
     @property
     def settings(self) -> ContainerSettings: ...
     @property
-    def spec_context(self) -> SpecContext: ...
+    def spec_sources(self) -> SpecSources: ...
     def get(self, ref: str) -> Container: ...
     def find(self, cid: str) -> Container | None: ...
     def publish_event(self, c: Container, action: str, **extra: str) -> None: ...
@@ -91,7 +91,7 @@ class ExecConfig:
         detach_keys = body.get("DetachKeys") or ""
         if detach_keys:
             detach_keys_arg(detach_keys)
-        from pyd.daemon.spec.build import console_size
+        from pyd.daemon.spec.process import console_size
         return cls(cmd=[str(a) for a in cmd], env=list(env), working_dir=working_dir,
                    user=str(body.get("User") or ""), tty=bool(body.get("Tty")),
                    attach_stdin=bool(body.get("AttachStdin")), attach_stdout=bool(body.get("AttachStdout")),
@@ -189,13 +189,15 @@ class ExecService:
         self.containers.keep(task)
 
     def _spec(self, inst: ExecInstance, with_stdin: bool) -> ContainerSpec:
-        from pyd.daemon.containers import etcfiles
+        from pyd.daemon.containers import etcfiles, shm, spec_inputs
         from pyd.daemon.runtime.execdriver import Process
         from pyd.daemon.spec.build import build_spec
 
         c, cfg = inst.container, inst.config
         rootfs = f"/proc/{c.State.Pid}/root"      # the container's own view of its files
-        spec = build_spec(self.containers.spec_context, c, rootfs)      # the container's security settings come along
+        inputs, ipc = spec_inputs.gather(c, rootfs, self.containers.spec_sources())
+        spec = build_spec(inputs)                 # the container's security settings come along
+        shm.prepare(ipc)
         user = etcfiles.lookup_user(rootfs, cfg.user or c.Config.get("User") or "", c.HostConfig.get("GroupAdd"))
         # dockerd's CreateDaemonEnvironment, then the container's Env, then the exec's
         env = [f"PATH={DEFAULT_PATH}", f"HOSTNAME={c.Config.get('Hostname', '')}"]

@@ -19,7 +19,6 @@ from pyd.daemon.errors import BadParameter, Conflict, NotFound
 if TYPE_CHECKING:
     from pyd.daemon.containers.model import Container
     from pyd.daemon.containers.store import ContainerStore
-    from pyd.daemon.runtime.execdriver import Mount
     from pyd.daemon.volumes.store import VolumeStore
 
 log = logging.getLogger("pyd")
@@ -321,29 +320,6 @@ def remove_anonymous(volumes: "VolumeStore", c: "Container") -> None:
 def volume_users(containers: "ContainerStore", name: str) -> list[str]:
     return [c.ID for c in containers.all()
             if any(mp["Type"] == "volume" and mp.get("Name") == name for mp in points_of(c).values())]
-
-
-def spec_mounts(c: "Container") -> list["Mount"]:
-    """execd mounts: parents before children (by path depth), as dockerd sorts them."""
-    from pyd.daemon.runtime.execdriver import Mount
-    items = list(points_of(c).values())     # HostConfig.Tmpfs: security.py mounts those
-    items.sort(key=lambda mp: len([p for p in mp["Destination"].split("/") if p]))
-    out = []
-    for mp in items:
-        ro = [] if mp.get("RW", True) else ["ro"]
-        if mp["Type"] == "tmpfs":
-            out.append(Mount(destination=mp["Destination"], type="tmpfs", source="tmpfs",
-                             options=list(mp.get("_Tmpfs") or TMPFS_DEFAULTS) + ro))
-            continue
-        bind = "bind" if mp.get("_NonRecursive") else "rbind"
-        out.append(Mount(destination=mp["Destination"], type="bind", source=mp["Source"],
-                         options=[bind, mp.get("Propagation") or DEFAULT_PROPAGATION, *ro]))
-    return out
-
-
-def etc_overridden(c: "Container", path: str) -> bool:
-    """A user mount at /etc/hosts (etc.) replaces the file Docker would bind there."""
-    return path in points_of(c) or path in (c.HostConfig.get("Tmpfs") or {})
 
 
 def inspect_mounts(c: "Container") -> list[dict[str, Any]]:

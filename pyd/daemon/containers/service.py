@@ -23,14 +23,14 @@ from pyd.daemon.containers.model import Container, merge_env
 from pyd.formats import rfc3339
 from pyd.daemon.containers.restart import RestartManager
 from pyd.daemon.containers.settings import ContainerSettings
-from pyd.daemon.containers.speccontext import SpecContext
 from pyd.daemon.containers.store import ContainerStore
 from pyd.daemon.errors import BadParameter, Conflict, NotModified, ServerError
 from pyd.daemon.fsutil import tree_size
 from pyd.daemon.api.validate import check_create_body, strslice
 
 if TYPE_CHECKING:
-    from pyd.daemon.cgroups.manager import Cgroups
+    from pyd.daemon.cgroups.base import Cgroups
+    from pyd.daemon.containers.spec_inputs import SpecSources
     from pyd.daemon.events import EventBus
     from pyd.daemon.network.controller import NetworkController
     from pyd.daemon.runtime.execdriver import ExecDriver, Execd, ExitStatus
@@ -78,7 +78,6 @@ class ContainerService:
         self.shutting_down = False               # set by the engine: no restarts and no --rm removals then
         self.tasks: set[asyncio.Future[Any]] = set()   # exit watchers and removals, kept referenced
         # what spec building reads (spec/, shm) besides the container
-        self.spec_context = SpecContext(cfg=settings, networks=networks, containers=self, cgroups=cgroups)
         self.execs = ExecService(self)           # docker exec instances (in memory, as in Docker)
         self.restarts = RestartManager(self)     # restart policies and their back-off
         self.health = HealthMonitor(self.execs, self.publish_event)   # healthcheck probes
@@ -183,6 +182,7 @@ class ContainerService:
         if c.State.Status == "removing":
             raise Conflict(f"cannot start container {c.short_id}: removal in progress")
         from pyd.daemon.runtime.execdriver import ExecError
+        from pyd.daemon.containers import shm, spec_inputs
         from pyd.daemon.spec.build import build_spec
 
         graph = self.graph
@@ -197,7 +197,9 @@ class ContainerService:
             await asyncio.gather(*steps)
             rootfs = steps[0].result()
             await asyncio.to_thread(mounts.activate, self.volumes, c)   # option volumes (tmpfs...) mounted
-            spec = build_spec(self.spec_context, c, rootfs)
+            inputs, ipc = spec_inputs.gather(c, rootfs, self.spec_sources())
+            spec = build_spec(inputs)
+            shm.prepare(ipc)                     # the shareable /dev/shm tmpfs, mounted once
             spec.output = self._output_wanted(c)
             spec.attach = list(c.attach_sinks)   # attached before start: execd writes to them itself
             os.makedirs(spec.state_dir, mode=0o700, exist_ok=True)
@@ -226,6 +228,15 @@ class ContainerService:
         saved = c.persist()                      # snapshot now: a quick exit's state is staged after it
         self.publish_event(c, "start")
         await saved                              # durable before the 204
+
+    def spec_sources(self) -> SpecSources:
+        """Where the inputs of a container's spec come from (start, and exec, which builds it again)."""
+        from pyd.daemon.containers.spec_inputs import SpecSources
+        from pyd.daemon.spec.inputs import LogDefaults
+        s = self.settings
+        return SpecSources(exec_root=s.exec_root, execd_path=self.driver.execd_path,
+                           log=LogDefaults(s.log_driver, s.log_opts or {}), containers=self,
+                           cgroups=self.cgroups, networks=self.networks)
 
     async def _undo_start(self, c: Container, steps: list) -> None:
         """A failed start: once its parallel steps have settled, undo them (the rootfs only if it was mounted:
@@ -513,7 +524,7 @@ class ContainerService:
 
     # ------------------------------------------------------------ update (docker update)
     async def update(self, ref: str, body: Any) -> dict[str, Any]:
-        from pyd.daemon.cgroups.manager import update_container
+        from pyd.daemon.cgroups.update import update_container
         c = self.get(ref)
         if isinstance(body, dict) and body.get("RestartPolicy"):
             from pyd.daemon.containers.restart import checked_update
@@ -722,10 +733,10 @@ def normalize_host_config(hc: dict[str, Any], warnings: list[str] | None = None)
     hc.setdefault("LogConfig", {"Type": "json-file", "Config": {}})
     from pyd.daemon.containers.restart import validate_policy
     hc["RestartPolicy"] = validate_policy(hc.get("RestartPolicy"))
-    from pyd.daemon.cgroups import manager as cgroups
+    from pyd.daemon.cgroups.resources import check_resources
     from pyd.daemon.spec import security
     security.normalize_host_config(hc)   # caps, security options, ulimits, devices, namespace modes
-    found = cgroups.check_resources(hc)  # dockerd's resource checks and defaults
+    found = check_resources(hc)          # dockerd's resource checks and defaults
     if warnings is not None:
         warnings.extend(found)
     return hc

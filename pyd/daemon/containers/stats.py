@@ -12,7 +12,7 @@ import re
 import subprocess
 from typing import Any
 
-from pyd.daemon.cgroups.manager import read_file
+from pyd.daemon.cgroups.base import read_file
 from pyd.formats import rfc3339
 from pyd.formats.rfc3339 import ZERO_TIME
 from pyd.daemon.errors import BadParameter, Conflict, ServerError
