@@ -144,10 +144,12 @@ class Daemon:
 
     async def serve(self) -> None:
         from pyd.daemon.api import build_router
-        from pyd.proto import Server
+        from pyd.daemon.api.version import APIVersion
+        from pyd.daemon.errors import error_response
+        from pyd.http.server import Server
 
-        self.server = Server(build_router(self), server_header=f"pyd/{__version__} (linux)",
-                             api_version=API_VERSION, min_api_version=MIN_API_VERSION, log=log)
+        self.server = Server(build_router(self), middleware=[APIVersion(API_VERSION, MIN_API_VERSION)],
+                             error_response=error_response, server_header=f"pyd/{__version__} (linux)", log=log)
         for host in self.cfg.hosts:
             await self._listen(host)
 

@@ -5,12 +5,12 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from pyd.daemon.main import Daemon
-    from pyd.proto import Router
+    from pyd.http.server import Router
 
 
 def build_router(daemon: "Daemon") -> "Router":
     from pyd.daemon.api import archive, build, containers, containers_extra, exec as exec_, images, networks, system, volumes
-    from pyd.proto import Router
+    from pyd.http.server import Router
 
     router = Router()
     for module in (system, containers, containers_extra, images, exec_, networks, volumes, archive, build):

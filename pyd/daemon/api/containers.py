@@ -12,7 +12,10 @@ from pyd.daemon.containers.model import Container, parse_rfc3339
 from pyd.daemon.errors import BadParameter
 from pyd.daemon.runtime.execdriver import ATTACH_RAW, ATTACH_STDERR, ATTACH_STDOUT
 from pyd.daemon.containers.logs import LogReader, detail_prefix, fixed_time, in_window
-from pyd.proto import Response, stdcopy_frame
+from pyd.daemon.api.hijack import hijack
+from pyd.daemon.api.version import api_version
+from pyd.formats.stdcopy import stdcopy_frame
+from pyd.http.server import Response
 
 if TYPE_CHECKING:
     from pyd.daemon.main import Daemon
@@ -28,7 +31,7 @@ LIST_FILTERS = {"id", "name", "label", "status", "exited", "ancestor", "before",
 def stream_type(req: Any, c: Container) -> str:
     if c.tty:
         return RAW
-    return MULTIPLEXED if _api_at_least(req.api_version, "1.42") else RAW
+    return MULTIPLEXED if _api_at_least(api_version(req), "1.42") else RAW
 
 
 def _api_at_least(version: str, minimum: str) -> bool:
@@ -141,7 +144,7 @@ async def attach_stream(req: Any, svc: Any, c: Container) -> None:
     if (stream and not with_logs and c.State.Status == "created" and (want_stdout or want_stderr)
             and not (want_stdin and c.Config.get("OpenStdin")) and req.can_hand_over):
         # `docker run`'s attach: execd writes the output to this connection itself from the start on
-        await req.hijack(stream_type(req, c))
+        await hijack(req, stream_type(req, c))
         try:
             fd = await req.hand_over()
         except ConnectionError:
@@ -157,7 +160,7 @@ async def attach_stream(req: Any, svc: Any, c: Container) -> None:
     scanner = DetachScanner(detach_keys_arg(req.arg("detachKeys"))) if c.tty else None  # Docker: tty only
     pump = None
     try:
-        reader, writer = await req.hijack(stream_type(req, c))
+        reader, writer = await hijack(req, stream_type(req, c))
         if with_logs:
             for entry in LogReader(c.log_path).read_new():
                 if wants.get(entry.stream):

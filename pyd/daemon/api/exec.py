@@ -6,7 +6,9 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from pyd.daemon.errors import BadParameter
-from pyd.proto import Response, stdcopy_frame
+from pyd.daemon.api.hijack import hijack
+from pyd.formats.stdcopy import stdcopy_frame
+from pyd.http.server import Response
 
 if TYPE_CHECKING:
     from pyd.daemon.main import Daemon
@@ -79,7 +81,7 @@ async def start_attached(req: Any, svc: "ExecService", inst: "ExecInstance") -> 
     inst.subscribers.add(queue)
     pump = None
     try:
-        reader, writer = await req.hijack(RAW if cfg.tty else MULTIPLEXED)
+        reader, writer = await hijack(req, RAW if cfg.tty else MULTIPLEXED)
         try:
             await svc.start(inst, with_stdin=cfg.attach_stdin)
         except ExecError as e:

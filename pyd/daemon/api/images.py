@@ -12,7 +12,8 @@ from pyd.daemon.api.util import (LazyModule, check_filter_keys, filters_arg, par
                           spool_body)
 from pyd.daemon.containers.model import parse_rfc3339
 from pyd.daemon.errors import BadParameter, Conflict, NotFound
-from pyd.proto import HTTPError, Response
+from pyd.daemon.errors import HTTPError
+from pyd.http.server import Response
 from pyd.formats.reference import Reference, parse_reference, validate_tag
 
 if TYPE_CHECKING:

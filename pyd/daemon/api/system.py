@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from pyd import API_VERSION
 from pyd.daemon.api.util import filters_arg, parse_time_arg
 from pyd.daemon.events import matches
-from pyd.proto import Response
+from pyd.http.server import Response
 
 if TYPE_CHECKING:
     from pyd.daemon.main import Daemon

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from pyd.daemon.api.util import check_filter_keys, filters_arg
 from pyd.daemon.errors import BadParameter
-from pyd.proto import Response
+from pyd.http.server import Response
 
 if TYPE_CHECKING:
     from pyd.daemon.main import Daemon

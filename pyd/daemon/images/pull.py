@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from pyd.daemon.images import registry
 from pyd.daemon.images.distribution import DistributionMetadata
-from pyd.proto import HTTPError
+from pyd.daemon.errors import HTTPError
 from pyd.formats.reference import Reference, parse_reference
 
 if TYPE_CHECKING:

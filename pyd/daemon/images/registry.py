@@ -21,9 +21,9 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
-from pyd import proto
+from pyd import __version__, proto
 from pyd.daemon.errors import BadParameter, NotFound
-from pyd.proto import HTTPError
+from pyd.daemon.errors import HTTPError
 from pyd.formats.reference import DEFAULT_DOMAIN, Reference
 
 if TYPE_CHECKING:
@@ -240,7 +240,7 @@ class RegistrySession:
             ctx = ctx or ssl.create_default_context()
             ctx.check_hostname = False
             ctx.verify_mode = ssl.CERT_NONE
-        self.client = proto.AsyncClient(timeout=timeout, ssl_context=ctx)
+        self.client = proto.AsyncClient(timeout=timeout, ssl_context=ctx, user_agent=f"pyd-client/{__version__}")
         self._tokens = _Tokens()
         self._pinged = False
         self._ping_lock = asyncio.Lock()
