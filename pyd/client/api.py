@@ -3,7 +3,7 @@ from {"message": ...} bodies, the daemon's absence in the docker CLI's words, JS
 from __future__ import annotations
 
 from pyd import API_VERSION, __version__
-from pyd.http.client import Client, ClientResponse
+from pyd.http.client import Client, ClientResponse, HijackedConnection
 from pyd.http.headers import REASONS
 
 TYPE_CHECKING = False
@@ -75,6 +75,11 @@ class APIClient(Client):
                          user_agent=USER_AGENT, unix_host="pyd")
         self.host = host
         self.api_version = api_version
+
+    def hijack(self, method: str, path: str, query: dict[str, Any] | None = None, body: Any = None,
+               headers: Any = None) -> HijackedConnection:
+        """attach and exec start: Docker asks for "Upgrade: tcp" and expects 101 (or 200)."""
+        return super().hijack(method, path, query, body, headers, protocol="tcp")
 
     def status_error(self, status: int, reason: str, body: bytes) -> Exception:
         return APIError(status, error_message(status, body, reason))

@@ -178,7 +178,7 @@ class Client:
             conn.receive_data(data)
 
     def hijack(self, method: str, path: str, query: dict[str, Any] | None = None, body: Any = None,
-               headers: Any = None, protocol: str = "tcp") -> HijackedConnection:
+               headers: Any = None, *, protocol: str) -> HijackedConnection:
         """Ask for the connection (Connection: Upgrade, Upgrade: <protocol>), expect 101 (or 200); a status
         of 300 or more raises status_error()."""
         method = method.upper()
