@@ -39,12 +39,9 @@ _HOMES = {
     "JSONStreamDecoder": ("pyd.formats.jsonstream", "JSONStreamDecoder"),
     "stdcopy_frame": ("pyd.formats.stdcopy", "stdcopy_frame"),
     "StdcopyDemuxer": ("pyd.formats.stdcopy", "StdcopyDemuxer"),
-    "_encode_query": ("pyd.http.urls", "encode_query"),
-    "_join_url": ("pyd.http.urls", "join_url"),
-    "_replayable": ("pyd.http.parser", "replayable"),
 }
 
-__all__ = [name for name in _HOMES if not name.startswith("_")]
+__all__ = list(_HOMES)
 
 
 def __getattr__(name: str) -> object:
