@@ -136,8 +136,8 @@ def run_named(cli: "Cli", path: str, name: str, argv: list[str]) -> int:
 
 
 def _is_proto_error(exc: BaseException) -> bool:
-    from pyd import proto
-    return isinstance(exc, (proto.APIError, proto.DaemonUnreachable))
+    from pyd.client.api import APIError, DaemonUnreachable
+    return isinstance(exc, (APIError, DaemonUnreachable))
 
 
 def group_help(group: str) -> str:

@@ -30,7 +30,7 @@ from pyd.daemon.sysinfo import SystemInfo
 from pyd.daemon.volumes.store import VolumeStore
 
 if TYPE_CHECKING:
-    from pyd.proto import Router
+    from pyd.http.server import Router
 
 log = logging.getLogger("pyd")
 
@@ -124,7 +124,7 @@ class Engine:
         """The route table: each resource's routes with the services they call."""
         from pyd.daemon.api import archive, build, containers, containers_extra, exec as exec_, images, networks
         from pyd.daemon.api import plugins, swarm, system, volumes
-        from pyd.proto import Router
+        from pyd.http.server import Router
 
         router = Router()
         system.register(router, self.system, self.events)

@@ -22,7 +22,7 @@ from pyd.formats import rfc3339
 if TYPE_CHECKING:
     import ssl
 
-    from pyd.proto import Server
+    from pyd.http.server import Server
 
 log = logging.getLogger("pyd")
 # execd is package data at the top of the pyd package (build.py stages it there)
@@ -87,14 +87,16 @@ def find_execd(cfg: DaemonConfig) -> str:
 async def run(cfg: DaemonConfig) -> None:
     """The engine, its API listeners and signal handlers; returns after a clean shutdown."""
     from pyd.daemon.api.util import release_memory
-    from pyd.proto import Server
+    from pyd.daemon.api.version import APIVersion
+    from pyd.daemon.errors import error_response
+    from pyd.http.server import Server
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     engine = Engine(cfg, find_execd(cfg))
     await engine.start()
-    server = Server(engine.router(), server_header=f"pyd/{__version__} (linux)", api_version=API_VERSION,
-                    min_api_version=MIN_API_VERSION, log=log)
+    server = Server(engine.router(), middleware=[APIVersion(API_VERSION, MIN_API_VERSION)],
+                    error_response=error_response, server_header=f"pyd/{__version__} (linux)", log=log)
     for host in cfg.hosts:
         await _listen(server, cfg, host)
 

@@ -646,8 +646,8 @@ def copy_stream(cli: Cli, resp: Any, multiplexed: bool) -> None:
     """Write a response body to our stdout/stderr, demultiplexing stdcopy frames when asked to."""
     demux = None
     if multiplexed:
-        from pyd import proto
-        demux = proto.StdcopyDemuxer()
+        from pyd.formats.stdcopy import StdcopyDemuxer
+        demux = StdcopyDemuxer()
     try:
         for data in resp.iter_chunks():
             if demux is None:

@@ -11,8 +11,8 @@ from pyd.client import formatting as fmt
 
 
 def _is_api_error(exc: BaseException) -> bool:
-    from pyd import proto
-    return isinstance(exc, proto.APIError)
+    from pyd.client.api import APIError
+    return isinstance(exc, APIError)
 
 
 def _csv(raw: str) -> list[str]:

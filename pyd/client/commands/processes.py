@@ -6,7 +6,7 @@ TYPE_CHECKING = False     # typing costs milliseconds at every start
 if TYPE_CHECKING:
     from typing import Any
 
-from pyd import proto
+from pyd.client.api import APIError
 from pyd.client.common import PROG, Cli, StatusError, api_error_message, for_each
 from pyd.client.flags import BOOL, STRING, Flag, Options, Spec
 from pyd.client.gotemplate import FormatContext
@@ -132,7 +132,7 @@ def cmd_stats(cli: Cli, opts: Options, args: list[str]) -> int:
             for ref, fut in zip(refs, futures):
                 try:
                     rows.append(StatsRow(ref, fut.result(), opts.no_trunc))
-                except proto.APIError as exc:
+                except APIError as exc:
                     errors.append(api_error_message(exc))
             if errors:
                 raise StatusError(1, "\n".join(errors))

@@ -335,6 +335,6 @@ def _indent_json(items: list[Any]) -> str:
 
 
 def _is_proto_error(exc: BaseException) -> bool:
-    from pyd import proto
-    return isinstance(exc, (proto.APIError, proto.DaemonUnreachable))
+    from pyd.client.api import APIError, DaemonUnreachable
+    return isinstance(exc, (APIError, DaemonUnreachable))
 

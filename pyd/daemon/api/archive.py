@@ -7,13 +7,13 @@ from typing import TYPE_CHECKING, Any
 
 from pyd.daemon.api.util import LazyModule, spool_body
 from pyd.daemon.errors import BadParameter
-from pyd.proto import Response
+from pyd.http.server import Response
 
 if TYPE_CHECKING:
     from pyd.daemon.containers.service import ContainerService
     from pyd.daemon.events import EventBus
     from pyd.daemon.storage.graph import Graph
-    from pyd.proto import Router
+    from pyd.http.server import Router
 
 STAT_HEADER = "X-Docker-Container-Path-Stat"
 

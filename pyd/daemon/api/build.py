@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from pyd.daemon.build.builder import BuildContainers, Builder, BuildOptions, PullForBuild
     from pyd.daemon.events import EventBus
     from pyd.daemon.storage.graph import Graph
-    from pyd.proto import Request, Router, StreamWriter
+    from pyd.http.server import Request, Router, StreamWriter
 
 
 def register(router: Router, graph: Graph, containers: BuildContainers, in_use: Callable[[str], str | None],

@@ -12,13 +12,15 @@ from pyd.daemon.containers.logstream import LogOptions, LogStream
 from pyd.daemon.containers.model import Container
 from pyd.formats import rfc3339
 from pyd.daemon.errors import BadParameter
-from pyd.proto import Response
+from pyd.http.server import Response
+from pyd.daemon.api.hijack import hijack
+from pyd.daemon.api.version import api_version
 
 if TYPE_CHECKING:
     from pyd.daemon.containers.service import ContainerService
     from pyd.daemon.network.controller import NetworkController
     from pyd.daemon.storage.graph import Graph
-    from pyd.proto import Request, Router
+    from pyd.http.server import Request, Router
 
 log = logging.getLogger("pyd")
 
@@ -31,7 +33,7 @@ LIST_FILTERS = {"id", "name", "label", "status", "exited", "ancestor", "before",
 def stream_type(req: Request, c: Container) -> str:
     if c.tty:
         return RAW
-    return MULTIPLEXED if _api_at_least(req.api_version, "1.42") else RAW
+    return MULTIPLEXED if _api_at_least(api_version(req), "1.42") else RAW
 
 
 def _api_at_least(version: str, minimum: str) -> bool:
@@ -141,7 +143,7 @@ async def attach_stream(req: Request, attachments: Attachments, c: Container) ->
     if not (opts.stream or opts.logs):
         raise BadParameter("Bad parameters: you must choose at least one stream")
     if attachments.can_hand_over(c, opts) and req.can_hand_over:
-        await req.hijack(stream_type(req, c))
+        await hijack(req, stream_type(req, c))
         try:
             fd = await req.hand_over()
         except ConnectionError:
@@ -150,7 +152,7 @@ async def attach_stream(req: Request, attachments: Attachments, c: Container) ->
         return
     session = attachments.open(c, opts)
     try:
-        reader, writer = await req.hijack(stream_type(req, c))
+        reader, writer = await hijack(req, stream_type(req, c))
         await session.run(reader, writer)
     except (ConnectionError, asyncio.CancelledError):
         pass

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from pyd.daemon.cgroups.base import Cgroups
     from pyd.daemon.containers.model import Container
     from pyd.daemon.containers.service import ContainerService
-    from pyd.proto import Request, Router
+    from pyd.http.server import Request, Router
 
 STATS_INTERVAL = 1.0     # dockerd's collector publishes once a second
 

@@ -7,12 +7,13 @@ from typing import TYPE_CHECKING, Any
 
 from pyd.daemon.containers.attach import ExecAttachment
 from pyd.daemon.errors import BadParameter, Conflict
-from pyd.proto import Response
+from pyd.http.server import Response
+from pyd.daemon.api.hijack import hijack
 
 if TYPE_CHECKING:
     from pyd.daemon.containers.execs import ExecInstance, ExecService
     from pyd.daemon.containers.store import ContainerStore
-    from pyd.proto import Request, Router
+    from pyd.http.server import Request, Router
 
 log = logging.getLogger("pyd")
 
@@ -70,7 +71,7 @@ async def start_attached(req: Request, execs: ExecService, inst: ExecInstance) -
     """Hijack, then the exec runs attached to the connection."""
     attachment = ExecAttachment(execs, inst)
     try:
-        reader, writer = await req.hijack(RAW if inst.config.tty else MULTIPLEXED)
+        reader, writer = await hijack(req, RAW if inst.config.tty else MULTIPLEXED)
         await attachment.run(reader, writer)
     except (ConnectionError, asyncio.CancelledError):
         pass

@@ -9,14 +9,15 @@ from typing import TYPE_CHECKING, Any
 from pyd.daemon.api.util import check_filter_keys, filters_arg, releasing_memory, spool_body
 from pyd.daemon.errors import BadParameter
 from pyd.daemon.images.service import split_refs
-from pyd.proto import HTTPError, Response
+from pyd.daemon.errors import HTTPError
+from pyd.http.server import Response
 from pyd.formats.reference import Reference, parse_reference, validate_tag
 
 if TYPE_CHECKING:
     from pyd.daemon.images.registry import AuthConfig
     from pyd.daemon.images.service import ImageService
     from pyd.daemon.storage.graph import Graph, Image
-    from pyd.proto import Request, Router, StreamWriter
+    from pyd.http.server import Request, Router, StreamWriter
 
 LIST_FILTERS = {"dangling", "label", "reference", "before", "since", "until"}
 

@@ -6,11 +6,11 @@ from typing import TYPE_CHECKING
 from pyd.daemon.api.util import check_filter_keys, filters_arg
 from pyd.daemon.errors import BadParameter
 from pyd.daemon.network.controller import PREDEFINED, label_match
-from pyd.proto import Response
+from pyd.http.server import Response
 
 if TYPE_CHECKING:
     from pyd.daemon.network.controller import Network, NetworkController
-    from pyd.proto import Router
+    from pyd.http.server import Router
 
 LIST_FILTERS = {"name", "id", "label", "driver", "type", "scope", "dangling"}
 

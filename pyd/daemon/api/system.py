@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING
 from pyd import API_VERSION
 from pyd.daemon.api.util import filters_arg, parse_time_arg
 from pyd.daemon.events import matches
-from pyd.proto import Response
+from pyd.http.server import Response
 
 if TYPE_CHECKING:
     from pyd.daemon.events import EventBus
     from pyd.daemon.sysinfo import SystemInfo
-    from pyd.proto import Router
+    from pyd.http.server import Router
 
 PING_HEADERS = {"Api-Version": API_VERSION, "Builder-Version": "1", "Swarm": "inactive",
                 "Cache-Control": "no-cache, no-store, must-revalidate", "Pragma": "no-cache"}

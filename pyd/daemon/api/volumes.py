@@ -6,12 +6,12 @@ from typing import TYPE_CHECKING
 
 from pyd.daemon.api.util import check_filter_keys, filters_arg
 from pyd.daemon.errors import BadParameter
-from pyd.proto import Response
+from pyd.http.server import Response
 
 if TYPE_CHECKING:
     from pyd.daemon.events import EventBus
     from pyd.daemon.volumes.store import Volume, VolumeStore
-    from pyd.proto import Router
+    from pyd.http.server import Router
 
 LIST_FILTERS = {"dangling", "name", "label", "driver"}
 PRUNE_FILTERS = {"label", "label!", "all"}

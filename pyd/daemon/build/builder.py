@@ -29,7 +29,7 @@ from pyd.formats import dockerignore, rfc3339
 from pyd.daemon.containers import etcfiles
 from pyd.daemon.build.dockerfile import DockerfileError, Instruction, Lexer
 from pyd.daemon.errors import BadParameter, NotFound
-from pyd.proto import HTTPError
+from pyd.daemon.errors import HTTPError
 
 if TYPE_CHECKING:
     from pyd.daemon.containers.model import Container

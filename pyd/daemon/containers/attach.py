@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from pyd.daemon.containers.execs import DetachScanner, ExecInstance, ExecService, detach_keys_arg
 from pyd.daemon.containers.logs import LogReader
 from pyd.daemon.runtime.execdriver import ATTACH_RAW, ATTACH_STDERR, ATTACH_STDOUT
-from pyd.proto import stdcopy_frame
+from pyd.formats.stdcopy import stdcopy_frame
 
 if TYPE_CHECKING:
     from pyd.daemon.containers.model import Container

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Awaitable, Callable, Protocol
 
 from pyd.daemon.containers.logs import LogReader, detail_prefix, fixed_time, in_window
 from pyd.daemon.errors import BadParameter
-from pyd.proto import stdcopy_frame
+from pyd.formats.stdcopy import stdcopy_frame
 
 if TYPE_CHECKING:
     from pyd.daemon.containers.model import Container

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from pyd.daemon.images.distribution import DistributionMetadata
-from pyd.proto import HTTPError
+from pyd.daemon.errors import HTTPError
 from pyd.formats.reference import Reference, parse_reference
 
 if TYPE_CHECKING:

@@ -573,7 +573,7 @@ class NetworkController:
     async def setup(self, c: "Container") -> None:
         """Before execd starts: addresses, the namespace with its veths, DNS, /etc files, published ports.
         Errors carry Docker 28's prefix (and keep their status)."""
-        from pyd.proto import HTTPError
+        from pyd.daemon.errors import HTTPError
         try:
             await self._setup(c)
         except HTTPError as e:

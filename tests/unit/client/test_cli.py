@@ -279,7 +279,7 @@ def test_create_body(tmp_path):
 ])
 def test_run_exit_status_from_the_error(message, status):
     from pyd.client.common import Cli
-    from pyd.proto import APIError
+    from pyd.client.api import APIError
     err = run_status_error(Cli(), APIError(500, message))
     assert err.status == status
     assert err.message == f"pyd: Error response from daemon: {message}\n\nRun 'pyd --help' for more information"

@@ -1,12 +1,13 @@
-"""pyd.proto: the sans-IO parser fed in every split, and the server on a unix socket driven by the sync Client,
-the AsyncClient and raw sockets (stdlib asyncio loop and uvloop)."""
+"""pyd.http.server and its clients on a unix socket in a temp dir (no root): the server wired as the daemon
+wires it (version middleware, Docker's error body), driven by the API client (pyd.client.api, on
+pyd.http.client), the AsyncClient and raw sockets, on the stdlib asyncio loop and on uvloop; and the
+HTTP layer alone (plain errors, no API headers)."""
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
 import os
-import random
 import socket
 import threading
 import time
@@ -15,9 +16,18 @@ from typing import Any, Iterator
 
 import pytest
 
-from pyd.proto import (CLOSED, NEED_DATA, SWITCHED, APIError, AsyncClient, Client, DaemonUnreachable, Data,
-                       EndOfMessage, Headers, HTTPError, HTTPParser, JSONStreamDecoder, ParseError, RequestHead,
-                       Response, ResponseHead, Router, Server, StdcopyDemuxer, stdcopy_frame)
+from pyd.client.api import APIClient, APIError, DaemonUnreachable
+from pyd.daemon.api.hijack import hijack as api_hijack
+from pyd.daemon.api.version import APIVersion, api_version
+from pyd.daemon.errors import error_response
+from pyd.formats.jsonstream import aiter_json
+from pyd.formats.stdcopy import StdcopyDemuxer, stdcopy_frame
+from pyd.http.aclient import AsyncClient
+from pyd.http.client import Client
+from pyd.http.errors import ConnectError, HTTPError, HTTPStatusError, ParseError
+from pyd.http.parser import NEED_DATA, Data, EndOfMessage, HTTPParser, ResponseHead
+from pyd.http.server import Response, Router, Server
+from pyd.http.tls import TLSConfig
 
 try:
     import uvloop
@@ -27,244 +37,10 @@ except ImportError:  # pragma: no cover - uvloop is part of the test environment
 LOOPS = ["asyncio", pytest.param("uvloop", marks=pytest.mark.skipif(uvloop is None, reason="uvloop missing"))]
 
 
-# ============================================================================================== parser
-
-def parse_in_pieces(kind: str, data: bytes, sizes: Iterator[int], methods: list[str] = ()) -> list[tuple]:
-    """Feed `data` in pieces of the given sizes, then EOF; return normalised events."""
-    parser = HTTPParser(kind)
-    for m in methods:
-        parser.expect_response(m)
-    events: list[tuple] = []
-    pos = 0
-
-    def pull() -> bool:
-        while True:
-            ev = parser.next_event()
-            if ev is NEED_DATA:
-                return True
-            if ev is CLOSED or ev is SWITCHED:
-                events.append((repr(ev), parser.take_buffered() if ev is SWITCHED else b""))
-                return False
-            if isinstance(ev, RequestHead):
-                events.append(("request", ev.method, ev.target, ev.headers.items(), ev.keep_alive))
-            elif isinstance(ev, ResponseHead):
-                events.append(("response", ev.status, ev.reason, ev.headers.items()))
-            elif isinstance(ev, Data):
-                if events and events[-1][0] == "data":
-                    events[-1] = ("data", events[-1][1] + ev.data)
-                else:
-                    events.append(("data", ev.data))
-            elif isinstance(ev, EndOfMessage):
-                events.append(("end", ev.trailers.items()))
-
-    while pos < len(data):
-        n = next(sizes)
-        parser.feed(data[pos:pos + n])
-        pos += n
-        if not pull():
-            return events
-    parser.feed_eof()
-    pull()
-    return events
-
-
-def splits(data: bytes, seed: int) -> list[Iterator[int]]:
-    rnd = random.Random(seed)
-    return [iter(lambda: 1, None),                                       # byte by byte
-            iter(lambda: len(data), None),                               # all at once
-            iter(lambda: rnd.randint(1, 17), None),                      # random small splits
-            iter(lambda: rnd.randint(1, max(1, len(data) // 3)), None)]  # random large splits
-
-
-REQUESTS = (
-    b"GET /v1.47/containers/json?all=1 HTTP/1.1\r\nHost: pyd\r\nUser-Agent: x\r\n\r\n"
-    b"POST /containers/create?name=a HTTP/1.1\r\nHost: pyd\r\nContent-Type: application/json\r\n"
-    b"Content-Length: 13\r\n\r\n{\"Image\":\"a\"}"
-    b"PUT /archive HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
-    b"5;ext=1\r\nhello\r\n1a\r\n" + b"z" * 26 + b"\r\n0\r\nX-Checksum: abc\r\nX-Other: 1\r\n\r\n"
-    b"DELETE /containers/x HTTP/1.0\r\n\r\n"
-)
-REQUEST_EVENTS = [
-    ("request", "GET", "/v1.47/containers/json?all=1", [("Host", "pyd"), ("User-Agent", "x")], True),
-    ("end", []),
-    ("request", "POST", "/containers/create?name=a",
-     [("Host", "pyd"), ("Content-Type", "application/json"), ("Content-Length", "13")], True),
-    ("data", b'{"Image":"a"}'), ("end", []),
-    ("request", "PUT", "/archive", [("Transfer-Encoding", "chunked")], True),
-    ("data", b"hello" + b"z" * 26), ("end", [("X-Checksum", "abc"), ("X-Other", "1")]),
-    ("request", "DELETE", "/containers/x", [], False), ("end", []),
-    ("CLOSED", b""),
-]
-
-
-@pytest.mark.parametrize("seed", range(5))
-def test_parser_pipelined_requests_in_any_split(seed: int) -> None:
-    for sizes in splits(REQUESTS, seed):
-        assert parse_in_pieces("request", REQUESTS, sizes) == REQUEST_EVENTS
-
-
-RESPONSES = (
-    b"HTTP/1.1 100 Continue\r\n\r\n"
-    b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nApi-Version: 1.47\r\n\r\nabc"
-    b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n"            # answer to HEAD: no body despite the length
-    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-    b"3\r\n{}\n\r\n4\r\n[1]\n\r\n0\r\nTrailer: yes\r\n\r\n"
-    b"HTTP/1.1 204 No Content\r\n\r\n"
-    b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end"
-)
-RESPONSE_EVENTS = [
-    ("response", 100, "Continue", []), ("end", []),
-    ("response", 200, "OK", [("Content-Length", "3"), ("Api-Version", "1.47")]), ("data", b"abc"), ("end", []),
-    ("response", 200, "OK", [("Content-Length", "10")]), ("end", []),
-    ("response", 200, "OK", [("Transfer-Encoding", "chunked")]), ("data", b"{}\n[1]\n"),
-    ("end", [("Trailer", "yes")]),
-    ("response", 204, "No Content", []), ("end", []),
-    ("response", 200, "OK", [("Content-Type", "text/plain")]), ("data", b"until the end"), ("end", []),
-    ("CLOSED", b""),
-]
-
-
-@pytest.mark.parametrize("seed", range(5))
-def test_parser_responses_in_any_split(seed: int) -> None:
-    for sizes in splits(RESPONSES, seed):
-        events = parse_in_pieces("response", RESPONSES, sizes, ["GET", "HEAD", "GET", "DELETE", "GET"])
-        assert events == RESPONSE_EVENTS
-
-
-def test_parser_upgrade_hands_over_the_bytes_after_the_head() -> None:
-    data = (b"HTTP/1.1 101 UPGRADED\r\nContent-Type: application/vnd.docker.raw-stream\r\nConnection: Upgrade\r\n"
-            b"Upgrade: tcp\r\n\r\n\x01\x00\x00\x00\x00\x00\x00\x02hi")
-    for sizes in splits(data, 1)[1:2]:  # whole: the stream bytes arrive with the head
-        events = parse_in_pieces("response", data, sizes, ["POST"])
-        assert events[0][:2] == ("response", 101)
-        assert events[1] == ("SWITCHED", b"\x01\x00\x00\x00\x00\x00\x00\x02hi")
-
-
-@pytest.mark.parametrize("data, status, words", [
-    (b"GET /\r\n\r\n", 400, "request line"),
-    (b"GET / HTTP/1.1 extra\r\n\r\n", 400, "request line"),
-    (b"G(T / HTTP/1.1\r\n\r\n", 400, "method"),
-    (b"GET / HTTP/2.0\r\n\r\n", 505, "version"),
-    (b"GET / HTTP/1.1\r\nBad Header: x\r\n\r\n", 400, "header"),
-    (b"GET / HTTP/1.1\r\nX: a\r\n folded\r\n\r\n", 400, "folding"),
-    (b"POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n", 400, "Content-Length"),
-    (b"POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n", 400, "Content-Length"),
-    (b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n", 501, "Transfer-Encoding"),
-    (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400, "chunk size"),
-    (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabX", 400, "CRLF"),
-])
-def test_parser_rejects_malformed_messages(data: bytes, status: int, words: str) -> None:
-    parser = HTTPParser("request")
-    parser.feed(data)
-    with pytest.raises(ParseError) as info:
-        for _ in range(10):
-            parser.next_event()
-    assert info.value.status == status and words in info.value.message
-
-
-def test_parser_limits_the_head_to_one_mebibyte() -> None:
-    ok = b"GET / HTTP/1.1\r\nX: " + b"a" * ((1 << 20) - 100) + b"\r\n\r\n"
-    parser = HTTPParser("request")
-    parser.feed(ok)
-    assert isinstance(parser.next_event(), RequestHead)
-
-    parser = HTTPParser("request")
-    parser.feed(b"GET / HTTP/1.1\r\nX: ")
-    assert parser.next_event() is NEED_DATA
-    with pytest.raises(ParseError) as info:
-        for _ in range(20):  # no line end at all: detected as soon as the buffer passes the limit
-            parser.feed(b"a" * (64 << 10))
-            parser.next_event()
-    assert info.value.status == 431
-
-
-def test_parser_reports_a_truncated_body() -> None:
-    parser = HTTPParser("request")
-    parser.feed(b"POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc")
-    parser.feed_eof()
-    assert isinstance(parser.next_event(), RequestHead)
-    assert parser.next_event().data == b"abc"
-    with pytest.raises(ParseError):
-        parser.next_event()
-
-
-def test_parser_fuzz_raises_only_parse_errors() -> None:
-    rnd = random.Random(1234)
-    for kind, seed in (("request", REQUESTS), ("response", RESPONSES)):
-        for _ in range(1000):
-            data = bytearray(seed)
-            for _ in range(rnd.randint(1, 6)):
-                i = rnd.randrange(len(data))
-                op = rnd.random()
-                if op < 0.4:
-                    data[i] = rnd.randrange(256)
-                elif op < 0.7:
-                    del data[i:i + rnd.randint(1, 5)]
-                else:
-                    data[i:i] = rnd.choice([b"\r", b"\n", b":", b" ", b";", b"0", b"\xff", b"\x00", b"-"])
-            parser = HTTPParser(kind)
-            for m in ("GET", "HEAD", "GET", "DELETE", "GET"):
-                parser.expect_response(m)
-            pos = 0
-            try:
-                for _ in range(len(data) + 100):
-                    ev = parser.next_event()
-                    if ev is NEED_DATA:
-                        if pos >= len(data):
-                            parser.feed_eof()
-                        step = rnd.randint(1, 40)
-                        parser.feed(bytes(data[pos:pos + step]))
-                        pos += step
-                    elif ev is CLOSED or ev is SWITCHED:
-                        break
-                else:
-                    raise AssertionError(f"parser made no progress on {bytes(data)!r}")
-            except ParseError:
-                pass
-
-
-def test_headers_are_case_insensitive_and_ordered() -> None:
-    h = Headers([("Content-Type", "a"), ("X-A", "1")])
-    h.add("x-a", "2")
-    assert h.get("content-type") == "a" and h.get_all("X-a") == ["1", "2"] and "CONTENT-TYPE" in h
-    h["X-A"] = "3"
-    assert h.items() == [("Content-Type", "a"), ("X-A", "3")]
-    assert h.get("missing") is None and "missing" not in h
-
-
-# ============================================================================================== stdcopy + json stream
-
-def test_stdcopy_frames_split_across_feeds() -> None:
-    stream = stdcopy_frame(1, b"hello\n") + stdcopy_frame(2, b"oops\n") + stdcopy_frame(1, b"x" * 70000)
-    assert stream[:8] == b"\x01\x00\x00\x00\x00\x00\x00\x06"
-    for step in (1, 3, 7, 8, 9, 4096, len(stream)):
-        demux = StdcopyDemuxer()
-        got: dict[int, bytes] = {1: b"", 2: b""}
-        order = []
-        for i in range(0, len(stream), step):
-            for stream_id, data in demux.feed(stream[i:i + step]):
-                got[stream_id] += data
-                if not order or order[-1] != stream_id:
-                    order.append(stream_id)
-        assert got == {1: b"hello\n" + b"x" * 70000, 2: b"oops\n"} and order == [1, 2, 1]
-        assert demux.at_frame_boundary
-    with pytest.raises(ValueError):
-        StdcopyDemuxer().feed(b"\x09\x00\x00\x00\x00\x00\x00\x01a")
-
-
-def test_json_stream_decoder_lines_and_concatenated() -> None:
-    text = b'{"status":"Pulling"}\n{"id":"a","x":[1,2]}{"b":"\xc3\xa9"}\r\n  [3] "s" 42 '
-    for step in (1, 2, 5, len(text)):
-        dec = JSONStreamDecoder()
-        docs = []
-        for i in range(0, len(text), step):
-            docs += dec.feed(text[i:i + step])
-        docs += dec.close()
-        assert docs == [{"status": "Pulling"}, {"id": "a", "x": [1, 2]}, {"b": "é"}, [3], "s", 42]
-    dec = JSONStreamDecoder()
-    dec.feed(b'{"a": 1')
-    with pytest.raises(ValueError):
-        dec.close()
+def api_server(router: Router, log: logging.Logger) -> Server:
+    """The server as pyd.daemon.main makes it."""
+    return Server(router, middleware=[APIVersion("1.47", "1.24")], error_response=error_response,
+                  server_header="pyd/0.1.0 (linux)", log=log)
 
 
 # ============================================================================================== server fixture
@@ -294,7 +70,7 @@ class ServerThread:
         self.first_piece = threading.Event()
         self.release = None  # asyncio.Event created in the loop
         self.seen: dict[str, Any] = {}
-        self.server = Server(build_router(self), log=self.log)
+        self.server = api_server(build_router(self), self.log)
         self.call(self._start())
 
     async def _start(self) -> None:
@@ -321,11 +97,11 @@ def build_router(st: ServerThread) -> Router:
     r = Router()
 
     async def echo(req: Any) -> dict:
-        return {"body": await req.json(), "path": req.path, "api_version": req.api_version, "query": req.query,
+        return {"body": await req.json(), "path": req.path, "api_version": api_version(req), "query": req.query,
                 "all": req.arg_bool("all"), "limit": req.arg_int("limit")}
 
     async def image(req: Any, name: str) -> dict:
-        return {"name": name, "api_version": req.api_version}
+        return {"name": name, "api_version": api_version(req)}
 
     async def container(req: Any, id: str) -> dict:
         return {"id": id}
@@ -372,7 +148,7 @@ def build_router(st: ServerThread) -> Router:
         raise RuntimeError("broke after the head")
 
     async def hijack(req: Any) -> None:
-        reader, writer = await req.hijack(req.arg("type") or "application/vnd.docker.raw-stream")
+        reader, writer = await api_hijack(req, req.arg("type") or "application/vnd.docker.raw-stream")
         while True:
             data = await reader.read(1 << 16)
             if not data:
@@ -384,7 +160,7 @@ def build_router(st: ServerThread) -> Router:
         await writer.drain()
 
     async def blast(req: Any) -> None:
-        reader, writer = await req.hijack()
+        reader, writer = await api_hijack(req, "application/vnd.docker.raw-stream")
         block = stdcopy_frame(1, b"x" * (32 << 10))
         for _ in range(int(req.arg("n") or 1)):
             writer.write(block)
@@ -430,8 +206,8 @@ def server(tmp_path: Path) -> Iterator[ServerThread]:
 
 
 @pytest.fixture
-def client(server: ServerThread) -> Iterator[Client]:
-    c = Client(server.host, timeout=5)
+def client(server: ServerThread) -> Iterator[APIClient]:
+    c = APIClient(server.host, timeout=5)
     yield c
     c.close()
 
@@ -474,7 +250,7 @@ def read_until_closed(s: socket.socket) -> bytes:
 # ============================================================================================== server behaviour
 
 def test_json_round_trip_with_docker_headers(any_server: ServerThread) -> None:
-    with Client(any_server.host, timeout=5) as c:
+    with APIClient(any_server.host, timeout=5) as c:
         resp = c.request("POST", "/echo", {"all": True, "limit": 5, "filters": {"label": ["a=b"]}},
                          body={"Image": "busybox", "Cmd": ["echo", "é"]})
         assert resp.status == 200
@@ -493,25 +269,7 @@ def test_json_round_trip_with_docker_headers(any_server: ServerThread) -> None:
         assert c.request("GET", "/containers/abc/json").json() == {"id": "abc"}
 
 
-def test_version_prefix_and_its_limits(server: ServerThread) -> None:
-    with Client(server.host, api_version="1.30", timeout=5) as c:
-        assert c.request("GET", "/images/x/json").json() == {"name": "x", "api_version": "1.30"}
-    with Client(server.host, api_version="", timeout=5) as c:  # unversioned path
-        assert c.request("GET", "/images/x/json").json() == {"name": "x", "api_version": "1.47"}
-    with Client(server.host, api_version="1.99", timeout=5) as c:
-        with pytest.raises(APIError) as info:
-            c.request("GET", "/images/x/json")
-        assert info.value.status == 400
-        assert info.value.message == "client version 1.99 is too new. Maximum supported API version is 1.47"
-    with Client(server.host, api_version="1.12", timeout=5) as c:
-        with pytest.raises(APIError) as info:
-            c.request("GET", "/images/x/json")
-        assert info.value.status == 400
-        assert info.value.message == ("client version 1.12 is too old. Minimum supported API version is 1.24, "
-                                      "please upgrade your client to a newer version")
-
-
-def test_unknown_route_is_page_not_found(client: Client) -> None:
+def test_unknown_route_is_page_not_found(client: APIClient) -> None:
     resp = client.request("GET", "/no/such/thing", check=False)
     assert resp.status == 404 and resp.json() == {"message": "page not found"}
     assert resp.headers["Api-Version"] == "1.47"
@@ -520,7 +278,7 @@ def test_unknown_route_is_page_not_found(client: Client) -> None:
     assert (info.value.status, str(info.value)) == (404, "page not found")
 
 
-def test_handler_errors_become_json_messages(server: ServerThread, client: Client) -> None:
+def test_handler_errors_become_json_messages(server: ServerThread, client: APIClient) -> None:
     with pytest.raises(APIError) as info:
         client.request("POST", "/conflict")
     assert info.value.status == 409 and info.value.message == 'Conflict. The container name "/a" is already in use'
@@ -535,7 +293,7 @@ def test_handler_errors_become_json_messages(server: ServerThread, client: Clien
     assert client.request("GET", "/containers/a/json").json() == {"id": "a"}
 
 
-def test_none_is_204_and_text_keeps_handler_headers(client: Client) -> None:
+def test_none_is_204_and_text_keeps_handler_headers(client: APIClient) -> None:
     resp = client.request("POST", "/nothing")
     assert resp.status == 204 and resp.read() == b"" and "Content-Type" not in resp.headers
     resp = client.request("GET", "/text")
@@ -543,7 +301,7 @@ def test_none_is_204_and_text_keeps_handler_headers(client: Client) -> None:
     assert resp.headers["Content-Type"] == "text/plain; charset=utf-8" and resp.headers["X-Extra"] == "1"
 
 
-def test_malformed_request_is_400_and_the_server_goes_on(server: ServerThread, client: Client) -> None:
+def test_malformed_request_is_400_and_the_server_goes_on(server: ServerThread, client: APIClient) -> None:
     with raw(server) as s:
         s.sendall(b"THIS IS NOT HTTP\r\n\r\n")
         head, body, _ = read_response(s)
@@ -553,7 +311,7 @@ def test_malformed_request_is_400_and_the_server_goes_on(server: ServerThread, c
     assert client.request("GET", "/containers/b/json").json() == {"id": "b"}
 
 
-def test_oversized_header_is_431_and_the_server_goes_on(server: ServerThread, client: Client) -> None:
+def test_oversized_header_is_431_and_the_server_goes_on(server: ServerThread, client: APIClient) -> None:
     with raw(server) as s:
         s.sendall(b"GET /containers/a/json HTTP/1.1\r\nHost: pyd\r\n")
         try:
@@ -625,7 +383,7 @@ def test_expect_100_continue(server: ServerThread) -> None:
         assert head.status == 200 and json.loads(body)["total"] == 5
 
 
-def test_chunked_upload_is_streamed_not_buffered(server: ServerThread, client: Client) -> None:
+def test_chunked_upload_is_streamed_not_buffered(server: ServerThread, client: APIClient) -> None:
     with raw(server) as s:
         s.sendall(b"POST /upload HTTP/1.1\r\nHost: pyd\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nfirs\r\n")
         # the handler sees the first piece while the rest has not been sent yet
@@ -645,21 +403,21 @@ def test_chunked_upload_is_streamed_not_buffered(server: ServerThread, client: C
 
 
 def test_streaming_response_read_with_iter_json(any_server: ServerThread) -> None:
-    with Client(any_server.host, timeout=5) as c:
+    with APIClient(any_server.host, timeout=5) as c:
         resp = c.request("GET", "/events")
         assert resp.headers["Transfer-Encoding"] == "chunked"
         assert list(resp.iter_json()) == [{"n": 0}, {"n": 1}, {"n": 2}, {"a": 1}, {"b": 2}, {"c": 3}]
         assert c.request("GET", "/containers/q/json").json() == {"id": "q"}  # the connection is reusable
 
 
-def test_stream_flushes_headers_before_the_body(server: ServerThread, client: Client) -> None:
+def test_stream_flushes_headers_before_the_body(server: ServerThread, client: APIClient) -> None:
     resp = client.request("POST", "/wait")  # returns once the head arrived, while the handler still waits
     assert resp.status == 200 and resp.headers["Content-Type"] == "application/json"
     server.set_release()
     assert list(resp.iter_json()) == [{"StatusCode": 0}]
 
 
-def test_failure_after_streaming_started_closes_the_connection(server: ServerThread, client: Client) -> None:
+def test_failure_after_streaming_started_closes_the_connection(server: ServerThread, client: APIClient) -> None:
     resp = client.request("GET", "/midstream")
     with pytest.raises(ParseError):  # the chunked body never ends properly
         list(resp.iter_chunks())
@@ -681,7 +439,7 @@ def test_hijack_upgrade_echo_and_half_close(any_server: ServerThread) -> None:
         assert b"Content-Type: application/vnd.docker.multiplexed-stream" in lines
         assert b"Connection: Upgrade" in lines and b"Upgrade: tcp" in lines and b"Api-Version: 1.47" in lines
         assert rest == b"EARLY BYTES;"
-    with Client(any_server.host, timeout=5) as c:
+    with APIClient(any_server.host, timeout=5) as c:
         conn = c.hijack("POST", "/hijack")
         with conn:
             assert conn.status == 101 and conn.content_type == "application/vnd.docker.raw-stream"
@@ -708,7 +466,7 @@ def test_hijack_without_upgrade_header_is_200_until_close(server: ServerThread) 
     assert body == b"ABCEOF seen\n"
 
 
-def test_hijack_of_an_unknown_route_raises_api_error(client: Client) -> None:
+def test_hijack_of_an_unknown_route_raises_api_error(client: APIClient) -> None:
     with pytest.raises(APIError) as info:
         client.hijack("POST", "/containers/nope/attach")
     assert info.value.status == 404
@@ -716,7 +474,7 @@ def test_hijack_of_an_unknown_route_raises_api_error(client: Client) -> None:
 
 def test_hijacked_stream_throughput(any_server: ServerThread) -> None:
     n = 2048  # 64 MiB of stdcopy frames through the hijacked connection
-    with Client(any_server.host, timeout=5) as c:
+    with APIClient(any_server.host, timeout=5) as c:
         t0 = time.perf_counter()
         conn = c.hijack("GET", "/blast", {"n": n})
         demux = StdcopyDemuxer()
@@ -742,7 +500,7 @@ def test_hijacked_stream_throughput(any_server: ServerThread) -> None:
 def test_daemon_unreachable_message(tmp_path: Path) -> None:
     host = f"unix://{tmp_path}/missing.sock"
     with pytest.raises(DaemonUnreachable) as info:
-        Client(host).request("GET", "/_ping")
+        APIClient(host).request("GET", "/_ping")
     assert str(info.value) == f"Cannot connect to the pyd daemon at {host}. Is the pyd daemon running?"
     # a socket file nobody listens on (a daemon that died) gives the same message
     dead = tmp_path / "dead.sock"
@@ -750,7 +508,7 @@ def test_daemon_unreachable_message(tmp_path: Path) -> None:
     s.bind(str(dead))
     s.close()
     with pytest.raises(DaemonUnreachable) as info:
-        Client(f"unix://{dead}").request("GET", "/_ping")
+        APIClient(f"unix://{dead}").request("GET", "/_ping")
     assert "Is the pyd daemon running?" in str(info.value)
 
 
@@ -771,7 +529,7 @@ def test_stale_socket_is_replaced_and_mode_applied(tmp_path: Path) -> None:
         st.stop()
 
 
-def test_close_is_bounded_with_busy_and_idle_connections(server: ServerThread, client: Client) -> None:
+def test_close_is_bounded_with_busy_and_idle_connections(server: ServerThread, client: APIClient) -> None:
     assert client.request("GET", "/containers/a/json").json() == {"id": "a"}  # leaves an idle keep-alive conn
     busy = raw(server)
     busy.sendall(b"GET /slow HTTP/1.1\r\nHost: pyd\r\n\r\n")
@@ -784,7 +542,7 @@ def test_close_is_bounded_with_busy_and_idle_connections(server: ServerThread, c
     assert not os.path.exists(server.path)
 
 
-def test_reused_connection_closed_by_server_is_retried(server: ServerThread, client: Client) -> None:
+def test_reused_connection_closed_by_server_is_retried(server: ServerThread, client: APIClient) -> None:
     assert client.request("GET", "/containers/a/json").json() == {"id": "a"}
     idle = client._idle[0]
     # the server drops its idle connections (as on restart); the client must notice and reconnect
@@ -804,14 +562,14 @@ def test_async_client_unix_and_tcp_urls(server: ServerThread) -> None:
     async def scenario() -> None:
         listener = await server.server.listen_tcp("127.0.0.1", 0)
         port = listener.sockets[0].getsockname()[1]
-        async with AsyncClient(server.host, api_version="1.47") as ac:
+        async with AsyncClient(server.host, base_path="/v1.47") as ac:
             resp = await ac.request("POST", "/echo", query={"all": 1}, body={"a": [1]})
             assert resp.status == 200 and (await resp.json())["body"] == {"a": [1]}
             resp = await ac.request("GET", "/events")
-            assert [d async for d in resp.iter_json()][:3] == [{"n": 0}, {"n": 1}, {"n": 2}]
+            assert [d async for d in aiter_json(resp.iter_chunks())][:3] == [{"n": 0}, {"n": 1}, {"n": 2}]
             resp = await ac.request("GET", "/boom")
             assert resp.status == 500
-            with pytest.raises(APIError):
+            with pytest.raises(HTTPStatusError):
                 await resp.raise_for_status()
         async with AsyncClient() as ac:
             base = f"http://127.0.0.1:{port}"
@@ -825,14 +583,14 @@ def test_async_client_unix_and_tcp_urls(server: ServerThread) -> None:
                     yield b"q" * 1000
             resp = await ac.request("POST", base + "/upload", body=gen())
             assert (await resp.json())["total"] == 4000
-            with pytest.raises(APIError) as info:
+            with pytest.raises(HTTPStatusError) as info:
                 await ac.request("POST", base + "/conflict", check=True)
             assert info.value.status == 409
 
     server.call(scenario())
 
 
-def test_json_body_errors_are_400(client: Client) -> None:
+def test_json_body_errors_are_400(client: APIClient) -> None:
     with pytest.raises(APIError) as info:
         client.request("POST", "/echo", body=b"{not json", headers={"Content-Type": "application/json"})
     assert info.value.status == 400 and info.value.message.startswith("invalid JSON")
@@ -844,7 +602,6 @@ def test_json_body_errors_are_400(client: Client) -> None:
 def test_tls_client_server_and_hijack(server: ServerThread, tmp_path: Path) -> None:
     import shutil
     import subprocess
-    from pyd.proto import TLSConfig
     assert shutil.which("openssl"), "this test needs the openssl command (Debian package openssl)"
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
@@ -853,24 +610,24 @@ def test_tls_client_server_and_hijack(server: ServerThread, tmp_path: Path) -> N
     server_ctx = TLSConfig(cert=str(cert), key=str(key), verify=False).server_context()
     listener = server.call(server.server.listen_tcp("127.0.0.1", 0, ssl_context=server_ctx))
     host = f"tcp://127.0.0.1:{listener.sockets[0].getsockname()[1]}"
-    with Client(host, tls=TLSConfig(ca=str(cert)), timeout=5) as c:
+    with APIClient(host, tls=TLSConfig(ca=str(cert)), timeout=5) as c:
         assert c.request("GET", "/containers/t/json").json() == {"id": "t"}
         assert c.request("GET", "/containers/u/json?x=1").json() == {"id": "u"}
         with c.hijack("POST", "/hijack") as conn:
             conn.sendall(b"secret")
             assert conn.recv(100) == b"SECRET"
     with pytest.raises(DaemonUnreachable) as info:  # the default CA bundle does not know our certificate
-        Client(host, tls=TLSConfig(), timeout=5).request("GET", "/containers/t/json")
+        APIClient(host, tls=TLSConfig(), timeout=5).request("GET", "/containers/t/json")
     assert "certificate verify failed" in str(info.value)
 
 
-def test_bodiless_responses_free_the_connection_at_once(client: Client) -> None:
+def test_bodiless_responses_free_the_connection_at_once(client: APIClient) -> None:
     resp = client.request("POST", "/nothing")  # 204, never read
     assert resp.status == 204 and len(client._idle) == 1
     assert client.request("HEAD", "/text").headers["Content-Length"] == "10" and len(client._idle) == 1
 
 
-def test_client_gone_mid_body_is_quiet(server: ServerThread, client: Client) -> None:
+def test_client_gone_mid_body_is_quiet(server: ServerThread, client: APIClient) -> None:
     with raw(server) as s:
         s.sendall(b"POST /upload HTTP/1.1\r\nHost: pyd\r\nContent-Length: 1000\r\n\r\nonly a part")
         assert server.first_piece.wait(2)
@@ -887,3 +644,40 @@ def test_client_disconnect_cancels_a_streaming_handler(server: ServerThread) -> 
     while "wait_cancelled" not in server.seen and time.monotonic() < deadline:
         time.sleep(0.01)
     assert server.seen.get("wait_cancelled")
+
+
+# ============================================================================================== the HTTP layer alone
+
+def test_plain_server_and_client_know_no_api(tmp_path: Path) -> None:
+    """Without middleware and error renderer: text errors, no API headers, no path prefix; the plain
+    client raises HTTPStatusError and ConnectError."""
+    st = ServerThread(tmp_path, "asyncio")
+    plain = Server(build_router(st), log=st.log)
+    try:
+        path = st.path + ".plain"
+        st.call(plain.listen_unix(path))
+        with Client("unix://" + path, timeout=5) as c:
+            resp = c.request("GET", "/containers/a/json")
+            assert resp.json() == {"id": "a"}
+            assert "Api-Version" not in resp.headers and "Server" not in resp.headers and "Date" in resp.headers
+            with pytest.raises(HTTPStatusError) as info:
+                c.request("POST", "/conflict")
+            assert info.value.status == 409
+            assert info.value.message == 'Conflict. The container name "/a" is already in use'
+            resp = c.request("GET", "/v1.47/containers/a/json", check=False)  # a prefix is just a path here
+            assert resp.status == 404 and resp.read() == b"page not found"
+            assert resp.headers["Content-Type"] == "text/plain; charset=utf-8"
+            doc = c.request("POST", "/upload", body=b"x").json()
+            assert doc["headers"]["Host"] == "localhost" and "User-Agent" not in doc["headers"]
+        with pytest.raises(ConnectError) as err:
+            Client(f"unix://{tmp_path}/missing.sock").request("GET", "/")
+        assert isinstance(err.value.error, FileNotFoundError)
+    finally:
+        st.call(plain.close())
+        st.stop()
+
+
+def test_http_error_carries_its_status() -> None:
+    assert (HTTPError("x").status, HTTPError("x", 418).status, str(HTTPError("gone", 410))) == (500, 418, "gone")
+    assert HTTPStatusError(502, "Bad Gateway", b"").message == "Bad Gateway"
+    assert HTTPStatusError(500, "", b"").message == "Internal Server Error"
