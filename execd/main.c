@@ -125,8 +125,10 @@ use_console(struct supervisor *sv, struct stdio_pipes *p, bool open_stdin)
 		sv->stdin_fd = dup(master);
 	return sv->console_fd < 0 ? -1 : 0;
 }
+
+/* Start the container and supervise it until it exits; a failure to start goes to the daemon as ERROR. */
 static int
-run(struct spec *s, int sock, struct buf *early, const int *attach_fds)
+start_and_supervise(struct spec *s, int sock, struct buf *early, const int *attach_fds)
 {
 	execd_error_t err = { 0 };
 	struct stdio_pipes pipes = STDIO_PIPES_NONE;
@@ -198,5 +200,5 @@ main(int argc, char **argv)
 		send_error(sock, &err);
 		return 1;
 	}
-	return run(&spec, sock, &rd.rest, rd.fds);
+	return start_and_supervise(&spec, sock, &rd.rest, rd.fds);
 }
