@@ -11,7 +11,7 @@ import struct
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = next(p for p in Path(__file__).resolve().parents if (p / "build.py").exists())   # any depth under tests/
 sys.path.insert(0, str(REPO))
 
 from pyd.daemon.runtime import execdriver  # noqa: E402
