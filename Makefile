@@ -1,6 +1,7 @@
 # pyd: build the one-file engine, demo it, test it.
 PYTHON ?= python3
 PYD_SOURCES := $(shell find pyd -name '*.py' 2>/dev/null)
+EXECD_SOURCES := $(wildcard execd/*)
 TEST_TIMEOUT ?= 300
 # pytest-timeout (installed by .ci/run) bounds each test, fixtures included; without it, no bound.
 PYTEST_TIMEOUT := $(shell $(PYTHON) -c 'import pytest_timeout' 2>/dev/null && echo --timeout=$(TEST_TIMEOUT))
@@ -12,13 +13,13 @@ all: build
 
 build: dist/pyd
 
-dist/pyd: build.py $(PYD_SOURCES) pyd/execd.c
+dist/pyd: build.py $(PYD_SOURCES) $(EXECD_SOURCES)
 	$(PYTHON) build.py
 
 # the helper alone, to run pyd from the source tree
 execd: pyd/execd
 
-pyd/execd: pyd/execd.c
+pyd/execd: $(EXECD_SOURCES)
 	$(PYTHON) build.py --execd-only
 
 # apt and pip packages for building and testing; a quick no-op when everything is installed
