@@ -16,7 +16,7 @@ sys.path.insert(0, str(REPO))
 
 from pyd.daemon.runtime import execdriver  # noqa: E402
 from pyd.daemon.runtime.execdriver import ContainerSpec, Mount, Process, Security  # noqa: E402
-from pyd.daemon.spec.security import SeccompFilter  # noqa: E402
+from pyd.daemon.spec.seccomp import SeccompFilter  # noqa: E402
 
 PROTOCOL_H = REPO / "execd" / "protocol.h"
 
