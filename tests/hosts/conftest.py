@@ -3,6 +3,7 @@ closing table (scenario × host: pass/FAIL) with each host's kernel, python, cgr
 wall time. Everything made for a run lives in one temp folder under /var/tmp, removed at the end."""
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -22,23 +23,32 @@ from scenarios import SCENARIOS  # noqa: E402
 REPO = HERE.parent.parent
 DOCKER_CLI = Path("/usr/local/bin/docker")
 RUNS = pytest.StashKey[dict]()
+LAB = pytest.StashKey[Lab]()
+# guests booted at once (PYD_HOSTS_PARALLEL=1: one after another)
+PARALLEL = max(1, int(os.environ.get("PYD_HOSTS_PARALLEL", len(HOSTS))))
 
 
 @pytest.fixture(scope="session")
-def lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
+def lab(request: pytest.FixtureRequest, pyd_bin: Path) -> Iterator[Lab]:
+    """The inputs disk (dist/pyd, built by pyd_bin when stale; the docker CLI; the busybox archive; the
+    scenarios) in a temp folder under /var/tmp that goes at the end, and the guests booting from it."""
     if not DOCKER_CLI.is_file():
         pytest.fail(f"no docker CLI at {DOCKER_CLI} to copy into the guests (see README, Requirements)")
     workdir = Path(tempfile.mkdtemp(prefix="pyd-hosts-run-", dir="/var/tmp"))
     try:
-        subprocess.run([sys.executable, str(REPO / "build.py")], check=True, cwd=REPO, timeout=600)
         archive = workdir / "busybox.tar"
         subprocess.run([sys.executable, str(REPO / "tests/kit/images.py"), "archive", str(archive)],
                        check=True, timeout=120)
         inputs = workdir / "inputs.img"
-        qemu.make_inputs_disk({"pyd": REPO / "dist/pyd", "docker": DOCKER_CLI, "busybox.tar": archive,
+        qemu.make_inputs_disk({"pyd": pyd_bin, "docker": DOCKER_CLI, "busybox.tar": archive,
                                "scenarios.py": HERE / "scenarios.py"}, inputs)
         archive.unlink()
-        yield Lab(workdir, inputs, request.config.stash.setdefault(RUNS, {}))
+        lab = Lab(workdir, inputs, request.config.stash.setdefault(RUNS, {}), HOSTS, PARALLEL)
+        request.config.stash[LAB] = lab
+        try:
+            yield lab
+        finally:
+            lab.close()
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -78,3 +88,6 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatu
                   f"{facts.get('storage_driver')} on {facts.get('backing_filesystem')}")
             for warning in facts.get("warnings") or []:
                 write(f"    warning: {warning}")
+    lab = config.stash.get(LAB, None)
+    if lab is not None:
+        write(f"accelerator: {lab.accel.choice} ({lab.accel.reason}); up to {lab.parallel} guests at once")

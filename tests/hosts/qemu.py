@@ -5,12 +5,14 @@ ttyS1 to another. KVM is tried once per run; where it aborts (nested KVM on thes
 dies early, the run falls back to TCG and stays there."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,14 +46,17 @@ class Accelerator:
     def __init__(self) -> None:
         self.choice: str | None = None
         self.reason = ""
+        self._lock = threading.Lock()             # guests boot side by side; the probe runs once
 
     def get(self, image: GuestImage) -> str:
-        if self.choice is None:
-            self.choice, self.reason = _probe_kvm(image)
-        return self.choice
+        with self._lock:
+            if self.choice is None:
+                self.choice, self.reason = _probe_kvm(image)
+            return self.choice
 
     def fall_back(self, why: str) -> None:
-        self.choice, self.reason = "tcg", why
+        with self._lock:
+            self.choice, self.reason = "tcg", why
 
 
 def _accel_args(accel: str) -> list[str]:
@@ -130,8 +135,10 @@ def parse_results(text: str, boot: Boot) -> None:
             boot.fatal = record["fatal"]
 
 
-def boot(image: GuestImage, inputs: Path, init: str | None, accel: str, timeout: float, workdir: Path) -> Boot:
-    """Boot `image` with the inputs disk; return when the guest powers off or at `timeout` (then killed)."""
+def boot(image: GuestImage, inputs: Path, init: str | None, accel: str, timeout: float, workdir: Path,
+         cancel: threading.Event) -> Boot:
+    """Boot `image` with the inputs disk; return when the guest powers off, or at `timeout` or `cancel`
+    (then qemu is killed)."""
     console, results = workdir / f"console-{accel}.log", workdir / f"results-{accel}.log"
     append = "root=/dev/vda rw console=ttyS0 panic=-1 net.ifnames=0"
     if init:
@@ -145,9 +152,10 @@ def boot(image: GuestImage, inputs: Path, init: str | None, accel: str, timeout:
     with open(workdir / f"qemu-{accel}.err", "wb") as err:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=err, stderr=subprocess.STDOUT, env=env)
         try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            pass
+            deadline = began + timeout
+            while proc.poll() is None and time.monotonic() < deadline and not cancel.is_set():
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=1.0)
         finally:
             status = _stop(proc)
     result = Boot(accel, time.monotonic() - began, status)
@@ -157,5 +165,6 @@ def boot(image: GuestImage, inputs: Path, init: str | None, accel: str, timeout:
     qemu_err = (workdir / f"qemu-{accel}.err").read_text(errors="replace")
     result.console_tail = (text[-6000:] + ("\n[qemu] " + qemu_err[-2000:] if qemu_err.strip() else ""))
     if status is None and not result.fatal:
-        result.fatal = f"the guest did not power off within {timeout:.0f}s (qemu killed)"
+        result.fatal = ("the run was stopped (qemu killed)" if cancel.is_set()
+                        else f"the guest did not power off within {timeout:.0f}s (qemu killed)")
     return result

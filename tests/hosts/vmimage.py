@@ -22,6 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "kit"))
+from hostkit import unmount_under  # noqa: E402  (tests/kit/hostkit.py)
+
 CACHE = Path(os.environ.get("PYD_HOSTS_CACHE", "/var/tmp/pyd-hosts"))
 MIRROR = "http://deb.debian.org/debian"
 # Bump when anything below changes what ends up in an image (the guest files, the mke2fs options).
@@ -81,18 +84,6 @@ def _run(argv: list[str], timeout: float, log: Path) -> None:
         raise RuntimeError(f"{argv[0]} exited {proc.returncode}; last of {log}:\n{tail}")
 
 
-def _unmount_under(root: Path) -> None:
-    """debootstrap mounts proc/sys inside the target; a killed run may leave them there."""
-    points = []
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            point = line.split()[4].replace("\\040", " ")
-            if point == str(root) or point.startswith(str(root) + "/"):
-                points.append(point)
-    for point in sorted(points, key=len, reverse=True):
-        subprocess.run(["umount", "-l", point], capture_output=True, timeout=30)
-
-
 def _customize(root: Path, suite: str) -> None:
     """What turns a debootstrap tree into a guest that runs the scenarios and powers off."""
     (root / "etc/hostname").write_text(f"pyd-{suite}\n")
@@ -126,7 +117,7 @@ def _build(suite: str, key: str, final: Path) -> None:
         root = work / "root"
         _run(["debootstrap", "--variant=minbase", "--components=main", "--include=" + ",".join(PACKAGES),
               suite, str(root), MIRROR], DEBOOTSTRAP_TIMEOUT, log)
-        _unmount_under(root)
+        unmount_under(str(root))        # nothing debootstrap mounted may stay in the tree mke2fs copies
         _customize(root, suite)
         kernels = sorted((root / "boot").glob("vmlinuz-*"))
         initrds = sorted((root / "boot").glob("initrd.img-*"))
@@ -143,7 +134,7 @@ def _build(suite: str, key: str, final: Path) -> None:
         (out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
         os.rename(out, final)                       # the one step that makes the image visible
     finally:
-        _unmount_under(work)
+        unmount_under(str(work))
         shutil.rmtree(work, ignore_errors=True)
 
 
@@ -156,9 +147,18 @@ def guest_image(suite: str) -> GuestImage:
     with _build_lock(suite):
         if _complete(final):
             return _image_in(final, suite, 0.0)
+        _remove_stale(suite, keep=final)
         began = time.monotonic()
         _build(suite, key, final)
         return _image_in(final, suite, time.monotonic() - began)
+
+
+def _remove_stale(suite: str, keep: Path) -> None:
+    """Under the suite's lock: a build folder left by a killed run, and images of older recipes."""
+    for path in [*CACHE.glob(f".build-{suite}-*"), *CACHE.glob(f"{suite}-*")]:
+        if path.is_dir() and path != keep:
+            unmount_under(str(path))
+            shutil.rmtree(path, ignore_errors=True)
 
 
 if __name__ == "__main__":
