@@ -7,7 +7,7 @@ TEST_TIMEOUT ?= 300
 PYTEST_TIMEOUT := $(shell $(PYTHON) -c 'import pytest_timeout' 2>/dev/null && echo --timeout=$(TEST_TIMEOUT))
 PYTEST_ARGS ?=
 
-.PHONY: all build deps execd demo test test-unit bench clean
+.PHONY: all build deps host-deps execd demo test test-unit test-hosts bench clean
 
 all: build
 
@@ -31,6 +31,14 @@ demo: deps dist/pyd
 
 test: deps dist/pyd
 	$(PYTHON) -m pytest -q $(PYTEST_TIMEOUT) $(PYTEST_ARGS) tests
+
+# pyd inside Debian VMs (qemu, no network device): one boot per host, each host x scenario a test.
+# Not part of `make test` (pytest.ini keeps tests/hosts out of its collection).
+host-deps:
+	bash scripts/install-host-deps.sh
+
+test-hosts: host-deps dist/pyd
+	$(PYTHON) -m pytest -q $(PYTEST_ARGS) tests/hosts
 
 # the pure parts alone: no root, no dist/pyd, seconds
 test-unit:
