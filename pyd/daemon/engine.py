@@ -122,7 +122,7 @@ class Engine:
 
     def router(self) -> Router:
         """The route table: each resource's routes with the services they call."""
-        from pyd.daemon.api import archive, build, containers, containers_extra, exec as exec_, images, networks
+        from pyd.daemon.api import archive, build, containers, containers_extra, df, exec as exec_, images, networks
         from pyd.daemon.api import plugins, swarm, system, volumes
         from pyd.http.server import Router
 
@@ -137,6 +137,7 @@ class Engine:
         archive.register(router, self.containers, self.graph, self.events, self.tmp_dir)
         build.register(router, self.graph, self.containers, self.containers.image_in_use, self.pulls.pull_for_build,
                        self.events, self.tmp_dir)
+        df.register(router, self.graph, self.containers, self.networks, self.volumes)
         swarm.register(router)      # answered as a dockerd outside a swarm, with no plugins
         plugins.register(router)
         return router

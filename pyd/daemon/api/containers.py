@@ -11,10 +11,12 @@ from pyd.daemon.containers.attach import AttachOptions, Attachments
 from pyd.daemon.containers.logstream import LogOptions, LogStream
 from pyd.daemon.containers.model import Container
 from pyd.formats import rfc3339
-from pyd.daemon.errors import BadParameter
+from pyd.daemon.errors import BadParameter, NotFound
+from pyd.daemon.storage.trees import tree_size
 from pyd.http.server import Response
 from pyd.daemon.api.hijack import hijack
-from pyd.daemon.api.version import api_version
+from pyd.daemon.api import compat
+from pyd.daemon.api.version import api_at_least, api_version
 
 if TYPE_CHECKING:
     from pyd.daemon.containers.service import ContainerService
@@ -31,15 +33,16 @@ LIST_FILTERS = {"id", "name", "label", "status", "exited", "ancestor", "before",
 
 
 def stream_type(req: Request, c: Container) -> str:
+    """The Content-Type of attach and logs: a non-TTY container's streams are multiplexed at every API
+    version, but only 1.42 and later say so (before, every stream was labelled raw)."""
     if c.tty:
         return RAW
-    return MULTIPLEXED if _api_at_least(api_version(req), "1.42") else RAW
+    return MULTIPLEXED if api_at_least(req, "1.42") else RAW
 
 
-def _api_at_least(version: str, minimum: str) -> bool:
-    def key(v: str) -> tuple[int, ...]:
-        return tuple(int(p) for p in v.split(".") if p.isdigit())
-    return key(version) >= key(minimum)
+def stop_signal(req: Request) -> str | None:
+    """stop and restart take `signal` since 1.42 (the container's StopSignal before)."""
+    return req.arg("signal") if api_at_least(req, "1.42") else None
 
 
 def register(router: Router, svc: ContainerService, networks: NetworkController, graph: Graph) -> None:
@@ -47,6 +50,8 @@ def register(router: Router, svc: ContainerService, networks: NetworkController,
 
     async def create(req) -> Response:
         body = await req.json()
+        if isinstance(body, dict):
+            body = compat.create_body(api_version(req), body)
         result = await svc.create(req.arg("name"), body)
         return Response(201, result)
 
@@ -60,33 +65,42 @@ def register(router: Router, svc: ContainerService, networks: NetworkController,
         items = filter_containers(items, filters, svc, graph)
         if limit > 0:
             items = items[:limit]
-        return [list_entry(c, networks) for c in items]
+        entries = [list_entry(c, networks) for c in items]
+        if req.arg_bool("size"):
+            sizes = await asyncio.to_thread(lambda: [container_sizes(graph, c.ID, c.Image) for c in items])
+            for entry, size in zip(entries, sizes):
+                entry.update(size)
+        return entries
 
     async def inspect(req, id: str) -> dict:
-        return inspect_entry(svc.get(id), svc, graph)
+        return compat.container_inspect(api_version(req), inspect_entry(svc.get(id), svc, graph))
 
     async def start(req, id: str) -> None:
         await svc.start(id)
 
     async def stop(req, id: str) -> None:
         t = req.arg_int("t", None)
-        await svc.stop(id, t, req.arg("signal"))
+        await svc.stop(id, t, stop_signal(req))
 
     async def restart(req, id: str) -> None:
         c = svc.get(id)
         if c.State.Running:
-            await svc.stop(id, req.arg_int("t", None), req.arg("signal"))
+            await svc.stop(id, req.arg_int("t", None), stop_signal(req))
         await svc.start(id)
         svc.publish_event(c, "restart")      # dockerd's last event of a restart
 
     async def update(req, id: str) -> dict:
-        return await svc.update(id, await req.json())
+        body = await req.json()
+        if isinstance(body, dict):
+            body = compat.update_body(api_version(req), body)
+        return await svc.update(id, body)
 
     async def kill(req, id: str) -> None:
         await svc.kill(id, req.arg("signal") or "KILL")
 
     async def wait(req, id: str) -> None:
-        condition = req.arg("condition") or "not-running"
+        # before 1.30 wait had no conditions
+        condition = (req.arg("condition") if api_at_least(req, "1.30") else None) or "not-running"
         svc.get(id)  # 404 before the headers go out
         if condition not in ("not-running", "next-exit", "removed"):
             raise BadParameter(f"invalid condition: {condition!r}")
@@ -138,7 +152,7 @@ def register(router: Router, svc: ContainerService, networks: NetworkController,
 
 async def attach_stream(req: Request, attachments: Attachments, c: Container) -> None:
     opts = AttachOptions(stdin=req.arg_bool("stdin"), stdout=req.arg_bool("stdout"), stderr=req.arg_bool("stderr"),
-                         stream=req.arg_bool("stream"), logs=req.arg_bool("logs"), raw=stream_type(req, c) == RAW,
+                         stream=req.arg_bool("stream"), logs=req.arg_bool("logs"), raw=c.tty,
                          detach_keys=req.arg("detachKeys"))
     if not (opts.stream or opts.logs):
         raise BadParameter("Bad parameters: you must choose at least one stream")
@@ -171,7 +185,7 @@ async def log_stream(req: Request, svc: ContainerService, c: Container) -> None:
     if tail != "all" and not tail.lstrip("-").isdigit():
         raise BadParameter(f"invalid value for tail: {tail}")
     opts = LogOptions(stdout=stdout, stderr=stderr, follow=follow, timestamps=timestamps, since=since, until=until,
-                      tail=tail, details=req.arg_bool("details"), raw=stream_type(req, c) == RAW)
+                      tail=tail, details=req.arg_bool("details"), raw=c.tty)
     stream = LogStream(svc, c, opts)
     try:
         out = await req.stream(200, stream_type(req, c))
@@ -244,6 +258,16 @@ def list_entry(c: Container, networks: NetworkController) -> dict[str, Any]:
         "HostConfig": {"NetworkMode": c.HostConfig.get("NetworkMode", "default")},
         "NetworkSettings": _network_settings(c), "Mounts": mounts.inspect_mounts(c),
     }
+
+
+def container_sizes(graph: Graph, container_id: str, image_id: str) -> dict[str, int]:
+    """SizeRw (the container's own files) and SizeRootFs (those and its image's), as `ps -s` shows them."""
+    try:
+        rw = tree_size(graph.rw_dir(container_id))
+    except (NotFound, OSError):      # no layer (yet): nothing of its own
+        rw = 0
+    image = graph.find_image(image_id) if image_id else None
+    return {"SizeRw": rw, "SizeRootFs": rw + (image.size if image else 0)}
 
 
 def inspect_entry(c: Container, svc: ContainerService, graph: Graph) -> dict[str, Any]:

@@ -9,6 +9,8 @@ from pyd.daemon.containers.attach import ExecAttachment
 from pyd.daemon.errors import BadParameter, Conflict
 from pyd.http.server import Response
 from pyd.daemon.api.hijack import hijack
+from pyd.daemon.api import compat
+from pyd.daemon.api.version import api_at_least, api_version
 
 if TYPE_CHECKING:
     from pyd.daemon.containers.execs import ExecInstance, ExecService
@@ -24,6 +26,8 @@ RAW = "application/vnd.docker.raw-stream"
 def register(router: Router, execs: ExecService) -> None:
     async def create(req, id: str) -> Response:
         body = await req.json()
+        if isinstance(body, dict):
+            body = compat.exec_body(api_version(req), body)
         return Response(201, {"Id": execs.create(id, body)})
 
     async def start(req, id: str) -> Any:
@@ -35,7 +39,7 @@ def register(router: Router, execs: ExecService) -> None:
             await execs.start(inst, with_stdin=False)
             return Response(200, b"", content_type="application/json")
         from pyd.daemon.spec.process import console_size
-        size = console_size(body.get("ConsoleSize"))
+        size = console_size(compat.exec_body(api_version(req), body).get("ConsoleSize"))
         if size and inst.config.tty and not inst.config.console_size:
             inst.config.console_size = size
         await start_attached(req, execs, inst)
@@ -71,7 +75,9 @@ async def start_attached(req: Request, execs: ExecService, inst: ExecInstance) -
     """Hijack, then the exec runs attached to the connection."""
     attachment = ExecAttachment(execs, inst)
     try:
-        reader, writer = await hijack(req, RAW if inst.config.tty else MULTIPLEXED)
+        # a non-TTY exec is multiplexed at every version; before 1.42 it was labelled raw
+        multiplexed = not inst.config.tty and api_at_least(req, "1.42")
+        reader, writer = await hijack(req, MULTIPLEXED if multiplexed else RAW)
         await attachment.run(reader, writer)
     except (ConnectionError, asyncio.CancelledError):
         pass

@@ -6,6 +6,8 @@ import logging
 import os
 from typing import TYPE_CHECKING, Any
 
+from pyd.daemon.api import compat
+from pyd.daemon.api.version import api_version
 from pyd.daemon.api.util import check_filter_keys, filters_arg, releasing_memory, spool_body
 from pyd.daemon.errors import BadParameter
 from pyd.daemon.images.service import split_refs
@@ -33,10 +35,11 @@ def register(router: Router, images: ImageService, graph: Graph, tmp_dir: str) -
     async def list_(req) -> list:
         filters = filters_arg(req)
         check_filter_keys(filters, LIST_FILTERS)
-        return images.summaries(filters, req.arg_bool("all"))
+        compat.image_list_filters(api_version(req), filters, req.arg("filter"))
+        return compat.image_list(api_version(req), images.summaries(filters, req.arg_bool("all")))
 
     async def inspect(req, name: str) -> dict:
-        return image_inspect(graph, graph.resolve_image(name))
+        return compat.image_inspect(api_version(req), image_inspect(graph, graph.resolve_image(name)))
 
     async def tag(req, name: str) -> Response:
         graph.resolve_image(name)
