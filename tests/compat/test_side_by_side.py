@@ -85,6 +85,11 @@ CASES = [
       setup=("create --name cx-ren busybox true",), cleanup=("rm -f cx-ren2",)),
     C("port-none", "port cx-port", setup=("create --name cx-port busybox true",), cleanup=("rm -f cx-port",)),
     C("diff", "diff cx-diff", setup=("run --name cx-diff busybox touch /tmp/new",), cleanup=("rm -f cx-diff",)),
+    C("diff-kinds", "diff cx-diff2", setup=("run --name cx-diff2 busybox sh -c "
+                                            "'touch /tmp/new; rm /bin/ls; echo x >> /etc/passwd; mkdir -p /newdir/sub'",),
+      cleanup=("rm -f cx-diff2",)),
+    C("ps-size", "ps -a -s --filter name=cx-size --format '{{.Names}} {{.Size}}'",
+      setup=("run --name cx-size busybox sh -c 'head -c 3000 /dev/zero > /f'",), cleanup=("rm -f cx-size",)),
     C("images-format", "images --format '{{.Repository}}:{{.Tag}} {{.ID}}' busybox"),
     C("tag-rmi", "tag busybox:latest busybox:compat", "rmi busybox:compat", "rmi busybox:compat"),
     C("rmi-missing", "rmi no-such-image"),
@@ -125,8 +130,6 @@ BUGS: dict[str, str] = {
     "ps-bad-filter": "status=bogus is accepted instead of Invalid filter 'status=bogus'",
     "logs": "--tail of a bad value errors (Docker prints all lines), --tail -1 prints nothing",
     "kill-restart-policy": "docker kill of a container with a restart policy restarts it",
-    "diff": "GET /containers/{id}/changes is missing",
-    "system-df": "GET /system/df is missing",
     "cp": "the etc files of a container that never ran are not found by docker cp",
 }
 
