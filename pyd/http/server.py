@@ -273,18 +273,18 @@ class Request:
         await conn.drain()
         return self._stream
 
-    async def hijack(self, content_type: str | None, protocol: str,
-                     reason: str = "Switching Protocols") -> tuple[asyncio.StreamReader, HijackWriter]:
-        """Take over the connection: "101 <reason>" with Upgrade: <protocol> when the client sent an Upgrade
-        header (whatever it named), else "200 OK" with a connection-delimited body. Bytes the client sent
-        after the head are readable from the reader; EOF on the reader is the client's half-close."""
+    async def hijack(self, content_type: str | None, protocol: str, reason: str = "Switching Protocols",
+                     headers: list[tuple[str, str]] | None = None) -> tuple[asyncio.StreamReader, HijackWriter]:
+        """Take over the connection: "101 <reason>" with Upgrade: <protocol> (and `headers`) when the client
+        sent an Upgrade header (whatever it named), else "200 OK" with a connection-delimited body. Bytes the
+        client sent after the head are readable from the reader; EOF on the reader is the client's half-close."""
         if self.started:
             raise RuntimeError("response already started")
         conn = self._conn
         extra = [("Content-Type", content_type)] if content_type else []
         if self.headers.get("upgrade") is not None:
             status = 101
-            extra += [("Connection", "Upgrade"), ("Upgrade", protocol)]
+            extra += [("Connection", "Upgrade"), ("Upgrade", protocol), *(headers or [])]
         else:
             status = 200
         self.started = self.hijacked = True

@@ -123,6 +123,9 @@ def register(router: Router, svc: ContainerService, networks: NetworkController,
     async def logs(req, id: str) -> None:
         await log_stream(req, svc, svc.get(id))
 
+    async def attach_ws(req, id: str) -> None:
+        await attach_websocket(req, attachments, svc.get(id))
+
     router.add("POST", "/containers/create", create)
     router.add("GET", "/containers/json", list_)
     router.add("GET", "/containers/{id}/json", inspect)
@@ -133,6 +136,7 @@ def register(router: Router, svc: ContainerService, networks: NetworkController,
     router.add("POST", "/containers/{id}/update", update)
     router.add("POST", "/containers/{id}/wait", wait)
     router.add("POST", "/containers/{id}/attach", attach)
+    router.add("GET", "/containers/{id}/attach/ws", attach_ws)
     from pyd.daemon.api.exec import resize_container
     router.add("POST", "/containers/{id}/resize", lambda req, id: resize_container(req, svc.store, id))
     router.add("GET", "/containers/{id}/logs", logs)
@@ -168,6 +172,34 @@ async def attach_stream(req: Request, attachments: Attachments, c: Container) ->
     try:
         reader, writer = await hijack(req, stream_type(req, c))
         await session.run(reader, writer)
+    except (ConnectionError, asyncio.CancelledError):
+        pass
+    finally:
+        session.close()
+
+
+async def attach_websocket(req: Request, attachments: Attachments, c: Container) -> None:
+    """GET /containers/{id}/attach/ws: the container's streams over a WebSocket, never multiplexed (each
+    piece of output one frame: binary since 1.28, text before). stdin, stdout and stderr pick the streams
+    since 1.42; before, all three are attached."""
+    from pyd.http import websocket
+    key = req.headers.get("sec-websocket-key")
+    if not key or (req.headers.get("upgrade") or "").lower() != "websocket":
+        raise BadParameter("websocket: the client is not using the websocket protocol")
+    picked = api_at_least(req, "1.42")
+    opts = AttachOptions(stdin=req.arg_bool("stdin") if picked else True,
+                         stdout=req.arg_bool("stdout") if picked else True,
+                         stderr=req.arg_bool("stderr") if picked else True,
+                         stream=req.arg_bool("stream"), logs=req.arg_bool("logs"), raw=True,
+                         detach_keys=req.arg("detachKeys"))
+    session = attachments.open(c, opts)
+    try:
+        reader, writer = await req.hijack(None, protocol="websocket",
+                                          headers=[("Sec-WebSocket-Accept", websocket.accept_key(key))])
+        await writer.wait_peer_read()
+        out = websocket.WebSocketWriter(writer, websocket.BINARY if api_at_least(req, "1.28") else websocket.TEXT)
+        await session.run(websocket.WebSocketReader(reader, out), out)
+        out.close()
     except (ConnectionError, asyncio.CancelledError):
         pass
     finally:
