@@ -137,6 +137,8 @@ class Engine:
         self.proc: subprocess.Popen | None = None
         (root / "daemon.json").write_text("{}")
         (root / "cli").mkdir()
+        # docker-py keeps contexts beside the config file it finds (else in the working directory)
+        (root / "cli" / "config.json").write_text("{}")
 
     def command(self) -> list[str]:
         paths = ["--data-root", str(self.root / "data"), "--exec-root", str(self.root / "exec"),

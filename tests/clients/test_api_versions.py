@@ -151,22 +151,3 @@ def test_system_df_by_version(clients, busybox, version):
     # `type` came in 1.42: before, everything is computed
     assert (only["Images"] is None) == (version >= "1.42")
     assert isinstance(only["Volumes"], list)
-
-
-@pytest.mark.parametrize("version", VERSIONS)
-def test_network_aliases_hold_the_short_id_before_1_45(daemon, busybox, clients, version):
-    api = clients[version]
-    name = f"aliases-{version.replace('.', '-')}"
-    net = api.create_network(name)
-    c = api.create_container(busybox, ["sleep", "300"], hostname="myhost",
-                             host_config=api.create_host_config(network_mode=name),
-                             networking_config=api.create_networking_config(
-                                 {name: api.create_endpoint_config(aliases=["web"])}))
-    try:
-        api.start(c)
-        ep = api.inspect_container(c)["NetworkSettings"]["Networks"][name]
-        expected = ["web", c["Id"][:12], "myhost"] if version < "1.45" else ["web"]
-        assert ep["Aliases"] == expected
-    finally:
-        api.remove_container(c, force=True)
-        api.remove_network(net["Id"])

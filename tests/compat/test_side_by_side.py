@@ -50,6 +50,10 @@ CASES = [
     C("run-not-executable", "run --rm busybox /etc"),
     C("run-env-workdir-user", "run --rm -e A=1 -w /tmp -u 1000:1000 busybox sh -c 'pwd; id; echo $A'"),
     C("run-env-without-value", "run --rm -e FOO busybox sh -c 'echo ${FOO-unset}'"),
+    C("create-env-inspect", "inspect -f '{{json .Config.Env}} {{.HostConfig.LogConfig.Type}}' cx-env",
+      setup=("create --name cx-env -e FOO -e A=1 -e PATH=/bin busybox true",), cleanup=("rm -f cx-env",)),
+    C("kill-default-waits", "kill cx-kd", "inspect -f '{{.State.Running}} {{.State.ExitCode}}' cx-kd",
+      setup=("run -d --name cx-kd busybox sleep 300",), cleanup=("rm -f cx-kd",)),
     C("run-home-of-root", "run --rm busybox sh -c 'echo $HOME'"),
     C("run-groups-of-root", "run --rm busybox id"),
     C("run-hostname", "run --rm --hostname h1 busybox hostname"),
@@ -125,11 +129,9 @@ BUGS: dict[str, str] = {
     "run-home-of-root": "HOME for root is / (Docker: /root from /etc/passwd)",
     "run-relative-workdir": "a relative -w fails late with an OCI message",
     "run-dockerenv": "/.dockerenv is missing",
-    "run-bad-log-driver": "an unknown log driver's message differs",
     "ps-filter-regexp": "--filter name= is not a regular expression",
     "ps-bad-filter": "status=bogus is accepted instead of Invalid filter 'status=bogus'",
     "logs": "--tail of a bad value errors (Docker prints all lines), --tail -1 prints nothing",
-    "kill-restart-policy": "docker kill of a container with a restart policy restarts it",
     "cp": "the etc files of a container that never ran are not found by docker cp",
 }
 

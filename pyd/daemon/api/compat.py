@@ -7,6 +7,9 @@ Behaviours that are one condition in one handler live there, named by the versio
 the Content-Type of attach/logs/exec (1.42), stop and restart's `signal` (1.42), wait's `condition`
 (1.30), stats' `one-shot` (1.41), volume prune taking named volumes (before 1.42), `system df`'s `type`
 (1.42), `BuilderSize` (before 1.42) and `VirtualSize` (before 1.44).
+
+Left as dockerd 20.10 shows it: a user-defined network's Aliases are those given at every version (current
+dockerd adds the short ID and hostname below 1.45; dockerd 20.10, and docker-py's suite at 1.41, do not).
 """
 from __future__ import annotations
 
@@ -70,23 +73,6 @@ def exec_body(version: str, body: dict[str, Any]) -> dict[str, Any]:
     if before(version, "1.42"):
         body.pop("ConsoleSize", None)
     return body
-
-
-def container_inspect(version: str, doc: dict[str, Any]) -> dict[str, Any]:
-    """GET /containers/{id}/json: before 1.45 a user-defined network's Aliases also held the short ID and
-    the hostname (DNSNames holds them since)."""
-    if before(version, "1.45"):
-        short = doc.get("Id", "")[:12]
-        hostname = (doc.get("Config") or {}).get("Hostname") or ""
-        for name, ep in ((doc.get("NetworkSettings") or {}).get("Networks") or {}).items():
-            if name in ("bridge", "host", "none", "default") or not isinstance(ep, dict):
-                continue
-            aliases = list(ep.get("Aliases") or [])
-            for alias in (short, hostname):
-                if alias and alias not in aliases:
-                    aliases.append(alias)
-            ep["Aliases"] = aliases
-    return doc
 
 
 def image_inspect(version: str, doc: dict[str, Any]) -> dict[str, Any]:

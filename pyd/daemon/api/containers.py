@@ -73,7 +73,7 @@ def register(router: Router, svc: ContainerService, networks: NetworkController,
         return entries
 
     async def inspect(req, id: str) -> dict:
-        return compat.container_inspect(api_version(req), inspect_entry(svc.get(id), svc, graph))
+        return inspect_entry(svc.get(id), svc, graph)
 
     async def start(req, id: str) -> None:
         await svc.start(id)

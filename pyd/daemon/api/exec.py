@@ -42,7 +42,7 @@ def register(router: Router, execs: ExecService) -> None:
         size = console_size(compat.exec_body(api_version(req), body).get("ConsoleSize"))
         if size and inst.config.tty and not inst.config.console_size:
             inst.config.console_size = size
-        await start_attached(req, execs, inst)
+        await start_attached(req, execs, inst, multiplexed=not body.get("Tty"))
         return None
 
     async def inspect(req, id: str) -> dict:
@@ -71,13 +71,14 @@ def resize_args(req: Request) -> tuple[int, int]:
     return values[0], values[1]
 
 
-async def start_attached(req: Request, execs: ExecService, inst: ExecInstance) -> None:
-    """Hijack, then the exec runs attached to the connection."""
-    attachment = ExecAttachment(execs, inst)
+async def start_attached(req: Request, execs: ExecService, inst: ExecInstance, multiplexed: bool) -> None:
+    """Hijack, then the exec runs attached to the connection. dockerd frames the output by the start
+    request's Tty (docker-py sends false unless told), whatever the exec was created with; the frames
+    are labelled multiplexed since 1.42, raw before."""
+    attachment = ExecAttachment(execs, inst, multiplexed)
     try:
-        # a non-TTY exec is multiplexed at every version; before 1.42 it was labelled raw
-        multiplexed = not inst.config.tty and api_at_least(req, "1.42")
-        reader, writer = await hijack(req, MULTIPLEXED if multiplexed else RAW)
+        labelled = multiplexed and api_at_least(req, "1.42")
+        reader, writer = await hijack(req, MULTIPLEXED if labelled else RAW)
         await attachment.run(reader, writer)
     except (ConnectionError, asyncio.CancelledError):
         pass

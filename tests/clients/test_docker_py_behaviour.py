@@ -1,0 +1,100 @@
+"""Behaviours docker-py's own integration suite checks, as dockerd has them: kill, restart policies, Env
+entries without a value, log drivers, the runtime, exec framing."""
+from __future__ import annotations
+
+import docker
+import pytest
+
+
+@pytest.mark.parametrize("policy", ["always", "unless-stopped"])
+def test_kill_of_a_container_with_a_restart_policy_is_a_stop(daemon, busybox, policy):
+    api = daemon.api.api
+    c = api.create_container(busybox, ["sleep", "300"], host_config=api.create_host_config(
+        restart_policy={"Name": policy}))
+    try:
+        api.start(c)
+        api.kill(c)
+        state = api.inspect_container(c)["State"]          # kill returns once the container is down
+        assert (state["Running"], state["Status"], state["ExitCode"]) == (False, "exited", 137)
+        assert api.inspect_container(c)["RestartCount"] == 0
+    finally:
+        api.remove_container(c, force=True)
+
+
+def test_restart_policy_always_keeps_a_finished_container_up(daemon, busybox):
+    api = daemon.api.api
+    c = api.create_container(busybox, ["sleep", "1"], host_config=api.create_host_config(
+        restart_policy={"Name": "always", "MaximumRetryCount": 0}, network_mode="none"))
+    try:
+        api.start(c)
+        assert api.wait(c, timeout=30)["StatusCode"] == 0
+        with pytest.raises(docker.errors.APIError) as info:
+            api.remove_container(c)
+        assert "stop the container before" in info.value.explanation.lower()
+    finally:
+        api.remove_container(c, force=True)
+
+
+def test_env_without_a_value_is_kept_in_config_and_unset_in_the_process(daemon, busybox):
+    api = daemon.api.api
+    c = api.create_container(busybox, ["sh", "-c", "echo ${Foo-unset} $Other"],
+                             environment=["Foo", "Other=one", "Blank="])
+    try:
+        env = api.inspect_container(c)["Config"]["Env"]
+        assert env[:3] == ["Foo", "Other=one", "Blank="]
+        api.start(c)
+        api.wait(c)
+        assert api.logs(c) == b"unset one\n"
+    finally:
+        api.remove_container(c, force=True)
+
+
+def test_log_driver_defaults_and_unknown_driver(daemon, busybox):
+    api = daemon.api.api
+    c = api.create_container(busybox, ["true"], host_config=api.create_host_config(
+        log_config=docker.types.LogConfig(type="", config={"max-file": "100"})))
+    try:
+        log_config = api.inspect_container(c)["HostConfig"]["LogConfig"]
+        assert log_config == {"Type": "json-file", "Config": {"max-file": "100"}}
+    finally:
+        api.remove_container(c, force=True)
+    with pytest.raises(docker.errors.APIError) as info:
+        api.create_container(busybox, ["true"], host_config=api.create_host_config(
+            log_config=docker.types.LogConfig(type="asdf")))
+    assert info.value.explanation == 'error looking up logging plugin asdf: plugin "asdf" not found'
+
+
+def test_runtime_is_reported_and_unknown_ones_refused(daemon, busybox):
+    api = daemon.api.api
+    c = api.create_container(busybox, ["true"], runtime="runc")
+    try:
+        assert api.inspect_container(c)["HostConfig"]["Runtime"] == "runc"
+    finally:
+        api.remove_container(c, force=True)
+    with pytest.raises(docker.errors.APIError) as info:
+        api.create_container(busybox, ["true"], host_config=api.create_host_config(runtime="nope"))
+    assert info.value.explanation == "Unknown runtime specified nope"
+
+
+def test_exec_framing_follows_the_start_request(daemon, busybox):
+    """dockerd frames by the start request's Tty: docker-py's exec_start(tty=False) of a TTY exec gets
+    stdout frames; exec_start(tty=True) the raw terminal."""
+    api = daemon.api.api
+    c = api.create_container(busybox, ["cat"], stdin_open=True)
+    try:
+        api.start(c)
+        script = "echo hello out; sleep 0.3; echo hello err >&2"
+        assert api.exec_start(api.exec_create(c, ["sh", "-c", script], tty=True)) == b"hello out\r\nhello err\r\n"
+        assert api.exec_start(api.exec_create(c, ["sh", "-c", script], tty=True), demux=True) == \
+            (b"hello out\r\nhello err\r\n", None)
+        raw = api.exec_start(api.exec_create(c, ["sh", "-c", script], tty=True), tty=True)
+        assert raw == b"hello out\r\nhello err\r\n"
+        sock = api.exec_start(api.exec_create(c, ["printf", "yay"], tty=True), socket=True)
+        try:
+            from docker.utils.socket import next_frame_header, read_exactly
+            assert next_frame_header(sock) == (1, 3)
+            assert read_exactly(sock, 3) == b"yay"
+        finally:
+            sock.close()
+    finally:
+        api.remove_container(c, force=True)
