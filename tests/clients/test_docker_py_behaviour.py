@@ -98,3 +98,31 @@ def test_exec_framing_follows_the_start_request(daemon, busybox):
             sock.close()
     finally:
         api.remove_container(c, force=True)
+
+
+def test_load_of_a_bad_archive_is_an_error_in_the_stream(daemon, tmp_path):
+    with pytest.raises(docker.errors.ImageLoadError):
+        daemon.api.images.load(b"abc")
+    bad = tmp_path / "bad.tar"
+    bad.write_bytes(b"abc")
+    r = daemon.docker("load", "-i", str(bad))
+    assert r.returncode == 1 and "invalid tar header" in r.stderr
+
+
+def test_network_names_and_ipam_options_as_given(daemon):
+    api = daemon.api.api
+    net = api.create_network("test 01", ipam=docker.types.IPAMConfig(
+        pool_configs=[docker.types.IPAMPool(subnet="172.28.0.0/16", iprange="172.28.5.0/24",
+                                            gateway="172.28.5.254")]))
+    try:
+        ipam = api.inspect_network("test 01")["IPAM"]
+        assert ipam["Options"] is None and ipam["Driver"] == "default"
+        assert ipam["Config"] == [{"Subnet": "172.28.0.0/16", "IPRange": "172.28.5.0/24", "Gateway": "172.28.5.254"}]
+    finally:
+        api.remove_network(net["Id"])
+    r = daemon.docker("network", "create", "--ipam-opt", "k=v", "nx-opts", check=True)
+    try:
+        assert daemon.api.api.inspect_network("nx-opts")["IPAM"]["Options"] == {"k": "v"}
+    finally:
+        daemon.docker("network", "rm", "nx-opts")
+    assert r.returncode == 0

@@ -56,11 +56,16 @@ def register(router: Router, images: ImageService, graph: Graph, tmp_dir: str) -
     async def load(req) -> None:
         # quiet only changes progress output, which load does not produce
         path = await spool_body(req, tmp_dir)
+        # dockerd answers 200 at once: a bad archive is an error message in the stream (docker-py's
+        # ImageLoadError, the CLI's exit 1)
+        out = await req.stream(200, "application/json")
         try:
             messages = await images.load(path)
+        except HTTPError as exc:
+            await out.write_json({"errorDetail": {"message": exc.message}, "error": exc.message})
+            messages = []
         finally:
             os.unlink(path)
-        out = await req.stream(200, "application/json")
         for msg in messages:
             await out.write_json({"stream": msg + "\n"})
         await out.close()

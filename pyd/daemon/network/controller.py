@@ -19,7 +19,6 @@ import ipaddress
 import json
 import logging
 import os
-import re
 import secrets
 import socket
 import threading
@@ -43,7 +42,6 @@ DNS_ADDR = "127.0.0.11"
 PREDEFINED = ("bridge", "host", "none")
 DEFAULT_POOLS = [("172.17.0.0/16", 16), ("172.18.0.0/15", 16), ("172.20.0.0/14", 16), ("172.24.0.0/13", 16),
                  ("192.168.0.0/16", 20)]
-NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 
 
 class ContainerLookup(Protocol):
@@ -142,9 +140,10 @@ class Network:
     bridge: str = ""            # interface name
     cursor: str = ""            # last address handed out (sequential allocation, no quick reuse)
     endpoints: dict[str, dict[str, Any]] = field(default_factory=dict)   # container id -> endpoint
+    ipam_options: dict[str, str] | None = None   # IPAM.Options as given (null when none was)
 
     FIELDS = ("Name", "Id", "Driver", "Created", "Internal", "Attachable", "Labels", "Options", "subnet",
-              "gateway", "ip_range", "user_subnet", "bridge", "cursor", "endpoints")
+              "gateway", "ip_range", "user_subnet", "bridge", "cursor", "endpoints", "ipam_options")
 
     def to_disk(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.FIELDS}
@@ -203,7 +202,7 @@ class Network:
                                "IPv6Address": ""}
         return {"Name": self.Name, "Id": self.Id, "Created": self.Created, "Scope": "local",
                 "Driver": self.Driver, "EnableIPv4": True, "EnableIPv6": False,
-                "IPAM": {"Driver": "default", "Options": None if self.Name in PREDEFINED else {}, "Config": cfg},
+                "IPAM": {"Driver": "default", "Options": self.ipam_options, "Config": cfg},
                 "Internal": self.Internal, "Attachable": self.Attachable, "Ingress": False,
                 "ConfigFrom": {"Network": ""}, "ConfigOnly": False, "Containers": containers,
                 "Options": self.Options, "Labels": self.Labels}
@@ -386,8 +385,6 @@ class NetworkController:
         name = body.get("Name") or ""
         if not name:
             raise BadParameter("network name cannot be empty")
-        if not NAME_RE.match(name):
-            raise BadParameter(f"invalid network name {name!r}")
         driver = body.get("Driver") or "bridge"
         if driver != "bridge":
             if driver in ("host", "null"):
@@ -403,6 +400,8 @@ class NetworkController:
                           Internal=bool(body.get("Internal")), Attachable=bool(body.get("Attachable")),
                           Labels=dict(body.get("Labels") or {}),
                           Options=dict(body.get("Options") or {}))
+            ipam_options = (body.get("IPAM") or {}).get("Options")
+            net.ipam_options = dict(ipam_options) if isinstance(ipam_options, dict) else None
             self._configure_ipam(net, ipam_cfg)
             net.bridge = net.Options.get("com.docker.network.bridge.name") or "br-" + net.Id[:12]
             if len(net.bridge) > 15:
