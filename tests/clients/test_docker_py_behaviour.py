@@ -126,3 +126,18 @@ def test_network_names_and_ipam_options_as_given(daemon):
     finally:
         daemon.docker("network", "rm", "nx-opts")
     assert r.returncode == 0
+
+
+def test_container_wide_mac_address_is_the_primary_endpoints(daemon, busybox):
+    api = daemon.api.api
+    c = api.create_container(busybox, ["cat", "/sys/class/net/eth0/address"], mac_address="02:42:ac:11:00:0a")
+    try:
+        api.start(c)
+        assert api.inspect_container(c)["NetworkSettings"]["MacAddress"] == "02:42:ac:11:00:0a"
+        api.wait(c)
+        assert api.logs(c) == b"02:42:ac:11:00:0a\n"
+    finally:
+        api.remove_container(c, force=True)
+    with pytest.raises(docker.errors.APIError) as info:
+        api.create_container(busybox, ["true"], mac_address="nope")
+    assert info.value.explanation == "nope is not a valid mac address"

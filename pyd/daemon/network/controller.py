@@ -19,6 +19,7 @@ import ipaddress
 import json
 import logging
 import os
+import re
 import secrets
 import socket
 import threading
@@ -114,6 +115,9 @@ def _settle(fut: asyncio.Future, result: Any, error: BaseException | None) -> No
         fut.set_exception(error)
     else:
         fut.set_result(result)
+
+
+MAC_RE = re.compile(r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$")
 
 
 def mac_for(ip: str) -> str:
@@ -514,6 +518,9 @@ class NetworkController:
             net = self._lookup(name)
             conf = (endpoints_cfg.get(name) or (endpoints_cfg.get(net.Id) if net else None)
                     or (endpoints_cfg.get(mode) if name == mode else None) or {})
+            if name == mode and c.Config.get("MacAddress") and not conf.get("MacAddress"):
+                # the container-wide MacAddress (deprecated in 1.44) is the primary endpoint's
+                conf = {**conf, "MacAddress": c.Config["MacAddress"]}
             c.NetworkSettings["Networks"][net.Name if net else name] = self._endpoint_settings(net, c, conf)
         if hc.get("PublishAllPorts") or hc.get("PortBindings"):
             from pyd.daemon.network.portproxy import check_bindings
@@ -539,11 +546,14 @@ class NetworkController:
                                        "this network's subnets")
             except ValueError:
                 raise BadParameter(f"invalid IPv4 address: {ipam['IPv4Address']}") from None
+        mac = conf.get("MacAddress") or ""
+        if mac and not MAC_RE.match(mac):
+            raise BadParameter(f"{mac} is not a valid mac address")
         aliases = list(conf.get("Aliases") or []) or None
         if aliases and net and net.Name == "bridge":
             raise BadParameter("network-scoped alias is supported only for containers in user defined networks")
         return {"IPAMConfig": ipam, "Links": conf.get("Links"), "Aliases": aliases,
-                "MacAddress": conf.get("MacAddress") or "", "DriverOpts": conf.get("DriverOpts"),
+                "MacAddress": mac.lower(), "DriverOpts": conf.get("DriverOpts"),
                 "NetworkID": net.Id if net else "", "EndpointID": "", "Gateway": "", "IPAddress": "", "IPPrefixLen": 0,
                 "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "DNSNames": None}
 
