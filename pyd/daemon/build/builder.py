@@ -753,8 +753,6 @@ class Builder:
 
     # ---- COPY / ADD -------------------------------------------------------------------------------
     async def _do_copy(self, state: _Stage, ins: Instruction, args: list[str], flags: dict) -> None:
-        if flags.get("checksum"):
-            raise BuildError("checksum can't be specified for COPY")
         await self._copy(state, ins, "COPY", args, flags, extract=False)
 
     async def _do_add(self, state: _Stage, ins: Instruction, args: list[str], flags: dict) -> None:
