@@ -157,6 +157,7 @@ class Builder:
         self.order: list[int] = []               # the stages the target needs, in Dockerfile order
         self.platform_args: dict[str, str] = {}  # TARGETPLATFORM, BUILDARCH, ...: usable once declared
         self._state: _Stage | None = None
+        self._building: set[int] = set()
         self._step, self._total = 0, 0
 
     def held_images(self) -> set[str]:
@@ -240,6 +241,8 @@ class Builder:
                                             lambda ref: self.lexer.word(ref, self._global_env()))
         except DockerfileError as exc:
             raise BuildError(exc.message) from None
+        except stage_graph.StageError as exc:
+            raise BuildError(str(exc)) from None
         self._total = len(self.meta) + sum(1 + len(self.stages[i].commands) for i in self.order)
         for ins in self.meta:
             self._step += 1
@@ -259,6 +262,9 @@ class Builder:
         if str(index) in self.results:
             return self.results[str(index)]
         stage = self.stages[index]
+        if index in self._building:
+            raise BuildError(f"circular dependency detected on stage: {stage.name or index}")
+        self._building.add(index)
         self._step += 1
         await self.out(f"Step {self._step}/{self._total} : {stage.from_.original}\n")
         state = await self._from(stage, index)
@@ -278,10 +284,13 @@ class Builder:
             self._state = state
         return state.image_id
 
-    async def _stage_image(self, ref: str, before: int) -> tuple[bool, "Image | None"]:
-        """(True, image) when `ref` names a stage before `before` (built now if it was skipped; None for a
-        scratch stage), else (False, None)."""
-        index = stage_graph.find(self.stages, ref, before)
+    async def _stage_image(self, ref: str, before: int | None = None) -> tuple[bool, "Image | None"]:
+        """(True, image) when `ref` names a stage (before `before` for FROM; any for COPY --from and --mount
+        from=), built now if it was not yet (None for a scratch stage); else (False, None)."""
+        try:
+            index = stage_graph.find(self.stages, ref, before)
+        except stage_graph.StageError as exc:
+            raise BuildError(str(exc)) from None
         if index is None:
             return False, None
         image_id = await self._build_stage(index)
@@ -615,7 +624,7 @@ class Builder:
         if self.opts.memory:
             host_config["Memory"] = self.opts.memory
         made = runmounts.Mounted(mounts, context=self.context, data_root=self.graph.root, tmp=self.graph.tmp,
-                                 secrets=self.opts.secrets, open_root=lambda ref: self._open_root(ref, state.index))
+                                 secrets=self.opts.secrets, open_root=self._open_root)
         try:
             async with made as api_mounts, run_heredocs.ScriptFile(script, self.graph.tmp) as script_mount:
                 host_config["Mounts"] = api_mounts + script_mount
@@ -643,7 +652,7 @@ class Builder:
         if m.type != "bind":
             return key
         if m.from_:
-            is_stage, image = await self._stage_image(m.from_, state.index)
+            is_stage, image = await self._stage_image(m.from_)
             if not is_stage:
                 image = await self._find_image(m.from_)
             return key + f",image={image.id if image else 'scratch'}"
@@ -653,9 +662,9 @@ class Builder:
             return key
         return key + "," + await asyncio.to_thread(copying.hash_sources, [(path, rel)])
 
-    async def _open_root(self, ref: str, before: int) -> tuple[str, Callable[[], Awaitable[None]]]:
+    async def _open_root(self, ref: str) -> tuple[str, Callable[[], Awaitable[None]]]:
         """A stage's or an image's root filesystem, mounted until close() (RUN --mount from=)."""
-        is_stage, image = await self._stage_image(ref, before)
+        is_stage, image = await self._stage_image(ref)
         if not is_stage:
             image = await self._find_image(ref)
         return await self._open_root_of(image)
@@ -799,7 +808,7 @@ class Builder:
         source_image = None
         from_ref = flags.get("from", "")
         if from_ref:
-            is_stage, source_image = await self._stage_image(from_ref, state.index)
+            is_stage, source_image = await self._stage_image(from_ref)
             if not is_stage:
                 source_image = await self._find_image(from_ref)
         workdir = state.config.get("WorkingDir") or "/"

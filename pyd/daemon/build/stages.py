@@ -11,21 +11,29 @@ from typing import Callable
 from pyd.daemon.build.dockerfile import Stage
 
 
-def find(stages: list[Stage], ref: str, before: int) -> int | None:
-    """The index of the stage `ref` names among the first `before` stages, or None (an image)."""
+class StageError(ValueError):
+    """A stage graph BuildKit refuses; str() is its message."""
+
+
+def find(stages: list[Stage], ref: str, before: int | None) -> int | None:
+    """The index of the stage `ref` names, or None (an image). FROM sees only the first `before` stages;
+    COPY --from and --mount from= (before None) see them all, as BuildKit resolves them."""
     key = ref.lower()
+    visible = stages if before is None else stages[:before]
     if key.isdigit():
         index = int(key)
-        return index if index < before else None
-    for i, stage in enumerate(stages[:before]):
+        if before is None and index >= len(stages):
+            raise StageError(f"invalid stage index {index}")
+        return index if index < len(visible) else None
+    for i, stage in enumerate(visible):
         if stage.name and stage.name == key:
             return i
     return None
 
 
 def references(stage: Stage) -> list[str]:
-    """The unexpanded stage or image names a stage's instructions read from."""
-    refs = [stage.base]
+    """The unexpanded stage or image names a stage's instructions read from (its base not included)."""
+    refs = []
     for ins in stage.commands:
         if ins.cmd in ("copy", "add") and ins.flags.get("from"):
             refs.append(ins.flags["from"])
@@ -39,19 +47,38 @@ def references(stage: Stage) -> list[str]:
 
 def needed(stages: list[Stage], target: int, expand: Callable[[str], str]) -> list[int]:
     """The indexes of the stages the target needs, itself included, in Dockerfile order."""
-    seen: set[int] = set()
-    todo = [target]
-    while todo:
-        i = todo.pop()
-        if i in seen:
-            continue
-        seen.add(i)
+    def name_of(ref: str) -> str:
+        try:
+            return expand(ref)
+        except ValueError:
+            return ref
+
+    def deps(i: int) -> list[int]:
+        out = []
+        base = name_of(stages[i].base)
+        if not base.isdigit():
+            dep = find(stages, base, i)
+            if dep is not None:
+                out.append(dep)
         for ref in references(stages[i]):
-            try:
-                name = expand(ref)
-            except ValueError:
-                name = ref
-            dep = find(stages, name, i)
-            if dep is not None and not (ref == stages[i].base and name.isdigit()):
-                todo.append(dep)
+            dep = find(stages, name_of(ref), None)
+            if dep is not None:
+                out.append(dep)
+        return out
+
+    seen: set[int] = set()
+    path: list[int] = []
+
+    def visit(i: int) -> None:
+        if i in path:
+            raise StageError(f"circular dependency detected on stage: {stages[i].name or i}")
+        if i in seen:
+            return
+        path.append(i)
+        for dep in deps(i):
+            visit(dep)
+        path.pop()
+        seen.add(i)
+
+    visit(target)
     return sorted(seen)

@@ -325,6 +325,14 @@ def test_only_needed_stages_run_and_are_reused_across_targets(daemon, busybox, t
     assert "Running in" not in r.stdout, r.stdout        # every stage it needs is in the cache already
     r = _build(daemon, ctx, "--target", "broken", ok=False)
     assert "running-broken" in r.stdout and "returned a non-zero code: 7" in r.stderr, r.describe()
+    # COPY --from may name a stage written later (BuildKit resolves it); a cycle is an error
+    (ctx / "Dockerfile").write_text("FROM busybox AS first\nCOPY --from=later /l /l\n"
+                                    "FROM busybox AS later\nRUN echo later > /l\n")
+    r = _build(daemon, ctx, "--target", "first", "-t", "stages:forward")
+    assert _sh(daemon, "stages:forward", "cat /l") == "later\n"
+    (ctx / "Dockerfile").write_text("FROM busybox AS a\nCOPY --from=b /x /x\nFROM busybox AS b\nCOPY --from=a /y /y\n")
+    r = _build(daemon, ctx, ok=False)
+    assert "circular dependency detected on stage: b" in r.stderr, r.describe()
 
 
 def test_syntax_and_check_directives(daemon, busybox, tmp_path):
