@@ -649,7 +649,7 @@ class Builder:
     async def _mount_key(self, state: _Stage, m: runmounts.RunMount) -> str:
         """The cache's view of a mount: its spec, and for a bind what it binds (the content, or the image)."""
         key = m.key()
-        if m.type != "bind":
+        if m.type not in ("bind", "cache") or (m.type == "cache" and not m.from_):
             return key
         if m.from_:
             is_stage, image = await self._stage_image(m.from_)

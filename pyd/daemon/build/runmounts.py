@@ -190,8 +190,9 @@ def cache_mounts_dir(data_root: str) -> str:
     return os.path.join(data_root, "builder", "cache-mounts")
 
 
-def _cache_dir(root: str, m: RunMount) -> tuple[str, int]:
-    """The directory of cache mount `m` and a descriptor holding its lock (blocking: run in a thread)."""
+def _cache_dir(root: str, m: RunMount, seed: str = "") -> tuple[str, int]:
+    """The directory of cache mount `m` and a descriptor holding its lock (blocking: run in a thread);
+    a new one starts as a copy of `seed` (from=, source=) when given."""
     os.makedirs(root, 0o700, exist_ok=True)
     base = hashlib.sha256(m.id.encode()).hexdigest()[:32]
     index = 0
@@ -212,7 +213,10 @@ def _cache_dir(root: str, m: RunMount) -> tuple[str, int]:
         if not os.path.isdir(path):
             tmp = path + ".new"
             shutil.rmtree(tmp, ignore_errors=True)
-            os.mkdir(tmp)
+            if seed and os.path.isdir(seed):
+                shutil.copytree(seed, tmp, symlinks=True)
+            else:
+                os.mkdir(tmp)
             os.chmod(tmp, m.mode if m.mode is not None else 0o755)
             os.chown(tmp, m.uid or 0, m.gid or 0)
             os.rename(tmp, path)
@@ -290,7 +294,12 @@ class Mounted:
         if m.type == "tmpfs":
             return {"Type": "tmpfs", "Target": m.target, "TmpfsOptions": {"SizeBytes": m.size} if m.size else {}}
         if m.type == "cache":
-            path, fd = await asyncio.to_thread(_cache_dir, cache_mounts_dir(self.data_root), m)
+            seed = ""
+            if m.from_:
+                root, close = await self.open_root(m.from_)
+                self._closers.append(close)
+                seed = self._source_in(root, m)
+            path, fd = await asyncio.to_thread(_cache_dir, cache_mounts_dir(self.data_root), m, seed)
 
             async def unlock() -> None:
                 os.close(fd)
@@ -317,10 +326,7 @@ class Mounted:
             self._closers.append(close)
         else:
             root = self.context
-        rel = posixpath.normpath(m.source.lstrip("/")) if m.source.strip("/") else "."
-        source = archive.secure_join(root, rel) if rel != "." else root
-        if not os.path.lexists(source):
-            raise MountError(f"failed to compute cache key: \"/{rel.lstrip('./')}\": not found")
+        source = self._source_in(root, m)
         if not m.readonly:   # writes are discarded: the step gets its own copy
             folder = await asyncio.to_thread(_private_dir, self.tmp, "build-bind-")
             self._remove_later(folder)
@@ -328,6 +334,16 @@ class Mounted:
             await asyncio.to_thread(_copy_any, source, copy)
             source = copy
         return dict(bind, Source=source)
+
+
+    @staticmethod
+    def _source_in(root: str, m: RunMount) -> str:
+        rel = posixpath.normpath(m.source.lstrip("/")) if m.source.strip("/") else "."
+        source = archive.secure_join(root, rel) if rel != "." else root
+        if not os.path.lexists(source):
+            shown = "/" + rel if rel != "." else "/"
+            raise MountError(f'failed to compute cache key: "{shown}": not found')
+        return source
 
 
 def _private_dir(tmp: str, prefix: str) -> str:

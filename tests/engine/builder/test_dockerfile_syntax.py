@@ -127,6 +127,11 @@ def test_cache_mount_persists_across_builds(daemon, busybox, tmp_path):
     r = _build(daemon, ctx, "-t", "cachemount:3")
     assert r.stdout.count("Running in") == 3, r.stdout
     assert _sh(daemon, "cachemount:3", "cat /count").strip() == "1"
+    # from= and source= seed a new cache from a stage
+    (ctx / "Dockerfile").write_text("FROM busybox AS seed\nRUN mkdir /s && echo seeded > /s/f\nFROM busybox\n"
+                                    "RUN --mount=type=cache,target=/c,id=seeded,from=seed,source=/s cat /c/f > /out\n")
+    _build(daemon, ctx, "-t", "cachemount:seed")
+    assert _sh(daemon, "cachemount:seed", "cat /out") == "seeded\n"
     # docker builder prune empties them
     pruned = daemon.docker("builder", "prune", "-f", timeout=60)
     assert pruned.returncode == 0, pruned.describe()
