@@ -153,12 +153,14 @@ def test_bind_tmpfs_secret_and_network(daemon, busybox, tmp_path):
         "RUN --mount=type=tmpfs,target=/scratch,size=1m sh -c "
         "'grep \" /scratch \" /proc/mounts | cut -d\" \" -f3 > /tmpfs-type; echo x > /scratch/f'\n"
         "RUN --mount=type=secret,id=token sh -c 'test -e /run/secrets/token && echo yes || echo no' > /secret\n"
-        "RUN --network=none sh -c 'tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d \" \" > /netdevs'\n")
+        "RUN --network=none sh -c 'tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d \" \" > /netdevs'\n"
+        "RUN --network=default sh -c 'tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d \" \" | sort > /netdefault'\n")
     ctx = _context(tmp_path, {"Dockerfile": dockerfile, "data/in.txt": "context data\n"})
     _build(daemon, ctx, "-t", "mounts:1")
     out = _sh(daemon, "mounts:1", "cat /from-context /ro /from-stage /rw /after-rw /tmpfs-type /secret /netdevs; "
               "for p in /data /t /ctx /scratch /run/secrets; do test -e $p && echo $p; done; true")
     assert out.splitlines() == ["context data", "readonly", "tool", "scribble", "context data", "tmpfs", "no", "lo"]
+    assert _sh(daemon, "mounts:1", "cat /netdefault").split() == ["eth0", "lo"]   # the build's own network
     assert (ctx / "data/in.txt").read_text() == "context data\n"
     # a bind of the context is keyed by what it binds
     (ctx / "data/in.txt").write_text("new data\n")
