@@ -109,15 +109,23 @@ def test_load_of_a_bad_archive_is_an_error_in_the_stream(daemon, tmp_path):
     assert r.returncode == 1 and "invalid tar header" in r.stderr
 
 
-def test_network_names_and_ipam_options_as_given(daemon):
+def test_network_names_and_ipam_options_as_given(daemon, busybox):
     api = daemon.api.api
     net = api.create_network("test 01", ipam=docker.types.IPAMConfig(
         pool_configs=[docker.types.IPAMPool(subnet="172.28.0.0/16", iprange="172.28.5.0/24",
-                                            gateway="172.28.5.254")]))
+                                            gateway="172.28.5.254", aux_addresses={"a": "172.28.5.1"})]))
     try:
         ipam = api.inspect_network("test 01")["IPAM"]
         assert ipam["Options"] is None and ipam["Driver"] == "default"
-        assert ipam["Config"] == [{"Subnet": "172.28.0.0/16", "IPRange": "172.28.5.0/24", "Gateway": "172.28.5.254"}]
+        assert ipam["Config"] == [{"Subnet": "172.28.0.0/16", "IPRange": "172.28.5.0/24", "Gateway": "172.28.5.254",
+                                   "AuxiliaryAddresses": {"a": "172.28.5.1"}}]
+        c = api.create_container(busybox, ["sleep", "30"], host_config=api.create_host_config(network_mode="test 01"))
+        try:
+            api.start(c)
+            ip = api.inspect_container(c)["NetworkSettings"]["Networks"]["test 01"]["IPAddress"]
+            assert ip.startswith("172.28.5.") and ip != "172.28.5.1"      # an auxiliary address is reserved
+        finally:
+            api.remove_container(c, force=True)
     finally:
         api.remove_network(net["Id"])
     r = daemon.docker("network", "create", "--ipam-opt", "k=v", "nx-opts", check=True)

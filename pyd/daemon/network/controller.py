@@ -145,9 +145,11 @@ class Network:
     cursor: str = ""            # last address handed out (sequential allocation, no quick reuse)
     endpoints: dict[str, dict[str, Any]] = field(default_factory=dict)   # container id -> endpoint
     ipam_options: dict[str, str] | None = None   # IPAM.Options as given (null when none was)
+    aux_addresses: dict[str, str] = field(default_factory=dict)   # --aux-address: reserved, never handed out
 
     FIELDS = ("Name", "Id", "Driver", "Created", "Internal", "Attachable", "Labels", "Options", "subnet",
-              "gateway", "ip_range", "user_subnet", "bridge", "cursor", "endpoints", "ipam_options")
+              "gateway", "ip_range", "user_subnet", "bridge", "cursor", "endpoints", "ipam_options",
+              "aux_addresses")
 
     def to_disk(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.FIELDS}
@@ -165,7 +167,8 @@ class Network:
         return ipaddress.IPv4Network(self.subnet).prefixlen
 
     def used(self) -> set[str]:
-        return {ep["IPAddress"] for ep in self.endpoints.values() if ep.get("IPAddress")}
+        return ({ep["IPAddress"] for ep in self.endpoints.values() if ep.get("IPAddress")}
+                | set(self.aux_addresses.values()))
 
     def allocate(self, requested: str = "") -> str:
         net = ipaddress.IPv4Network(self.subnet)
@@ -197,6 +200,8 @@ class Network:
             entry = {"Subnet": self.subnet, "Gateway": self.gateway}
             if self.ip_range:
                 entry["IPRange"] = self.ip_range
+            if self.aux_addresses:
+                entry["AuxiliaryAddresses"] = dict(self.aux_addresses)
             cfg.append(entry)
         containers = {}
         for cid, ep in self.endpoints.items():
@@ -441,6 +446,11 @@ class NetworkController:
                 if not rng.subnet_of(subnet):
                     raise BadParameter(f"invalid ip-range {conf['IPRange']}: it is not within subnet {net.subnet}")
                 net.ip_range = str(rng)
+            for host, addr in (conf.get("AuxiliaryAddresses") or {}).items():
+                if ipaddress.IPv4Address(addr) not in subnet:
+                    raise BadParameter(f"invalid auxiliary address {host}={addr}: it is not within subnet "
+                                       f"{net.subnet}")
+                net.aux_addresses[str(host)] = str(ipaddress.IPv4Address(addr))
             if conf.get("Gateway"):
                 gw = ipaddress.IPv4Address(conf["Gateway"])
                 if gw not in subnet:
