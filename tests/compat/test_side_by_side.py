@@ -126,11 +126,7 @@ BUGS: dict[str, str] = {
     "run-env-workdir-user": "supplementary groups from /etc/group are not set (id lacks groups=)",
     "run-groups-of-root": "supplementary groups from /etc/group are not set (id lacks groups=)",
     "run-home-of-root": "HOME for root is / (Docker: /root from /etc/passwd)",
-    "run-relative-workdir": "a relative -w fails late with an OCI message",
     "run-dockerenv": "/.dockerenv is missing",
-    "ps-filter-regexp": "--filter name= is not a regular expression",
-    "ps-bad-filter": "status=bogus is accepted instead of Invalid filter 'status=bogus'",
-    "logs": "--tail of a bad value errors (Docker prints all lines), --tail -1 prints nothing",
     "cp": "the etc files of a container that never ran are not found by docker cp",
 }
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from typing import TYPE_CHECKING, Any
 
 from pyd.daemon.containers import mounts
@@ -28,6 +29,7 @@ log = logging.getLogger("pyd")
 
 MULTIPLEXED = "application/vnd.docker.multiplexed-stream"
 RAW = "application/vnd.docker.raw-stream"
+STATUSES = ("created", "restarting", "running", "removing", "paused", "exited", "dead")
 LIST_FILTERS = {"id", "name", "label", "status", "exited", "ancestor", "before", "since", "network",
                 "health", "is-task", "volume", "expose", "publish"}
 
@@ -58,6 +60,9 @@ def register(router: Router, svc: ContainerService, networks: NetworkController,
     async def list_(req) -> list:
         filters = filters_arg(req)
         check_filter_keys(filters, LIST_FILTERS)
+        for status in filters.get("status", []):
+            if status not in STATUSES:
+                raise BadParameter(f"Invalid filter 'status={status}'")
         show_all = req.arg_bool("all")
         limit = req.arg_int("limit", -1) or -1
         items = sorted(svc.all(), key=lambda c: c.Created, reverse=True)
@@ -214,8 +219,8 @@ async def log_stream(req: Request, svc: ContainerService, c: Container) -> None:
     since = parse_time_arg(req.arg("since"), "since")
     until = parse_time_arg(req.arg("until"), "until")
     tail = req.arg("tail") or "all"
-    if tail != "all" and not tail.lstrip("-").isdigit():
-        raise BadParameter(f"invalid value for tail: {tail}")
+    if not tail.isdigit():
+        tail = "all"        # dockerd: a tail that is not a number >= 0 means every line
     opts = LogOptions(stdout=stdout, stderr=stderr, follow=follow, timestamps=timestamps, since=since, until=until,
                       tail=tail, details=req.arg_bool("details"), raw=c.tty)
     stream = LogStream(svc, c, opts)
@@ -239,7 +244,8 @@ def filter_containers(items: list[Container], filters: dict[str, list[str]], svc
                 continue
             if key == "id" and not any(c.ID.startswith(v) for v in values):
                 return False
-            if key == "name" and not any(v.lstrip("/") in c.Name.lstrip("/") for v in values):
+            if key == "name" and not any(_regexp_match(v, c.Name) or _regexp_match(v, c.Name.lstrip("/"))
+                                         for v in values):
                 return False
             if key == "status" and c.State.Status not in values:
                 return False
@@ -262,6 +268,14 @@ def filter_containers(items: list[Container], filters: dict[str, list[str]], svc
                     return False
         return True
     return [c for c in items if ok(c)]
+
+
+def _regexp_match(pattern: str, text: str) -> bool:
+    """dockerd's filters.Match: a regular expression search; one that does not compile matches nothing."""
+    try:
+        return re.search(pattern, text) is not None
+    except re.error:
+        return False
 
 
 def _is_ancestor(c: Container, ref: str, graph: Graph) -> bool:

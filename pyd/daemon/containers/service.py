@@ -136,6 +136,9 @@ class ContainerService:
             from pyd.daemon.containers.names import random_name
             full = "/" + random_name({n.lstrip("/") for n in self.names})
         config = merge_image_config(body, image.container_config())
+        working_dir = config.get("WorkingDir") or ""
+        if working_dir and not working_dir.startswith("/"):
+            raise BadParameter(f"the working directory '{working_dir}' is invalid, it needs to be an absolute path")
         if not config.get("Cmd") and not config.get("Entrypoint"):
             raise BadParameter("no command specified")
         warnings: list[str] = []
