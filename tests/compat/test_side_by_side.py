@@ -123,9 +123,6 @@ KEPT: dict[str, str] = {
 }
 # pyd bugs still open (issue 16); each must still fail
 BUGS: dict[str, str] = {
-    "run-env-workdir-user": "supplementary groups from /etc/group are not set (id lacks groups=)",
-    "run-groups-of-root": "supplementary groups from /etc/group are not set (id lacks groups=)",
-    "run-home-of-root": "HOME for root is / (Docker: /root from /etc/passwd)",
     "run-dockerenv": "/.dockerenv is missing",
     "cp": "the etc files of a container that never ran are not found by docker cp",
 }
