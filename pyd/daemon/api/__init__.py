@@ -9,12 +9,12 @@ if TYPE_CHECKING:
 
 
 def build_router(daemon: "Daemon") -> "Router":
-    from pyd.daemon.api import (archive, build, containers, containers_extra, exec as exec_, images, networks, plugins,
-                                swarm, system, volumes)
+    from pyd.daemon.api import (archive, build, buildkit, containers, containers_extra, exec as exec_, images, networks,
+                                plugins, swarm, system, volumes)
     from pyd.proto import Router
 
     router = Router()
-    for module in (system, containers, containers_extra, images, exec_, networks, volumes, archive, build):
+    for module in (system, containers, containers_extra, images, exec_, networks, volumes, archive, build, buildkit):
         module.register(router, daemon)
     for stub in (swarm, plugins):   # answered as dockerd without swarm mode or plugins
         stub.register(router)
