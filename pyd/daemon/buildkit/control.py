@@ -159,7 +159,7 @@ class ControlService:
         req = _decode(m.STATUS_REQUEST, request)
         await self._jobs.event(req["Ref"]).wait()
         return
-        yield b""   # an async generator: the progress messages of the solve go here
+        yield b""   # unreached: it makes this an async generator, whose items will be the Solve's progress
 
 
 def _usage_record(r: CacheRecord) -> dict:

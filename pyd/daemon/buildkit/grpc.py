@@ -7,9 +7,10 @@ The server side serves Control on /grpc; the client side calls the services a se
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import struct
-from typing import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, AsyncIterator, Awaitable, Callable, Sequence
 from urllib.parse import quote, unquote
 
 from pyd.http.h2conn import H2Connection, H2Stream, StreamReset
@@ -93,10 +94,10 @@ class GrpcServer:
         self._unary = unary
         self._streaming = streaming
 
-    async def serve(self, conn_reader: object, conn_writer: object) -> None:
-        """Serve one HTTP/2 connection until the peer goes away."""
-        conn = H2Connection(conn_reader, conn_writer, client=False, handler=self.handle)  # type: ignore[arg-type]
-        await conn.run()
+    async def serve(self, reader: asyncio.StreamReader, writer: Any) -> None:
+        """Serve one HTTP/2 connection (a hijacked one: asyncio reader, writer with write/drain) until the
+        peer goes away."""
+        await H2Connection(reader, writer, client=False, handler=self.handle).run()
 
     async def handle(self, stream: H2Stream) -> None:
         path = stream.header(":path", "") or ""
@@ -127,7 +128,7 @@ class GrpcServer:
             return
         except GrpcError as exc:
             status, message = exc.code, exc.message
-        except Exception as exc:   # a bug in a handler: the caller sees INTERNAL, the log has the traceback
+        except Exception as exc:   # a bug in a handler: the caller sees UNKNOWN, the log has the traceback
             log.exception("grpc %s failed", path)
             status, message = UNKNOWN, str(exc) or type(exc).__name__
         try:
