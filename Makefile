@@ -1,24 +1,25 @@
 # pyd: build the one-file engine, demo it, test it.
 PYTHON ?= python3
 PYD_SOURCES := $(shell find pyd -name '*.py' 2>/dev/null)
+EXECD_SOURCES := $(wildcard execd/*)
 TEST_TIMEOUT ?= 300
 # pytest-timeout (installed by .ci/run) bounds each test, fixtures included; without it, no bound.
 PYTEST_TIMEOUT := $(shell $(PYTHON) -c 'import pytest_timeout' 2>/dev/null && echo --timeout=$(TEST_TIMEOUT))
 PYTEST_ARGS ?=
 
-.PHONY: all build deps execd demo test test-unit bench clean
+.PHONY: all build deps host-deps execd demo test test-unit test-hosts bench clean
 
 all: build
 
 build: dist/pyd
 
-dist/pyd: build.py $(PYD_SOURCES) pyd/execd.c
+dist/pyd: build.py $(PYD_SOURCES) $(EXECD_SOURCES)
 	$(PYTHON) build.py
 
 # the helper alone, to run pyd from the source tree
 execd: pyd/execd
 
-pyd/execd: pyd/execd.c
+pyd/execd: $(EXECD_SOURCES)
 	$(PYTHON) build.py --execd-only
 
 # apt and pip packages for building and testing; a quick no-op when everything is installed
@@ -30,6 +31,14 @@ demo: deps dist/pyd
 
 test: deps dist/pyd
 	$(PYTHON) -m pytest -q $(PYTEST_TIMEOUT) $(PYTEST_ARGS) tests
+
+# pyd inside Debian VMs (qemu, no network device): one boot per host, each host x scenario a test.
+# Not part of `make test` (pytest.ini keeps tests/hosts out of its collection).
+host-deps:
+	bash scripts/install-host-deps.sh
+
+test-hosts: host-deps dist/pyd
+	$(PYTHON) -m pytest -q $(PYTEST_ARGS) tests/hosts
 
 # the pure parts alone: no root, no dist/pyd, seconds
 test-unit:

@@ -4,10 +4,10 @@
     python3 build.py                 # -> dist/pyd
     python3 build.py --execd-only    # -> pyd/execd (to run from the source tree)
 
-Steps: compile pyd/execd statically, stage a site-packages (our `pyd` package with execd as package data,
-uvloop and cffi wheels for every CPython ABI the file supports), strip uvloop's debug info, pack it with
-shiv, then swap shiv's __main__.py for a small bootstrap that skips shiv's ~35 ms set-up once the archive is
-extracted (see FAST_MAIN).
+Steps: compile pyd/execd statically from execd/*.c, stage a site-packages (our `pyd` package with execd as
+package data, uvloop and cffi wheels for every CPython ABI the file supports), strip uvloop's debug info,
+pack it with shiv, then swap shiv's __main__.py for a small bootstrap that skips shiv's ~35 ms set-up once
+the archive is extracted (see FAST_MAIN).
 """
 from __future__ import annotations
 
@@ -159,20 +159,27 @@ def run(cmd: list[str], **kwargs) -> None:
     subprocess.run(cmd, check=True, **kwargs)
 
 
-def execd_link_flags(source: Path) -> list[str]:
-    """Libraries execd needs, read off its includes (libseccomp comes with a later issue)."""
-    text = source.read_text(errors="replace")
-    return ["-lseccomp"] if "<seccomp.h>" in text else []
+def execd_sources(src: Path) -> list[Path]:
+    """Every file of the helper's source folder (its .c files are compiled, its headers included)."""
+    folder = src / "execd"
+    return sorted(p for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
+
+
+def execd_link_flags(sources: list[Path]) -> list[str]:
+    """Libraries execd needs, read off its includes."""
+    uses_seccomp = any("<seccomp.h>" in p.read_text(errors="replace") for p in sources)
+    return ["-lseccomp"] if uses_seccomp else []
 
 
 def build_execd(src: Path) -> Path:
-    """Compile pyd/execd from pyd/execd.c unless it is up to date."""
-    source, binary = src / "pyd" / "execd.c", src / "pyd" / "execd"
-    if not source.exists():
-        sys.exit(f"build.py: {source} is missing: pyd needs its execd helper")
-    if binary.exists() and binary.stat().st_mtime >= source.stat().st_mtime:
+    """Compile pyd/execd from execd/*.c unless it is newer than every file in execd/."""
+    sources, binary = execd_sources(src), src / "pyd" / "execd"
+    c_files = [p for p in sources if p.suffix == ".c"]
+    if not c_files:
+        sys.exit(f"build.py: no {src / 'execd'}/*.c: pyd needs its execd helper")
+    if binary.exists() and binary.stat().st_mtime >= max(p.stat().st_mtime for p in sources):
         return binary
-    run(["gcc", *EXECD_CFLAGS, "-o", str(binary), str(source), *execd_link_flags(source)])
+    run(["gcc", *EXECD_CFLAGS, "-o", str(binary), *map(str, c_files), *execd_link_flags(sources)])
     return binary
 
 
@@ -304,7 +311,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--src", type=Path, default=ROOT, help="source tree (default: this file's folder)")
     parser.add_argument("-o", "--output", type=Path, help="output file (default: SRC/dist/pyd)")
-    parser.add_argument("--execd-only", action="store_true", help="only compile pyd/execd")
+    parser.add_argument("--execd-only", action="store_true", help="only compile pyd/execd (from execd/*.c)")
     args = parser.parse_args()
     src = args.src.resolve()
     if args.execd_only:

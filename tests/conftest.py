@@ -307,7 +307,7 @@ class Registry:
 
 def _sources_newer_than(target: Path) -> bool:
     built = target.stat().st_mtime
-    sources = [REPO / "build.py", *(REPO / "pyd").rglob("*.py"), REPO / "pyd" / "execd.c"]
+    sources = [REPO / "build.py", *(REPO / "pyd").rglob("*.py"), *(REPO / "execd").glob("*")]
     return any(p.exists() and p.stat().st_mtime > built for p in sources)
 
 

@@ -1,8 +1,10 @@
 """pyd's client: a docker-compatible command line over the Engine API.
 
-A command NAME is the function `cmd_NAME(cli, opts, args)` of one module per command group, with its
-flags described in that module's `SPECS[NAME]`. This registry maps names to modules without importing
-them, so `pyd ps` imports only what ps needs.
+A command NAME is the function `cmd_NAME(cli, opts, args)` of one module per command group under
+pyd/client/commands/, with its flags described in that module's `SPECS[NAME]`. This registry maps names to
+modules without importing them, so `pyd ps` imports only what ps needs. The rest of pyd/client/ is what the
+commands share: the Cli context and errors (common), flag parsing (flags), output (formatting, gotemplate)
+and the terminal and hijacked streams (tty, streams).
 """
 from __future__ import annotations
 
@@ -10,13 +12,13 @@ TYPE_CHECKING = False     # typing costs milliseconds at every start
 if TYPE_CHECKING:
     from pyd.client.common import Cli
 
-# top-level command -> module under pyd/client/ (insertion order is the order of `pyd --help`)
+# top-level command -> module under pyd/client/commands/ (insertion order is the order of `pyd --help`)
 COMMANDS: dict[str, str] = {
     "run": "container", "create": "container", "start": "container", "ps": "container",
     "logs": "container", "stop": "container", "kill": "container", "rm": "container", "wait": "container",
     "restart": "container", "rename": "container", "container_prune": "container",
-    "update": "resources",
-    "inspect": "system", "exec": "interactive", "attach": "interactive",
+    "update": "update",
+    "inspect": "system", "exec": "exec", "attach": "attach",
     "images": "image", "import": "image", "load": "image", "save": "image", "tag": "image", "rmi": "image",
     "pull": "image", "push": "image", "history": "image", "commit": "image", "login": "image", "logout": "image",
     "image_prune": "image",
@@ -27,7 +29,7 @@ COMMANDS: dict[str, str] = {
     "cp": "cp", "export": "cp",
     "volume_create": "volume", "volume_ls": "volume", "volume_rm": "volume", "volume_prune": "volume",
     "build": "build",
-    "pause": "extra", "unpause": "extra", "top": "extra", "stats": "extra",
+    "pause": "processes", "unpause": "processes", "top": "processes", "stats": "processes",
 }
 COMMON = ("run", "ps", "images", "version", "info")
 
@@ -93,7 +95,7 @@ def _run_group(cli: "Cli", group: str, rest: list[str]) -> int:
 
 def load_module(name: str):
     import importlib
-    return importlib.import_module("pyd.client." + COMMANDS[name])
+    return importlib.import_module("pyd.client.commands." + COMMANDS[name])
 
 
 def run_named(cli: "Cli", path: str, name: str, argv: list[str]) -> int:
@@ -134,8 +136,8 @@ def run_named(cli: "Cli", path: str, name: str, argv: list[str]) -> int:
 
 
 def _is_proto_error(exc: BaseException) -> bool:
-    from pyd import proto
-    return isinstance(exc, (proto.APIError, proto.DaemonUnreachable))
+    from pyd.client.api import APIError, DaemonUnreachable
+    return isinstance(exc, (APIError, DaemonUnreachable))
 
 
 def group_help(group: str) -> str:

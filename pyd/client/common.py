@@ -45,18 +45,19 @@ class Cli:
         self._client: Any = None
 
     def client(self) -> Any:
-        """The shared proto.Client (made on first use, so commands that need no daemon pay nothing)."""
+        """The shared APIClient (made on first use, so commands that need no daemon pay nothing)."""
         if self._client is None:
             self._client = self.new_client()
         return self._client
 
     def new_client(self) -> Any:
-        """A separate proto.Client, for a request that runs alongside another one (wait during attach)."""
-        from pyd import proto
+        """A separate APIClient, for a request that runs alongside another one (wait during attach)."""
+        from pyd.client.api import APIClient
+        from pyd.http.tls import TLSConfig
         tls = None
         if self.tls.enabled or self.tls.verify:
-            tls = proto.TLSConfig(ca=self.tls.ca, cert=self.tls.cert, key=self.tls.key, verify=self.tls.verify)
-        return proto.Client(self.host, tls=tls)
+            tls = TLSConfig(ca=self.tls.ca, cert=self.tls.cert, key=self.tls.key, verify=self.tls.verify)
+        return APIClient(self.host, tls=tls)
 
     def out(self, text: str) -> None:
         self.stdout.write(text)
@@ -102,8 +103,8 @@ def api_error_message(exc: BaseException) -> str:
 
 def is_api_error(exc: BaseException) -> bool:
     """An error to report as the daemon's (or its absence), not a bug to show as a traceback."""
-    from pyd import proto
-    return isinstance(exc, (proto.APIError, proto.DaemonUnreachable))
+    from pyd.client.api import APIError, DaemonUnreachable
+    return isinstance(exc, (APIError, DaemonUnreachable))
 
 
 def for_each(cli: "Cli", names: list[str], action, report=None, tolerate=None) -> None:

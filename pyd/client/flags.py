@@ -249,36 +249,3 @@ def help_text(spec: Spec, path: str) -> str:
             out.append(head.ljust(width) + lines[0])
             out.extend(" " * width + extra for extra in lines[1:])
     return "\n".join(out).rstrip() + "\n"
-
-
-_DURATION_UNITS = {"ns": 1, "us": 1000, "\u00b5s": 1000, "\u03bcs": 1000, "ms": 10**6, "s": 10**9,
-                   "m": 60 * 10**9, "h": 3600 * 10**9}
-
-
-def parse_duration(raw: str) -> int:
-    """Go's time.ParseDuration ("1m30s", "1.5s", "-2h", "0") in nanoseconds, with Go's error wording."""
-    import re
-    part = re.compile(r"([0-9]*(?:\.[0-9]*)?)([^0-9.]*)")
-    quoted = '"' + raw + '"'
-    text, sign = raw, 1
-    if text[:1] in "+-" and text:
-        sign, text = (-1 if text[0] == "-" else 1), text[1:]
-    if text == "0":
-        return 0
-    if not text:
-        raise ValueError(f"time: invalid duration {quoted}")
-    total, pos = 0.0, 0
-    while pos < len(text):
-        m = part.match(text, pos)
-        number, unit = m.group(1), m.group(2)
-        if number in ("", "."):
-            raise ValueError(f"time: invalid duration {quoted}")
-        if not unit:
-            raise ValueError(f"time: missing unit in duration {quoted}")
-        if unit not in _DURATION_UNITS:
-            raise ValueError(f'time: unknown unit "{unit}" in duration {quoted}')
-        total += float(number) * _DURATION_UNITS[unit]
-        pos = m.end()
-    if total > 2**63 - 1:
-        raise ValueError(f"time: invalid duration {quoted}")
-    return sign * int(round(total))

@@ -1,4 +1,5 @@
-"""Output helpers shared by the commands: docker's human units, tabwriter tables, --format handling, times."""
+"""Output helpers shared by the commands: tabwriter tables, --format handling, times (docker's human units
+from pyd.formats.units, re-exported)."""
 from __future__ import annotations
 
 import time
@@ -7,30 +8,8 @@ TYPE_CHECKING = False     # typing costs milliseconds at every start
 if TYPE_CHECKING:
     from typing import Any, Iterable
 
-from pyd.formats.units import human_duration  # noqa: F401  (re-exported for the commands)
+from pyd.formats.units import binary_size, human_duration, human_size  # noqa: F401  (re-exported for the commands)
 from pyd.client.gotemplate import FormatContext, HEADER_FUNCS, Template, TemplateExecError, TemplateParseError
-
-_DECIMAL_UNITS = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"]
-_BINARY_UNITS = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB"]
-
-
-def human_size(size: float, precision: int = 3) -> str:
-    """go-units HumanSizeWithPrecision: decimal units, `precision` significant digits ("4.26MB")."""
-    i = 0
-    while size >= 1000.0 and i < len(_DECIMAL_UNITS) - 1:
-        size /= 1000.0
-        i += 1
-    return "%.*g%s" % (precision, size, _DECIMAL_UNITS[i])
-
-
-def binary_size(size: float) -> str:
-    """go-units BytesSize: binary units with 4 significant digits ("23.54GiB")."""
-    i = 0
-    while size >= 1024.0 and i < len(_BINARY_UNITS) - 1:
-        size /= 1024.0
-        i += 1
-    return "%.*g%s" % (4, size, _BINARY_UNITS[i])
-
 
 def truncate_id(ident: str) -> str:
     """stringid.TruncateID: drop the algorithm prefix, keep 12 characters."""
@@ -56,34 +35,6 @@ def go_time_string(unix: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S %z ", t) + (t.tm_zone or time.strftime("%z", t))
 
 
-def rfc3339_nano_fixed(unix_ns: int) -> str:
-    """jsonmessage.RFC3339NanoFixed in the local zone: '2026-11-28T15:48:39.880333796Z'."""
-    secs, nanos = divmod(unix_ns, 1_000_000_000)
-    t = time.localtime(secs)
-    off = t.tm_gmtoff or 0
-    zone = "Z" if off == 0 else "%s%02d:%02d" % ("+" if off > 0 else "-", abs(off) // 3600, abs(off) % 3600 // 60)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", t) + f".{nanos:09d}" + zone
-
-
-def parse_rfc3339(value: str) -> float | None:
-    """Parse an RFC 3339 timestamp (as the API returns them, with up to ns digits) to unix seconds."""
-    import calendar
-    import re
-    m = re.fullmatch(r"(\d{4})-(\d\d)-(\d\d)[T ](\d\d):(\d\d):(\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)?", value.strip())
-    if not m:
-        return None
-    y, mo, d, h, mi, s = (int(m.group(i)) for i in range(1, 7))
-    frac = float(m.group(7) or 0)
-    zone = m.group(8)
-    if zone is None:                      # no zone: local time, as docker's GetTimestamp
-        return time.mktime((y, mo, d, h, mi, s, 0, 0, -1)) + frac
-    base = calendar.timegm((y, mo, d, h, mi, s, 0, 0, 0)) + frac
-    if zone != "Z":
-        sign = 1 if zone[0] == "+" else -1
-        base -= sign * (int(zone[1:3]) * 3600 + int(zone[4:6]) * 60)
-    return base
-
-
 def parse_go_duration(value: str) -> float | None:
     """time.ParseDuration ("1h30m", "42m", "1.5s", "300ms") in seconds; None when not a duration."""
     import re
@@ -107,14 +58,23 @@ def api_timestamp(value: str, now: float | None = None) -> str:
     import re
     if re.fullmatch(r"\d+(\.\d+)?", value):
         return value
-    ts = parse_rfc3339(value)
+    ts = _local_rfc3339(value)
     if ts is None and re.fullmatch(r"\d{4}-\d\d-\d\d", value):
-        ts = parse_rfc3339(value + "T00:00:00")
+        ts = _local_rfc3339(value + "T00:00:00")
     if ts is None and re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d(:\d\d)?", value):
-        ts = parse_rfc3339(value + (":00:00" if len(value) == 13 else ":00"))
+        ts = _local_rfc3339(value + (":00:00" if len(value) == 13 else ":00"))
     if ts is None:
         raise ValueError(f'failed to parse value as time or duration: "{value}"')
     return _seconds_string(ts)
+
+
+def _local_rfc3339(value: str) -> float | None:
+    """An RFC 3339 time, local when it names no zone (as docker's GetTimestamp); None when it is not one."""
+    from pyd.formats import rfc3339
+    try:
+        return rfc3339.parse(value, local=True)
+    except ValueError:
+        return None
 
 
 def _seconds_string(ts: float) -> str:

@@ -75,8 +75,8 @@ class Session:
             pass
 
     def _copy_output(self) -> None:
-        from pyd import proto
-        demux = None if self.tty else proto.StdcopyDemuxer()
+        from pyd.formats.stdcopy import StdcopyDemuxer
+        demux = None if self.tty else StdcopyDemuxer()
         try:
             while True:
                 data = self.conn.recv(1 << 18)   # bulk output: fewer, larger reads

@@ -15,6 +15,15 @@ from pyd.formats.detachkeys import DEFAULT_DETACH_KEYS, DetachScanner, parse_det
 ESCAPE_MESSAGE = "read escape sequence"
 
 
+def detach_keys_flag(value: str | None) -> bytes:
+    """A --detach-keys flag (empty: docker's default) as bytes; a bad one ends the command with status 1."""
+    from pyd.client.common import StatusError
+    try:
+        return parse_detach_keys(value or DEFAULT_DETACH_KEYS)
+    except ValueError as exc:
+        raise StatusError(1, str(exc)) from None
+
+
 def isatty(stream: Any) -> bool:
     try:
         return stream.isatty()

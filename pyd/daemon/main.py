@@ -1,8 +1,8 @@
-"""`pyd daemon`: the start-up sequence, the Daemon object that owns every store, and shutdown.
+"""`pyd daemon`: start-up and shutdown around the engine.
 
-Start-up follows dockerd's order: flags, PID file, platform checks, data-root layout, graph driver,
-image/layer/reference stores, containers (reattached to their execd), API listeners, signals, READY=1.
-Container operations live in containers.py (ContainerService); the Daemon wires the parts together.
+Start-up follows dockerd's order: flags, PID file, platform checks, the engine (data-root layout, graph
+driver, image/layer/reference stores, containers reattached to their execd), API listeners, signals,
+READY=1. The services and their wiring are in engine.py.
 """
 from __future__ import annotations
 
@@ -12,11 +12,17 @@ import os
 import signal
 import socket
 import sys
-import time
-from typing import Any
+from typing import TYPE_CHECKING, Coroutine
 
 from pyd import API_VERSION, MIN_API_VERSION, __version__
 from pyd.daemon.config import ConfigError, DaemonConfig, parse
+from pyd.daemon.engine import Engine, StartupError
+from pyd.formats import rfc3339
+
+if TYPE_CHECKING:
+    import ssl
+
+    from pyd.http.server import Server
 
 log = logging.getLogger("pyd")
 # execd is package data at the top of the pyd package (build.py stages it there)
@@ -24,11 +30,6 @@ PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 REQUIRED_NAMESPACES = ("mnt", "pid", "uts", "ipc", "net")
 REQUIRED_FILESYSTEMS = ("proc", "tmpfs", "devpts", "sysfs", "mqueue")
-DATA_DIRS = ("containers", "image", "volumes", "network", "trust", "tmp")
-
-
-class StartupError(Exception):
-    """The daemon cannot start; the message says exactly why."""
 
 
 # ---------------------------------------------------------------- start-up checks
@@ -81,203 +82,71 @@ def find_execd(cfg: DaemonConfig) -> str:
     return path
 
 
-# ---------------------------------------------------------------- the Daemon
+# ---------------------------------------------------------------- running
 
-class Daemon:
-    """Owns the configuration, the stores, the exec driver, the event bus and the API server."""
+async def run(cfg: DaemonConfig) -> None:
+    """The engine, its API listeners and signal handlers; returns after a clean shutdown."""
+    from pyd.daemon.api.util import release_memory
+    from pyd.daemon.api.version import APIVersion
+    from pyd.daemon.errors import error_response
+    from pyd.http.server import Server
 
-    def __init__(self, cfg: DaemonConfig) -> None:
-        self.cfg = cfg
-        self.started = time.time()
-        self.graph: Any = None
-        self.containers: Any = None       # ContainerService
-        self.cgroups: Any = None          # cgroups.Cgroups (cgroupfs driver)
-        self.volumes: Any = None          # volume.VolumeStore
-        self.networks: Any = None         # network.NetworkController
-        self.events: Any = None
-        self.server: Any = None
-        self.shutting_down = False
-        self.stop_event: asyncio.Event | None = None
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    engine = Engine(cfg, find_execd(cfg))
+    await engine.start()
+    server = Server(engine.router(), middleware=[APIVersion(API_VERSION, MIN_API_VERSION)],
+                    error_response=error_response, server_header=f"pyd/{__version__} (linux)", log=log)
+    for host in cfg.hosts:
+        await _listen(server, cfg, host)
 
-    async def init(self) -> None:
-        from pyd.daemon.containers.service import ContainerService
-        from pyd.daemon.events import EventBus
-        from pyd.daemon.runtime.execdriver import ExecDriver
-        from pyd.daemon.storage.graph import Graph
-
-        cfg = self.cfg
-        for d in DATA_DIRS:
-            os.makedirs(os.path.join(cfg.data_root, d), mode=0o710, exist_ok=True)
-        os.makedirs(cfg.exec_root, mode=0o700, exist_ok=True)
-        self.events = EventBus()
-        try:
-            self.graph = Graph(cfg.data_root, cfg.storage_driver or None)
-        except ValueError as e:
-            raise StartupError(str(e)) from None
-        log.info("graph driver %s on %s", self.graph.driver_name, self.graph.backing_fs)
-        driver = ExecDriver(find_execd(cfg), cfg.exec_root)
-        self._init_volumes()
-        from pyd.daemon.cgroups.manager import Cgroups, parse_exec_opts
-        try:
-            parse_exec_opts(cfg.exec_opts)
-        except ValueError as e:
-            raise StartupError(str(e)) from None
-        self.cgroups = Cgroups(cfg.cgroup_parent or "pyd")
-        self.containers = ContainerService(self, driver)
-        await self._init_networks()
-        await self.containers.restore()
-        await self.networks.reconcile()
-
-    async def _init_networks(self) -> None:
-        from pyd.daemon.network.controller import NetworkController
-        try:
-            self.networks = NetworkController(self)
-            await self.networks.init()
-        except Exception as e:  # netlink, pools, flags: the daemon cannot run without its networks
-            raise StartupError(f"error initializing network controller: {e}") from None
-
-    def _init_volumes(self) -> None:
-        from pyd.daemon.containers import mounts
-        from pyd.daemon.volumes.store import VolumeStore
-        self.volumes = VolumeStore(os.path.join(self.cfg.data_root, "volumes"))
-        self.volumes.users = lambda name: mounts.volume_users(self, name)
-
-    async def serve(self) -> None:
-        from pyd.daemon.api import build_router
-        from pyd.proto import Server
-
-        self.server = Server(build_router(self), server_header=f"pyd/{__version__} (linux)",
-                             api_version=API_VERSION, min_api_version=MIN_API_VERSION, log=log)
-        for host in self.cfg.hosts:
-            await self._listen(host)
-
-    async def _listen(self, host: str) -> None:
-        cfg = self.cfg
-        if host.startswith("unix://"):
-            path = host[len("unix://"):] or "/var/run/pyd.sock"
-            os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-            await self.server.listen_unix(path, mode=0o660)
-            log.info("API listen on %s", path)
-        elif host.startswith("tcp://"):
-            hostport = host[len("tcp://"):].rstrip("/")
-            addr, _, port = hostport.rpartition(":")
-            if not port.isdigit():
-                raise StartupError(f"invalid bind address format: {host}")
-            ssl_ctx = None
-            if cfg.tlsverify or cfg.tls:
-                ssl_ctx = _server_tls(cfg)
-            elif cfg.tls is None:
-                raise StartupError(
-                    f"refusing to listen on {host} without TLS: use --tlsverify with --tlscacert, --tlscert and "
-                    "--tlskey, or pass --tls=false to accept an unauthenticated root-equivalent API")
-            else:
-                log.warning("!!! Binding to %s without TLS: anyone who can reach this port has root on this "
-                            "host. Use --tlsverify. !!!", host)
-            await self.server.listen_tcp(addr.strip("[]") or "0.0.0.0", int(port), ssl_context=ssl_ctx)
-            log.info("API listen on %s", hostport)
-        elif host.startswith("fd://"):
-            for sock in _activation_sockets(host[len("fd://"):]):
-                await self.server.listen_socket(sock)
-        else:
-            raise StartupError(f"invalid protocol in host {host!r}: use unix://, tcp:// or fd://")
-
-    async def run(self) -> None:
-        self.stop_event = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        await self.init()
-        await self.serve()
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT):
-            loop.add_signal_handler(sig, self._on_signal, sig)
-        self.release_memory()   # what start-up (restore, reconcile) freed
-        _notify_ready()
-        log.info("Daemon has completed initialization (pyd %s, API %s)", __version__, API_VERSION)
-        await self.stop_event.wait()
-        await self.shutdown()
-
-    def _on_signal(self, sig: int) -> None:
+    def on_signal(sig: int) -> None:
         log.info("Processing signal '%s'", signal.Signals(sig).name)
-        if self.stop_event:
-            self.stop_event.set()
-
-    async def shutdown(self) -> None:
-        """Stop containers (bounded by --shutdown-timeout), close listeners, unmount."""
-        self.shutting_down = True
-        if self.server:
-            await self.server.close()
-        if self.containers:
-            try:
-                await asyncio.wait_for(self.containers.shutdown(), self.cfg.shutdown_timeout + 5)
-            except asyncio.TimeoutError:
-                log.error("shutdown timed out; leaving remaining containers to execd")
-        if self.networks:
-            await self.networks.shutdown()
-        log.info("Daemon shutdown complete")
-
-    def release_memory(self) -> None:
-        """After a big one-off operation (image load, import, pull, push, save, commit, build): give the C
-        heap's free pages back to the kernel, so an idle daemon does not keep its last peak resident.
-        In a worker thread: after a 200 MB pull the trim can take half a second, and the response's end
-        must not wait for it."""
-        import asyncio
-        from pyd.daemon.runtime import native
-        try:
-            asyncio.get_running_loop().run_in_executor(None, native.malloc_trim)
-        except RuntimeError:   # no loop (start-up): here and now
-            native.malloc_trim()
-
-    # ---- facts for /info and /version
-    def info(self) -> dict[str, Any]:
-        import platform
-        cs = self.containers.all()
-        running = sum(1 for c in cs if c.State.Running and not c.State.Paused)
-        paused = sum(1 for c in cs if c.State.Paused)
-        mem = 0
-        try:
-            with open("/proc/meminfo") as f:
-                mem = int(f.readline().split()[1]) * 1024
-        except (OSError, ValueError, IndexError):
-            pass
-        return {
-            "ID": _daemon_id(self.cfg.data_root), "Containers": len(cs), "ContainersRunning": running,
-            "ContainersPaused": paused, "ContainersStopped": len(cs) - running - paused,
-            "Images": len(self.graph.images()), "Driver": self.graph.driver_name,
-            "DriverStatus": [["Backing Filesystem", self.graph.backing_fs]],
-            "Plugins": {"Volume": ["local"], "Network": ["bridge", "host", "null"], "Authorization": None,
-                        "Log": ["json-file", "none"]},
-            "MemoryLimit": True, "SwapLimit": True, "CpuCfsPeriod": True, "CpuCfsQuota": True,
-            "CPUShares": True, "CPUSet": True, "PidsLimit": True, "IPv4Forwarding": True,
-            "Debug": self.cfg.debug, "NFd": len(os.listdir("/proc/self/fd")),
-            "NGoroutines": len(asyncio.all_tasks()), "SystemTime": _now_rfc3339(),
-            "LoggingDriver": self.cfg.log_driver, "CgroupDriver": "cgroupfs",
-            "CgroupVersion": "2" if os.path.exists("/sys/fs/cgroup/cgroup.controllers") else "1",
-            "NEventsListener": len(self.events.subscribers), "KernelVersion": platform.release(),
-            "OperatingSystem": _os_name(), "OSVersion": "", "OSType": "linux",
-            "Architecture": platform.machine(), "IndexServerAddress": "https://index.docker.io/v1/",
-            "RegistryConfig": _registry_config(self.cfg),
-            "NCPU": os.cpu_count() or 1, "MemTotal": mem, "DockerRootDir": self.cfg.data_root,
-            "Name": socket.gethostname(), "Labels": [], "ExperimentalBuild": False,
-            "ServerVersion": __version__, "Runtimes": {"execd": {"path": "execd"}}, "DefaultRuntime": "execd",
-            "Swarm": {"LocalNodeState": "inactive", "NodeID": "", "NodeAddr": "", "ControlAvailable": False,
-                      "Error": "", "RemoteManagers": None},
-            "LiveRestoreEnabled": self.cfg.live_restore, "Isolation": "", "InitBinary": "execd",
-            "SecurityOptions": ["name=seccomp,profile=builtin"],
-            "Warnings": list(self.networks.warnings) if self.networks else [],
-            "ContainerdCommit": {"ID": ""}, "RuncCommit": {"ID": ""}, "InitCommit": {"ID": ""},
-        }
-
-    def version(self) -> dict[str, Any]:
-        import platform
-        details = {"ApiVersion": API_VERSION, "MinAPIVersion": MIN_API_VERSION, "Os": "linux",
-                   "Arch": _go_arch(), "KernelVersion": platform.release(), "GitCommit": "",
-                   "GoVersion": "python" + platform.python_version(), "BuildTime": "", "Experimental": "false"}
-        return {
-            "Platform": {"Name": "pyd"},
-            "Components": [{"Name": "Engine", "Version": __version__, "Details": details}],
-            "Version": __version__, **{k: v for k, v in details.items() if k != "Experimental"},
-        }
+        stop.set()
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT):
+        loop.add_signal_handler(sig, on_signal, sig)
+    release_memory()   # what start-up (restore, reconcile) freed
+    _notify_ready()
+    log.info("Daemon has completed initialization (pyd %s, API %s)", __version__, API_VERSION)
+    await stop.wait()
+    # no restarts from here on; then the listeners close, the containers stop, the networks go
+    engine.begin_shutdown()
+    await server.close()
+    await engine.shutdown()
+    log.info("Daemon shutdown complete")
 
 
-def _server_tls(cfg: DaemonConfig):
+async def _listen(server: Server, cfg: DaemonConfig, host: str) -> None:
+    if host.startswith("unix://"):
+        path = host[len("unix://"):] or "/var/run/pyd.sock"
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        await server.listen_unix(path, mode=0o660)
+        log.info("API listen on %s", path)
+    elif host.startswith("tcp://"):
+        hostport = host[len("tcp://"):].rstrip("/")
+        addr, _, port = hostport.rpartition(":")
+        if not port.isdigit():
+            raise StartupError(f"invalid bind address format: {host}")
+        ssl_ctx = None
+        if cfg.tlsverify or cfg.tls:
+            ssl_ctx = _server_tls(cfg)
+        elif cfg.tls is None:
+            raise StartupError(
+                f"refusing to listen on {host} without TLS: use --tlsverify with --tlscacert, --tlscert and "
+                "--tlskey, or pass --tls=false to accept an unauthenticated root-equivalent API")
+        else:
+            log.warning("!!! Binding to %s without TLS: anyone who can reach this port has root on this "
+                        "host. Use --tlsverify. !!!", host)
+        await server.listen_tcp(addr.strip("[]") or "0.0.0.0", int(port), ssl_context=ssl_ctx)
+        log.info("API listen on %s", hostport)
+    elif host.startswith("fd://"):
+        for sock in _activation_sockets(host[len("fd://"):]):
+            await server.listen_socket(sock)
+    else:
+        raise StartupError(f"invalid protocol in host {host!r}: use unix://, tcp:// or fd://")
+
+
+def _server_tls(cfg: DaemonConfig) -> ssl.SSLContext:
     import ssl
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
@@ -314,63 +183,15 @@ def _notify_ready() -> None:
         log.warning("could not notify systemd: %s", e)
 
 
-def _registry_config(cfg: DaemonConfig) -> dict[str, Any]:
-    """docker info's RegistryConfig: loopback and --insecure-registry CIDRs; named insecure registries."""
-    mirrors = list(getattr(cfg, "registry_mirrors", []))
-    cidrs, index = ["127.0.0.0/8"], {"docker.io": {"Name": "docker.io", "Mirrors": mirrors, "Secure": True,
-                                                   "Official": True}}
-    for entry in cfg.insecure_registries:
-        if "/" in entry:
-            cidrs.append(entry)
-        else:
-            index[entry] = {"Name": entry, "Mirrors": [], "Secure": False, "Official": False}
-    return {"IndexConfigs": index, "InsecureRegistryCIDRs": cidrs, "Mirrors": mirrors}
-
-
-def _daemon_id(data_root: str) -> str:
-    import uuid
-    path = os.path.join(data_root, "engine-id")
-    try:
-        with open(path) as f:
-            return f.read().strip()
-    except OSError:
-        from pyd.daemon.fsutil import atomic_write
-        value = str(uuid.uuid4())
-        atomic_write(path, value.encode())
-        return value
-
-
-def _now_rfc3339() -> str:
-    from pyd.daemon.containers.model import rfc3339
-    return rfc3339()
-
-
-def _os_name() -> str:
-    try:
-        with open("/etc/os-release") as f:
-            for line in f:
-                if line.startswith("PRETTY_NAME="):
-                    return line.split("=", 1)[1].strip().strip('"')
-    except OSError:
-        pass
-    return "Linux"
-
-
-def _go_arch() -> str:
-    import platform
-    return {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
-
-
 # ---------------------------------------------------------------- entry point
 
 class _Formatter(logging.Formatter):
     """dockerd's text log shape: time="..." level=info msg="..." """
 
     def format(self, record: logging.LogRecord) -> str:
-        from pyd.daemon.containers.model import rfc3339
         level = {"WARNING": "warning", "CRITICAL": "fatal"}.get(record.levelname, record.levelname.lower())
         msg = record.getMessage().replace('"', '\\"')
-        line = f'time="{rfc3339(record.created)}" level={level} msg="{msg}"'
+        line = f'time="{rfc3339.from_unix(record.created)}" level={level} msg="{msg}"'
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
         return line
@@ -397,7 +218,7 @@ def _tune_malloc() -> None:
         pass
 
 
-def _run_loop(coro) -> None:
+def _run_loop(coro: Coroutine[None, None, None]) -> None:
     try:
         import uvloop
     except ImportError:
@@ -423,7 +244,7 @@ def main(argv: list[str]) -> int:
     try:
         check_platform()
         _tune_malloc()
-        _run_loop(Daemon(cfg).run())
+        _run_loop(run(cfg))
         return 0
     except StartupError as e:
         log.critical("failed to start daemon: %s", e)

@@ -13,10 +13,34 @@ import os
 import re
 import shutil
 import signal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from pyd.daemon.containers.service import ContainerService
+    from pyd.daemon.cgroups.base import Cgroups
+    from pyd.daemon.containers.model import Container
+    from pyd.daemon.containers.settings import ContainerSettings
+    from pyd.daemon.storage.graph import Graph
+
+
+class StartupRestarts(Protocol):
+    def on_daemon_start(self, c: Container) -> None: ...
+
+
+class Restored(Protocol):
+    """The container service as start-up finds it: containers loaded, their execds reattached."""
+    @property
+    def root(self) -> str: ...
+    @property
+    def settings(self) -> ContainerSettings: ...
+    @property
+    def graph(self) -> Graph: ...
+    @property
+    def cgroups(self) -> Cgroups: ...
+    @property
+    def by_id(self) -> dict[str, Container]: ...
+    @property
+    def restarts(self) -> StartupRestarts: ...
+    async def remove(self, ref: str, force: bool = False, volumes: bool = False) -> None: ...
 
 log = logging.getLogger("pyd")
 
@@ -24,7 +48,7 @@ CONTAINER_ID = re.compile(r"^[0-9a-f]{64}$")
 MNT_DETACH = 2
 
 
-def before_restore(svc: "ContainerService") -> None:
+def before_restore(svc: Restored) -> None:
     """Before containers are loaded: drop half-created container directories."""
     for entry in sorted(os.listdir(svc.root)):
         path = os.path.join(svc.root, entry)
@@ -35,7 +59,7 @@ def before_restore(svc: "ContainerService") -> None:
             continue
         log.warning("repair: removing half-created container %s (no %s)", entry[:12], " or ".join(missing))
         try:
-            svc.daemon.graph.remove_rw(entry)
+            svc.graph.remove_rw(entry)
         except Exception as e:  # a layer that cannot go now is reported; the directory still goes
             log.warning("repair: could not remove the read-write layer of %s: %s", entry[:12], e)
         doomed = path + ".removing"
@@ -43,7 +67,7 @@ def before_restore(svc: "ContainerService") -> None:
         shutil.rmtree(doomed, ignore_errors=True)
 
 
-async def after_restore(svc: "ContainerService") -> None:
+async def after_restore(svc: Restored) -> None:
     """After containers are loaded and reattached: stale exec state, orphan mounts, --rm leftovers, and
     the restart policies' start-up restarts."""
     clean_exec_root(svc)
@@ -60,10 +84,10 @@ async def after_restore(svc: "ContainerService") -> None:
         svc.restarts.on_daemon_start(c)
 
 
-def clean_exec_root(svc: "ContainerService") -> None:
+def clean_exec_root(svc: Restored) -> None:
     """exec-root/<id>/ of containers that are not running: leftovers of a crash (or of a container that
     was removed while its execd lived on: that execd and its container are killed)."""
-    root = svc.daemon.cfg.exec_root
+    root = svc.settings.exec_root
     try:
         entries = os.listdir(root)
     except OSError:
@@ -99,11 +123,9 @@ def _kill_orphan_execd(state_dir: str, cid: str) -> None:
             pass
 
 
-def remove_stale_cgroups(svc: "ContainerService") -> None:
-    """cgroups (pyd/cgroups.py) of containers that are not running: left when the daemon died at an exit."""
-    cg = getattr(svc.daemon, "cgroups", None)
-    if cg is None:
-        return
+def remove_stale_cgroups(svc: Restored) -> None:
+    """cgroups (pyd/daemon/cgroups/) of containers that are not running: left when the daemon died at an exit."""
+    cg = svc.cgroups
     for c in svc.by_id.values():
         if c.State.Running and c.execd is not None:
             continue
@@ -134,12 +156,12 @@ def _unescape(field: str) -> str:
     return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
 
 
-def unmount_orphans(svc: "ContainerService") -> None:
+def unmount_orphans(svc: Restored) -> None:
     """Mounts under the graph driver's home that belong to no running container."""
     from pyd.daemon.runtime import native
 
-    graph = svc.daemon.graph
-    home = os.path.join(svc.daemon.cfg.data_root, graph.driver_name)
+    graph = svc.graph
+    home = os.path.join(svc.settings.data_root, graph.driver_name)
     expected = set()
     for c in svc.by_id.values():
         if c.State.Running and c.execd is not None:

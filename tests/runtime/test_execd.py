@@ -24,7 +24,6 @@ sys.path.insert(0, str(REPO))   # run from anywhere, without an installed pyd
 from pyd.daemon.runtime import execdriver  # noqa: E402
 from pyd.daemon.runtime.execdriver import ContainerSpec, ExecDriver, ExecError, Execd, ExitStatus, Mount, Process  # noqa: E402
 
-EXECD_SRC = REPO / "pyd" / "execd.c"
 EXECD_BIN = REPO / "pyd" / "execd"
 APPLETS = ["sh", "echo", "cat", "sleep", "id", "hostname", "ls", "env", "pwd", "true", "false", "printf", "dd"]
 TIME_RE = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{0,8}[1-9])?Z"
@@ -37,9 +36,8 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="execd needs root (nam
 
 @pytest.fixture(scope="session")
 def execd_path() -> str:
-    if not EXECD_BIN.exists() or EXECD_BIN.stat().st_mtime < EXECD_SRC.stat().st_mtime:
-        subprocess.run(["gcc", "-static", "-Os", "-Wall", "-Wextra", "-o", str(EXECD_BIN), str(EXECD_SRC)],
-                       check=True)
+    """pyd/execd as the build makes it (build.py recompiles it only when a file in execd/ is newer)."""
+    subprocess.run([sys.executable, str(REPO / "build.py"), "--execd-only"], check=True)
     return str(EXECD_BIN)
 
 

@@ -7,19 +7,21 @@ from typing import TYPE_CHECKING, Any
 
 from pyd.daemon.api.util import LazyModule, spool_body
 from pyd.daemon.errors import BadParameter
-from pyd.proto import Response
+from pyd.http.server import Response
 
 if TYPE_CHECKING:
-    from pyd.daemon.main import Daemon
+    from pyd.daemon.containers.service import ContainerService
+    from pyd.daemon.events import EventBus
+    from pyd.daemon.storage.graph import Graph
+    from pyd.http.server import Router
 
 STAT_HEADER = "X-Docker-Container-Path-Stat"
 
 copy: Any = LazyModule("pyd.daemon.containers.copy")   # imported by the first docker cp, not by an idle daemon
 
 
-def register(router: Any, daemon: "Daemon") -> None:
-    svc, graph = daemon.containers, daemon.graph
-    tmp_dir = os.path.join(daemon.cfg.data_root, "tmp")
+def register(router: Router, svc: ContainerService, graph: Graph, events: EventBus, tmp_dir: str) -> None:
+    """tmp_dir: where uploads are spooled."""
 
     async def mounted(c) -> str:
         """The container's root file system, mounted (or its mount referenced) for the copy."""
@@ -92,8 +94,7 @@ def register(router: Any, daemon: "Daemon") -> None:
             await _pump(copy.export_stream(rootfs), out)
         finally:
             await release(c)
-        daemon.events.publish("container", "export", c.ID, {"name": c.Name.lstrip("/"),
-                                                             "image": c.Config.get("Image", "")})
+        events.publish("container", "export", c.ID, {"name": c.Name.lstrip("/"), "image": c.Config.get("Image", "")})
 
     router.add("GET", "/containers/{id}/archive", get_archive)
     router.add("HEAD", "/containers/{id}/archive", get_archive)

@@ -7,10 +7,9 @@ a plain 400, as dockerd answers it.
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import tempfile
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from pyd.daemon.storage import archive
 from pyd.daemon.api.util import releasing_memory
@@ -18,13 +17,17 @@ from pyd.daemon.errors import BadParameter
 from pyd.formats.reference import parse_reference
 
 if TYPE_CHECKING:
-    from pyd.daemon.build.builder import BuildOptions
-    from pyd.daemon.main import Daemon
+    from pyd.daemon.build.builder import BuildContainers, Builder, BuildOptions, PullForBuild
+    from pyd.daemon.events import EventBus
+    from pyd.daemon.storage.graph import Graph
+    from pyd.http.server import Request, Router, StreamWriter
 
 
-def register(router: Any, daemon: "Daemon") -> None:
-    tmp_dir = os.path.join(daemon.cfg.data_root, "tmp")
-    running: set = set()      # builds under way: prune keeps the images they stand on
+def register(router: Router, graph: Graph, containers: BuildContainers, in_use: Callable[[str], str | None],
+             pull: PullForBuild, events: EventBus, tmp_dir: str) -> None:
+    """in_use(image_id): a container using the image (build prune keeps it); tmp_dir: where build contexts
+    are extracted."""
+    running: set[Builder] = set()      # builds under way: prune keeps the images they stand on
 
     async def build(req) -> None:
         from pyd.daemon.build.builder import BuildError, Builder, short   # lazy: the builder stays out of an idle daemon
@@ -35,12 +38,13 @@ def register(router: Any, daemon: "Daemon") -> None:
         builder = None
         try:
             await _receive_context(req, context)
-            out: Any = None
+            out: StreamWriter | None = None
 
             async def emit(msg: dict) -> None:
+                assert out is not None   # the builder emits only from run()
                 await out.write_json(msg)
 
-            builder = Builder(daemon, context, opts, emit)
+            builder = Builder(graph, containers, pull, context, opts, emit)
             builder.prepare()   # a bad Dockerfile is a plain 400, before the stream starts
             out = await req.stream(200, "application/json")
             running.add(builder)
@@ -63,14 +67,15 @@ def register(router: Any, daemon: "Daemon") -> None:
             else:
                 await out.write_json({"stream": f"Successfully built {short(image_id)}\n"})
             for tag in opts.tags:
-                await asyncio.to_thread(daemon.graph.tag, image_id, tag)
+                await asyncio.to_thread(graph.tag, image_id, tag)
                 ref = parse_reference(tag).familiar()
-                daemon.events.publish("image", "tag", image_id, {"name": ref})
+                events.publish("image", "tag", image_id, {"name": ref})
                 if not opts.quiet:
                     await out.write_json({"stream": f"Successfully tagged {ref}\n"})
             await out.close()
         finally:
-            running.discard(builder)
+            if builder is not None:
+                running.discard(builder)
             await asyncio.to_thread(shutil.rmtree, context, True)
 
     async def prune(req) -> dict:
@@ -78,14 +83,13 @@ def register(router: Any, daemon: "Daemon") -> None:
         from pyd.daemon.build.cache import prune_build_cache, until_arg
         until = until_arg(filters_arg(req).get("until", []))
         held = [i for b in list(running) for i in b.held_images()]
-        return await asyncio.to_thread(prune_build_cache, daemon.graph, daemon.containers.image_in_use, held,
-                                       until)
+        return await asyncio.to_thread(prune_build_cache, graph, in_use, held, until)
 
-    router.add("POST", "/build", releasing_memory(daemon, build))
+    router.add("POST", "/build", releasing_memory(build))
     router.add("POST", "/build/prune", prune)
 
 
-def _options(req: Any) -> BuildOptions:
+def _options(req: Request) -> BuildOptions:
     from pyd.daemon.build.builder import BuildOptions
     from pyd.daemon.images.pull import decode_registry_config
     tags = [t for t in req.query.get("t", []) if t]
@@ -113,7 +117,7 @@ def _options(req: Any) -> BuildOptions:
         auth_configs=decode_registry_config(req.headers.get("x-registry-config")))
 
 
-async def _receive_context(req: Any, context: str) -> None:
+async def _receive_context(req: Request, context: str) -> None:
     """Extract the request body (a tar, maybe compressed) into `context` as it streams in."""
     loop = asyncio.get_running_loop()
     body = req.body_stream().__aiter__()

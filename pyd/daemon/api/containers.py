@@ -3,19 +3,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from typing import TYPE_CHECKING, Any
 
 from pyd.daemon.containers import mounts
 from pyd.daemon.api.util import check_filter_keys, filters_arg, parse_time_arg
-from pyd.daemon.containers.model import Container, parse_rfc3339
+from pyd.daemon.containers.attach import AttachOptions, Attachments
+from pyd.daemon.containers.logstream import LogOptions, LogStream
+from pyd.daemon.containers.model import Container
+from pyd.formats import rfc3339
 from pyd.daemon.errors import BadParameter
-from pyd.daemon.runtime.execdriver import ATTACH_RAW, ATTACH_STDERR, ATTACH_STDOUT
-from pyd.daemon.containers.logs import LogReader, detail_prefix, fixed_time, in_window
-from pyd.proto import Response, stdcopy_frame
+from pyd.http.server import Response
+from pyd.daemon.api.hijack import hijack
+from pyd.daemon.api.version import api_version
 
 if TYPE_CHECKING:
-    from pyd.daemon.main import Daemon
+    from pyd.daemon.containers.service import ContainerService
+    from pyd.daemon.network.controller import NetworkController
+    from pyd.daemon.storage.graph import Graph
+    from pyd.http.server import Request, Router
 
 log = logging.getLogger("pyd")
 
@@ -25,10 +30,10 @@ LIST_FILTERS = {"id", "name", "label", "status", "exited", "ancestor", "before",
                 "health", "is-task", "volume", "expose", "publish"}
 
 
-def stream_type(req: Any, c: Container) -> str:
+def stream_type(req: Request, c: Container) -> str:
     if c.tty:
         return RAW
-    return MULTIPLEXED if _api_at_least(req.api_version, "1.42") else RAW
+    return MULTIPLEXED if _api_at_least(api_version(req), "1.42") else RAW
 
 
 def _api_at_least(version: str, minimum: str) -> bool:
@@ -37,8 +42,8 @@ def _api_at_least(version: str, minimum: str) -> bool:
     return key(version) >= key(minimum)
 
 
-def register(router: Any, daemon: "Daemon") -> None:
-    svc = daemon.containers
+def register(router: Router, svc: ContainerService, networks: NetworkController, graph: Graph) -> None:
+    attachments = Attachments(svc)
 
     async def create(req) -> Response:
         body = await req.json()
@@ -52,13 +57,13 @@ def register(router: Any, daemon: "Daemon") -> None:
         limit = req.arg_int("limit", -1) or -1
         items = sorted(svc.all(), key=lambda c: c.Created, reverse=True)
         items = [c for c in items if (show_all or c.State.Running or filters.get("status") or filters.get("exited"))]
-        items = filter_containers(items, filters, daemon)
+        items = filter_containers(items, filters, svc, graph)
         if limit > 0:
             items = items[:limit]
-        return [list_entry(c, daemon) for c in items]
+        return [list_entry(c, networks) for c in items]
 
     async def inspect(req, id: str) -> dict:
-        return inspect_entry(svc.get(id), daemon)
+        return inspect_entry(svc.get(id), svc, graph)
 
     async def start(req, id: str) -> None:
         await svc.start(id)
@@ -72,7 +77,7 @@ def register(router: Any, daemon: "Daemon") -> None:
         if c.State.Running:
             await svc.stop(id, req.arg_int("t", None), req.arg("signal"))
         await svc.start(id)
-        svc._event(c, "restart")      # dockerd's last event of a restart
+        svc.publish_event(c, "restart")      # dockerd's last event of a restart
 
     async def update(req, id: str) -> dict:
         return await svc.update(id, await req.json())
@@ -99,7 +104,7 @@ def register(router: Any, daemon: "Daemon") -> None:
         await svc.remove(id, force=req.arg_bool("force"), volumes=req.arg_bool("v"))
 
     async def attach(req, id: str) -> None:
-        await attach_stream(req, svc, svc.get(id))
+        await attach_stream(req, attachments, svc.get(id))
 
     async def logs(req, id: str) -> None:
         await log_stream(req, svc, svc.get(id))
@@ -115,7 +120,7 @@ def register(router: Any, daemon: "Daemon") -> None:
     router.add("POST", "/containers/{id}/wait", wait)
     router.add("POST", "/containers/{id}/attach", attach)
     from pyd.daemon.api.exec import resize_container
-    router.add("POST", "/containers/{id}/resize", lambda req, id: resize_container(req, svc, id))
+    router.add("POST", "/containers/{id}/resize", lambda req, id: resize_container(req, svc.store, id))
     router.add("GET", "/containers/{id}/logs", logs)
     router.add("DELETE", "/containers/{id}", remove)
 
@@ -131,100 +136,33 @@ def register(router: Any, daemon: "Daemon") -> None:
 
 # ---------------------------------------------------------------- attach and logs
 
-async def attach_stream(req: Any, svc: Any, c: Container) -> None:
-    want_stdin, want_stdout, want_stderr = (req.arg_bool(n) for n in ("stdin", "stdout", "stderr"))
-    stream, with_logs = req.arg_bool("stream"), req.arg_bool("logs")
-    if not (stream or with_logs):
+async def attach_stream(req: Request, attachments: Attachments, c: Container) -> None:
+    opts = AttachOptions(stdin=req.arg_bool("stdin"), stdout=req.arg_bool("stdout"), stderr=req.arg_bool("stderr"),
+                         stream=req.arg_bool("stream"), logs=req.arg_bool("logs"), raw=stream_type(req, c) == RAW,
+                         detach_keys=req.arg("detachKeys"))
+    if not (opts.stream or opts.logs):
         raise BadParameter("Bad parameters: you must choose at least one stream")
-    wants = {1: want_stdout, 2: want_stderr}
-    raw = stream_type(req, c) == RAW
-    if (stream and not with_logs and c.State.Status == "created" and (want_stdout or want_stderr)
-            and not (want_stdin and c.Config.get("OpenStdin")) and req.can_hand_over):
-        # `docker run`'s attach: execd writes the output to this connection itself from the start on
-        await req.hijack(stream_type(req, c))
+    if attachments.can_hand_over(c, opts) and req.can_hand_over:
+        await hijack(req, stream_type(req, c))
         try:
             fd = await req.hand_over()
         except ConnectionError:
             return
-        flags = ((ATTACH_STDOUT if want_stdout else 0) | (ATTACH_STDERR if want_stderr else 0)
-                 | (ATTACH_RAW if raw else 0))
-        svc.add_attach_sink(c, fd, flags)
+        attachments.hand_over(c, fd, opts)
         return
-    queue: asyncio.Queue = asyncio.Queue()
-    if stream:
-        svc.subscribe(c, queue)  # before any await: no output may slip between here and the loop
-    from pyd.daemon.containers.execs import DetachScanner, detach_keys_arg
-    scanner = DetachScanner(detach_keys_arg(req.arg("detachKeys"))) if c.tty else None  # Docker: tty only
-    pump = None
+    session = attachments.open(c, opts)
     try:
-        reader, writer = await req.hijack(stream_type(req, c))
-        if with_logs:
-            for entry in LogReader(c.log_path).read_new():
-                if wants.get(entry.stream):
-                    writer.write(entry.data if raw else stdcopy_frame(entry.stream, entry.data))
-            await writer.drain()
-        if not stream or (not c.State.Running and c.State.Status != "created"):
-            return
-        if want_stdin and c.Config.get("OpenStdin"):
-            pump = asyncio.ensure_future(_pump_stdin(reader, c, scanner, queue))
-        ended = False
-        while not ended:
-            items = [await queue.get()]
-            while not queue.empty():   # whatever piled up goes out in one write
-                items.append(queue.get_nowait())
-            out = []
-            for item in items:
-                if item is None:
-                    ended = True
-                    break
-                if item is False:  # the detach keys: the session ends, the container goes on
-                    svc._event(c, "detach")
-                    ended = True
-                    break
-                stream_id, data = item
-                if wants.get(stream_id):
-                    out.append(data if raw else stdcopy_frame(stream_id, data))
-            if out:
-                writer.write(out[0] if len(out) == 1 else b"".join(out))
-                await writer.drain()  # returns at once below the high-water mark: flow control only
-        await writer.drain()
+        reader, writer = await hijack(req, stream_type(req, c))
+        await session.run(reader, writer)
     except (ConnectionError, asyncio.CancelledError):
         pass
     finally:
-        svc.unsubscribe(c, queue)
-        if pump:
-            pump.cancel()
+        session.close()
 
 
-async def _pump_stdin(reader: Any, c: Container, scanner: Any = None, queue: Any = None) -> None:
-    """Client stdin → container stdin; EOF closes the container's stdin when StdinOnce (docker run -i).
-    With a tty the detach keys end the session: False goes into the output queue."""
-    while True:
-        data = await reader.read(1 << 16)
-        if scanner is not None and data:
-            data, detached = scanner.feed(data)
-            if detached:
-                if data and c.execd is not None:
-                    c.execd.write_stdin(data)
-                queue.put_nowait(False)
-                return
-            if not data:
-                continue
-        deadline = time.monotonic() + 30
-        while c.execd is None and c.State.Status == "created" and time.monotonic() < deadline:
-            await asyncio.sleep(0.005)  # attached before start: hold stdin until the process exists
-        if c.execd is None:
-            return
-        if not data:
-            if c.Config.get("StdinOnce"):
-                c.execd.close_stdin()
-            return
-        c.execd.write_stdin(data)
-
-
-async def log_stream(req: Any, svc: Any, c: Container) -> None:
-    want = {1: req.arg_bool("stdout"), 2: req.arg_bool("stderr")}
-    if not (want[1] or want[2]):
+async def log_stream(req: Request, svc: ContainerService, c: Container) -> None:
+    stdout, stderr = req.arg_bool("stdout"), req.arg_bool("stderr")
+    if not (stdout or stderr):
         raise BadParameter("Bad parameters: you must choose at least one stream")
     follow, timestamps = req.arg_bool("follow"), req.arg_bool("timestamps")
     since = parse_time_arg(req.arg("since"), "since")
@@ -232,49 +170,23 @@ async def log_stream(req: Any, svc: Any, c: Container) -> None:
     tail = req.arg("tail") or "all"
     if tail != "all" and not tail.lstrip("-").isdigit():
         raise BadParameter(f"invalid value for tail: {tail}")
-    if (c.HostConfig.get("LogConfig") or {}).get("Type") == "none":
-        raise BadParameter('configured logging driver does not support reading')
-    raw = stream_type(req, c) == RAW
-    details = detail_prefix(c) if req.arg_bool("details") else b""
-    reader = LogReader(c.log_path)
-    if tail != "all":
-        reader.skip_to_tail(max(int(tail), 0))
-    if follow:
-        svc.follow(c, True)
+    opts = LogOptions(stdout=stdout, stderr=stderr, follow=follow, timestamps=timestamps, since=since, until=until,
+                      tail=tail, details=req.arg_bool("details"), raw=stream_type(req, c) == RAW)
+    stream = LogStream(svc, c, opts)
     try:
         out = await req.stream(200, stream_type(req, c))
-        while True:
-            wake = svc.wakeup_event(c) if follow else None
-            batch = bytearray()
-            for entry in reader.read_new():
-                if not want.get(entry.stream) or not in_window(entry, since, until):
-                    continue
-                data = details + entry.data
-                if timestamps:
-                    data = fixed_time(entry.time) + b" " + data
-                batch += data if raw else stdcopy_frame(entry.stream, data)
-                if len(batch) >= 1 << 16:
-                    await out.write(bytes(batch))
-                    batch.clear()
-            if batch:
-                await out.write(bytes(batch))
-            if not follow or not c.State.Running or (until and time.time() > until):
-                break
-            try:
-                await asyncio.wait_for(wake.wait(), 1.0)
-            except asyncio.TimeoutError:
-                pass
+        await stream.pump(out.write)
         await out.close()
     except ConnectionError:
         pass
     finally:
-        if follow:
-            svc.follow(c, False)
+        stream.close()
 
 
 # ---------------------------------------------------------------- shapes of list and inspect
 
-def filter_containers(items: list[Container], filters: dict[str, list[str]], daemon: "Daemon") -> list[Container]:
+def filter_containers(items: list[Container], filters: dict[str, list[str]], svc: ContainerService,
+                      graph: Graph) -> list[Container]:
     def ok(c: Container) -> bool:
         for key, values in filters.items():
             if not values:
@@ -294,10 +206,10 @@ def filter_containers(items: list[Container], filters: dict[str, list[str]], dae
                     k, eq, val = v.partition("=")
                     if k not in labels or (eq and labels[k] != val):
                         return False
-            if key == "ancestor" and not any(_is_ancestor(c, v, daemon) for v in values):
+            if key == "ancestor" and not any(_is_ancestor(c, v, graph) for v in values):
                 return False
             if key in ("before", "since"):
-                ref = daemon.containers.get(values[0])
+                ref = svc.get(values[0])
                 if key == "before" and not c.Created < ref.Created:
                     return False
                 if key == "since" and not c.Created > ref.Created:
@@ -306,9 +218,9 @@ def filter_containers(items: list[Container], filters: dict[str, list[str]], dae
     return [c for c in items if ok(c)]
 
 
-def _is_ancestor(c: Container, ref: str, daemon: "Daemon") -> bool:
+def _is_ancestor(c: Container, ref: str, graph: Graph) -> bool:
     try:
-        return daemon.graph.resolve_image(ref).id == c.Image
+        return graph.resolve_image(ref).id == c.Image
     except Exception:
         return c.Config.get("Image") == ref
 
@@ -323,21 +235,21 @@ def _network_settings(c: Container) -> dict[str, Any]:
     return {"Networks": {mode: endpoint}}
 
 
-def list_entry(c: Container, daemon: "Daemon") -> dict[str, Any]:
+def list_entry(c: Container, networks: NetworkController) -> dict[str, Any]:
     return {
         "Id": c.ID, "Names": [c.Name], "Image": c.Config.get("Image") or c.Image, "ImageID": c.Image,
-        "Command": c.command_line(), "Created": int(parse_rfc3339(c.Created)),
-        "Ports": daemon.networks.ports_of(c) if daemon.networks else [],
+        "Command": c.command_line(), "Created": int(rfc3339.parse(c.Created)),
+        "Ports": networks.ports_of(c),
         "Labels": c.Config.get("Labels") or {}, "State": c.State.Status, "Status": c.status_text(),
         "HostConfig": {"NetworkMode": c.HostConfig.get("NetworkMode", "default")},
         "NetworkSettings": _network_settings(c), "Mounts": mounts.inspect_mounts(c),
     }
 
 
-def inspect_entry(c: Container, daemon: "Daemon") -> dict[str, Any]:
-    graph_data = {}
+def inspect_entry(c: Container, svc: ContainerService, graph: Graph) -> dict[str, Any]:
+    graph_data: dict[str, str] | None = {}
     try:
-        graph_data = daemon.graph.rw_metadata(c.ID) if hasattr(daemon.graph, "rw_metadata") else {}
+        graph_data = graph.rw_metadata(c.ID)
     except Exception:  # the driver data is informative only
         graph_data = {}
     settings = {"Bridge": "", "SandboxID": "", "SandboxKey": "", "Ports": {}, "HairpinMode": False,
@@ -350,7 +262,7 @@ def inspect_entry(c: Container, daemon: "Daemon") -> dict[str, Any]:
         "Image": c.Image, "ResolvConfPath": c.path("resolv.conf"), "HostnamePath": c.path("hostname"),
         "HostsPath": c.path("hosts"), "LogPath": c.log_path, "Name": c.Name, "RestartCount": c.RestartCount,
         "Driver": c.Driver, "Platform": "linux", "MountLabel": "", "ProcessLabel": "", "AppArmorProfile": "",
-        "ExecIDs": daemon.containers.execs.ids_for(c), "HostConfig": c.HostConfig,
+        "ExecIDs": svc.execs.ids_for(c), "HostConfig": c.HostConfig,
         "GraphDriver": {"Name": c.Driver, "Data": graph_data}, "Mounts": mounts.inspect_mounts(c), "Config": c.Config,
         "NetworkSettings": settings,
     }

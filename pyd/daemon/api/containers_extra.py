@@ -9,14 +9,15 @@ from pyd.daemon.api.util import LazyModule
 stats: Any = LazyModule("pyd.daemon.containers.stats")   # imported by the first top/stats request, not by an idle daemon
 
 if TYPE_CHECKING:
-    from pyd.daemon.main import Daemon
+    from pyd.daemon.cgroups.base import Cgroups
+    from pyd.daemon.containers.model import Container
+    from pyd.daemon.containers.service import ContainerService
+    from pyd.http.server import Request, Router
 
 STATS_INTERVAL = 1.0     # dockerd's collector publishes once a second
 
 
-def register(router: Any, daemon: "Daemon") -> None:
-    svc = daemon.containers
-
+def register(router: Router, svc: ContainerService, cgroups: Cgroups) -> None:
     async def pause(req, id: str) -> None:
         await svc.pause(id)
 
@@ -25,12 +26,12 @@ def register(router: Any, daemon: "Daemon") -> None:
 
     async def top(req, id: str) -> dict:
         c = svc.get(id)
-        result = await asyncio.to_thread(stats.top, daemon.cgroups, c, req.arg("ps_args") or "")
-        svc._event(c, "top")
+        result = await asyncio.to_thread(stats.top, cgroups, c, req.arg("ps_args") or "")
+        svc.publish_event(c, "top")
         return result
 
     async def stats_(req, id: str) -> None:
-        await stats_stream(req, daemon, svc.get(id))
+        await stats_stream(req, cgroups, svc.get(id))
 
     router.add("POST", "/containers/{id}/pause", pause)
     router.add("POST", "/containers/{id}/unpause", unpause)
@@ -38,7 +39,7 @@ def register(router: Any, daemon: "Daemon") -> None:
     router.add("GET", "/containers/{id}/stats", stats_)
 
 
-async def stats_stream(req: Any, daemon: "Daemon", c: Any) -> None:
+async def stats_stream(req: Request, cgroups: Cgroups, c: Container) -> None:
     """dockerd's ContainerStats: one sample a second with the previous one as precpu; stream=false sends
     the second sample (so CPU% is not 0); one-shot sends the first at once; a stopped container gets one
     empty sample. The stream ends when the container stops or the client goes."""
@@ -55,7 +56,7 @@ async def stats_stream(req: Any, daemon: "Daemon", c: Any) -> None:
         pre_cpu, pre_read = stats.empty_cpu(), stats.ZERO_TIME
         first, sent = True, False
         while c.State.Running:
-            sample = await asyncio.to_thread(stats.sample, daemon.cgroups, c)
+            sample = await asyncio.to_thread(stats.sample, cgroups, c)
             sample["precpu_stats"], sample["preread"] = pre_cpu, pre_read
             pre_cpu, pre_read = sample["cpu_stats"], sample["read"]
             if not (first and not stream and not one_shot):   # stream=false: prime precpu first

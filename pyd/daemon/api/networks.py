@@ -1,24 +1,25 @@
 """/networks/...: list, inspect, create, remove, connect, disconnect, prune."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from pyd.daemon.api.util import check_filter_keys, filters_arg
 from pyd.daemon.errors import BadParameter
-from pyd.proto import Response
+from pyd.daemon.network.controller import PREDEFINED, label_match
+from pyd.http.server import Response
 
 if TYPE_CHECKING:
-    from pyd.daemon.main import Daemon
+    from pyd.daemon.network.controller import Network, NetworkController
+    from pyd.http.server import Router
 
 LIST_FILTERS = {"name", "id", "label", "driver", "type", "scope", "dangling"}
 
 
-def _matches(net: Any, filters: dict[str, list[str]], in_use: bool) -> bool:
-    from pyd.daemon.network.controller import PREDEFINED, _label_match
+def _matches(net: Network, filters: dict[str, list[str]], in_use: bool) -> bool:
     checks = {
         "name": lambda v: v in net.Name,
         "id": lambda v: net.Id.startswith(v),
-        "label": lambda v: _label_match(net.Labels, v),
+        "label": lambda v: label_match(net.Labels, v),
         "driver": lambda v: v == net.Driver,
         "scope": lambda v: v == "local",
         "type": lambda v: v == ("builtin" if net.Name in PREDEFINED else "custom"),
@@ -35,47 +36,44 @@ def _matches(net: Any, filters: dict[str, list[str]], in_use: bool) -> bool:
     return True
 
 
-def register(router: Any, daemon: "Daemon") -> None:
-    def nets():
-        return daemon.networks
-
+def register(router: Router, networks: NetworkController) -> None:
     async def list_(req) -> list:
         filters = filters_arg(req)
         check_filter_keys(filters, LIST_FILTERS)
         out = []
-        for net in sorted(nets().all(), key=lambda n: n.Created):
-            if _matches(net, filters, bool(net.endpoints) or nets()._referenced(net)):
-                out.append(net.inspect(daemon))
+        for net in sorted(networks.all(), key=lambda n: n.Created):
+            if _matches(net, filters, bool(net.endpoints) or networks.referenced(net)):
+                out.append(net.inspect())
         return out
 
     async def inspect(req, id: str) -> dict:
-        return nets().get(id).inspect(daemon)
+        return networks.get(id).inspect()
 
     async def create(req) -> Response:
         body = await req.json()
         if not isinstance(body, dict):
             raise BadParameter("invalid JSON body")
-        return Response(201, await nets().create(body))
+        return Response(201, await networks.create(body))
 
     async def remove(req, id: str) -> None:
-        await nets().remove(id)
+        await networks.remove(id)
 
     async def connect(req, id: str) -> None:
         body = await req.json() or {}
         if not body.get("Container"):
             raise BadParameter("Container is required")
-        await nets().connect(id, body["Container"], body.get("EndpointConfig") or {})
+        await networks.connect(id, body["Container"], body.get("EndpointConfig") or {})
 
     async def disconnect(req, id: str) -> None:
         body = await req.json() or {}
         if not body.get("Container"):
             raise BadParameter("Container is required")
-        await nets().disconnect(id, body["Container"], bool(body.get("Force")))
+        await networks.disconnect(id, body["Container"], bool(body.get("Force")))
 
     async def prune(req) -> dict:
         filters = filters_arg(req)
         check_filter_keys(filters, {"label", "until"})
-        gone = await nets().prune(filters.get("label"))
+        gone = await networks.prune(filters.get("label"))
         return {"NetworksDeleted": gone or None}
 
     router.add("GET", "/networks", list_)

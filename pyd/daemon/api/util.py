@@ -5,18 +5,31 @@ import os
 import tempfile
 from typing import Any
 
-from pyd.daemon.containers.model import parse_rfc3339
 from pyd.daemon.errors import BadParameter
+from pyd.formats import rfc3339
 
 
-def releasing_memory(daemon: Any, handler: Any) -> Any:
-    """handler, then daemon.release_memory(): image and build data move through megabyte buffers, and once
+def release_memory() -> None:
+    """After a big one-off operation (image load, import, pull, push, save, commit, build): give the C
+    heap's free pages back to the kernel, so an idle daemon does not keep its last peak resident.
+    In a worker thread: after a 200 MB pull the trim can take half a second, and the response's end
+    must not wait for it."""
+    import asyncio
+    from pyd.daemon.runtime import native
+    try:
+        asyncio.get_running_loop().run_in_executor(None, native.malloc_trim)
+    except RuntimeError:   # no loop (start-up): here and now
+        native.malloc_trim()
+
+
+def releasing_memory(handler: Any) -> Any:
+    """handler, then release_memory(): image and build data move through megabyte buffers, and once
     the operation is over their free pages go back to the kernel."""
     async def run(req: Any, **params: str) -> Any:
         try:
             return await handler(req, **params)
         finally:
-            daemon.release_memory()
+            release_memory()
     return run
 
 
@@ -62,7 +75,7 @@ def parse_time_arg(value: str | None, name: str) -> float:
     except ValueError:
         pass
     try:
-        return parse_rfc3339(value)
+        return rfc3339.parse(value)
     except ValueError:
         raise BadParameter(f"invalid value for {name}: {value}") from None
 

@@ -2,15 +2,16 @@
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from pyd.daemon.api.util import check_filter_keys, filters_arg
 from pyd.daemon.errors import BadParameter
-from pyd.proto import Response
+from pyd.http.server import Response
 
 if TYPE_CHECKING:
-    from pyd.daemon.main import Daemon
-    from pyd.daemon.volumes.store import Volume
+    from pyd.daemon.events import EventBus
+    from pyd.daemon.volumes.store import Volume, VolumeStore
+    from pyd.http.server import Router
 
 LIST_FILTERS = {"dangling", "name", "label", "driver"}
 PRUNE_FILTERS = {"label", "label!", "all"}
@@ -50,11 +51,9 @@ def matches(v: "Volume", filters: dict[str, list[str]], in_use: bool) -> bool:
     return True
 
 
-def register(router: Any, daemon: "Daemon") -> None:
-    store = daemon.volumes
-
+def register(router: Router, store: VolumeStore, events: EventBus) -> None:
     def publish(action: str, v: "Volume") -> None:
-        daemon.events.publish("volume", action, v.name, {"driver": v.driver})
+        events.publish("volume", action, v.name, {"driver": v.driver})
 
     async def create(req) -> Response:
         body = await req.json() or {}
@@ -103,7 +102,7 @@ def register(router: Any, daemon: "Daemon") -> None:
             deleted.append(v.name)
             reclaimed += size
             publish("destroy", v)
-        daemon.events.publish("volume", "prune", "", {"reclaimed": str(reclaimed)})
+        events.publish("volume", "prune", "", {"reclaimed": str(reclaimed)})
         return {"VolumesDeleted": deleted or None, "SpaceReclaimed": reclaimed}
 
     router.add("POST", "/volumes/create", create)

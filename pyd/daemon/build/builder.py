@@ -21,21 +21,36 @@ import re
 import shutil
 import stat
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Protocol
 
 from pyd.daemon.storage import archive
 from pyd.daemon.build import dockerfile
-from pyd.formats import dockerignore
+from pyd.formats import dockerignore, rfc3339
 from pyd.daemon.containers import etcfiles
 from pyd.daemon.build.dockerfile import DockerfileError, Instruction, Lexer
 from pyd.daemon.errors import BadParameter, NotFound
-from pyd.proto import HTTPError
+from pyd.daemon.errors import HTTPError
 
 if TYPE_CHECKING:
-    from pyd.daemon.main import Daemon
-    from pyd.daemon.storage.graph import Image
+    from pyd.daemon.containers.model import Container
+    from pyd.daemon.storage.graph import Graph, Image
 
 log = logging.getLogger("pyd.builder")
+
+Emit = Callable[[dict], Awaitable[None]]
+# FROM an image that is not here: pull(name, X-Registry-Config auths, progress or None for quiet)
+PullForBuild = Callable[[str, dict[str, dict], "Emit | None"], Awaitable["Image"]]
+
+
+class BuildContainers(Protocol):
+    """The container calls a RUN step makes."""
+    async def create(self, name: str | None, body: Any) -> dict[str, Any]: ...
+    def get(self, ref: str) -> Container: ...
+    def subscribe(self, c: Container, queue: asyncio.Queue) -> None: ...
+    def unsubscribe(self, c: Container, queue: asyncio.Queue) -> None: ...
+    async def start(self, ref: str, manual: bool = True) -> None: ...
+    async def wait(self, ref: str, condition: str = "not-running") -> dict[str, Any]: ...
+    async def remove(self, ref: str, force: bool = False, volumes: bool = False) -> None: ...
 
 DEFAULT_SHELL = ["/bin/sh", "-c"]
 PROXY_ARGS = ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY", "ftp_proxy",
@@ -120,10 +135,11 @@ def parse_duration(value: str, name: str) -> int:
 class Builder:
     """One build: `prepare()` reads and parses the Dockerfile (errors before any output), `run()` builds."""
 
-    def __init__(self, daemon: "Daemon", context_dir: str, opts: BuildOptions,
-                 emit: Callable[[dict], Awaitable[None]]):
-        self.daemon = daemon
-        self.graph = daemon.graph
+    def __init__(self, graph: Graph, containers: BuildContainers, pull: PullForBuild, context_dir: str,
+                 opts: BuildOptions, emit: Emit) -> None:
+        self.graph = graph
+        self.containers = containers
+        self.pull = pull
         self.context = context_dir
         self.opts = opts
         self._emit = emit
@@ -267,10 +283,8 @@ class Builder:
             pass
         except BadParameter as exc:
             raise BuildError(exc.message) from None
-        from pyd.daemon.images.pull import pull_for_build
         try:
-            return await pull_for_build(self.daemon, name, getattr(self.opts, "auth_configs", {}),
-                                        None if self.opts.quiet else self._emit)
+            return await self.pull(name, getattr(self.opts, "auth_configs", {}), None if self.opts.quiet else self._emit)
         except HTTPError as exc:
             raise BuildError(exc.message) from None
 
@@ -334,7 +348,7 @@ class Builder:
 
     def _commit(self, state: _Stage, layer: Any, cache_config: dict, container_id: str = "") -> None:
         base = state.image.config if state.image else {}
-        now = _now()
+        now = rfc3339.now()
         history = list(base.get("history") or [])
         entry: dict[str, Any] = {"created": now, "created_by": " ".join(cache_config.get("Cmd") or [])}
         if layer is None:
@@ -516,7 +530,7 @@ class Builder:
         cache_config = dict(state.config, Cmd=save_cmd)
         if await self._probe(state, cache_config):
             return
-        containers = self.daemon.containers
+        containers = self.containers
         host_config: dict[str, Any] = {"NetworkMode": self.opts.networkmode or "default",
                                        "LogConfig": {"Type": "none", "Config": {}}}
         if self.opts.extrahosts:
@@ -550,7 +564,7 @@ class Builder:
                     await self.out(f"Error removing intermediate container {cid[:12]}: {exc}\n")
 
     async def _run_container(self, cid: str) -> int:
-        containers = self.daemon.containers
+        containers = self.containers
         c = containers.get(cid)
         queue: asyncio.Queue = asyncio.Queue()
         containers.subscribe(c, queue)
@@ -715,11 +729,6 @@ def _merge_env_order(old: list[str], new: list[str]) -> list[str]:
             out.append(e)
             seen.add(k)
     return out
-
-
-def _now() -> str:
-    from pyd.daemon.containers.model import rfc3339
-    return rfc3339()
 
 
 def _arch() -> str:

@@ -39,7 +39,7 @@ def _with_ancestors(graph: Any, ids: Iterable[str]) -> set[str]:
 def prune_build_cache(graph: Any, in_use: Callable[[str], str | None], held: Iterable[str],
                       until: float | None = None) -> dict[str, Any]:
     """Remove the dangling build cache; Docker's BuildCachePruneReport. `held`: images running builds use."""
-    from pyd.daemon.containers.model import parse_rfc3339
+    from pyd.formats import rfc3339
 
     keep = _with_ancestors(graph, held)
     deleted: list[str] = []
@@ -47,7 +47,7 @@ def prune_build_cache(graph: Any, in_use: Callable[[str], str | None], held: Ite
     for _ in range(len(graph.images()) + 1):        # each pass removes at least one leaf, or ends
         leaves = [i for i in graph.images() if is_build_image(i) and i.id not in keep
                   and not graph.image_refs(i.id) and not graph.children(i.id) and not in_use(i.id)
-                  and (until is None or parse_rfc3339(i.created or "1970-01-01T00:00:00Z") < until)]
+                  and (until is None or rfc3339.parse(i.created or "1970-01-01T00:00:00Z") < until)]
         if not leaves:
             break
         for img in sorted(leaves, key=lambda i: i.created, reverse=True):

@@ -28,9 +28,9 @@ class CacheRecord:
 
 
 def _unix(rfc3339: str) -> float:
-    from pyd.daemon.containers.model import parse_rfc3339
+    from pyd.formats import rfc3339 as fmt
     try:
-        return parse_rfc3339(rfc3339 or "1970-01-01T00:00:00Z")
+        return fmt.parse(rfc3339 or "1970-01-01T00:00:00Z")
     except ValueError:
         return 0.0
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Iterator
 from pyd.daemon.runtime import native
 from pyd.daemon.storage.archive import TAR_END, XATTR_PAX_PREFIX, clean_member_name, tar_header, tar_padding
 from pyd.daemon.errors import BadParameter, NotFound, ServerError
+from pyd.formats import rfc3339
 
 if TYPE_CHECKING:
     from pyd.daemon.containers.model import Container
@@ -174,7 +175,7 @@ def stat_path(c: "Container", rootfs: str, path: str, live: int | None = None
         from pyd.daemon.storage.rootpath import resolve_in_root
         link_target = _container_path(loc, resolve_in_root(loc.root, loc.rel))
     info = {"name": name, "size": st.st_size, "mode": go_file_mode(st.st_mode),
-            "mtime": _rfc3339(st.st_mtime_ns), "linkTarget": link_target}
+            "mtime": rfc3339.format_ns(st.st_mtime_ns), "linkTarget": link_target}
     return info, fd, name
 
 
@@ -189,11 +190,6 @@ def _open_entry(root_fd: int, rel: str, follow: bool) -> int:
         return os.open(base, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
     finally:
         os.close(pfd)
-
-
-def _rfc3339(ns: int) -> str:
-    from pyd.daemon.containers.model import rfc3339
-    return rfc3339(ns=ns)
 
 
 def stat_header(info: dict[str, Any]) -> str:

@@ -14,7 +14,7 @@ import secrets
 import shutil
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pyd.daemon.containers.model import DEFAULT_PATH, Container, merge_env
 from pyd.formats.detachkeys import DEFAULT_DETACH_KEYS, DetachScanner, parse_detach_keys  # noqa: F401 (DetachScanner for attach)
@@ -22,10 +22,25 @@ from pyd.daemon.errors import BadParameter, Conflict, NotFound
 from pyd.daemon.api.validate import strslice
 
 if TYPE_CHECKING:
-    from pyd.daemon.containers.service import ContainerService
-    from pyd.daemon.runtime.execdriver import Execd
+    from pyd.daemon.containers.settings import ContainerSettings
+    from pyd.daemon.containers.spec_inputs import SpecSources
+    from pyd.daemon.runtime.execdriver import ContainerSpec, Execd, ExecDriver
 
 log = logging.getLogger("pyd")
+
+
+class ExecHost(Protocol):
+    """What exec instances need of the container service."""
+    @property
+    def driver(self) -> ExecDriver: ...
+    @property
+    def settings(self) -> ContainerSettings: ...
+    @property
+    def spec_sources(self) -> SpecSources: ...
+    def get(self, ref: str) -> Container: ...
+    def find(self, cid: str) -> Container | None: ...
+    def publish_event(self, c: Container, action: str, **extra: str) -> None: ...
+    def keep(self, task: asyncio.Future[Any]) -> None: ...
 
 FINISHED_TTL = 300.0     # Docker's exec GC drops finished execs after about five minutes
 
@@ -76,7 +91,7 @@ class ExecConfig:
         detach_keys = body.get("DetachKeys") or ""
         if detach_keys:
             detach_keys_arg(detach_keys)
-        from pyd.daemon.spec.build import console_size
+        from pyd.daemon.spec.process import console_size
         return cls(cmd=[str(a) for a in cmd], env=list(env), working_dir=working_dir,
                    user=str(body.get("User") or ""), tty=bool(body.get("Tty")),
                    attach_stdin=bool(body.get("AttachStdin")), attach_stdout=bool(body.get("AttachStdout")),
@@ -94,7 +109,7 @@ class ExecInstance:
     pid: int = 0
     started: bool = False
     finished_at: float = 0.0
-    execd: Any = None                                      # execdriver.Execd while running
+    execd: Execd | None = None                             # while running
     subscribers: set = field(default_factory=set)          # asyncio.Queue of (stream, data), None at the end
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -113,7 +128,7 @@ class ExecInstance:
 class ExecService:
     """The exec instances of every container, and running them through the exec driver."""
 
-    def __init__(self, containers: "ContainerService") -> None:
+    def __init__(self, containers: ExecHost) -> None:
         self.containers = containers
         self.by_id: dict[str, ExecInstance] = {}
 
@@ -125,7 +140,7 @@ class ExecService:
         self._prune()
         inst = ExecInstance(id=secrets.token_hex(32), container=c, config=config)
         self.by_id[inst.id] = inst
-        self.containers._event(c, "exec_create: " + " ".join(config.cmd), execID=inst.id)
+        self.containers.publish_event(c, "exec_create: " + " ".join(config.cmd), execID=inst.id)
         return inst.id
 
     def get(self, exec_id: str) -> ExecInstance:
@@ -142,7 +157,7 @@ class ExecService:
     def _prune(self) -> None:
         now = time.time()
         for inst in list(self.by_id.values()):
-            gone = inst.container.ID not in self.containers.by_id
+            gone = self.containers.find(inst.container.ID) is None
             if gone or (inst.exit_code is not None and now - inst.finished_at > FINISHED_TTL):
                 del self.by_id[inst.id]
 
@@ -159,7 +174,7 @@ class ExecService:
         check_running(c)
         inst.started = True
         spec = self._spec(inst, with_stdin)
-        self.containers._event(c, "exec_start: " + " ".join(inst.config.cmd), execID=inst.id)
+        self.containers.publish_event(c, "exec_start: " + " ".join(inst.config.cmd), execID=inst.id)
         try:
             os.makedirs(spec.state_dir, mode=0o700, exist_ok=True)
             execd = await self.containers.driver.exec(spec, self._output_sink(inst))
@@ -171,18 +186,18 @@ class ExecService:
             raise
         inst.execd, inst.pid, inst.running = execd, execd.pid, True
         task = asyncio.ensure_future(self._watch(inst, execd, spec.state_dir))
-        self.containers.tasks.add(task)
-        task.add_done_callback(self.containers.tasks.discard)
+        self.containers.keep(task)
 
-    def _spec(self, inst: ExecInstance, with_stdin: bool):
-        from pyd.daemon.containers import etcfiles
+    def _spec(self, inst: ExecInstance, with_stdin: bool) -> ContainerSpec:
+        from pyd.daemon.containers import etcfiles, shm, spec_inputs
         from pyd.daemon.runtime.execdriver import Process
         from pyd.daemon.spec.build import build_spec
 
         c, cfg = inst.container, inst.config
-        daemon = self.containers.daemon
         rootfs = f"/proc/{c.State.Pid}/root"      # the container's own view of its files
-        spec = build_spec(daemon, c, rootfs)      # the container's security settings come along
+        inputs, ipc = spec_inputs.gather(c, rootfs, self.containers.spec_sources())
+        spec = build_spec(inputs)                 # the container's security settings come along
+        shm.prepare(ipc)
         user = etcfiles.lookup_user(rootfs, cfg.user or c.Config.get("User") or "", c.HostConfig.get("GroupAdd"))
         # dockerd's CreateDaemonEnvironment, then the container's Env, then the exec's
         env = [f"PATH={DEFAULT_PATH}", f"HOSTNAME={c.Config.get('Hostname', '')}"]
@@ -200,7 +215,7 @@ class ExecService:
         return dataclasses.replace(
             spec, process=process, log_path=None, exec_pid=c.State.Pid,
             join_cgroups=spec.join_cgroups or cgroup_dirs_to_join(c.State.Pid),
-            state_dir=os.path.join(daemon.cfg.exec_root, c.ID, "exec", inst.id))
+            state_dir=os.path.join(self.containers.settings.exec_root, c.ID, "exec", inst.id))
 
     def _output_sink(self, inst: ExecInstance):
         def on_output(stream: int, data: bytes) -> None:
@@ -224,7 +239,7 @@ class ExecService:
         inst.done.set()
         shutil.rmtree(state_dir, ignore_errors=True)
         if inst.started:
-            self.containers._event(inst.container, "exec_die", execID=inst.id, exitCode=str(code))
+            self.containers.publish_event(inst.container, "exec_die", execID=inst.id, exitCode=str(code))
 
     def resize(self, inst: ExecInstance, height: int, width: int) -> None:
         if inst.execd is None:

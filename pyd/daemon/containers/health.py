@@ -11,13 +11,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
-from pyd.daemon.containers.model import rfc3339
+from pyd.formats import rfc3339
 
 if TYPE_CHECKING:
     from pyd.daemon.containers.model import Container
-    from pyd.daemon.containers.service import ContainerService
+    from pyd.daemon.containers.execs import ExecService
 
 log = logging.getLogger("pyd")
 
@@ -70,8 +70,9 @@ def _seconds(hc: dict[str, Any], key: str, default: float) -> float:
 class HealthMonitor:
     """Owned by the ContainerService: one probe task per running container with a healthcheck."""
 
-    def __init__(self, svc: "ContainerService") -> None:
-        self.svc = svc
+    def __init__(self, execs: ExecService, publish_event: Callable[[Container, str], None]) -> None:
+        self.execs = execs
+        self.publish_event = publish_event
         self.tasks: dict[str, asyncio.Task] = {}
 
     def start(self, c: "Container") -> None:
@@ -115,8 +116,8 @@ class HealthMonitor:
         health = c.State.Health
         if health is None or c.execd is None:
             return
-        entries = (health.get("Log") or []) + [{"Start": rfc3339(begin), "End": rfc3339(), "ExitCode": code,
-                                                "Output": output}]
+        entries = (health.get("Log") or []) + [{"Start": rfc3339.from_unix(begin), "End": rfc3339.now(),
+                                                "ExitCode": code, "Output": output}]
         health["Log"] = entries[-MAX_LOG_ENTRIES:]
         old = health["Status"]
         retries = hc.get("Retries") or DEFAULT_RETRIES
@@ -128,13 +129,13 @@ class HealthMonitor:
                 health["Status"] = "unhealthy"
         if health["Status"] != old:
             c.save()
-            self.svc._event(c, "health_status: " + health["Status"])
+            self.publish_event(c, "health_status: " + health["Status"])
 
     async def _run(self, c: "Container", argv: list[str], timeout: float) -> tuple[int, str]:
         """Run argv in the container as an exec; (exit code, output), -1 on timeout or failure to start."""
         from pyd.daemon.runtime.execdriver import ExecError
 
-        execs = self.svc.execs
+        execs = self.execs
         try:
             exec_id = execs.create(c.ID, {"Cmd": argv, "AttachStdout": True, "AttachStderr": True})
         except Exception as e:

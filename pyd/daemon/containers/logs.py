@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO, Iterator
 
-from pyd.daemon.containers.model import parse_rfc3339
+from pyd.formats import rfc3339
 
 if TYPE_CHECKING:
     from pyd.daemon.containers.model import Container
@@ -160,14 +160,13 @@ def _tail_offset(f: BinaryIO, size: int, n: int) -> tuple[int, int]:
 def in_window(entry: LogEntry, since: float, until: float) -> bool:
     if not since and not until:
         return True
-    t = parse_rfc3339(entry.time)
+    t = rfc3339.parse(entry.time)
     return (not since or t >= since) and (not until or t <= until)
 
 
 def fixed_time(value: str) -> bytes:
     """dockerd's RFC3339NanoFixed for `logs -t`: always nine fraction digits."""
-    main, _, frac = value.rstrip("Z").partition(".")
-    return f"{main}.{(frac + '000000000')[:9]}Z".encode()
+    return rfc3339.to_fixed(value).encode()
 
 
 def detail_prefix(c: "Container") -> bytes:

@@ -11,35 +11,17 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Awaitable
+from typing import TYPE_CHECKING, Any, Awaitable
 
 from pyd.daemon.fsutil import atomic_write_files
+from pyd.formats import rfc3339
+from pyd.formats.rfc3339 import ZERO_TIME
 from pyd.formats.units import human_duration
 
-ZERO_TIME = "0001-01-01T00:00:00Z"
+if TYPE_CHECKING:
+    from pyd.daemon.runtime.execdriver import Execd
+
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
-
-def rfc3339(ts: float | None = None, ns: int | None = None) -> str:
-    """RFC 3339 with nanoseconds in UTC, as Go's time.RFC3339Nano prints it (trailing zeros trimmed)."""
-    if ns is None:
-        ns = time.time_ns() if ts is None else int(ts * 1e9)
-    secs, frac = divmod(ns, 1_000_000_000)
-    base = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs))
-    if frac:
-        base += "." + f"{frac:09d}".rstrip("0")
-    return base + "Z"
-
-
-def parse_rfc3339(value: str) -> float:
-    """Unix time of an RFC 3339 timestamp written by rfc3339(); 0 for Go's zero time."""
-    if not value or value.startswith("0001-"):
-        return 0.0
-    main, _, frac = value.rstrip("Z").partition(".")
-    import calendar
-
-    secs = calendar.timegm(time.strptime(main, "%Y-%m-%dT%H:%M:%S"))
-    return secs + (float("0." + frac) if frac else 0.0)
 
 
 @dataclass
@@ -67,7 +49,7 @@ class State:
         self.Status, self.Running, self.Pid = "running", True, pid
         self.Paused = self.Restarting = self.OOMKilled = self.Dead = False
         self.ExitCode, self.Error = 0, ""
-        self.StartedAt = rfc3339()
+        self.StartedAt = rfc3339.now()
         self.FinishedAt = ZERO_TIME
 
     def set_stopped(self, exit_code: int, finished_at: str | None = None, error: str = "",
@@ -75,7 +57,7 @@ class State:
         self.Status, self.Running, self.Pid = "exited", False, 0
         self.Paused = self.Restarting = False
         self.ExitCode, self.Error, self.OOMKilled = exit_code, error, oom_killed
-        self.FinishedAt = finished_at or rfc3339()
+        self.FinishedAt = finished_at or rfc3339.now()
 
 
 @dataclass
@@ -87,7 +69,7 @@ class Container:
     Config: dict[str, Any]            # Docker's container Config (Image holds the name the user gave)
     HostConfig: dict[str, Any]
     root: str
-    Created: str = field(default_factory=rfc3339)
+    Created: str = field(default_factory=rfc3339.now)
     Path: str = ""
     Args: list[str] = field(default_factory=list)
     State: State = field(default_factory=State)
@@ -97,19 +79,19 @@ class Container:
     NetworkSettings: dict[str, Any] = field(default_factory=dict)
     MountPoints: dict[str, Any] = field(default_factory=dict)   # destination -> mount (pyd/mounts.py)
     # Not persisted: the live handle on execd and the attach subscribers.
-    execd: Any = None                                      # execdriver.Execd while running
+    execd: Execd | None = None                             # while running
     subscribers: set = field(default_factory=set)          # attach streams (asyncio.Queue)
     attach_sinks: list = field(default_factory=list)       # (fd, flags) attach connections for execd at start
     followers: int = 0                                     # logs -f streams reading along
     waiters: list = field(default_factory=list)            # (condition, Future) of POST /wait
-    wakeup: Any = None                                     # asyncio.Event set on output/exit (logs -f)
-    exit_task: Any = None                                  # the task recording the exit (_on_exit)
+    wakeup: asyncio.Event | None = None                    # set on output/exit (logs -f)
+    exit_task: asyncio.Future[None] | None = None          # the task recording the exit (_on_exit)
     saved: dict = field(default_factory=dict, repr=False, compare=False)   # file name -> bytes on disk
     # save() stages a snapshot (generation, files) on the loop; writers (loop or worker thread) take the
     # lock and write the newest staged snapshot, so an older state never lands after a newer one.
     staged: tuple = field(default=(0, ()), repr=False, compare=False)
     written_gen: int = field(default=0, repr=False, compare=False)
-    write_lock: Any = field(default_factory=threading.Lock, repr=False, compare=False)
+    write_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     # ---- files ----
     @property
@@ -197,9 +179,9 @@ class Container:
         now = time.time() if now is None else now
         st = self.State
         if st.Restarting:
-            return f"Restarting ({st.ExitCode}) {human_duration(now - parse_rfc3339(st.FinishedAt))} ago"
+            return f"Restarting ({st.ExitCode}) {human_duration(now - rfc3339.parse(st.FinishedAt))} ago"
         if st.Running:
-            text = "Up " + human_duration(now - parse_rfc3339(st.StartedAt))
+            text = "Up " + human_duration(now - rfc3339.parse(st.StartedAt))
             if st.Paused:
                 return text + " (Paused)"
             health = (st.Health or {}).get("Status")
@@ -212,7 +194,7 @@ class Container:
             return "Removal In Progress"
         if st.Status == "dead":
             return "Dead"
-        finished = parse_rfc3339(st.FinishedAt)
+        finished = rfc3339.parse(st.FinishedAt)
         if not finished:
             return f"Exited ({st.ExitCode})"
         return f"Exited ({st.ExitCode}) {human_duration(now - finished)} ago"

@@ -12,16 +12,22 @@ import logging
 import os
 import posixpath
 import stat
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pyd.daemon.errors import BadParameter, Conflict, NotFound
 
 if TYPE_CHECKING:
     from pyd.daemon.containers.model import Container
-    from pyd.daemon.main import Daemon
-    from pyd.daemon.runtime.execdriver import Mount
+    from pyd.daemon.containers.store import ContainerStore
+    from pyd.daemon.volumes.store import VolumeStore
 
 log = logging.getLogger("pyd")
+
+
+class RootfsMounts(Protocol):
+    """The graph's container layers, mounted for a copy-up."""
+    def mount_rw(self, container_id: str) -> str: ...
+    def unmount_rw(self, container_id: str) -> None: ...
 
 PROPAGATIONS = ("shared", "rshared", "slave", "rslave", "private", "rprivate")
 DEFAULT_PROPAGATION = "rprivate"
@@ -177,7 +183,7 @@ def _valid_size(value: str) -> bool:
 
 # ---------------------------------------------------------------- resolution at create (daemon)
 
-def check(daemon: "Daemon", c: "Container") -> None:
+def check(containers: "ContainerStore", c: "Container") -> None:
     """Every mount option parses and every --volumes-from container exists (nothing is created)."""
     hc = c.HostConfig
     for key, kind in (("Binds", list), ("Mounts", list), ("VolumesFrom", list), ("Tmpfs", dict)):
@@ -194,21 +200,22 @@ def check(daemon: "Daemon", c: "Container") -> None:
         if mode not in ("", "ro", "rw"):
             raise BadParameter(f"invalid mode: {mode}")
         try:
-            daemon.containers.get(name)
+            containers.get(name)
         except NotFound as e:   # 400, not 404: a 404 on create makes the docker CLI try to pull the image
             raise BadParameter(e.message) from None
 
 
-def resolve(daemon: "Daemon", c: "Container") -> dict[str, dict[str, Any]]:
+def resolve(store: "VolumeStore", containers: "ContainerStore", layers: RootfsMounts,
+            c: "Container") -> dict[str, dict[str, Any]]:
     """The container's MountPoints from its HostConfig and Config.Volumes; creates the volumes it names
     and fills new empty ones from the image (copy-up). Runs in a worker thread."""
-    hc, store = c.HostConfig, daemon.volumes
+    hc = c.HostConfig
     points: dict[str, dict[str, Any]] = {}
     for ref in hc.get("VolumesFrom") or []:
         name, _, mode = ref.partition(":")
         if mode not in ("", "ro", "rw"):
             raise BadParameter(f"invalid mode: {mode}")
-        other = daemon.containers.get(name)
+        other = containers.get(name)
         for dest, mp in (getattr(other, "MountPoints", None) or {}).items():
             mp = dict(mp)
             if mode:
@@ -238,7 +245,7 @@ def resolve(daemon: "Daemon", c: "Container") -> dict[str, dict[str, Any]]:
         if not mp.get("_NoCopy") and not store.needs_mount(v) and _is_empty_dir(v.mountpoint):
             copy_up.append(mp)
     if copy_up:
-        _copy_up(daemon, c, copy_up)
+        _copy_up(layers, c, copy_up)
     return points
 
 
@@ -249,10 +256,10 @@ def _is_empty_dir(path: str) -> bool:
         return False
 
 
-def _copy_up(daemon: "Daemon", c: "Container", points: list[dict[str, Any]]) -> None:
+def _copy_up(layers: RootfsMounts, c: "Container", points: list[dict[str, Any]]) -> None:
     """Fill empty volumes with what the image has at their destination (ownership and modes kept)."""
     from pyd.daemon.containers.copy import copy_tree_in_root
-    rootfs = daemon.graph.mount_rw(c.ID)
+    rootfs = layers.mount_rw(c.ID)
     try:
         for mp in points:
             try:
@@ -260,7 +267,7 @@ def _copy_up(daemon: "Daemon", c: "Container", points: list[dict[str, Any]]) -> 
             except OSError as e:
                 log.warning("copy-up of %s into volume %s failed: %s", mp["Destination"], mp["Name"], e)
     finally:
-        daemon.graph.unmount_rw(c.ID)
+        layers.unmount_rw(c.ID)
 
 
 # ---------------------------------------------------------------- life cycle hooks
@@ -269,73 +276,50 @@ def points_of(c: "Container") -> dict[str, dict[str, Any]]:
     return getattr(c, "MountPoints", None) or {}
 
 
-def activate(daemon: "Daemon", c: "Container") -> None:
+def activate(volumes: "VolumeStore", c: "Container") -> None:
     """Before start: mount the option volumes (tmpfs, bind...) this container uses."""
     done = []
     try:
         for mp in points_of(c).values():
             if mp["Type"] == "volume":
-                mp["Source"] = daemon.volumes.mount(mp["Name"], c.ID)
+                mp["Source"] = volumes.mount(mp["Name"], c.ID)
                 done.append(mp["Name"])
             elif mp["Type"] == "bind" and mp.get("_CreateSource") and not os.path.exists(mp["Source"]):
                 os.makedirs(mp["Source"], 0o755, exist_ok=True)
     except BaseException:
         for name in done:
-            daemon.volumes.unmount(name, c.ID)
+            volumes.unmount(name, c.ID)
         raise
 
 
-def deactivate(daemon: "Daemon", c: "Container") -> None:
+def deactivate(volumes: "VolumeStore", c: "Container") -> None:
     """After exit: let go of option-volume mounts (and the shareable /dev/shm, pyd/shm.py)."""
     from pyd.daemon.containers import shm
     shm.release(c)
     for mp in points_of(c).values():
         if mp["Type"] == "volume":
-            daemon.volumes.unmount(mp["Name"], c.ID)
+            volumes.unmount(mp["Name"], c.ID)
 
 
-def remove_anonymous(daemon: "Daemon", c: "Container") -> None:
+def remove_anonymous(volumes: "VolumeStore", c: "Container") -> None:
     """rm -v and --rm: the anonymous volumes go (unless another container still uses them)."""
     for mp in points_of(c).values():
         if mp["Type"] != "volume":
             continue
-        v = daemon.volumes.find(mp["Name"])
+        v = volumes.find(mp["Name"])
         if v is None or not v.anonymous:
             continue
         try:
-            daemon.volumes.remove(v.name)
+            volumes.remove(v.name)
         except Conflict:
             pass
         except OSError as e:
             log.warning("removal of volume %s failed: %s", v.name, e)
 
 
-def volume_users(daemon: "Daemon", name: str) -> list[str]:
-    return [c.ID for c in daemon.containers.all()
+def volume_users(containers: "ContainerStore", name: str) -> list[str]:
+    return [c.ID for c in containers.all()
             if any(mp["Type"] == "volume" and mp.get("Name") == name for mp in points_of(c).values())]
-
-
-def spec_mounts(c: "Container") -> list["Mount"]:
-    """execd mounts: parents before children (by path depth), as dockerd sorts them."""
-    from pyd.daemon.runtime.execdriver import Mount
-    items = list(points_of(c).values())     # HostConfig.Tmpfs: security.py mounts those
-    items.sort(key=lambda mp: len([p for p in mp["Destination"].split("/") if p]))
-    out = []
-    for mp in items:
-        ro = [] if mp.get("RW", True) else ["ro"]
-        if mp["Type"] == "tmpfs":
-            out.append(Mount(destination=mp["Destination"], type="tmpfs", source="tmpfs",
-                             options=list(mp.get("_Tmpfs") or TMPFS_DEFAULTS) + ro))
-            continue
-        bind = "bind" if mp.get("_NonRecursive") else "rbind"
-        out.append(Mount(destination=mp["Destination"], type="bind", source=mp["Source"],
-                         options=[bind, mp.get("Propagation") or DEFAULT_PROPAGATION, *ro]))
-    return out
-
-
-def etc_overridden(c: "Container", path: str) -> bool:
-    """A user mount at /etc/hosts (etc.) replaces the file Docker would bind there."""
-    return path in points_of(c) or path in (c.HostConfig.get("Tmpfs") or {})
 
 
 def inspect_mounts(c: "Container") -> list[dict[str, Any]]:

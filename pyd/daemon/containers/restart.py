@@ -10,17 +10,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from pyd.daemon.containers.model import parse_rfc3339, rfc3339
+from pyd.formats import rfc3339
 from pyd.daemon.errors import BadParameter
 
 if TYPE_CHECKING:
     from pyd.daemon.containers.model import Container
-    from pyd.daemon.containers.service import ContainerService
     from pyd.daemon.runtime.execdriver import ExitStatus
 
 log = logging.getLogger("pyd")
+
+
+class Restartable(Protocol):
+    """What the restart manager needs of the container service."""
+    @property
+    def shutting_down(self) -> bool: ...
+    def find(self, cid: str) -> Container | None: ...
+    async def start(self, ref: str, manual: bool = True) -> None: ...
 
 POLICIES = ("no", "always", "unless-stopped", "on-failure")
 FIRST_DELAY = 0.1
@@ -75,7 +82,7 @@ def wants_restart(c: "Container", exit_code: int, manually_stopped: bool) -> boo
 class RestartManager:
     """Owned by the ContainerService: schedules restarts and remembers each container's back-off."""
 
-    def __init__(self, svc: "ContainerService") -> None:
+    def __init__(self, svc: Restartable) -> None:
         self.svc = svc
         self.delay: dict[str, float] = {}            # container ID -> last back-off delay
         self.pending: dict[str, asyncio.Task] = {}   # container ID -> the waiting restart
@@ -92,7 +99,7 @@ class RestartManager:
 
     def on_manual_stop(self, c: "Container") -> None:
         """`docker stop`: no restart for this exit; unless-stopped stays down over daemon restarts."""
-        if self.svc.daemon.shutting_down:
+        if self.svc.shutting_down:
             return
         self.canceled.add(c.ID)
         c.HasBeenManuallyStopped = True
@@ -116,14 +123,14 @@ class RestartManager:
 
     def on_exit(self, c: "Container", status: "ExitStatus") -> bool:
         """Called once the exit is recorded; schedules a restart when the policy says so (then True)."""
-        if self.svc.daemon.shutting_down or c.ID not in self.svc.by_id:
+        if self.svc.shutting_down or self.svc.find(c.ID) is None:
             return False
         if c.ID in self.canceled:
             self.canceled.discard(c.ID)
             return False
         if not wants_restart(c, status.exit_code, c.HasBeenManuallyStopped):
             return False
-        ran_for = status.finished_at - parse_rfc3339(c.State.StartedAt)
+        ran_for = status.finished_at - rfc3339.parse(c.State.StartedAt)
         delay = self._next_delay(c.ID, ran_for)
         c.RestartCount += 1
         st = c.State
@@ -160,7 +167,7 @@ class RestartManager:
 
     async def _restart_later(self, c: "Container", delay: float, manual: bool) -> None:
         await asyncio.sleep(delay)
-        if self.svc.daemon.shutting_down or c.ID not in self.svc.by_id:
+        if self.svc.shutting_down or self.svc.find(c.ID) is None:
             return
         if self.pending.get(c.ID) is asyncio.current_task():
             self.pending.pop(c.ID, None)
@@ -170,7 +177,7 @@ class RestartManager:
         except Exception as e:  # the start failure is recorded in the state; the policy ends here
             log.warning("restart of container %s failed: %s", c.short_id, e)
             if c.State.Restarting:
-                c.State.set_stopped(c.State.ExitCode, finished_at=rfc3339(time.time()), error=str(e))
+                c.State.set_stopped(c.State.ExitCode, finished_at=rfc3339.from_unix(time.time()), error=str(e))
                 c.save()
         finally:
             self.starting.discard(c.ID)

@@ -17,14 +17,25 @@ from typing import TYPE_CHECKING, Any
 
 from pyd.daemon.containers import etcfiles
 from pyd.daemon.containers import mounts
-from pyd.daemon.containers.model import Container, merge_env, rfc3339
-from pyd.daemon.errors import BadParameter, Conflict, NotFound, NotModified, ServerError
+from pyd.daemon.containers.execs import ExecService
+from pyd.daemon.containers.health import HealthMonitor
+from pyd.daemon.containers.model import Container, merge_env
+from pyd.formats import rfc3339
+from pyd.daemon.containers.restart import RestartManager
+from pyd.daemon.containers.settings import ContainerSettings
+from pyd.daemon.containers.store import ContainerStore
+from pyd.daemon.errors import BadParameter, Conflict, NotModified, ServerError
 from pyd.daemon.fsutil import tree_size
 from pyd.daemon.api.validate import check_create_body, strslice
 
 if TYPE_CHECKING:
-    from pyd.daemon.main import Daemon
-    from pyd.daemon.runtime.execdriver import ExecDriver, ExitStatus
+    from pyd.daemon.cgroups.base import Cgroups
+    from pyd.daemon.containers.spec_inputs import SpecSources
+    from pyd.daemon.events import EventBus
+    from pyd.daemon.network.controller import NetworkController
+    from pyd.daemon.runtime.execdriver import ExecDriver, Execd, ExitStatus
+    from pyd.daemon.storage.graph import Graph
+    from pyd.daemon.volumes.store import VolumeStore
 
 log = logging.getLogger("pyd")
 
@@ -50,54 +61,59 @@ def parse_signal(value: str | int | None, default: int = signal_mod.SIGKILL) -> 
 
 
 class ContainerService:
-    def __init__(self, daemon: "Daemon", driver: "ExecDriver") -> None:
-        self.daemon = daemon
-        self.driver = driver
-        self.root = os.path.join(daemon.cfg.data_root, "containers")
-        self.by_id: dict[str, Container] = {}
-        self.names: dict[str, str] = {}          # "/name" -> id
-        self.tasks: set[asyncio.Future] = set()  # exit watchers and removals, kept referenced
-        from pyd.daemon.containers.execs import ExecService
-        self.execs = ExecService(self)           # docker exec instances (in memory, as in Docker)
-        from pyd.daemon.containers.health import HealthMonitor
-        from pyd.daemon.containers.restart import RestartManager
-        self.restarts = RestartManager(self)     # restart policies and their back-off
-        self.health = HealthMonitor(self)        # healthcheck probes
+    """The container verbs; owns the exec instances, the restart policies and the healthchecks."""
 
-    def _keep(self, task: asyncio.Future) -> None:
+    def __init__(self, settings: ContainerSettings, store: ContainerStore, graph: "Graph", driver: "ExecDriver",
+                 cgroups: "Cgroups", volumes: "VolumeStore", networks: "NetworkController",
+                 events: "EventBus") -> None:
+        self.settings = settings
+        self.store = store
+        self.graph = graph
+        self.driver = driver
+        self.cgroups = cgroups
+        self.volumes = volumes
+        self.networks = networks
+        self.events = events
+        self.root = os.path.join(settings.data_root, "containers")
+        self.shutting_down = False               # set by the engine: no restarts and no --rm removals then
+        self.tasks: set[asyncio.Future[Any]] = set()   # exit watchers and removals, kept referenced
+        # what spec building reads (spec/, shm) besides the container
+        self.execs = ExecService(self)           # docker exec instances (in memory, as in Docker)
+        self.restarts = RestartManager(self)     # restart policies and their back-off
+        self.health = HealthMonitor(self.execs, self.publish_event)   # healthcheck probes
+
+    def keep(self, task: asyncio.Future[Any]) -> None:
+        """Hold a background task (exit watcher, removal) until it is done."""
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
     # ------------------------------------------------------------ lookup
+    @property
+    def by_id(self) -> dict[str, Container]:
+        return self.store.by_id
+
+    @property
+    def names(self) -> dict[str, str]:
+        return self.store.names
+
     def all(self) -> list[Container]:
-        return list(self.by_id.values())
+        return self.store.all()
 
     def get(self, ref: str) -> Container:
-        """Full ID, then name, then unique ID prefix: Docker's order."""
-        if not ref:
-            raise NotFound("No such container: ")
-        c = self.by_id.get(ref)
-        if c:
-            return c
-        cid = self.names.get(ref if ref.startswith("/") else "/" + ref)
-        if cid:
-            return self.by_id[cid]
-        if re.fullmatch(r"[0-9a-f]+", ref):
-            matches = [c for i, c in self.by_id.items() if i.startswith(ref)]
-            if len(matches) == 1:
-                return matches[0]
-            if len(matches) > 1:
-                raise BadParameter(f"multiple IDs found with provided prefix: {ref}")
-        raise NotFound(f"No such container: {ref}")
+        return self.store.get(ref)
+
+    def find(self, cid: str) -> Container | None:
+        return self.store.find(cid)
 
     def image_in_use(self, image_id: str) -> str | None:
         """ID of a container using the image, for rmi's conflict check."""
         return next((c.ID for c in self.by_id.values() if c.Image == image_id), None)
 
-    def _event(self, c: Container, action: str, **extra: str) -> None:
+    def publish_event(self, c: Container, action: str, **extra: str) -> None:
+        """A container event with Docker's attributes: image, name, the labels, and `extra`."""
         attrs = {"image": c.Config.get("Image", ""), "name": c.Name.lstrip("/"),
                  **{k: v for k, v in (c.Config.get("Labels") or {}).items()}, **extra}
-        self.daemon.events.publish("container", action, c.ID, attrs)
+        self.events.publish("container", action, c.ID, attrs)
 
     # ------------------------------------------------------------ create
     async def create(self, name: str | None, body: Any) -> dict[str, Any]:
@@ -106,7 +122,7 @@ class ContainerService:
         image_ref = body.get("Image") or ""
         if not image_ref:
             raise BadParameter("config cannot be empty in order to create a container")
-        image = self.daemon.graph.resolve_image(image_ref)
+        image = self.graph.resolve_image(image_ref)
         if name:
             if not NAME_RE.match(name):
                 raise BadParameter(f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
@@ -128,14 +144,14 @@ class ContainerService:
         path, args = entrypoint_and_args(config)
         root = os.path.join(self.root, cid)
         c = Container(ID=cid, Name=full, Image=image.id, Config=config, HostConfig=host_config, root=root,
-                      Path=path, Args=args, Driver=self.daemon.graph.driver_name)
-        self.daemon.networks.configure_container(c, body.get("NetworkingConfig"))
-        mounts.check(self.daemon, c)             # bad -v/--mount/--tmpfs: 400 before anything is made
+                      Path=path, Args=args, Driver=self.graph.driver_name)
+        self.networks.configure_container(c, body.get("NetworkingConfig"))
+        mounts.check(self.store, c)             # bad -v/--mount/--tmpfs: 400 before anything is made
         self.names[full] = cid   # reserve before the first await
         try:
             os.makedirs(root, mode=0o710)
-            await asyncio.to_thread(self.daemon.graph.create_rw, cid, image.id)
-            c.MountPoints = await asyncio.to_thread(mounts.resolve, self.daemon, c)
+            await asyncio.to_thread(self.graph.create_rw, cid, image.id)
+            c.MountPoints = await asyncio.to_thread(mounts.resolve, self.volumes, self.store, self.graph, c)
             self._write_etc_files(c)
             await c.persist()                    # fsyncs off the loop; durable before the 201
         except BaseException:
@@ -143,7 +159,7 @@ class ContainerService:
             shutil.rmtree(root, ignore_errors=True)
             raise
         self.by_id[cid] = c
-        self._event(c, "create")
+        self.publish_event(c, "create")
         return {"Id": cid, "Warnings": warnings}
 
     def _write_etc_files(self, c: Container) -> None:
@@ -166,21 +182,24 @@ class ContainerService:
         if c.State.Status == "removing":
             raise Conflict(f"cannot start container {c.short_id}: removal in progress")
         from pyd.daemon.runtime.execdriver import ExecError
+        from pyd.daemon.containers import shm, spec_inputs
         from pyd.daemon.spec.build import build_spec
 
-        graph = self.daemon.graph
+        graph = self.graph
         if not etcfiles.etc_files_intact(c.root):   # written without fsync: a machine crash may lose them
             self._write_etc_files(c)
         # independent, so side by side: the root filesystem, the network sandbox (addresses, DNS, ports:
         # before execd joins it), the cgroups (execd joins them)
         steps = [asyncio.ensure_future(asyncio.to_thread(graph.mount_rw, c.ID)),
-                 asyncio.ensure_future(self.daemon.networks.setup(c)),
-                 asyncio.ensure_future(asyncio.to_thread(self.daemon.cgroups.create, c.ID, c.HostConfig))]
+                 asyncio.ensure_future(self.networks.setup(c)),
+                 asyncio.ensure_future(asyncio.to_thread(self.cgroups.create, c.ID, c.HostConfig))]
         try:
             await asyncio.gather(*steps)
             rootfs = steps[0].result()
-            await asyncio.to_thread(mounts.activate, self.daemon, c)   # option volumes (tmpfs...) mounted
-            spec = build_spec(self.daemon, c, rootfs)
+            await asyncio.to_thread(mounts.activate, self.volumes, c)   # option volumes (tmpfs...) mounted
+            inputs, ipc = spec_inputs.gather(c, rootfs, self.spec_sources())
+            spec = build_spec(inputs)
+            shm.prepare(ipc)                     # the shareable /dev/shm tmpfs, mounted once
             spec.output = self._output_wanted(c)
             spec.attach = list(c.attach_sinks)   # attached before start: execd writes to them itself
             os.makedirs(spec.state_dir, mode=0o700, exist_ok=True)
@@ -189,7 +208,7 @@ class ContainerService:
             await self._undo_start(c, steps)
             c.State.set_stopped(e.exit_code, error=e.message)
             c.save()
-            self._event(c, "die", exitCode=str(e.exit_code))
+            self.publish_event(c, "die", exitCode=str(e.exit_code))
             if c.HostConfig.get("AutoRemove"):  # `run --rm` waits for the removal, as dockerd does it
                 await self.remove(c.ID, force=True, volumes=True)   # --rm takes anonymous volumes too
             status = 400 if e.exit_code in (126, 127) else 500
@@ -207,18 +226,27 @@ class ContainerService:
             self.restarts.on_manual_start(c)
         c.State.set_running(execd.pid)
         saved = c.persist()                      # snapshot now: a quick exit's state is staged after it
-        self._event(c, "start")
+        self.publish_event(c, "start")
         await saved                              # durable before the 204
+
+    def spec_sources(self) -> SpecSources:
+        """Where the inputs of a container's spec come from (start, and exec, which builds it again)."""
+        from pyd.daemon.containers.spec_inputs import SpecSources
+        from pyd.daemon.spec.inputs import LogDefaults
+        s = self.settings
+        return SpecSources(exec_root=s.exec_root, execd_path=self.driver.execd_path,
+                           log=LogDefaults(s.log_driver, s.log_opts or {}), containers=self,
+                           cgroups=self.cgroups, networks=self.networks)
 
     async def _undo_start(self, c: Container, steps: list) -> None:
         """A failed start: once its parallel steps have settled, undo them (the rootfs only if it was mounted:
         the mount is reference-counted)."""
         await asyncio.gather(*steps, return_exceptions=True)
-        self.daemon.networks.release(c)
-        mounts.deactivate(self.daemon, c)
+        self.networks.release(c)
+        mounts.deactivate(self.volumes, c)
         if not steps[0].cancelled() and steps[0].exception() is None:
-            await asyncio.to_thread(self.daemon.graph.unmount_rw, c.ID)
-        await asyncio.to_thread(self.daemon.cgroups.remove, c.ID, c.HostConfig)
+            await asyncio.to_thread(self.graph.unmount_rw, c.ID)
+        await asyncio.to_thread(self.cgroups.remove, c.ID, c.HostConfig)
 
     def _output_sink(self, c: Container):
         def on_output(stream: int, data: bytes) -> None:
@@ -273,30 +301,30 @@ class ContainerService:
             self._sync_output(c)
         return c.wakeup
 
-    def _track(self, c: Container, execd: Any) -> None:
+    def _track(self, c: Container, execd: "Execd") -> None:
         c.execd = execd
         self.health.start(c)
         task = asyncio.ensure_future(self._watch_exit(c, execd))
         c.exit_task = task
-        self._keep(task)
+        self.keep(task)
 
-    async def _watch_exit(self, c: Container, execd: Any) -> None:
+    async def _watch_exit(self, c: Container, execd: "Execd") -> None:
         status = await execd.exit
         await self._on_exit(c, status)
 
     async def _on_exit(self, c: Container, status: "ExitStatus") -> None:
         c.execd = None
         self.health.stop(c)
-        oom = await asyncio.to_thread(self.daemon.cgroups.finish, c.ID, c.HostConfig)   # OOM count, then rmdir
-        c.State.set_stopped(status.exit_code, finished_at=rfc3339(status.finished_at),
+        oom = await asyncio.to_thread(self.cgroups.finish, c.ID, c.HostConfig)   # OOM count, then rmdir
+        c.State.set_stopped(status.exit_code, finished_at=rfc3339.from_unix(status.finished_at),
                             oom_killed=status.oom_killed or oom)
-        self.daemon.networks.release(c)          # the veths die with the namespace, off this path
-        mounts.deactivate(self.daemon, c)
+        self.networks.release(c)          # the veths die with the namespace, off this path
+        mounts.deactivate(self.volumes, c)
         try:
-            await asyncio.to_thread(self.daemon.graph.unmount_rw, c.ID)
+            await asyncio.to_thread(self.graph.unmount_rw, c.ID)
         except OSError as e:
             log.warning("unmount of %s failed: %s", c.short_id, e)
-        shutil.rmtree(os.path.join(self.daemon.cfg.exec_root, c.ID), ignore_errors=True)
+        shutil.rmtree(os.path.join(self.settings.exec_root, c.ID), ignore_errors=True)
         if c.ID in self.by_id:
             try:
                 await c.persist()                # fsyncs off the loop
@@ -304,14 +332,14 @@ class ContainerService:
                 if c.ID in self.by_id:           # removed meanwhile: nothing left to record
                     raise
         if c.State.OOMKilled:
-            self._event(c, "oom")
-        self._event(c, "die", exitCode=str(status.exit_code))
+            self.publish_event(c, "oom")
+        self.publish_event(c, "die", exitCode=str(status.exit_code))
         restarting = self.restarts.on_exit(c, status)
         for queue in c.subscribers:
             queue.put_nowait(None)
         self._wake(c)
         self._resolve_waiters(c, ("next-exit",) if restarting else ("not-running", "next-exit"))
-        if not restarting and c.HostConfig.get("AutoRemove") and not self.daemon.shutting_down and c.ID in self.by_id:
+        if not restarting and c.HostConfig.get("AutoRemove") and not self.shutting_down and c.ID in self.by_id:
             try:
                 await self.remove(c.ID, force=True, volumes=True)   # --rm takes anonymous volumes too
             except Exception:  # a failed auto-remove must not kill the watcher; it is logged
@@ -339,7 +367,7 @@ class ContainerService:
         if signum == parse_signal(c.Config.get("StopSignal"), default=signal_mod.SIGTERM):
             self.restarts.on_manual_stop(c)   # dockerd: a kill with the stop signal is a stop
         c.execd.kill(signum)
-        self._event(c, "kill", signal=str(signum))
+        self.publish_event(c, "kill", signal=str(signum))
         if c.State.Paused and (signum == signal_mod.SIGKILL or not c.Config.get("StopSignal")
                                or signum == parse_signal(c.Config.get("StopSignal"))):
             await self._thaw(c)   # dockerd resumes a paused container so the signal lands
@@ -350,7 +378,7 @@ class ContainerService:
             c.HasBeenManuallyStopped = True
             c.save()
             self._resolve_waiters(c, ("not-running",))
-            self._event(c, "stop")
+            self.publish_event(c, "stop")
             return
         await self.restarts.settle(c)
         if not c.State.Running or c.execd is None:
@@ -365,7 +393,7 @@ class ContainerService:
         signum = parse_signal(sig or c.Config.get("StopSignal"), default=signal_mod.SIGTERM)
         execd = c.execd
         execd.kill(signum)
-        self._event(c, "kill", signal=str(signum))
+        self.publish_event(c, "kill", signal=str(signum))
         if c.State.Paused:
             await self._thaw(c)
         if timeout < 0:
@@ -378,10 +406,10 @@ class ContainerService:
                          c.short_id, timeout, signum)
                 if c.execd is not None:
                     c.execd.kill(signal_mod.SIGKILL)
-                    self._event(c, "kill", signal=str(int(signal_mod.SIGKILL)))
+                    self.publish_event(c, "kill", signal=str(int(signal_mod.SIGKILL)))
                 await asyncio.shield(execd.exit)
         await self._settled(c)
-        self._event(c, "stop")
+        self.publish_event(c, "stop")
 
     async def _settled(self, c: Container) -> None:
         """Wait until the exit watcher has recorded the exit (state saved, rootfs unmounted)."""
@@ -410,20 +438,20 @@ class ContainerService:
         if c.State.Restarting:
             raise Conflict(f"Container {c.ID} is restarting, wait until the container is running")
         try:
-            await asyncio.to_thread(self.daemon.cgroups.set_frozen, c.ID, c.HostConfig, True)
+            await asyncio.to_thread(self.cgroups.set_frozen, c.ID, c.HostConfig, True)
         except OSError as e:
             await asyncio.to_thread(self._try_thaw, c)
             raise ServerError(f"Cannot pause container {c.ID}: {e}") from None
         c.State.Paused, c.State.Status = True, "paused"
         c.save()
-        self._event(c, "pause")
+        self.publish_event(c, "pause")
 
     async def unpause(self, ref: str) -> None:
         c = self.get(ref)
         if not c.State.Paused:
             raise Conflict(f"Container {c.ID} is not paused")
         try:
-            await asyncio.to_thread(self.daemon.cgroups.set_frozen, c.ID, c.HostConfig, False)
+            await asyncio.to_thread(self.cgroups.set_frozen, c.ID, c.HostConfig, False)
         except OSError as e:
             raise ServerError(f"Cannot unpause container {c.ID}: {e}") from None
         self._mark_thawed(c)
@@ -436,7 +464,7 @@ class ContainerService:
 
     def _try_thaw(self, c: Container) -> None:
         try:
-            self.daemon.cgroups.set_frozen(c.ID, c.HostConfig, False)
+            self.cgroups.set_frozen(c.ID, c.HostConfig, False)
         except OSError as e:
             log.warning("cannot unpause %s: %s", c.short_id, e)
 
@@ -446,7 +474,7 @@ class ContainerService:
             c.State.Status = "running"
         if c.ID in self.by_id:
             c.save()
-        self._event(c, "unpause")
+        self.publish_event(c, "unpause")
 
     # ------------------------------------------------------------ remove
     async def remove(self, ref: str, force: bool = False, volumes: bool = False) -> None:
@@ -465,14 +493,14 @@ class ContainerService:
         await self.restarts.settle(c)
         if c.State.Running and c.execd is not None:
             c.execd.kill(signal_mod.SIGKILL)
-            self._event(c, "kill", signal=str(int(signal_mod.SIGKILL)))
+            self.publish_event(c, "kill", signal=str(int(signal_mod.SIGKILL)))
             if c.State.Paused:
                 await self._thaw(c)
             await asyncio.shield(c.execd.exit) if c.execd else None
             await self._settled(c)
         c.State.Status = "removing"
         try:
-            await asyncio.to_thread(self.daemon.graph.remove_rw, c.ID)
+            await asyncio.to_thread(self.graph.remove_rw, c.ID)
         except OSError as e:
             c.State.Status = "dead"
             c.State.Dead = True
@@ -483,27 +511,27 @@ class ContainerService:
         # ~20 ms to drop, and neither the loop nor `run --rm` should wait for that.
         doomed = c.root + ".removing"
         os.replace(c.root, doomed)
-        self._keep(asyncio.ensure_future(asyncio.to_thread(shutil.rmtree, doomed, ignore_errors=True)))
+        self.keep(asyncio.ensure_future(asyncio.to_thread(shutil.rmtree, doomed, ignore_errors=True)))
         self.by_id.pop(c.ID, None)
         self.names.pop(c.Name, None)
         self._close_attach_sinks(c)
-        self._event(c, "destroy")
+        self.publish_event(c, "destroy")
         if volumes:
-            await asyncio.to_thread(mounts.remove_anonymous, self.daemon, c)
+            await asyncio.to_thread(mounts.remove_anonymous, self.volumes, c)
         for queue in c.subscribers:
             queue.put_nowait(None)
         self._resolve_waiters(c, ("not-running", "next-exit", "removed"))
 
     # ------------------------------------------------------------ update (docker update)
     async def update(self, ref: str, body: Any) -> dict[str, Any]:
-        from pyd.daemon.cgroups.manager import update_container
+        from pyd.daemon.cgroups.update import update_container
         c = self.get(ref)
         if isinstance(body, dict) and body.get("RestartPolicy"):
             from pyd.daemon.containers.restart import checked_update
             body["RestartPolicy"] = checked_update(c, body["RestartPolicy"])   # 400 before anything changes
-        warnings = await asyncio.to_thread(update_container, self.daemon.cgroups, c, body)
+        warnings = await asyncio.to_thread(update_container, self.cgroups, c, body)
         c.save()
-        self._event(c, "update")
+        self.publish_event(c, "update")
         return {"Warnings": warnings}
 
     # ------------------------------------------------------------ rename / prune
@@ -530,7 +558,7 @@ class ContainerService:
             self.names.pop(full, None)
             raise
         self.names.pop(old, None)
-        self._event(c, "rename", oldName=old)
+        self.publish_event(c, "rename", oldName=old)
 
     async def prune(self, filters: dict[str, list[str]]) -> dict[str, Any]:
         """Remove every stopped container matching filters (until, label, label!)."""
@@ -543,7 +571,7 @@ class ContainerService:
             if c.State.Running or c.State.Status == "removing":
                 continue
             labels = c.Config.get("Labels") or {}
-            created = _ts(c.Created)
+            created = rfc3339.parse(c.Created)
             if any(created >= u for u in until):
                 continue
             if not all(_label_ok(labels, v) for v in filters.get("label") or []):
@@ -558,12 +586,12 @@ class ContainerService:
                 continue
             deleted.append(c.ID)
             reclaimed += size
-        self.daemon.events.publish("container", "prune", "", {"reclaimed": str(reclaimed)})
+        self.events.publish("container", "prune", "", {"reclaimed": str(reclaimed)})
         return {"ContainersDeleted": deleted or None, "SpaceReclaimed": reclaimed}
 
     def _rw_size(self, cid: str) -> int:
         try:
-            top = self.daemon.graph.rw_dir(cid)
+            top = self.graph.rw_dir(cid)
         except Exception:
             return 0
         return tree_size(top)
@@ -595,10 +623,10 @@ class ContainerService:
     async def _reattach(self, c: Container) -> None:
         from pyd.daemon.runtime.execdriver import Execd, ExitStatus
 
-        state_dir = os.path.join(self.daemon.cfg.exec_root, c.ID)
+        state_dir = os.path.join(self.settings.exec_root, c.ID)
         result = await self.driver.reattach(state_dir, self._output_sink(c))
         if isinstance(result, Execd):
-            await asyncio.to_thread(self.daemon.graph.mount_rw, c.ID)  # take the mount reference again
+            await asyncio.to_thread(self.graph.mount_rw, c.ID)  # take the mount reference again
             self._track(c, result)
             self._sync_output(c)
             c.State.Pid = result.pid
@@ -609,21 +637,15 @@ class ContainerService:
 
     async def shutdown(self) -> None:
         running = [c for c in self.by_id.values() if c.State.Running and c.execd is not None]
-        if self.daemon.cfg.live_restore:
+        if self.settings.live_restore:
             for c in running:
                 c.execd.detach()
             return
         await asyncio.gather(*(self._stop(c, None, None) for c in running), return_exceptions=True)
 
 
-def _ts(value: str) -> float:
-    from pyd.daemon.containers.model import parse_rfc3339
-    return parse_rfc3339(value)
-
-
 def _until(value: str) -> float:
     """dockerd's GetTimestamp: unix seconds, RFC 3339, or a Go duration ago ("24h", "1h30m", "90s")."""
-    from pyd.daemon.containers.model import parse_rfc3339
     try:
         return float(value)
     except ValueError:
@@ -633,7 +655,7 @@ def _until(value: str) -> float:
         scale = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
         return time.time() - sum(float(n) * scale[u] for n, u in parts)
     try:
-        return parse_rfc3339(value)
+        return rfc3339.parse(value)
     except ValueError:
         raise BadParameter(f"invalid filter 'until={value}'") from None
 
@@ -711,10 +733,10 @@ def normalize_host_config(hc: dict[str, Any], warnings: list[str] | None = None)
     hc.setdefault("LogConfig", {"Type": "json-file", "Config": {}})
     from pyd.daemon.containers.restart import validate_policy
     hc["RestartPolicy"] = validate_policy(hc.get("RestartPolicy"))
-    from pyd.daemon.cgroups import manager as cgroups
+    from pyd.daemon.cgroups.resources import check_resources
     from pyd.daemon.spec import security
     security.normalize_host_config(hc)   # caps, security options, ulimits, devices, namespace modes
-    found = cgroups.check_resources(hc)  # dockerd's resource checks and defaults
+    found = check_resources(hc)          # dockerd's resource checks and defaults
     if warnings is not None:
         warnings.extend(found)
     return hc

@@ -4,76 +4,85 @@ private (default): execd's own tmpfs inside the container. shareable: a tmpfs th
 ``<container root>/mounts/shm`` (Docker's ShmPath) and binds into the container, so that containers in
 ``--ipc container:<id>`` mode can bind the same one. host: the host's /dev/shm. The daemon's tmpfs goes
 when the container stops.
+
+plan() decides which directory is bound (no I/O: the spec is built from it); prepare() then mounts the
+shareable tmpfs, or checks that the donor's is there.
 """
 from __future__ import annotations
 
 import logging
 import os
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Protocol
 
+from pyd.daemon.containers.model import Container
 from pyd.daemon.runtime import native
-
-if TYPE_CHECKING:
-    from pyd.daemon.containers.model import Container
-    from pyd.daemon.main import Daemon
-    from pyd.daemon.runtime.execdriver import ContainerSpec
+from pyd.daemon.runtime.execdriver import ExecError
 
 log = logging.getLogger("pyd")
 
 HOST_SHM = "/dev/shm"
+DEFAULT_SIZE = 64 << 20
 
 
-def shm_path(c: "Container") -> str:
+class ContainerLookup(Protocol):
+    def get(self, ref: str) -> Container: ...
+
+
+@dataclass(frozen=True)
+class ShmPlan:
+    source: str | None = None   # the host directory bound at /dev/shm; None: execd's private tmpfs
+    mount_size: int = 0         # shareable: the tmpfs to mount at source, of this size (once)
+    donor: str = ""             # container:<donor>: whose shareable tmpfs source must be
+
+
+def shm_path(c: Container) -> str:
     return os.path.join(c.root, "mounts", "shm")
 
 
-def source_for(daemon: "Daemon", c: "Container", mode: str, shm_size: int) -> str | None:
-    """The host directory bound at the container's /dev/shm, or None for execd's private tmpfs.
+def plan(c: Container, containers: ContainerLookup) -> ShmPlan:
+    hc = c.HostConfig
+    return _plan(c, containers, hc.get("IpcMode") or "private", int(hc.get("ShmSize") or DEFAULT_SIZE))
 
-    Raises ValueError with dockerd's words when the donor of container:<id> has no shareable shm."""
+
+def _plan(c: Container, containers: ContainerLookup, mode: str, shm_size: int) -> ShmPlan:
     if mode == "host":
-        return HOST_SHM
+        return ShmPlan(HOST_SHM)
     if mode == "shareable":
-        path = shm_path(c)
-        if not os.path.ismount(path):   # exec builds the spec again: mount once
-            os.makedirs(path, mode=0o700, exist_ok=True)
-            native.mount("shm", path, "tmpfs", native.MS_NOSUID | native.MS_NODEV | native.MS_NOEXEC,
-                         f"mode=1777,size={shm_size}")
-        return path
+        return ShmPlan(shm_path(c), mount_size=shm_size)
     if mode.startswith("container:"):
         ref = mode.split(":", 1)[1]
-        donor = daemon.containers.get(ref)
+        donor = containers.get(ref)
         donor_mode = donor.HostConfig.get("IpcMode") or ""
         if donor_mode == "host":
-            return HOST_SHM
+            return ShmPlan(HOST_SHM)
         if donor_mode.startswith("container:"):   # a chain: the shm the donor itself has
-            return source_for(daemon, donor, donor_mode, shm_size)
-        path = shm_path(donor)
-        if not os.path.ismount(path):
-            raise ValueError(f"container {ref}: non-shareable IPC "
-                             "(hint: use IpcMode:shareable for the donor container)")
-        return path
-    return None
+            return _plan(donor, containers, donor_mode, shm_size)
+        return ShmPlan(shm_path(donor), donor=ref)
+    return ShmPlan()
 
 
-def configure(daemon: "Daemon", c: "Container", spec: "ContainerSpec") -> None:
-    """Bind the shared /dev/shm into the spec (the private one needs nothing)."""
-    from pyd.daemon.runtime.execdriver import ExecError, Mount
-    hc = c.HostConfig
+def prepare(p: ShmPlan) -> None:
+    """Mount the shareable tmpfs unless it is there (exec prepares again), or check the donor's is.
+    ExecError with dockerd's words when the donor has no shareable shm."""
+    if p.source is None:
+        return
+    if p.donor:
+        if not os.path.ismount(p.source):
+            raise ExecError(f"container {p.donor}: non-shareable IPC "
+                            "(hint: use IpcMode:shareable for the donor container)", 125, "ipc")
+        return
+    if not p.mount_size or os.path.ismount(p.source):
+        return
     try:
-        source = source_for(daemon, c, hc.get("IpcMode") or "private", int(hc.get("ShmSize") or 64 << 20))
-    except ValueError as e:
-        raise ExecError(str(e), 125, "ipc") from None
+        os.makedirs(p.source, mode=0o700, exist_ok=True)
+        native.mount("shm", p.source, "tmpfs", native.MS_NOSUID | native.MS_NODEV | native.MS_NOEXEC,
+                     f"mode=1777,size={p.mount_size}")
     except OSError as e:
         raise ExecError(f"mounting shm tmpfs: {e}", 125, "ipc") from None
-    if source is None:
-        return
-    spec.mounts.insert(0, Mount(destination="/dev/shm", type="bind", source=source, options=["rbind", "rprivate"]))
-    if spec.security is not None:
-        spec.security.shm_size = 0   # the size is the shared tmpfs's, not for execd to change
 
 
-def release(c: Any) -> None:
+def release(c: Container) -> None:
     """After the container stopped: unmount the shareable tmpfs (lazily: a joiner may still hold it)."""
     path = shm_path(c)
     if os.path.ismount(path):

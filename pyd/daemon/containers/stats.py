@@ -12,8 +12,9 @@ import re
 import subprocess
 from typing import Any
 
-from pyd.daemon.cgroups.manager import read_file
-from pyd.daemon.containers.model import ZERO_TIME, rfc3339
+from pyd.daemon.cgroups.base import read_file
+from pyd.formats import rfc3339
+from pyd.formats.rfc3339 import ZERO_TIME
 from pyd.daemon.errors import BadParameter, Conflict, ServerError
 
 NANOS_PER_TICK = 1_000_000_000 // (os.sysconf("SC_CLK_TCK") or 100)
@@ -100,7 +101,7 @@ def _networks(pid: int) -> dict[str, dict[str, int]]:
 def sample(cgroups: Any, c: Any) -> dict[str, Any]:
     """One StatsJSON sample of a running container (precpu_stats/preread left empty)."""
     out = empty_stats(c)
-    out["read"] = rfc3339()
+    out["read"] = rfc3339.now()
     dirs = cgroups.dirs(c.ID, c.HostConfig or {})
     cpu: dict[str, Any] = empty_cpu()
     if "memory" in dirs:

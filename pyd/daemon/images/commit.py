@@ -11,12 +11,21 @@ import json
 import logging
 import os
 import time
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator, Protocol
 
-from pyd.daemon.storage.graph import Graph, _host_arch, _now_rfc3339, apply_changes
+from pyd.daemon.storage.graph import Graph, _host_arch, apply_changes
+from pyd.formats import rfc3339
+
+if TYPE_CHECKING:
+    from pyd.daemon.containers.model import Container
 
 
-def commit_container(graph: Graph, c: Any, changes: list[str] | None = None, comment: str = "",
+class Freezer(Protocol):
+    """The cgroup directories a running container is frozen through."""
+    def dirs(self, cid: str, hc: dict[str, Any]) -> dict[str, str]: ...
+
+
+def commit_container(graph: Graph, c: Container, changes: list[str] | None = None, comment: str = "",
                      author: str = "", overrides: dict | None = None) -> str:
     """Make the image; returns its ID."""
     base = graph.image(c.Image) if c.Image else None
@@ -27,7 +36,7 @@ def commit_container(graph: Graph, c: Any, changes: list[str] | None = None, com
             if value not in (None, "", [], {}):
                 container_config[key] = value
     apply_changes(container_config, changes or [])
-    now = _now_rfc3339()
+    now = rfc3339.now(rfc3339.FIXED)
     config: dict[str, Any] = copy.deepcopy(base.config) if base else {"architecture": _host_arch(), "os": "linux"}
     config.update({"config": container_config, "container": c.ID, "created": now})
     if author:
@@ -61,7 +70,7 @@ log = logging.getLogger("pyd.commit")
 
 
 @contextlib.contextmanager
-def frozen(cgroups: Any, c: Any, timeout: float = 2.0) -> Iterator[None]:
+def frozen(cgroups: Freezer | None, c: Container, timeout: float = 2.0) -> Iterator[None]:
     """Freeze the container's processes for the duration (v1 freezer.state, v2 cgroup.freeze); a no-op when
     it is not running, already paused, or has no freezer."""
     dirs = cgroups.dirs(c.ID, c.HostConfig or {}) if cgroups is not None and c.State.Running \

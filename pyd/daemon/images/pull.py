@@ -4,57 +4,86 @@ builder's FROM."""
 from __future__ import annotations
 
 import logging
-import os
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from pyd.daemon.images import registry
 from pyd.daemon.images.distribution import DistributionMetadata
-from pyd.proto import HTTPError
+from pyd.daemon.errors import HTTPError
 from pyd.formats.reference import Reference, parse_reference
 
 if TYPE_CHECKING:
-    from pyd.daemon.main import Daemon
-    from pyd.daemon.storage.graph import Image
+    from pyd.daemon.images.registry import AuthConfig, Emit, RegistrySession
+    from pyd.daemon.storage.graph import Graph, Image
 
 log = logging.getLogger("pyd.registry")
 
 
-def dist_meta(daemon: "Daemon") -> DistributionMetadata:
-    """The daemon's one DistributionMetadata (its lock orders the writes of concurrent pulls and pushes)."""
-    meta = getattr(daemon, "distribution_meta", None)
-    if meta is None:
-        meta = DistributionMetadata(daemon.graph.meta)
-        daemon.distribution_meta = meta
-    return meta
+@dataclass(frozen=True)
+class RegistrySettings:
+    """The daemon flags the registry client reads."""
+    tmp_dir: str                                                   # data-root/tmp: downloads and uploads spool there
+    insecure_registries: list[str] = field(default_factory=list)
+    certs_dirs: list[str] = field(default_factory=list)            # empty: /etc/pyd/certs.d, /etc/docker/certs.d
+    mirrors: list[str] = field(default_factory=list)
+    max_concurrent_downloads: int = 3
+    max_concurrent_uploads: int = 5
+    upload_chunk_size: int = 16 << 20
 
 
-def session(daemon: "Daemon", domain: str, auth: registry.AuthConfig,
-            mirror: str | None = None) -> registry.RegistrySession:
-    return registry.RegistrySession(domain, auth, daemon.cfg.insecure_registries,
-                                    certs=daemon.cfg.registry_certs_dirs or None, mirror=mirror)
+class PullService:
+    """Pulls into the graph. The registry client is imported by the first registry operation, not by an
+    idle daemon."""
+
+    def __init__(self, graph: Graph, settings: RegistrySettings) -> None:
+        self.graph = graph
+        self.settings = settings
+        self._meta: DistributionMetadata | None = None
+
+    def meta(self) -> DistributionMetadata:
+        """The daemon's one DistributionMetadata (its lock orders the writes of concurrent pulls and
+        pushes), made by the first registry operation."""
+        if self._meta is None:
+            self._meta = DistributionMetadata(self.graph.meta)
+        return self._meta
+
+    def session(self, domain: str, auth: AuthConfig, mirror: str | None = None) -> RegistrySession:
+        from pyd.daemon.images import registry
+        return registry.RegistrySession(domain, auth, self.settings.insecure_registries,
+                                        certs=self.settings.certs_dirs or None, mirror=mirror)
+
+    async def pull(self, ref: Reference, auth: AuthConfig, emit: Emit, platform: str = "") -> None:
+        """Pull `ref` into the graph, progress as Docker's JSON messages through `emit`. A mirror that
+        fails for any reason hands over to the next endpoint; the last endpoint's error is the answer."""
+        from pyd.daemon.images import registry
+        opts = registry.PullOptions(platform=platform, max_concurrent=self.settings.max_concurrent_downloads,
+                                    tmp_dir=self.settings.tmp_dir)
+        endpoints = registry.pull_endpoints(ref.domain, self.settings.mirrors)
+        for mirror in endpoints:
+            try:
+                async with self.session(ref.domain, auth, mirror) as s:
+                    await registry.Puller(s, self.graph, self.meta(), emit, opts).pull(ref)
+                return
+            except (HTTPError, OSError) as exc:
+                if mirror is None:
+                    raise
+                log.info("pull of %s from mirror %s failed (%s): trying the next endpoint", ref, mirror,
+                         getattr(exc, "message", "") or exc)
+
+    async def pull_for_build(self, name: str, auth_configs: dict[str, dict], emit: Emit | None) -> Image:
+        """FROM (or COPY --from) an image that is not here: pull it as the classic builder does, the pull's
+        progress messages in the build's output (none when `emit` is None, as with build -q)."""
+        ref = parse_reference(name)
+
+        async def drop(msg: dict) -> None:
+            return None
+        await self.pull(ref, auth_for(auth_configs, ref.domain), emit or drop)
+        return self.graph.resolve_image(str(ref))
 
 
-async def pull_image(daemon: "Daemon", ref: Reference, auth: registry.AuthConfig, emit: registry.Emit,
-                     platform: str = "") -> None:
-    """Pull `ref` into the daemon's graph, progress as Docker's JSON messages through `emit`. A mirror that
-    fails for any reason hands over to the next endpoint; the last endpoint's error is the answer."""
-    opts = registry.PullOptions(platform=platform, max_concurrent=daemon.cfg.max_concurrent_downloads,
-                                tmp_dir=os.path.join(daemon.cfg.data_root, "tmp"))
-    endpoints = registry.pull_endpoints(ref.domain, getattr(daemon.cfg, "registry_mirrors", []))
-    for mirror in endpoints:
-        try:
-            async with session(daemon, ref.domain, auth, mirror) as s:
-                await registry.Puller(s, daemon.graph, dist_meta(daemon), emit, opts).pull(ref)
-            return
-        except (HTTPError, OSError) as exc:
-            if mirror is None:
-                raise
-            log.info("pull of %s from mirror %s failed (%s): trying the next endpoint", ref, mirror,
-                     getattr(exc, "message", "") or exc)
-
-
-def auth_for(configs: dict[str, dict], domain: str) -> registry.AuthConfig:
+def auth_for(configs: dict[str, dict], domain: str) -> AuthConfig:
     """The credentials for `domain` among X-Registry-Config's (keys "host:port", "https://host/v1/", ...)."""
+    from pyd.daemon.images import registry
+
     def hostname(key: str) -> str:
         host = key.split("://", 1)[-1].split("/", 1)[0]
         return "docker.io" if host in ("index.docker.io", "registry-1.docker.io") else host
@@ -62,18 +91,6 @@ def auth_for(configs: dict[str, dict], domain: str) -> registry.AuthConfig:
         if isinstance(value, dict) and hostname(key) == domain:
             return registry.auth_from_json(value)
     return registry.AuthConfig()
-
-
-async def pull_for_build(daemon: "Daemon", name: str, auth_configs: dict[str, dict],
-                         emit: registry.Emit | None) -> "Image":
-    """FROM (or COPY --from) an image that is not here: pull it as the classic builder does, the pull's
-    progress messages in the build's output (none when `emit` is None, as with build -q)."""
-    ref = parse_reference(name)
-
-    async def drop(msg: dict) -> None:
-        return None
-    await pull_image(daemon, ref, auth_for(auth_configs, ref.domain), emit or drop)
-    return daemon.graph.resolve_image(str(ref))
 
 
 def decode_registry_config(value: str | None) -> dict[str, dict]:

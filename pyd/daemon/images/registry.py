@@ -1,7 +1,7 @@
 """Distribution (OCI registry) client: ping, auth from WWW-Authenticate challenges, pull, push, login.
 
 One RegistrySession talks to one registry for one operation: it keeps the credentials the client sent
-(X-Registry-Auth), bearer tokens per scope, and a pooled proto.AsyncClient. Pull and push report progress
+(X-Registry-Auth), bearer tokens per scope, and a pooled AsyncClient. Pull and push report progress
 as Docker's JSON messages through an `emit(dict)` coroutine.
 """
 from __future__ import annotations
@@ -21,10 +21,14 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
-from pyd import proto
+from pyd import __version__
 from pyd.daemon.errors import BadParameter, NotFound
-from pyd.proto import HTTPError
+from pyd.daemon.errors import HTTPError
 from pyd.formats.reference import DEFAULT_DOMAIN, Reference
+from pyd.http.aclient import AsyncClient, AsyncClientResponse
+from pyd.http.errors import IncompleteMessage
+from pyd.http.parser import replayable
+from pyd.http.urls import encode_query, join_url
 
 if TYPE_CHECKING:
     from pyd.daemon.images.distribution import DistributionMetadata
@@ -240,7 +244,7 @@ class RegistrySession:
             ctx = ctx or ssl.create_default_context()
             ctx.check_hostname = False
             ctx.verify_mode = ssl.CERT_NONE
-        self.client = proto.AsyncClient(timeout=timeout, ssl_context=ctx)
+        self.client = AsyncClient(timeout=timeout, ssl_context=ctx, user_agent=f"pyd-client/{__version__}")
         self._tokens = _Tokens()
         self._pinged = False
         self._ping_lock = asyncio.Lock()
@@ -257,7 +261,7 @@ class RegistrySession:
     # ---- transport and auth ---------------------------------------------------------------------
 
     async def _send(self, method: str, url: str, headers: dict | None = None, body: Any = None
-                    ) -> proto.AsyncClientResponse:
+                    ) -> AsyncClientResponse:
         try:
             return await self.client.request(method, url, headers=headers, body=body)
         except ConnectionRefusedError:
@@ -348,7 +352,7 @@ class RegistrySession:
         if self.auth.username or self.auth.password:
             raw = f"{self.auth.username}:{self.auth.password}".encode()
             headers["Authorization"] = "Basic " + base64.b64encode(raw).decode()
-        url = realm + ("&" if "?" in realm else "?") + proto._encode_query(query)
+        url = realm + ("&" if "?" in realm else "?") + encode_query(query)
         resp = await self._send("GET", url, headers=headers)
         body = await resp.read()
         if resp.status == 401:
@@ -363,7 +367,7 @@ class RegistrySession:
             raise registry_error(500, f"token server {realm} sent no token") from None
 
     async def request(self, method: str, path: str, scopes: list[str], headers: dict | None = None,
-                      body: Any = None) -> proto.AsyncClientResponse:
+                      body: Any = None) -> AsyncClientResponse:
         """A request to the registry with the right Authorization; one retry with fresh credentials on 401
         (when the body can be sent again)."""
         await self.ping()
@@ -374,7 +378,7 @@ class RegistrySession:
             if authz:
                 h["Authorization"] = authz
             resp = await self._send(method, url, h, body)
-            if resp.status != 401 or attempt or not proto._replayable(body):
+            if resp.status != 401 or attempt or not replayable(body):
                 return resp
             challenge = resp.headers.get("www-authenticate")
             await resp.read()
@@ -497,7 +501,7 @@ class Puller:
             return NotFound(f"repository {ref.familiar_name()} not found: {text}")
         return registry_error(500 if status >= 500 or status < 400 else status, text)
 
-    async def _get_manifest(self, ref: Reference, reference: str) -> tuple[bytes, str, str]:
+    async def get_manifest(self, ref: Reference, reference: str) -> tuple[bytes, str, str]:
         """(bytes, media type, digest) of a manifest by tag or digest; the digest is verified when known."""
         scopes = [f"repository:{ref.path}:pull"]
         resp = await self.s.request("GET", f"/v2/{ref.path}/manifests/{reference}", scopes, {"Accept": ACCEPT})
@@ -562,14 +566,14 @@ class Puller:
         """One tag or digest; True when something new was stored."""
         from pyd.daemon.storage.graph import _host_arch
         reference = ref.digest or ref.tag or "latest"
-        body, mt, top_digest = await self._get_manifest(ref, reference)
+        body, mt, top_digest = await self.get_manifest(ref, reference)
         if mt in MT_SCHEMA1:
             raise BadParameter(f"[DEPRECATION NOTICE] Docker Image Format v1 and Docker Image manifest version 2, "
                                f"schema 1 support is disabled. {ref.familiar()} uses it and cannot be pulled")
         manifest = json.loads(body)
         if mt in _INDEXES:
             desc = pick_manifest(manifest, self.opts.platform, _host_arch())
-            body, mt, _ = await self._get_manifest(ref, desc["digest"])
+            body, mt, _ = await self.get_manifest(ref, desc["digest"])
             manifest = json.loads(body)
         elif self.opts.platform:
             pass   # a single manifest: its config says the platform; checked below
@@ -700,7 +704,7 @@ class Puller:
                             blob.grew(got)
                             await progress.update(len(chunk))
                         break
-                    except (ConnectionError, proto.IncompleteMessage, asyncio.IncompleteReadError,
+                    except (ConnectionError, IncompleteMessage, asyncio.IncompleteReadError,
                             asyncio.TimeoutError) as exc:
                         failures += 1
                         if failures > _RESUME_ATTEMPTS:
@@ -859,7 +863,7 @@ class Pusher:
                 return await self._push_layer(ref, chain, diff)
 
         descs = await asyncio.gather(*(one(c, d) for c, d in zip(chains, diff_ids)))
-        config_bytes = self.graph._config_bytes(image.id)
+        config_bytes = self.graph.config_bytes(image.id)
         await self._ensure_blob(ref, image.id, config_bytes)
         manifest = json.dumps({
             "schemaVersion": 2, "mediaType": MT_DOCKER_MANIFEST,
@@ -949,7 +953,7 @@ class Pusher:
             raise
 
     def _abs(self, location: str) -> str:
-        return proto._join_url(self.s.base + "/v2/", location)
+        return join_url(self.s.base + "/v2/", location)
 
     async def _start_upload(self, ref: Reference) -> str:
         resp = await self.s.request("POST", f"/v2/{ref.path}/blobs/uploads/", self._scopes(ref))
@@ -1012,7 +1016,7 @@ class Pusher:
                 if resp.status < 500 and resp.status != 416:
                     raise self._error(ref, resp.status, rbody)
                 why = f"status {resp.status}"
-            except (RegistryError, ConnectionError, proto.IncompleteMessage, asyncio.IncompleteReadError,
+            except (RegistryError, ConnectionError, IncompleteMessage, asyncio.IncompleteReadError,
                     asyncio.TimeoutError) as exc:
                 if isinstance(exc, RegistryError) and exc.status != 500:
                     raise
@@ -1037,7 +1041,7 @@ class Pusher:
         try:
             resp = await self.s.request("GET", location, scopes)
             await resp.read()
-        except (RegistryError, ConnectionError, proto.IncompleteMessage, asyncio.TimeoutError):
+        except (RegistryError, ConnectionError, IncompleteMessage, asyncio.TimeoutError):
             return None
         if resp.status != 204 or not resp.headers.get("range"):
             return None

@@ -24,14 +24,15 @@ import secrets
 import socket
 import threading
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from pyd.daemon.errors import BadParameter, Conflict, Forbidden, NotFound
 from pyd.daemon.fsutil import atomic_write
+from pyd.formats import rfc3339
 
 if TYPE_CHECKING:
     from pyd.daemon.containers.model import Container
-    from pyd.daemon.main import Daemon
+    from pyd.daemon.events import EventBus
 
 log = logging.getLogger("pyd")
 
@@ -43,6 +44,26 @@ PREDEFINED = ("bridge", "host", "none")
 DEFAULT_POOLS = [("172.17.0.0/16", 16), ("172.18.0.0/15", 16), ("172.20.0.0/14", 16), ("172.24.0.0/13", 16),
                  ("192.168.0.0/16", 20)]
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+
+
+class ContainerLookup(Protocol):
+    """The containers networks are configured for (container:<id> modes, DNS names, prune, reconcile)."""
+    def get(self, ref: str) -> "Container": ...
+    def find(self, cid: str) -> "Container | None": ...
+    def all(self) -> "list[Container]": ...
+
+
+@dataclass(frozen=True)
+class NetworkOptions:
+    """The daemon flags networking reads."""
+    data_root: str
+    exec_root: str
+    bridge: str = "pyd0"
+    bip: str = ""
+    default_address_pools: list[Any] = field(default_factory=list)
+    mtu: int = 1500
+    ip_forward: bool = True
+    iptables: bool = True
 
 
 def parse_address_pool(text: str) -> tuple[str, int]:
@@ -167,7 +188,7 @@ class Network:
                 return text
         raise Forbidden(f"no available IPv4 addresses on this network's address pools: {self.Name} ({self.Id})")
 
-    def inspect(self, daemon: "Daemon") -> dict[str, Any]:
+    def inspect(self) -> dict[str, Any]:
         cfg: list[dict[str, str]] = []
         if self.subnet:
             entry = {"Subnet": self.subnet, "Gateway": self.gateway}
@@ -200,14 +221,16 @@ class Sandbox:
 class NetworkController:
     """Owns the networks, the sandboxes of running containers, the DNS server and the port proxy."""
 
-    def __init__(self, daemon: "Daemon") -> None:
+    def __init__(self, options: NetworkOptions, containers: ContainerLookup, events: "EventBus") -> None:
         from pyd.daemon.network.dns import DnsServer
         from pyd.daemon.network.nat import Firewall
         from pyd.daemon.network.netlink import Netlink
         from pyd.daemon.network.portproxy import PortProxy
 
-        self.daemon = daemon
-        cfg = daemon.cfg
+        self.options = options
+        self.containers = containers
+        self.events = events
+        cfg = options
         self.root = os.path.join(cfg.data_root, "network", "networks")
         self.netns_dir = os.path.join(cfg.exec_root, "netns")
         self.networks: dict[str, Network] = {}
@@ -215,8 +238,8 @@ class NetworkController:
         self.nl = Netlink()
         self.dns = DnsServer(self)
         self.proxy = PortProxy()
-        self.firewall = Firewall(getattr(cfg, "iptables", True))
-        self.mtu = int(getattr(cfg, "mtu", 0) or 1500)
+        self.firewall = Firewall(cfg.iptables)
+        self.mtu = int(cfg.mtu or 1500)
         self.warnings: list[str] = []
         self.lock = asyncio.Lock()
         # network files: states are serialized on the loop in order (a generation each) and written in any
@@ -243,13 +266,12 @@ class NetworkController:
             self.networks[net.Id] = net
         for name, driver in (("host", "host"), ("none", "null")):
             if not self._by_name(name):
-                self._save(Network(Name=name, Id=secrets.token_hex(32), Driver=driver, Created=_now()))
+                self._save(Network(Name=name, Id=secrets.token_hex(32), Driver=driver, Created=rfc3339.now()))
         await self._init_default_bridge()
         for net in list(self.networks.values()):
             if net.is_bridge:
                 await asyncio.to_thread(self._ensure_bridge, net)
-        cfg = self.daemon.cfg
-        if getattr(cfg, "ip_forward", True):
+        if self.options.ip_forward:
             try:
                 with open("/proc/sys/net/ipv4/ip_forward", "w") as f:
                     f.write("1")
@@ -264,9 +286,8 @@ class NetworkController:
         await self.dns.start()
 
     async def _init_default_bridge(self) -> None:
-        cfg = self.daemon.cfg
-        name = getattr(cfg, "bridge", "") or "pyd0"
-        bip = getattr(cfg, "bip", "") or ""
+        name = self.options.bridge or "pyd0"
+        bip = self.options.bip or ""
         current = self._by_name("bridge")
         if bip:
             iface = ipaddress.IPv4Interface(bip)
@@ -286,12 +307,12 @@ class NetworkController:
             log.info("default bridge changed (%s %s -> %s %s)", current.bridge, current.subnet, name, subnet)
             current.endpoints.clear()
             current.cursor = ""
-        net = current or Network(Name="bridge", Id=secrets.token_hex(32), Created=_now())
+        net = current or Network(Name="bridge", Id=secrets.token_hex(32), Created=rfc3339.now())
         net.subnet, net.gateway, net.bridge, net.Options = subnet, gateway, name, options
         self._save(net)
 
     def _pools(self) -> list[tuple[str, int]]:
-        pools = getattr(self.daemon.cfg, "default_address_pools", None) or []
+        pools = self.options.default_address_pools or []
         texts = [p if isinstance(p, str) else f"base={p.get('base', '')},size={p.get('size', 24)}" for p in pools]
         return [parse_address_pool(t) for t in texts] or DEFAULT_POOLS
 
@@ -378,8 +399,9 @@ class NetworkController:
             raise BadParameter("IPv6 networks are not supported by pyd")
         ipam_cfg = ((body.get("IPAM") or {}).get("Config") or [])
         async with self.lock:
-            net = Network(Name=name, Id=secrets.token_hex(32), Created=_now(), Internal=bool(body.get("Internal")),
-                          Attachable=bool(body.get("Attachable")), Labels=dict(body.get("Labels") or {}),
+            net = Network(Name=name, Id=secrets.token_hex(32), Created=rfc3339.now(),
+                          Internal=bool(body.get("Internal")), Attachable=bool(body.get("Attachable")),
+                          Labels=dict(body.get("Labels") or {}),
                           Options=dict(body.get("Options") or {}))
             self._configure_ipam(net, ipam_cfg)
             net.bridge = net.Options.get("com.docker.network.bridge.name") or "br-" + net.Id[:12]
@@ -389,7 +411,7 @@ class NetworkController:
                 raise Conflict(f"bridge {net.bridge} already exists on the host")
             await asyncio.to_thread(self._ensure_bridge, net)
             self._save(net)
-        self.daemon.events.publish("network", "create", net.Id, {"name": name, "type": "bridge"})
+        self.events.publish("network", "create", net.Id, {"name": name, "type": "bridge"})
         return {"Id": net.Id, "Warning": ""}
 
     def _configure_ipam(self, net: Network, ipam_cfg: list[dict[str, Any]]) -> None:
@@ -443,7 +465,7 @@ class NetworkController:
             except FileNotFoundError:
                 pass
         self.networks.pop(net.Id, None)
-        self.daemon.events.publish("network", "destroy", net.Id, {"name": net.Name, "type": "bridge"})
+        self.events.publish("network", "destroy", net.Id, {"name": net.Name, "type": "bridge"})
 
     def _delete_bridge(self, net: Network) -> None:
         self.firewall.remove_network(net.bridge, net.subnet, net.Internal)
@@ -452,17 +474,17 @@ class NetworkController:
     async def prune(self, labels: list[str] | None = None) -> list[str]:
         gone = []
         for net in list(self.networks.values()):
-            if net.Name in PREDEFINED or net.endpoints or self._referenced(net):
+            if net.Name in PREDEFINED or net.endpoints or self.referenced(net):
                 continue
-            if labels and not all(_label_match(net.Labels, lab) for lab in labels):
+            if labels and not all(label_match(net.Labels, lab) for lab in labels):
                 continue
             await self.remove(net.Id)
             gone.append(net.Name)
         return gone
 
-    def _referenced(self, net: Network) -> bool:
+    def referenced(self, net: Network) -> bool:
         """Docker's prune keeps networks that containers (even stopped ones) are configured for."""
-        return any(net.Name in (c.NetworkSettings.get("Networks") or {}) for c in self.daemon.containers.all())
+        return any(net.Name in (c.NetworkSettings.get("Networks") or {}) for c in self.containers.all())
 
     # ---- container configuration (create time)
     def configure_container(self, c: "Container", networking: dict[str, Any] | None) -> None:
@@ -474,7 +496,7 @@ class NetworkController:
         c.NetworkSettings = {"Networks": {}}
         if mode.startswith("container:"):
             check_container_mode(c)
-            other = self.daemon.containers.get(mode.split(":", 1)[1])
+            other = self.containers.get(mode.split(":", 1)[1])
             if other.ID == c.ID:
                 raise BadParameter("cannot join own network namespace")
             hc["NetworkMode"] = "container:" + other.ID
@@ -531,7 +553,7 @@ class NetworkController:
         """join_namespaces for execd: the sandbox, or the other container's namespace."""
         mode = c.HostConfig.get("NetworkMode") or ""
         if mode.startswith("container:"):
-            other = self.daemon.containers.get(mode.split(":", 1)[1])
+            other = self.containers.get(mode.split(":", 1)[1])
             if not other.State.Running or not other.State.Pid:
                 raise Conflict(f"cannot join network namespace of a non running container: {other.ID}")
             sb = self.sandboxes.get(other.ID)
@@ -543,7 +565,7 @@ class NetworkController:
         """The host file bound at /etc/<name>: the other container's one in container:<id> mode."""
         mode = c.HostConfig.get("NetworkMode") or ""
         if mode.startswith("container:"):
-            other = self.daemon.containers.by_id.get(mode.split(":", 1)[1])
+            other = self.containers.find(mode.split(":", 1)[1])
             if other is not None:
                 return other.path(name)
         return c.path(name)
@@ -551,7 +573,7 @@ class NetworkController:
     async def setup(self, c: "Container") -> None:
         """Before execd starts: addresses, the namespace with its veths, DNS, /etc files, published ports.
         Errors carry Docker 28's prefix (and keep their status)."""
-        from pyd.proto import HTTPError
+        from pyd.daemon.errors import HTTPError
         try:
             await self._setup(c)
         except HTTPError as e:
@@ -567,7 +589,7 @@ class NetworkController:
         if mode in ("host", "none") or mode.startswith("container:"):
             if mode.startswith("container:"):
                 self.join_for(c)   # fails early when the other container is not running
-                other = self.daemon.containers.get(mode.split(":", 1)[1])
+                other = self.containers.get(mode.split(":", 1)[1])
                 # dockerd: the other container's hostname, and its hostname/hosts/resolv.conf (etc_file)
                 c.Config["Hostname"] = other.Config.get("Hostname") or c.Config["Hostname"]
                 c.Config["Domainname"] = other.Config.get("Domainname") or ""
@@ -724,7 +746,7 @@ class NetworkController:
     # ---- connect / disconnect
     async def connect(self, ref: str, container: str, conf: dict[str, Any]) -> None:
         net = self.get(ref)
-        c = self.daemon.containers.get(container)
+        c = self.containers.get(container)
         mode = c.HostConfig.get("NetworkMode") or ""
         if mode in ("host", "none") or mode.startswith("container:"):
             raise Forbidden("container sharing network namespace with another container or host cannot be "
@@ -752,7 +774,7 @@ class NetworkController:
                 self.sandboxes[c.ID].dns_socks = socks
                 self.dns.serve(c.ID, socks)
         c.save()
-        self.daemon.events.publish("network", "connect", net.Id, {"container": c.ID, "name": net.Name,
+        self.events.publish("network", "connect", net.Id, {"container": c.ID, "name": net.Name,
                                                                  "type": "bridge"})
 
     def _plug_here(self, net: Network, ep: dict[str, Any]) -> None:
@@ -766,7 +788,7 @@ class NetworkController:
 
     async def disconnect(self, ref: str, container: str, force: bool = False) -> None:
         net = self.get(ref)
-        c = self.daemon.containers.get(container)
+        c = self.containers.get(container)
         nets = c.NetworkSettings.get("Networks") or {}
         if net.Name not in nets:
             raise Forbidden(f"container {c.ID} is not connected to network {net.Name}")
@@ -784,7 +806,7 @@ class NetworkController:
         nets.pop(net.Name, None)
         self._set_summary(c)
         c.save()
-        self.daemon.events.publish("network", "disconnect", net.Id, {"container": c.ID, "name": net.Name,
+        self.events.publish("network", "disconnect", net.Id, {"container": c.ID, "name": net.Name,
                                                                     "type": "bridge"})
 
     # ---- name resolution for the DNS server
@@ -792,12 +814,12 @@ class NetworkController:
         """Addresses of `name` on the user networks container `cid` is attached to; None: not ours."""
         name = name.rstrip(".").lower()
         found: list[str] = []
-        containers = self.daemon.containers
+        containers = self.containers
         for net in self._nets_of(cid):
             if net.Name == "bridge":
                 continue
             for other_id, ep in net.endpoints.items():
-                other = containers.by_id.get(other_id)
+                other = containers.find(other_id)
                 settings = ((other.NetworkSettings.get("Networks") or {}).get(net.Name) or {}) if other else {}
                 names = [n.lower() for n in settings.get("DNSNames") or [ep.get("Name", ""), other_id[:12]]]
                 if name in names and ep.get("IPAddress") and ep["IPAddress"] not in found:
@@ -806,11 +828,11 @@ class NetworkController:
 
     def ndots_set(self, cid: str) -> bool:
         """Whether the user gave ndots in --dns-opt (Docker's own ndots:0 does not count)."""
-        c = self.daemon.containers.by_id.get(cid)
+        c = self.containers.find(cid)
         return any(o.startswith("ndots:") for o in ((c.HostConfig.get("DnsOptions") if c else None) or []))
 
     def upstream_servers(self, cid: str) -> list[str]:
-        c = self.daemon.containers.by_id.get(cid)
+        c = self.containers.find(cid)
         dns = (c.HostConfig.get("Dns") if c else None) or []
         if dns:
             return list(dns)
@@ -829,10 +851,10 @@ class NetworkController:
     async def reconcile(self) -> None:
         """After the containers were restored: free the addresses of containers that are gone or stopped;
         give running ones their DNS sockets and published ports back."""
-        containers = self.daemon.containers
+        containers = self.containers
         for net in list(self.networks.values()):
             stale = [cid for cid in net.endpoints
-                     if cid not in containers.by_id or not containers.by_id[cid].State.Running]
+                     if (c := containers.find(cid)) is None or not c.State.Running]
             for cid in stale:
                 net.endpoints.pop(cid, None)
             if stale:
@@ -913,14 +935,9 @@ def _drop_netns_file(path: str) -> None:
         pass
 
 
-def _label_match(labels: dict[str, str], spec: str) -> bool:
+def label_match(labels: dict[str, str], spec: str) -> bool:
     key, eq, value = spec.partition("=")
     return key in labels and (not eq or labels[key] == value)
-
-
-def _now() -> str:
-    from pyd.daemon.containers.model import rfc3339
-    return rfc3339()
 
 
 NETWORKING_FAILED = "failed to set up container networking"

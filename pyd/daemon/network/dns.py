@@ -12,10 +12,7 @@ import asyncio
 import logging
 import socket
 import struct
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from pyd.daemon.network.controller import NetworkController
+from typing import Any, Protocol
 
 log = logging.getLogger("pyd")
 
@@ -79,8 +76,15 @@ class _Udp(asyncio.DatagramProtocol):
             self.transport.sendto(reply, addr)
 
 
+class NameResolver(Protocol):
+    """What the server asks the network controller about the container behind a socket."""
+    def resolve(self, cid: str, name: str) -> list[str] | None: ...
+    def ndots_set(self, cid: str) -> bool: ...
+    def upstream_servers(self, cid: str) -> list[str]: ...
+
+
 class DnsServer:
-    def __init__(self, controller: "NetworkController") -> None:
+    def __init__(self, controller: NameResolver) -> None:
         self.controller = controller
         self.serving: dict[str, list[Any]] = {}     # container id -> transports/servers
         self.tasks: set[asyncio.Task] = set()

@@ -1,50 +1,10 @@
-"""The Python side of execd, the per-container helper (pyd/execd.c).
+"""The Python side of execd, the per-container helper (sources in execd/).
 
 The daemon spawns ``execd FD`` with FD one end of a unix stream socketpair; execd detaches (own session,
 second fork, child subreaper), so the container outlives the daemon. A restarted daemon reattaches through
-``<state_dir>/execd.sock``.
-
-Protocol (version 1). Every frame is an 8-byte header and a payload::
-
-    u32 length (big endian, payload bytes only)   u16 type (big endian)   u16 reserved (0)
-
-A payload over ``MAX_RECORD`` (1 MiB) is a protocol error. Integers in payloads are big endian.
-
-====  ===========  ===============  ================================================================
-type  name         direction        payload
-====  ===========  ===============  ================================================================
-1     HELLO        daemon -> execd  u32 protocol version; first frame of every connection
-2     SPEC         daemon -> execd  key NUL value (keys below; lists repeat their key)
-3     SPEC_END     daemon -> execd  empty; execd then starts the container
-4     STARTED      execd -> daemon  u32 init host pid, u32 execd pid (after execve, or after HELLO
-                                    on a reattach)
-5     ERROR        execd -> daemon  i32 errno, u32 exit code (125/126/127), step NUL message
-6     OUTPUT       execd -> daemon  u8 stream (1 stdout, 2 stderr), bytes (already in the json log)
-7     STDIN        daemon -> execd  bytes for the container's stdin
-8     STDIN_CLOSE  daemon -> execd  empty
-9     KILL         daemon -> execd  u32 signal for the container's init
-10    RESIZE       daemon -> execd  u16 height, u16 width: the pty's size (ignored without tty)
-11    EXIT         execd -> daemon  i32 exit code, i32 signal (0 none), u64 finished_at (unix ns)
-12    OUTPUT_MODE  daemon -> execd  u8: 1 send OUTPUT frames on this connection (the default), 0 don't
-====  ===========  ===============  ================================================================
-
-Spec keys: id, rootfs, hostname, state_dir, log_path (absent: no log), log_max_size, log_max_file, cwd, uid, gid, group*, arg*, env*,
-tty, stdin, namespace* (mnt pid uts ipc net cgroup), readonly_rootfs, mount* (destination NUL type NUL
-source NUL comma-separated options), console_height, console_width (initial pty size), exec_pid (exec
-mode: join every namespace of that container init instead of creating one), join_cgroup* (cgroup
-directories the process enters first), and the security keys (Security below): caps, no_new_privs,
-privileged, masked_path*, readonly_path*, seccomp_default, seccomp_arch*, seccomp_rule*, rlimit*, sysctl*,
-device*, shm_size, output (0: the spawning connection starts muted, see OUTPUT_MODE), attach* (flags:
-1 stdout, 2 stderr, 4 raw; one per descriptor passed with SCM_RIGHTS along with HELLO: a client connection
-execd writes the container's output to itself, in Docker's attach format, until the container exits), and
-seccomp_bpf (binary: the filter `execd --seccomp-bpf` compiled from seccomp_* records
-read on stdin; sent instead of them).
-execd rejects unknown keys, so new ones need a new execd.
-
-With tty the process gets a pty of the container's devpts; its output arrives as stream 1 only (raw).
-
-Files in the state directory: ``execd.sock``; ``pid`` (init host pid); ``exit`` (JSON with exit_code,
-signal, finished_at_ns, oom_killed; written atomically before execd says EXIT and removes the socket).
+``<state_dir>/execd.sock``. The frames, spec records and state files are described in
+docs/execd-protocol.md; the constants below are execd/protocol.h's, which tests/unit/test_execd_protocol.py
+compares with them.
 """
 from __future__ import annotations
 
@@ -63,6 +23,7 @@ PROTOCOL_VERSION = 1
 MAX_RECORD = 1 << 20
 HEADER = struct.Struct(">IHH")
 CONTROL_SOCKET = "execd.sock"
+EXIT_FILE = "exit"          # JSON exit status, written by execd before it says EXIT
 RECV_SIZE = 256 * 1024
 MAX_FILTERS = 32              # compiled seccomp profiles kept (one per distinct profile)
 
@@ -271,7 +232,7 @@ def decode_exit(payload: bytes) -> ExitStatus:
 def read_exit_status(state_dir: str) -> ExitStatus | None:
     """The status execd recorded when the container's init exited, or None."""
     try:
-        with open(os.path.join(state_dir, "exit"), "rb") as f:
+        with open(os.path.join(state_dir, EXIT_FILE), "rb") as f:
             data = json.loads(f.read())
     except (FileNotFoundError, NotADirectoryError, ValueError):
         return None

@@ -1,19 +1,20 @@
-"""What a container may do, as Docker decides it: capabilities, seccomp, masked and read-only paths,
-devices, rlimits and sysctls, computed from the HostConfig into plain values execd applies.
-
-Seccomp profiles (Docker's default, or a user's JSON in Docker's format) are evaluated here against the
-container's capabilities, the native architecture and the kernel version, and compiled into flat rule
-records so execd only has to hand them to libseccomp.
-"""
+"""What a container may do, as Docker decides it: capabilities, security options, masked and read-only
+paths, rlimits and sysctls, computed from the HostConfig into plain values execd applies (seccomp.py
+compiles the profile, devices.py finds the device nodes). The with_* steps fill a spec's Security."""
 from __future__ import annotations
 
+import functools
 import json
-import os
-import platform
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 from pyd.daemon.errors import BadParameter
+from pyd.daemon.runtime.execdriver import ContainerSpec, ExecError, Security
+from pyd.daemon.spec.devices import devices_from, resolve_devices
+from pyd.daemon.spec.inputs import SpecInputs, Step
+from pyd.daemon.spec.namespaces import NAMESPACE_MODES
+from pyd.formats.sysctls import IPC_SYSCTLS
+from pyd.formats.ulimits import RLIMITS
 
 # ---------------------------------------------------------------- capabilities
 
@@ -70,15 +71,17 @@ def normalize_cap(name: str) -> str:
     return upper
 
 
-def tweak_caps(base: list[str], adds: list[str] | None, drops: list[str] | None) -> list[str]:
-    """Docker's TweakCapabilities: drop ALL, then add; add ALL wins; an explicit add beats a drop."""
+def tweak_caps(base: list[str], adds: list[str] | None, drops: list[str] | None,
+               held: Sequence[str] | None = None) -> list[str]:
+    """Docker's TweakCapabilities: drop ALL, then add; add ALL wins; an explicit add beats a drop.
+    held: every capability the daemon holds (read from /proc when not given)."""
     add = [normalize_cap(c) for c in adds or []]
     try:
         drop = [normalize_cap(c) for c in drops or []]
     except BadParameter as e:
         raise BadParameter(str(e).replace("CapAdd", "CapDrop")) from None
     if "ALL" in add:
-        return [c for c in all_caps() if c not in drop or c in add]
+        return [c for c in (all_caps() if held is None else held) if c not in drop or c in add]
     caps = [] if "ALL" in drop else [c for c in base if c not in drop]
     for c in add:
         if c not in caps:
@@ -106,15 +109,15 @@ class CapSets:
                                              self.ambient))
 
 
-def container_caps(hc: dict[str, Any], uid: int) -> tuple[list[str], CapSets]:
-    """The capability names and sets of a container's process.
+def container_caps(hc: Mapping[str, Any], uid: int, held: Sequence[str] | None = None) -> tuple[list[str], CapSets]:
+    """The capability names and sets of a container's process (held: as for tweak_caps).
 
     Non-root users keep the bounding set but get empty effective and permitted sets, as in Docker.
     """
     if hc.get("Privileged"):
-        caps = all_caps()
+        caps = all_caps() if held is None else list(held)
     else:
-        caps = tweak_caps(DEFAULT_CAPS, hc.get("CapAdd"), hc.get("CapDrop"))
+        caps = tweak_caps(DEFAULT_CAPS, hc.get("CapAdd"), hc.get("CapDrop"), held)
     mask = caps_mask(caps)
     if uid != 0:
         return caps, CapSets(bounding=mask, effective=0, permitted=0)
@@ -129,13 +132,13 @@ MASKED_PATHS = ["/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/pro
 READONLY_PATHS = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
 
 
-def masked_paths(hc: dict[str, Any]) -> list[str]:
+def masked_paths(hc: Mapping[str, Any]) -> list[str]:
     if hc.get("Privileged"):
         return []
     return list(hc["MaskedPaths"]) if hc.get("MaskedPaths") is not None else list(MASKED_PATHS)
 
 
-def readonly_paths(hc: dict[str, Any]) -> list[str]:
+def readonly_paths(hc: Mapping[str, Any]) -> list[str]:
     if hc.get("Privileged"):
         return []
     return list(hc["ReadonlyPaths"]) if hc.get("ReadonlyPaths") is not None else list(READONLY_PATHS)
@@ -175,239 +178,9 @@ def parse_security_opts(opts: list[str] | None) -> SecurityOpts:
     return result
 
 
-# ---------------------------------------------------------------- seccomp
-
-SCMP_ACT_KILL_THREAD = 0x00000000
-SCMP_ACT_KILL_PROCESS = 0x80000000
-SCMP_ACT_TRAP = 0x00030000
-SCMP_ACT_ERRNO = 0x00050000
-SCMP_ACT_TRACE = 0x7FF00000
-SCMP_ACT_LOG = 0x7FFC0000
-SCMP_ACT_ALLOW = 0x7FFF0000
-EPERM, ENOSYS = 1, 38
-
-SCMP_CMP = {"SCMP_CMP_NE": 1, "SCMP_CMP_LT": 2, "SCMP_CMP_LE": 3, "SCMP_CMP_EQ": 4, "SCMP_CMP_GE": 5,
-            "SCMP_CMP_GT": 6, "SCMP_CMP_MASKED_EQ": 7}
-# libseccomp arch names, from the profile's SCMP_ARCH_* tokens
-SCMP_ARCH = {"SCMP_ARCH_X86": "x86", "SCMP_ARCH_X86_64": "x86_64", "SCMP_ARCH_X32": "x32",
-             "SCMP_ARCH_ARM": "arm", "SCMP_ARCH_AARCH64": "aarch64", "SCMP_ARCH_MIPS": "mips",
-             "SCMP_ARCH_MIPS64": "mips64", "SCMP_ARCH_MIPS64N32": "mips64n32", "SCMP_ARCH_MIPSEL": "mipsel",
-             "SCMP_ARCH_MIPSEL64": "mipsel64", "SCMP_ARCH_MIPSEL64N32": "mipsel64n32", "SCMP_ARCH_PPC": "ppc",
-             "SCMP_ARCH_PPC64": "ppc64", "SCMP_ARCH_PPC64LE": "ppc64le", "SCMP_ARCH_S390": "s390",
-             "SCMP_ARCH_S390X": "s390x", "SCMP_ARCH_RISCV64": "riscv64"}
-GOARCH = {"x86_64": "amd64", "aarch64": "arm64", "i686": "386", "armv7l": "arm", "s390x": "s390x",
-          "ppc64le": "ppc64le", "riscv64": "riscv64"}
-NATIVE_SCMP_ARCH = {"amd64": "SCMP_ARCH_X86_64", "arm64": "SCMP_ARCH_AARCH64", "386": "SCMP_ARCH_X86",
-                    "arm": "SCMP_ARCH_ARM", "s390x": "SCMP_ARCH_S390X", "ppc64le": "SCMP_ARCH_PPC64LE",
-                    "riscv64": "SCMP_ARCH_RISCV64"}
-
-
-def _action(name: str, errno_ret: int | None, default_errno: int) -> int:
-    base = {"SCMP_ACT_KILL": SCMP_ACT_KILL_THREAD, "SCMP_ACT_KILL_THREAD": SCMP_ACT_KILL_THREAD,
-            "SCMP_ACT_KILL_PROCESS": SCMP_ACT_KILL_PROCESS, "SCMP_ACT_TRAP": SCMP_ACT_TRAP,
-            "SCMP_ACT_ERRNO": SCMP_ACT_ERRNO, "SCMP_ACT_TRACE": SCMP_ACT_TRACE, "SCMP_ACT_LOG": SCMP_ACT_LOG,
-            "SCMP_ACT_ALLOW": SCMP_ACT_ALLOW}.get(name)
-    if base is None:
-        raise BadParameter(f"invalid seccomp profile: unrecognized action {name!r}")
-    if base == SCMP_ACT_ERRNO:
-        return base | ((default_errno if errno_ret is None else errno_ret) & 0xFFFF)
-    if base == SCMP_ACT_TRACE:
-        return base | ((errno_ret or default_errno) & 0xFFFF)
-    return base
-
-
-def _kernel_at_least(minimum: str) -> bool:
-    def parts(v: str) -> tuple[int, ...]:
-        out = []
-        for p in v.split("-")[0].split(".")[:2]:
-            digits = "".join(ch for ch in p if ch.isdigit())
-            out.append(int(digits or 0))
-        return tuple(out)
-    return parts(platform.release()) >= parts(minimum)
-
-
-@dataclass
-class SeccompFilter:
-    default_action: int
-    arches: list[str]
-    rules: list[str]   # "ACTION NAME NARGS [INDEX OP VALUE VALUE_TWO]...", numbers in decimal
-
-    def records(self) -> list[tuple[str, str]]:
-        """execd's spec records: seccomp_default, seccomp_arch*, seccomp_rule*."""
-        return [("seccomp_default", str(self.default_action)), *[("seccomp_arch", a) for a in self.arches],
-                *[("seccomp_rule", r) for r in self.rules]]
-
-
-def compile_profile(profile: dict[str, Any], caps: list[str]) -> SeccompFilter:
-    """Docker's profile semantics: include/exclude by caps, arches (Go names) and minKernel."""
-    if not isinstance(profile, dict):
-        raise BadParameter("Decoding seccomp profile failed: json: cannot unmarshal into seccomp.Seccomp")
-    goarch = GOARCH.get(platform.machine(), platform.machine())
-    default_errno = profile.get("defaultErrnoRet")
-    default_errno = EPERM if default_errno is None else int(default_errno)
-    default = _action(profile.get("defaultAction") or "", profile.get("defaultErrnoRet"), default_errno)
-    arches: list[str] = []
-    native = NATIVE_SCMP_ARCH.get(goarch)
-    for entry in profile.get("archMap") or []:
-        if entry.get("architecture") == native:
-            arches = [entry["architecture"], *(entry.get("subArchitectures") or [])]
-    if not arches:
-        arches = list(profile.get("architectures") or [])
-    arch_names = [SCMP_ARCH[a] for a in arches if a in SCMP_ARCH]
-    rules = []
-    for group in profile.get("syscalls") or []:
-        names = list(group.get("names") or [])
-        if group.get("name"):
-            names.append(group["name"])
-        inc, exc = group.get("includes") or {}, group.get("excludes") or {}
-        if inc.get("arches") and goarch not in inc["arches"]:
-            continue
-        if inc.get("caps") and not all(c in caps for c in inc["caps"]):
-            continue
-        if inc.get("minKernel") and not _kernel_at_least(inc["minKernel"]):
-            continue
-        if exc.get("arches") and goarch in exc["arches"]:
-            continue
-        if exc.get("caps") and any(c in caps for c in exc["caps"]):
-            continue
-        action = _action(group.get("action") or "", group.get("errnoRet"), default_errno)
-        if action == default:
-            continue   # libseccomp refuses a rule that repeats the default action
-        args = []
-        for a in group.get("args") or []:
-            op = SCMP_CMP.get(a.get("op"))
-            if op is None:
-                raise BadParameter(f"invalid seccomp profile: unrecognized operator {a.get('op')!r}")
-            args.append(f"{int(a.get('index', 0))} {op} {int(a.get('value', 0))} {int(a.get('valueTwo', 0))}")
-        for name in names:
-            rules.append(" ".join([str(action), name, str(len(args)), *args]))
-    return SeccompFilter(default_action=default, arches=arch_names, rules=rules)
-
-
-def seccomp_filter(opts: SecurityOpts, hc: dict[str, Any], caps: list[str]) -> SeccompFilter | None:
-    """None when the container runs unconfined (--privileged or seccomp=unconfined), as in Docker."""
-    if hc.get("Privileged") or opts.seccomp == "unconfined":
-        return None
-    if opts.seccomp == "builtin":
-        return compile_profile(DEFAULT_PROFILE, caps)
-    try:
-        profile = json.loads(opts.seccomp)
-    except ValueError as e:
-        raise BadParameter(f"Decoding seccomp profile failed: {e}") from None
-    return compile_profile(profile, caps)
-
-
-# Docker's default profile (moby profiles/seccomp/default.json) as data.
-_ALLOWED = """
-accept accept4 access adjtimex alarm bind brk capget capset chdir chmod chown chown32 clock_adjtime
-clock_adjtime64 clock_getres clock_getres_time64 clock_gettime clock_gettime64 clock_nanosleep
-clock_nanosleep_time64 close close_range connect copy_file_range creat dup dup2 dup3 epoll_create
-epoll_create1 epoll_ctl epoll_ctl_old epoll_pwait epoll_pwait2 epoll_wait epoll_wait_old eventfd eventfd2
-execve execveat exit exit_group faccessat faccessat2 fadvise64 fadvise64_64 fallocate fanotify_mark fchdir
-fchmod fchmodat fchown fchown32 fchownat fcntl fcntl64 fdatasync fgetxattr flistxattr flock fork
-fremovexattr fsetxattr fstat fstat64 fstatat64 fstatfs fstatfs64 fsync ftruncate ftruncate64 futex
-futex_time64 futex_waitv futimesat getcpu getcwd getdents getdents64 getegid getegid32 geteuid geteuid32
-getgid getgid32 getgroups getgroups32 getitimer getpeername getpgid getpgrp getpid getppid getpriority
-getrandom getresgid getresgid32 getresuid getresuid32 getrlimit get_robust_list getrusage getsid getsockname
-getsockopt get_thread_area gettid gettimeofday getuid getuid32 getxattr inotify_add_watch inotify_init
-inotify_init1 inotify_rm_watch io_cancel ioctl io_destroy io_getevents io_pgetevents io_pgetevents_time64
-ioprio_get ioprio_set io_setup io_submit io_uring_enter io_uring_register io_uring_setup ipc kill
-landlock_add_rule landlock_create_ruleset landlock_restrict_self lchown lchown32 lgetxattr link linkat listen
-listxattr llistxattr _llseek lremovexattr lseek lsetxattr lstat lstat64 madvise membarrier memfd_create
-memfd_secret mincore mkdir mkdirat mknod mknodat mlock mlock2 mlockall mmap mmap2 mprotect mq_getsetattr
-mq_notify mq_open mq_timedreceive mq_timedreceive_time64 mq_timedsend mq_timedsend_time64 mq_unlink mremap
-msgctl msgget msgrcv msgsnd msync munlock munlockall munmap name_to_handle_at nanosleep newfstatat _newselect
-open openat openat2 pause pidfd_open pidfd_send_signal pipe pipe2 pkey_alloc pkey_free pkey_mprotect poll
-ppoll ppoll_time64 prctl pread64 preadv preadv2 prlimit64 process_mrelease pselect6 pselect6_time64 pwrite64
-pwritev pwritev2 read readahead readlink readlinkat readv recv recvfrom recvmmsg recvmmsg_time64 recvmsg
-remap_file_pages removexattr rename renameat renameat2 restart_syscall rmdir rseq rt_sigaction rt_sigpending
-rt_sigprocmask rt_sigqueueinfo rt_sigreturn rt_sigsuspend rt_sigtimedwait rt_sigtimedwait_time64
-rt_tgsigqueueinfo sched_getaffinity sched_getattr sched_getparam sched_get_priority_max
-sched_get_priority_min sched_getscheduler sched_rr_get_interval sched_rr_get_interval_time64
-sched_setaffinity sched_setattr sched_setparam sched_setscheduler sched_yield seccomp select semctl semget
-semop semtimedop semtimedop_time64 send sendfile sendfile64 sendmmsg sendmsg sendto setfsgid setfsgid32
-setfsuid setfsuid32 setgid setgid32 setgroups setgroups32 setitimer setpgid setpriority setregid setregid32
-setresgid setresgid32 setresuid setresuid32 setreuid setreuid32 setrlimit set_robust_list setsid setsockopt
-set_thread_area set_tid_address setuid setuid32 setxattr shmat shmctl shmdt shmget shutdown sigaltstack
-signalfd signalfd4 sigprocmask sigreturn socketcall socketpair splice stat stat64 statfs statfs64 statx
-symlink symlinkat sync sync_file_range syncfs sysinfo tee tgkill time timer_create timer_delete
-timer_getoverrun timer_gettime timer_gettime64 timer_settime timer_settime64 timerfd_create timerfd_gettime
-timerfd_gettime64 timerfd_settime timerfd_settime64 times tkill truncate truncate64 ugetrlimit umask uname
-unlink unlinkat utime utimensat utimensat_time64 utimes vfork vmsplice wait4 waitid waitpid write writev
-""".split()
-
-_CLONE_NS_MASK = 2114060288   # CLONE_NEWNS|NEWCGROUP|NEWUTS|NEWIPC|NEWUSER|NEWPID|NEWNET
-
-
-def _allow(names: str, **extra: Any) -> dict[str, Any]:
-    return {"names": names.split(), "action": "SCMP_ACT_ALLOW", **extra}
-
-
-def _with_cap(names: str, cap: str) -> dict[str, Any]:
-    return _allow(names, includes={"caps": [cap]})
-
-
-DEFAULT_PROFILE: dict[str, Any] = {
-    "defaultAction": "SCMP_ACT_ERRNO",
-    "defaultErrnoRet": 1,
-    "archMap": [
-        {"architecture": "SCMP_ARCH_X86_64", "subArchitectures": ["SCMP_ARCH_X86", "SCMP_ARCH_X32"]},
-        {"architecture": "SCMP_ARCH_AARCH64", "subArchitectures": ["SCMP_ARCH_ARM"]},
-        {"architecture": "SCMP_ARCH_MIPS64", "subArchitectures": ["SCMP_ARCH_MIPS", "SCMP_ARCH_MIPS64N32"]},
-        {"architecture": "SCMP_ARCH_MIPS64N32", "subArchitectures": ["SCMP_ARCH_MIPS", "SCMP_ARCH_MIPS64"]},
-        {"architecture": "SCMP_ARCH_MIPSEL64", "subArchitectures": ["SCMP_ARCH_MIPSEL", "SCMP_ARCH_MIPSEL64N32"]},
-        {"architecture": "SCMP_ARCH_MIPSEL64N32", "subArchitectures": ["SCMP_ARCH_MIPSEL", "SCMP_ARCH_MIPSEL64"]},
-        {"architecture": "SCMP_ARCH_S390X", "subArchitectures": ["SCMP_ARCH_S390"]},
-        {"architecture": "SCMP_ARCH_RISCV64", "subArchitectures": None},
-    ],
-    "syscalls": [
-        {"names": _ALLOWED, "action": "SCMP_ACT_ALLOW"},
-        _allow("process_vm_readv process_vm_writev ptrace", includes={"minKernel": "4.8"}),
-        _allow("socket", args=[{"index": 0, "value": 40, "op": "SCMP_CMP_NE"}]),
-        *[_allow("personality", args=[{"index": 0, "value": v, "op": "SCMP_CMP_EQ"}])
-          for v in (0, 8, 131072, 131080, 4294967295)],
-        _allow("sync_file_range2 swapcontext", includes={"arches": ["ppc64le"]}),
-        _allow("arm_fadvise64_64 arm_sync_file_range sync_file_range2 breakpoint cacheflush set_tls",
-               includes={"arches": ["arm", "arm64"]}),
-        _allow("arch_prctl", includes={"arches": ["amd64", "x32"]}),
-        _allow("modify_ldt", includes={"arches": ["amd64", "x32", "x86"]}),
-        _allow("s390_pci_mmio_read s390_pci_mmio_write s390_runtime_instr", includes={"arches": ["s390", "s390x"]}),
-        _allow("riscv_flush_icache", includes={"arches": ["riscv64"]}),
-        _with_cap("open_by_handle_at", "CAP_DAC_READ_SEARCH"),
-        _with_cap("bpf clone clone3 fanotify_init fsconfig fsmount fsopen fspick lookup_dcookie mount "
-                  "mount_setattr move_mount open_tree perf_event_open quotactl quotactl_fd setdomainname "
-                  "sethostname setns syslog umount umount2 unshare", "CAP_SYS_ADMIN"),
-        _allow("clone", args=[{"index": 0, "value": _CLONE_NS_MASK, "op": "SCMP_CMP_MASKED_EQ"}],
-               excludes={"caps": ["CAP_SYS_ADMIN"], "arches": ["s390", "s390x"]}),
-        _allow("clone", args=[{"index": 1, "value": _CLONE_NS_MASK, "op": "SCMP_CMP_MASKED_EQ"}],
-               includes={"arches": ["s390", "s390x"]}, excludes={"caps": ["CAP_SYS_ADMIN"]}),
-        {"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": ENOSYS,
-         "excludes": {"caps": ["CAP_SYS_ADMIN"]}},
-        _with_cap("reboot", "CAP_SYS_BOOT"),
-        _with_cap("chroot", "CAP_SYS_CHROOT"),
-        _with_cap("delete_module init_module finit_module", "CAP_SYS_MODULE"),
-        _with_cap("acct", "CAP_SYS_PACCT"),
-        _with_cap("kcmp pidfd_getfd process_madvise process_vm_readv process_vm_writev ptrace", "CAP_SYS_PTRACE"),
-        _with_cap("iopl ioperm", "CAP_SYS_RAWIO"),
-        _with_cap("settimeofday stime clock_settime clock_settime64", "CAP_SYS_TIME"),
-        _with_cap("vhangup", "CAP_SYS_TTY_CONFIG"),
-        _with_cap("get_mempolicy mbind set_mempolicy set_mempolicy_home_node", "CAP_SYS_NICE"),
-        _with_cap("syslog", "CAP_SYSLOG"),
-        _with_cap("bpf", "CAP_BPF"),
-        _with_cap("perf_event_open", "CAP_PERFMON"),
-    ],
-}
-
-
 # ---------------------------------------------------------------- rlimits
 
-# Linux RLIMIT_* numbers (Python's resource module lacks some)
-RLIMITS = {"cpu": 0, "fsize": 1, "data": 2, "stack": 3, "core": 4, "rss": 5, "nproc": 6, "nofile": 7,
-           "memlock": 8, "as": 9, "locks": 10, "sigpending": 11, "msgqueue": 12, "nice": 13, "rtprio": 14,
-           "rttime": 15}
-
-
-def rlimits(hc: dict[str, Any]) -> list[str]:
+def rlimits(hc: Mapping[str, Any]) -> list[str]:
     """HostConfig.Ulimits [{"Name","Soft","Hard"}] as execd records "RESOURCE SOFT HARD"."""
     out = []
     for u in hc.get("Ulimits") or []:
@@ -424,36 +197,9 @@ def rlimits(hc: dict[str, Any]) -> list[str]:
     return out
 
 
-def parse_ulimit(text: str) -> dict[str, Any]:
-    """The CLI's --ulimit NAME=SOFT[:HARD]."""
-    name, sep, limits = text.partition("=")
-    if not sep:
-        raise ValueError(f"invalid ulimit argument: {text}")
-    if name not in RLIMITS:
-        raise ValueError(f"invalid ulimit type: {name}")
-    soft, _, hard = limits.partition(":")
-    try:
-        s = int(soft)
-        h = int(hard) if hard else s
-    except ValueError:
-        raise ValueError(f"invalid ulimit argument: {text}") from None
-    if s > h:
-        raise ValueError(f"ulimit soft limit must be less than or equal to hard limit: {s} > {h}")
-    return {"Name": name, "Soft": s, "Hard": h}
-
-
 # ---------------------------------------------------------------- sysctls
 
-IPC_SYSCTLS = {"kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall",
-               "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"}
-
-
-def cli_sysctl_ok(key: str) -> bool:
-    """The docker CLI's whitelist (opts.ValidateSysctl)."""
-    return key in IPC_SYSCTLS or key.startswith(("net.", "fs.mqueue."))
-
-
-def sysctls(hc: dict[str, Any], own_netns: bool, own_ipcns: bool, own_utsns: bool) -> list[str]:
+def sysctls(hc: Mapping[str, Any], own_netns: bool, own_ipcns: bool, own_utsns: bool) -> list[str]:
     """Namespaced sysctls as "key=value" records; others refused with runc's words, as Docker reports them."""
     out = []
     for key, value in sorted((hc.get("Sysctls") or {}).items()):
@@ -482,96 +228,9 @@ DEFAULT_DEVICE_RULES = ["c *:* m", "b *:* m", "c 1:3 rwm", "c 1:5 rwm", "c 1:7 r
                         "c 5:0 rwm", "c 5:1 rwm", "c 5:2 rwm", "c 136:* rwm", "c 10:200 rwm"]
 
 
-@dataclass
-class Device:
-    host_path: str
-    container_path: str
-    permissions: str
-    kind: str        # "c" or "b"
-    major: int
-    minor: int
-    mode: int
-
-
-def resolve_devices(hc: dict[str, Any]) -> list[Device]:
-    """HostConfig.Devices [{"PathOnHost","PathInContainer","CgroupPermissions"}] checked against the host."""
-    import stat as stat_mod
-    out = []
-    for d in hc.get("Devices") or []:
-        host = d.get("PathOnHost") or ""
-        inside = d.get("PathInContainer") or host
-        perms = d.get("CgroupPermissions") or "rwm"
-        if not perms or any(ch not in "rwm" for ch in perms):
-            raise BadParameter(f"invalid device cgroup permissions: {perms}")
-        try:
-            st = os.stat(host)
-        except OSError as e:
-            raise BadParameter(f'error gathering device information while adding custom device "{host}": '
-                               f"{e.strerror.lower() if e.strerror else e}") from None
-        if stat_mod.S_ISCHR(st.st_mode):
-            kind = "c"
-        elif stat_mod.S_ISBLK(st.st_mode):
-            kind = "b"
-        else:
-            raise BadParameter(f'error gathering device information while adding custom device "{host}": '
-                               "not a device node")
-        out.append(Device(host, inside, perms, kind, os.major(st.st_rdev), os.minor(st.st_rdev),
-                          stat_mod.S_IMODE(st.st_mode)))
-    return out
-
-
-# runc's HostDevices skips these under /dev: the container has its own pts, shm, mqueue and fd
-HOST_DEVICE_SKIP_DIRS = {"pts", "shm", "fd", "mqueue", ".lxc", ".lxd-mounts", ".udev"}
-HOST_DEVICE_SKIP = {"/dev/console", "/dev/ptmx"}   # /dev/ptmx stays the link to the container's devpts
-
-
-def host_devices(root: str = "/dev") -> list[Device]:
-    """Every device node of the host's /dev (what --privileged gets, as in Docker)."""
-    import stat as stat_mod
-    out = []
-    for top, dirs, files in os.walk(root):
-        if top == root:
-            dirs[:] = [d for d in dirs if d not in HOST_DEVICE_SKIP_DIRS]
-        for name in sorted(files):
-            path = os.path.join(top, name)
-            try:
-                st = os.lstat(path)
-            except OSError:
-                continue   # gone meanwhile
-            if path in HOST_DEVICE_SKIP or "\n" in path:
-                continue
-            if stat_mod.S_ISCHR(st.st_mode):
-                kind = "c"
-            elif stat_mod.S_ISBLK(st.st_mode):
-                kind = "b"
-            else:
-                continue
-            out.append(Device(path, path, "rwm", kind, os.major(st.st_rdev), os.minor(st.st_rdev),
-                              stat_mod.S_IMODE(st.st_mode)))
-    return out
-
-
-def parse_device(text: str) -> dict[str, str]:
-    """The CLI's --device HOST[:CONTAINER][:PERMS]."""
-    parts = text.split(":")
-    host = parts[0]
-    inside, perms = host, "rwm"
-    if len(parts) == 2:
-        if parts[1] and all(ch in "rwm" for ch in parts[1]):
-            perms = parts[1]
-        else:
-            inside = parts[1]
-    elif len(parts) == 3:
-        inside, perms = parts[1], parts[2]
-    elif len(parts) > 3:
-        raise ValueError(f"invalid device specification: {text}")
-    return {"PathOnHost": host, "PathInContainer": inside, "CgroupPermissions": perms}
-
-
 # ---------------------------------------------------------------- HostConfig at create, spec at start
 
 DEFAULT_SHM_SIZE = 64 * 1024 * 1024
-NAMESPACE_MODES = (("pid", "PidMode", "PID"), ("ipc", "IpcMode", "IPC"), ("uts", "UTSMode", "UTS"))
 
 
 def normalize_host_config(hc: dict[str, Any]) -> None:
@@ -610,67 +269,68 @@ def normalize_host_config(hc: dict[str, Any]) -> None:
             hc["ReadonlyPaths"] = list(READONLY_PATHS)
 
 
-def configure(daemon: Any, c: Any, spec: Any) -> None:
-    """Fill spec (an execdriver.ContainerSpec) with the container's security, namespaces and cgroup."""
-    from pyd.daemon.runtime.execdriver import ExecError, Mount, Security
-    hc = c.HostConfig
-    privileged = bool(hc.get("Privileged"))
-    for kind, key, word in NAMESPACE_MODES:
-        mode = hc.get(key) or ""
-        if kind in spec.namespaces and (mode == "host" or mode.startswith("container:")):
-            spec.namespaces.remove(kind)
-        if mode.startswith("container:"):
-            ref = mode.split(":", 1)[1]
-            try:
-                other = daemon.containers.get(ref)
-            except Exception:
-                raise ExecError(f"No such container: {ref}", 125, "namespaces") from None
-            if not other.State.Running or not other.State.Pid:
-                raise ExecError(f"cannot join {word} of a non running container: {ref}", 125, "namespaces")
-            spec.join_namespaces[kind] = f"/proc/{other.State.Pid}/ns/{kind}"
-    try:
-        opts = parse_security_opts(hc.get("SecurityOpt"))
-        caps, sets = container_caps(hc, spec.process.uid)
-        seccomp = seccomp_filter(opts, hc, caps)
-        own_net = hc.get("NetworkMode") != "host"
-        own_ipc = "ipc" in spec.namespaces or "ipc" in spec.join_namespaces
-        own_uts = "uts" in spec.namespaces
-        sec = Security(caps=sets.encode(), no_new_privileges=opts.no_new_privileges, privileged=privileged,
-                       masked_paths=masked_paths(hc), readonly_paths=readonly_paths(hc),
-                       seccomp=seccomp.records() if seccomp else [], rlimits=rlimits(hc),
-                       sysctls=sysctls(hc, own_net, own_ipc, own_uts),
-                       devices=[f"{d.kind} {d.major} {d.minor} {d.mode:o} {d.container_path}"
-                                for d in (host_devices() if privileged else []) + resolve_devices(hc)],
-                       shm_size=0 if (hc.get("ShmSize") or DEFAULT_SHM_SIZE) == DEFAULT_SHM_SIZE else hc["ShmSize"])
-    except BadParameter as e:
-        raise ExecError(str(e), 125, "security") from None
-    for dest, options in sorted((hc.get("Tmpfs") or {}).items()):
-        extra = [o for o in (options or "").split(",") if o]
-        spec.mounts.append(Mount(destination=dest, type="tmpfs", source="tmpfs",
-                                 options=["nosuid", "nodev", "noexec", *extra]))
-    cg = daemon.cgroups
-    spec.join_cgroups = cg.join_paths(c.ID, hc)
-    spec.mounts += cgroup_mounts(cg, c.ID, hc, privileged)
-    if not privileged and spec.join_cgroups:
-        sec.readonly_paths.append("/sys/fs/cgroup")
-    spec.security = sec
-    from pyd.daemon.containers import shm
-    shm.configure(daemon, c, spec)   # --ipc host|shareable|container:X share a /dev/shm
+# ---------------------------------------------------------------- the spec's steps
+
+def security_step(step: Step) -> Step:
+    """A refused setting fails the start as execd's own errors do: exit 125 at the "security" step."""
+    @functools.wraps(step)
+    def run(spec: ContainerSpec, inputs: SpecInputs) -> None:
+        try:
+            step(spec, inputs)
+        except BadParameter as e:
+            raise ExecError(str(e), 125, "security") from None
+    return run
 
 
-def cgroup_mounts(cg: Any, cid: str, hc: dict[str, Any], privileged: bool) -> list[Any]:
-    """/sys/fs/cgroup as Docker shows it on cgroup v1: a tmpfs with the container's own cgroup of each
-    controller (read-only unless privileged); on v2 the container's cgroup directory itself."""
-    from pyd.daemon.runtime.execdriver import Mount
-    access = [] if privileged else ["ro"]
-    flags = ["nosuid", "nodev", "noexec"]
-    dirs = cg.dirs(cid, hc)
-    if not dirs:
-        return []
-    if "unified" in dirs:
-        return [Mount("/sys/fs/cgroup", "bind", dirs["unified"], ["rbind", *access, *flags])]
-    mounts = [Mount("/sys/fs/cgroup", "tmpfs", "tmpfs", [*flags, "mode=755"])]
-    for ctl, d in sorted(dirs.items()):
-        point = os.path.basename(cg.v1[ctl])
-        mounts.append(Mount(f"/sys/fs/cgroup/{point}", "bind", d, ["rbind", *access, *flags]))
-    return mounts
+@security_step
+def with_security_opts(spec: ContainerSpec, inputs: SpecInputs) -> None:
+    """--security-opt and --privileged: the Security the next steps fill."""
+    opts = parse_security_opts(inputs.host_config.get("SecurityOpt"))
+    spec.security = Security(no_new_privileges=opts.no_new_privileges,
+                             privileged=bool(inputs.host_config.get("Privileged")))
+
+
+@security_step
+def with_capabilities(spec: ContainerSpec, inputs: SpecInputs) -> None:
+    assert spec.security is not None
+    _, sets = container_caps(inputs.host_config, inputs.user.uid, inputs.host.capabilities)
+    spec.security.caps = sets.encode()
+
+
+def with_masked_paths(spec: ContainerSpec, inputs: SpecInputs) -> None:
+    """Docker's masked and read-only paths (none for --privileged)."""
+    assert spec.security is not None
+    spec.security.masked_paths = masked_paths(inputs.host_config)
+    spec.security.readonly_paths = readonly_paths(inputs.host_config)
+
+
+@security_step
+def with_rlimits(spec: ContainerSpec, inputs: SpecInputs) -> None:
+    assert spec.security is not None
+    spec.security.rlimits = rlimits(inputs.host_config)
+
+
+@security_step
+def with_sysctls(spec: ContainerSpec, inputs: SpecInputs) -> None:
+    """Namespaced sysctls only: after with_namespaces, which decides what the container owns."""
+    assert spec.security is not None
+    hc = inputs.host_config
+    own_ipc = "ipc" in spec.namespaces or "ipc" in spec.join_namespaces
+    spec.security.sysctls = sysctls(hc, hc.get("NetworkMode") != "host", own_ipc, "uts" in spec.namespaces)
+
+
+@security_step
+def with_devices(spec: ContainerSpec, inputs: SpecInputs) -> None:
+    """The device nodes execd makes: the host's all for --privileged, then the requested ones."""
+    assert spec.security is not None
+    hc = inputs.host_config
+    found = (list(inputs.host.devices) if hc.get("Privileged") else []) + devices_from(hc, inputs.host.device_nodes)
+    spec.security.devices = [f"{d.kind} {d.major} {d.minor} {d.mode:o} {d.container_path}" for d in found]
+
+
+def with_shm_size(spec: ContainerSpec, inputs: SpecInputs) -> None:
+    """--shm-size of execd's private /dev/shm; a shared one has the size of its own tmpfs."""
+    assert spec.security is not None
+    size = inputs.host_config.get("ShmSize") or DEFAULT_SHM_SIZE
+    shared = inputs.shm_source is not None
+    spec.security.shm_size = 0 if shared or size == DEFAULT_SHM_SIZE else inputs.host_config["ShmSize"]

@@ -1,12 +1,15 @@
 """Safe tar reading and writing for image layers.
 
 Extraction reads the tar as a stream (never whole in memory), computes the diff ID (sha256 of the
-uncompressed tar) on the way, and never creates anything outside the destination: names with `..` that
-escape are refused, absolute names are taken relative to the root, symlinks met in parent directories are
-resolved as if the root were `/`, hard links must point inside the layer.
+uncompressed tar) on the way, and never creates, changes or deletes anything outside the destination:
+names and hard-link targets with a `..` component are refused, absolute names are taken relative to the
+root (as dockerd does), symlinks met in parent directories are resolved as if the root were `/`, hard
+links must point inside the layer. It never recurses, so any depth the kernel allows is extracted.
 
 Whiteouts (`.wh.NAME`, `.wh..wh..opq`) are converted for the graph driver that stores the layer:
 "overlay" (char device 0/0, xattr trusted.overlay.opaque=y) or "vfs" (delete from the copy of the parent).
+A whiteout must name an entry (not `.`, `..` or nothing) of a real directory of the layer: one reached
+through a symlink is refused, since it would delete what the link points at.
 
 Beside the files, extraction can record a "tar-split" log: the tar's header bytes verbatim plus, for each
 regular file, its path and size. Replaying it against the extracted directory gives back the exact tar,
@@ -25,12 +28,13 @@ import logging
 import lzma
 import os
 import posixpath
-import shutil
 import stat
 import tarfile
 import zlib
 from dataclasses import dataclass
 from typing import BinaryIO, Iterable, Iterator
+
+from pyd.daemon.storage import trees
 
 log = logging.getLogger("pyd.archive")
 
@@ -43,6 +47,10 @@ CHUNK = 1 << 20
 BLOCK = tarfile.BLOCKSIZE
 TAR_END = b"\0" * (2 * BLOCK)
 _MAX_SYMLINK_HOPS = 255
+# errors a member's own path or type causes (too long, a file where a folder must be, a symlink loop):
+# the tar's fault, refused as such; any other OSError is the system's (ENOSPC, EIO, ...)
+_MEMBER_ERRNOS = frozenset({errno.ENAMETOOLONG, errno.ELOOP, errno.ENOTDIR, errno.EEXIST, errno.EISDIR,
+                            errno.ENOTEMPTY})
 
 
 class ArchiveError(ValueError):
@@ -255,6 +263,19 @@ def clean_member_name(name: str) -> str:
     return "" if rel == "." else rel
 
 
+def layer_member_name(name: str, what: str = "member") -> str:
+    """A layer member's name (or hard-link target) as a path relative to the layer root ("" for the root).
+
+    Leading slashes are dropped (absolute names are relative to the root, as dockerd treats them); a `..`
+    component anywhere is refused, even one that would stay inside."""
+    parts = [p for p in name.split("/") if p and p != "."]
+    if ".." in parts:
+        raise ArchiveError(f"invalid {what} {name!r}: a path with '..' would leave the layer")
+    if "\0" in name:
+        raise ArchiveError(f"invalid {what} {name!r}: NUL in a name")
+    return "/".join(parts)
+
+
 def secure_join(root: str, rel: str) -> str:
     """root/rel with every symlink met on the way resolved as if `root` were `/`: never outside root.
 
@@ -288,17 +309,6 @@ def secure_join(root: str, rel: str) -> str:
     return os.path.join(root, *resolved)
 
 
-def _remove(path: str) -> None:
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return
-    if stat.S_ISDIR(st.st_mode):
-        shutil.rmtree(path)
-    else:
-        os.unlink(path)
-
-
 # ---------------------------------------------------------------------------------------------------
 # extraction
 
@@ -311,19 +321,30 @@ class _Extractor:
         self.src = src
         self.split = split
         self.unpacked: set[str] = set()
-        self.dir_times: list[tuple[str, int]] = []
+        self.dir_times: list[tuple[str, str, int]] = []   # (rel, path, mtime): applied last
         self.size = 0
+        # folders known to be real directories all the way down from dest: a deep chain's members are
+        # then not resolved component by component each (quadratic in lstat, each linear in the depth);
+        # forgotten whenever extraction removes anything
+        self.real_dirs: set[str] = {""}
 
     def member(self, info: tarfile.TarInfo) -> None:
-        name = clean_member_name(info.name)
+        try:
+            self._member(info)
+        except OSError as exc:
+            if exc.errno in _MEMBER_ERRNOS:
+                raise ArchiveError(f"cannot extract {info.name!r}: {os.strerror(exc.errno)}") from None
+            raise
+
+    def _member(self, info: tarfile.TarInfo) -> None:
+        name = layer_member_name(info.name)
         if not name:
             return   # the root entry "./": the root's metadata belongs to the driver
         parent_rel, base = posixpath.split(name)
         if self.whiteouts and base.startswith(WHITEOUT_PREFIX):
-            self._whiteout(parent_rel, base, info)
+            self._whiteout(info, parent_rel, base)
             return
-        parent = secure_join(self.dest, parent_rel)
-        os.makedirs(parent, 0o755, exist_ok=True)
+        parent = self._parent_dir(parent_rel)
         path = os.path.join(parent, base)
         self._clear_for(path, info)
         self.unpacked.add(name)
@@ -331,7 +352,23 @@ class _Extractor:
             self._hardlink(path, info)
             return
         self._create(path, name, info)
-        self._apply_metadata(path, info)
+        self._apply_metadata(name, path, info)
+        if info.isdir() and parent == os.path.join(self.dest, parent_rel):
+            self.real_dirs.add(name)
+
+    def _parent_dir(self, parent_rel: str) -> str:
+        """The host path of a member's folder (made when missing), symlinks resolved inside dest."""
+        if parent_rel in self.real_dirs:
+            return os.path.join(self.dest, parent_rel)
+        parent = secure_join(self.dest, parent_rel)
+        trees.make_dirs(parent)
+        if parent == os.path.join(self.dest, parent_rel):
+            self.real_dirs.add(parent_rel)
+        return parent
+
+    def _remove(self, path: str) -> None:
+        self.real_dirs = {""}
+        trees.remove_tree(path)
 
     def _clear_for(self, path: str, info: tarfile.TarInfo) -> None:
         """Replace whatever is at `path`, except a directory that stays a directory."""
@@ -341,7 +378,7 @@ class _Extractor:
             return
         if info.isdir() and stat.S_ISDIR(st.st_mode):
             return
-        _remove(path)
+        self._remove(path)
 
     def _create(self, path: str, name: str, info: tarfile.TarInfo) -> None:
         if info.isdir():
@@ -381,7 +418,7 @@ class _Extractor:
         self.size += size
 
     def _hardlink(self, path: str, info: tarfile.TarInfo) -> None:
-        target_rel = clean_member_name(info.linkname)
+        target_rel = layer_member_name(info.linkname, f"hard link {info.name!r} ->")
         if not target_rel:
             raise ArchiveError(f"invalid hard link {info.name!r} -> {info.linkname!r}")
         t_parent, t_base = posixpath.split(target_rel)
@@ -394,7 +431,7 @@ class _Extractor:
             raise ArchiveError(f"invalid hard link {info.name!r} -> {info.linkname!r}: target is a directory")
         os.link(target, path, follow_symlinks=False)
 
-    def _apply_metadata(self, path: str, info: tarfile.TarInfo) -> None:
+    def _apply_metadata(self, name: str, path: str, info: tarfile.TarInfo) -> None:
         os.chown(path, info.uid, info.gid, follow_symlinks=False)
         for key, value in info.pax_headers.items():
             if key.startswith(XATTR_PAX_PREFIX):
@@ -403,7 +440,7 @@ class _Extractor:
             os.chmod(path, info.mode & 0o7777)   # after chown, which drops setuid/setgid
         mtime_ns = int(info.mtime * 1_000_000_000)
         if info.isdir():
-            self.dir_times.append((path, mtime_ns))   # children created later would bump it
+            self.dir_times.append((name, path, mtime_ns))   # children created later would bump it
         else:
             os.utime(path, ns=(mtime_ns, mtime_ns), follow_symlinks=False)
 
@@ -414,36 +451,65 @@ class _Extractor:
         except OSError as exc:
             log.warning("cannot set xattr %s on %s: %s", name, path, exc)
 
-    def _whiteout(self, parent_rel: str, base: str, info: tarfile.TarInfo) -> None:
-        parent = secure_join(self.dest, parent_rel)
+    def _whiteout(self, info: tarfile.TarInfo, parent_rel: str, base: str) -> None:
+        parent = self._real_dir(info, parent_rel)
         if base == WHITEOUT_OPAQUE:
             self._opaque(parent, parent_rel)
             return
         if base.startswith(WHITEOUT_META_PREFIX):
             return   # aufs bookkeeping (.wh..wh.plnk, ...): nothing to apply
-        victim = os.path.join(parent, base[len(WHITEOUT_PREFIX):])
+        hidden = base[len(WHITEOUT_PREFIX):]
+        if hidden in ("", ".", ".."):
+            raise ArchiveError(f"invalid whiteout {info.name!r}: it names {hidden or 'nothing'!r}, "
+                               "not an entry of its directory")
+        victim = os.path.join(parent, hidden)
         if self.whiteouts == "vfs":
-            _remove(victim)
+            self._remove(victim)
             return
-        os.makedirs(parent, 0o755, exist_ok=True)
-        _remove(victim)
+        trees.make_dirs(parent)
+        self._remove(victim)
         os.mknod(victim, stat.S_IFCHR, os.makedev(0, 0))
         os.chown(victim, info.uid, info.gid, follow_symlinks=False)
 
+    def _real_dir(self, info: tarfile.TarInfo, parent_rel: str) -> str:
+        """The host path of a whiteout's folder, which no symlink may lead to."""
+        if parent_rel in self.real_dirs:
+            return os.path.join(self.dest, parent_rel)
+        path = self.dest
+        for part in parent_rel.split("/") if parent_rel else []:
+            path = os.path.join(path, part)
+            try:
+                st = os.lstat(path)
+            except FileNotFoundError:
+                continue   # made by make_dirs where a whiteout needs its folder
+            if stat.S_ISLNK(st.st_mode):
+                raise ArchiveError(f"invalid whiteout {info.name!r}: its directory is reached through the "
+                                   f"symbolic link {os.path.relpath(path, self.dest)!r}")
+        return path
+
     def _opaque(self, parent: str, parent_rel: str) -> None:
         if self.whiteouts == "overlay":
-            os.makedirs(parent, 0o755, exist_ok=True)
+            trees.make_dirs(parent)
             os.setxattr(parent, OVERLAY_OPAQUE_XATTR, b"y", follow_symlinks=False)
             return
         if not os.path.isdir(parent) or os.path.islink(parent):
             return
         for child in os.listdir(parent):   # keep what this layer already put there
             if posixpath.join(parent_rel, child) not in self.unpacked:
-                _remove(os.path.join(parent, child))
+                self._remove(os.path.join(parent, child))
 
     def finish(self) -> None:
-        for path, mtime_ns in reversed(self.dir_times):
-            os.utime(path, ns=(mtime_ns, mtime_ns), follow_symlinks=False)
+        for rel, path, mtime_ns in reversed(self.dir_times):
+            parent_rel, base = posixpath.split(rel)
+            try:
+                if parent_rel not in self.real_dirs and os.path.join(secure_join(self.dest, parent_rel), base) != path:
+                    continue   # a later member put a symlink on its way: the old path may lead outside
+                os.utime(path, ns=(mtime_ns, mtime_ns), follow_symlinks=False)
+            except FileNotFoundError:
+                continue   # removed by a later member
+            except OSError as exc:
+                if exc.errno not in _MEMBER_ERRNOS:
+                    raise
 
 
 def extract_layer(stream: BinaryIO | Iterable[bytes] | bytes, dest: str, whiteouts: str | None = None,
@@ -616,7 +682,7 @@ def _entry(path: str, rel: str, st: os.stat_result, inodes: dict[tuple[int, int]
 
 
 # ---------------------------------------------------------------------------------------------------
-# a container's changes as a layer tar (the builder's commit; issue 8)
+# a container's changes as a layer tar (the builder's and docker commit's)
 
 # Mount points execd makes in a container's root (dockerd keeps them in its "-init" layer): never committed.
 COMMIT_SKIP = frozenset({"proc", "sys", "dev", ".dockerenv", "etc/hosts", "etc/hostname", "etc/resolv.conf",

@@ -1,7 +1,6 @@
-"""Storage: graph drivers (overlay2, vfs), layer store, image store, reference store, as dockerd lays them out.
+"""Storage: layer store, image store, reference store over one graph driver, as dockerd lays them out.
 
-    <root>/overlay2/<cache-id>/{diff,work,merged,lower,link}   <root>/overlay2/l/<short> -> ../<cache-id>/diff
-    <root>/vfs/dir/<cache-id>/                                  (a full copy of the parent plus the layer)
+    <root>/<driver>/...                                         (the driver's own layout: drivers/)
     <root>/image/<driver>/layerdb/sha256/<chain>/{diff,size,cache-id,parent,tar-split.json.gz}
     <root>/image/<driver>/layerdb/mounts/<container-id>/{mount-id,parent}
     <root>/image/<driver>/imagedb/content/sha256/<hex>          (the exact config bytes; hex = their sha256)
@@ -13,40 +12,34 @@ written are skipped with a warning.
 """
 from __future__ import annotations
 
-import base64
-import errno
 import hashlib
 import itertools
 import json
 import logging
 import os
-import posixpath
-import shutil
 import tempfile
 import threading
-import time
 from dataclasses import dataclass, field
 from typing import BinaryIO, Callable, Iterable, Iterator
 
-from pyd.daemon.storage import archive
-from pyd.daemon.runtime import native
 from pyd.daemon.errors import BadParameter, Conflict, NotFound
-from pyd.daemon.fsutil import atomic_write, atomic_write_json, copy_tree, fsync_dir, read_text, remove_tree
+from pyd.daemon.fsutil import atomic_write, atomic_write_json, fsync_dir, read_text
+from pyd.daemon.runtime import native
+from pyd.daemon.storage import archive, image_archive, trees
+from pyd.daemon.storage.changes import apply_changes, default_container_config
+from pyd.daemon.storage.drivers import GraphDriver, GraphDriverError, pick_driver
+from pyd.daemon.storage.trees import remove_tree
+from pyd.formats import rfc3339
 from pyd.formats.reference import Reference, is_image_id, parse_reference, validate_tag
 
 __all__ = ["Graph", "Image", "Layer", "GraphDriverError", "Reference", "parse_reference", "chain_id",
-           "apply_changes", "mount_overlay", "overlay_supported"]
+           "apply_changes"]
 
 log = logging.getLogger("pyd.graph")
 
-DRIVERS = ("overlay2", "vfs")
 _HEX = set("0123456789abcdef")
 _ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386", "ppc64le": "ppc64le",
          "s390x": "s390x", "riscv64": "riscv64"}
-
-
-class GraphDriverError(ValueError):
-    """The storage driver asked for cannot be used on this data-root (the daemon refuses to start)."""
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -75,306 +68,9 @@ def _is_cache_id(text: str) -> bool:
     return len(text) == 64 and all(c in "0123456789abcdef" for c in text)
 
 
-def _now_rfc3339() -> str:
-    ns = time.time_ns()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 1_000_000_000)) + f".{ns % 1_000_000_000:09d}Z"
-
-
 def _host_arch() -> str:
     machine = os.uname().machine
     return _ARCH.get(machine, machine)
-
-
-# ---------------------------------------------------------------------------------------------------
-# overlay mounting
-
-def mount_overlay(target: str, lowers: list[str], upper: str, work: str, new_api: bool = True) -> None:
-    """Mount overlayfs on `target`. Lowers are absolute paths, topmost first.
-
-    The new mount API passes each lower on its own ("lowerdir+", Linux 6.8+), so there is no page-size
-    limit on the layer count and no chdir. Older kernels get mount(2), with absolute paths when they fit in
-    a page, else relative ones from a forked child that chdirs (the daemon's cwd never moves)."""
-    if new_api:
-        try:
-            _mount_overlay_fsconfig(target, lowers, upper, work)
-            return
-        except _NoLowerdirPlus as exc:
-            log.debug("new mount API unusable for overlay (%s), falling back to mount(2)", exc)
-    data = f"lowerdir={':'.join(lowers)},upperdir={upper},workdir={work}"
-    if len(data) < os.sysconf("SC_PAGE_SIZE"):
-        native.mount("overlay", target, "overlay", 0, data)
-        return
-    home = os.path.commonpath([upper, work] + lowers)
-    rel = [os.path.relpath(p, home) for p in lowers]
-    data = f"lowerdir={':'.join(rel)},upperdir={os.path.relpath(upper, home)},workdir={os.path.relpath(work, home)}"
-    if len(data) >= os.sysconf("SC_PAGE_SIZE"):
-        raise OSError(errno.E2BIG, f"mount overlay on {target}: {len(lowers)} lower layers do not fit in "
-                                   "one page of mount options on this kernel")
-    _mount_from_dir(home, "overlay", target, "overlay", data)
-
-
-class _NoLowerdirPlus(Exception):
-    """The kernel lacks fsopen() or overlay's "lowerdir+" (before Linux 6.8)."""
-
-
-def _mount_overlay_fsconfig(target: str, lowers: list[str], upper: str, work: str) -> None:
-    try:
-        fd = native.fsopen("overlay")
-    except OSError as exc:
-        if exc.errno == errno.ENOSYS:
-            raise _NoLowerdirPlus(str(exc)) from None
-        raise
-    try:
-        for i, lower in enumerate(lowers):
-            try:
-                native.fsconfig(fd, native.FSCONFIG_SET_STRING, "lowerdir+", lower)
-            except OSError as exc:
-                if i == 0 and exc.errno == errno.EINVAL and "nknown parameter" in str(exc):
-                    raise _NoLowerdirPlus(str(exc)) from None
-                raise
-        native.fsconfig(fd, native.FSCONFIG_SET_STRING, "source", "overlay")   # what mount(8) and df show
-        native.fsconfig(fd, native.FSCONFIG_SET_STRING, "upperdir", upper)
-        native.fsconfig(fd, native.FSCONFIG_SET_STRING, "workdir", work)
-        native.fsconfig(fd, native.FSCONFIG_CMD_CREATE)
-        mfd = native.fsmount(fd)
-        try:
-            native.move_mount(mfd, "", native.AT_FDCWD, target, native.MOVE_MOUNT_F_EMPTY_PATH)
-        finally:
-            os.close(mfd)
-    finally:
-        os.close(fd)
-
-
-def _mount_from_dir(cwd: str, source: str, target: str, fstype: str, data: str) -> None:
-    """mount(2) with paths relative to `cwd`, done in a child so that our own cwd never changes."""
-    target = os.path.abspath(target)
-    native._libc()   # load cffi before fork: the child must only chdir and mount
-    pid = os.fork()
-    if pid == 0:   # child: only chdir + one syscall, then _exit
-        code = 1
-        try:
-            os.chdir(cwd)
-            native.mount(source, target, fstype, 0, data)
-            code = 0
-        except OSError as exc:
-            code = exc.errno or 1
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    code = os.waitstatus_to_exitcode(status)
-    if code:
-        raise OSError(code, f"mount {fstype} on {target}: {os.strerror(code)}")
-
-
-def unmount(target: str) -> None:
-    try:
-        native.umount2(target, 0)
-    except OSError as exc:
-        if exc.errno == errno.EBUSY:
-            native.umount2(target, native.MNT_DETACH)   # still busy: let it go when the last user leaves
-        elif exc.errno != errno.EINVAL:   # EINVAL: not mounted
-            raise
-
-
-def overlay_supported(root: str) -> bool:
-    """Try a real overlay mount in a scratch dir under the data-root."""
-    scratch_parent = os.path.join(root, "tmp")
-    os.makedirs(scratch_parent, exist_ok=True)
-    scratch = tempfile.mkdtemp(prefix="overlay-check-", dir=scratch_parent)
-    try:
-        dirs = {n: os.path.join(scratch, n) for n in ("lower1", "lower2", "upper", "work", "merged")}
-        for d in dirs.values():
-            os.mkdir(d)
-        mount_overlay(dirs["merged"], [dirs["lower1"], dirs["lower2"]], dirs["upper"], dirs["work"])
-        unmount(dirs["merged"])
-        return True
-    except OSError as exc:
-        log.info("overlayfs not usable on %s: %s", root, exc)
-        return False
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-
-
-# ---------------------------------------------------------------------------------------------------
-# graph drivers
-
-def _write_new(path: str, data: bytes, sync: bool) -> None:
-    """A new file in a folder nobody reads yet (its commit point is a later rename); fsynced when sync."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        if sync:
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-class Overlay2Driver:
-    """dockerd's overlay2 layout: short `l/` links keep the lowerdir list compact."""
-    name = "overlay2"
-    whiteouts = "overlay"
-
-    def __init__(self, home: str):
-        self.home = home
-        os.makedirs(os.path.join(home, "l"), 0o700, exist_ok=True)
-
-    def _dir(self, cache_id: str) -> str:
-        return os.path.join(self.home, cache_id)
-
-    def exists(self, cache_id: str) -> bool:
-        return os.path.isdir(os.path.join(self._dir(cache_id), "diff"))
-
-    def diff_dir(self, cache_id: str) -> str:
-        return os.path.join(self._dir(cache_id), "diff")
-
-    def create(self, cache_id: str, parent: str | None, durable: bool = True) -> None:
-        """A new layer dir. Nothing points at it until the caller commits its own metadata, so it is
-        written in place. durable=False (container layers) skips every fsync: `repair` re-creates what a
-        machine crash can lose, from the parent."""
-        d = self._dir(cache_id)
-        os.makedirs(self.home, 0o710, exist_ok=True)
-        os.mkdir(d, 0o710)
-        os.mkdir(os.path.join(d, "diff"), 0o755)
-        _write_new(os.path.join(d, "link"), self._new_link(cache_id).encode(), durable)
-        if parent is not None:
-            _write_new(os.path.join(d, "lower"), self._lower_of(parent).encode(), durable)
-            os.mkdir(os.path.join(d, "work"), 0o700)
-        if durable:
-            fsync_dir(d)
-            fsync_dir(os.path.join(self.home, "l"))
-            fsync_dir(self.home)
-
-    def _lower_of(self, parent: str) -> str:
-        """The `lower` of a layer on `parent`: the parent's link, then the parent's lowers."""
-        parent_link = read_text(os.path.join(self._dir(parent), "link"))
-        parent_lower = read_text(os.path.join(self._dir(parent), "lower"))
-        return f"l/{parent_link}" + (f":{parent_lower}" if parent_lower else "")
-
-    def repair(self, cache_id: str, parent: str | None) -> None:
-        """Re-create the parts of a layer made with durable=False that a machine crash lost (dirs, link,
-        lower); parts that are there are kept."""
-        d = self._dir(cache_id)
-        os.makedirs(d, 0o710, exist_ok=True)
-        os.makedirs(os.path.join(d, "diff"), 0o755, exist_ok=True)
-        link = read_text(os.path.join(d, "link"))
-        try:
-            linked = bool(link) and os.readlink(os.path.join(self.home, "l", link)) == f"../{cache_id}/diff"
-        except OSError:
-            linked = False
-        if not linked:
-            atomic_write(os.path.join(d, "link"), self._new_link(cache_id).encode())
-        if parent is not None:
-            os.makedirs(os.path.join(d, "work"), 0o700, exist_ok=True)
-            lower = self._lower_of(parent)
-            if read_text(os.path.join(d, "lower")) != lower:
-                atomic_write(os.path.join(d, "lower"), lower.encode())
-
-    def _new_link(self, cache_id: str) -> str:
-        while True:   # 26 chars of base32, as dockerd: short enough for ~128 lowers in one page
-            short = base64.b32encode(os.urandom(16)).decode().rstrip("=")
-            try:
-                os.symlink(f"../{cache_id}/diff", os.path.join(self.home, "l", short))
-                return short
-            except FileExistsError:
-                continue
-
-    def lowers(self, cache_id: str) -> list[str]:
-        lower = read_text(os.path.join(self._dir(cache_id), "lower"))
-        return [os.path.join(self.home, p) for p in lower.split(":")] if lower else []
-
-    def mount(self, cache_id: str) -> str:
-        d = self._dir(cache_id)
-        lowers = self.lowers(cache_id)
-        if not lowers:
-            return os.path.join(d, "diff")   # nothing under it: the diff is the whole tree, as dockerd does
-        merged = os.path.join(d, "merged")
-        os.makedirs(merged, 0o700, exist_ok=True)
-        if not os.path.ismount(merged):
-            mount_overlay(merged, lowers, os.path.join(d, "diff"), os.path.join(d, "work"))
-        return merged
-
-    def data(self, cache_id: str) -> dict | None:
-        """`docker inspect`'s GraphDriver.Data: full paths, lowers as their diff dirs."""
-        d = self._dir(cache_id)
-        out = {"MergedDir": os.path.join(d, "merged"), "UpperDir": os.path.join(d, "diff"),
-               "WorkDir": os.path.join(d, "work")}
-        lowers = [os.path.realpath(p) for p in self.lowers(cache_id)]
-        if lowers:
-            out["LowerDir"] = ":".join(lowers)
-        return out
-
-    def unmount(self, cache_id: str) -> None:
-        merged = os.path.join(self._dir(cache_id), "merged")
-        if os.path.ismount(merged):
-            unmount(merged)
-
-    def remove(self, cache_id: str) -> None:
-        d = self._dir(cache_id)
-        self.unmount(cache_id)
-        link = read_text(os.path.join(d, "link"))
-        if link:
-            try:
-                os.unlink(os.path.join(self.home, "l", link))
-            except FileNotFoundError:
-                pass
-        remove_tree(d)
-
-
-class VfsDriver:
-    """Full copies: every layer directory holds its whole tree. Works on any filesystem."""
-    name = "vfs"
-    whiteouts = "vfs"
-
-    def __init__(self, home: str):
-        self.home = home
-        os.makedirs(os.path.join(home, "dir"), 0o700, exist_ok=True)
-
-    def diff_dir(self, cache_id: str) -> str:
-        return os.path.join(self.home, "dir", cache_id)
-
-    def exists(self, cache_id: str) -> bool:
-        return os.path.isdir(self.diff_dir(cache_id))
-
-    def create(self, cache_id: str, parent: str | None, durable: bool = True) -> None:
-        d = self.diff_dir(cache_id)
-        if parent is None:
-            os.mkdir(d, 0o755)
-        else:
-            copy_tree(self.diff_dir(parent), d)
-
-    def mount(self, cache_id: str) -> str:
-        return self.diff_dir(cache_id)
-
-    def data(self, cache_id: str) -> dict | None:
-        return None
-
-    def unmount(self, cache_id: str) -> None:
-        pass
-
-    def remove(self, cache_id: str) -> None:
-        remove_tree(self.diff_dir(cache_id))
-
-
-Driver = Overlay2Driver | VfsDriver
-
-
-def _pick_driver(root: str, name: str | None) -> Driver:
-    if name is not None and name not in DRIVERS:
-        raise GraphDriverError(f"graph driver {name!r} is not supported (choose one of: {', '.join(DRIVERS)})")
-    if name is None and _used_before(root, "vfs") and not _used_before(root, "overlay2"):
-        name = "vfs"   # keep what this data-root already holds, as dockerd does
-    if name in (None, "overlay2"):
-        if overlay_supported(root):
-            return Overlay2Driver(os.path.join(root, "overlay2"))
-        if name == "overlay2":
-            raise GraphDriverError(f"driver not supported: overlay2 (overlayfs cannot be mounted on {root})")
-    return VfsDriver(os.path.join(root, "vfs"))
-
-
-def _used_before(root: str, driver: str) -> bool:
-    return os.path.isdir(os.path.join(root, "image", driver, "layerdb", "sha256"))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -433,7 +129,7 @@ class Graph:
         self.root = os.path.abspath(root)
         self.tmp = os.path.join(self.root, "tmp")
         os.makedirs(self.tmp, 0o700, exist_ok=True)
-        self.driver = _pick_driver(self.root, driver)
+        self.driver: GraphDriver = pick_driver(self.root, driver)
         self.driver_name: str = self.driver.name
         self.backing_fs: str = native.fs_name(self.root)
         self.meta = os.path.join(self.root, "image", self.driver_name)
@@ -534,7 +230,7 @@ class Graph:
         for cid in os.listdir(base):
             mount_id = read_text(os.path.join(base, cid, "mount-id"))
             parent = read_text(os.path.join(base, cid, "parent")) or None
-            if mount_id and isinstance(self.driver, Overlay2Driver) and (parent is None or parent in self._layers):
+            if mount_id and (parent is None or parent in self._layers):
                 try:
                     self.driver.repair(mount_id, self._layers[parent].cache_id if parent else None)
                 except OSError as exc:
@@ -612,11 +308,11 @@ class Graph:
     def _write_layer_meta(self, layer: Layer, split_tmp: str) -> None:
         """All files in a scratch dir, then one rename: the layer appears whole or not at all."""
         scratch = tempfile.mkdtemp(prefix="write-set-", dir=os.path.join(self._layerdb, "tmp"))
-        _write_new(os.path.join(scratch, "diff"), layer.diff_id.encode(), True)
-        _write_new(os.path.join(scratch, "size"), str(layer.size).encode(), True)
-        _write_new(os.path.join(scratch, "cache-id"), layer.cache_id.encode(), True)
+        trees.write_new(os.path.join(scratch, "diff"), layer.diff_id.encode(), True)
+        trees.write_new(os.path.join(scratch, "size"), str(layer.size).encode(), True)
+        trees.write_new(os.path.join(scratch, "cache-id"), layer.cache_id.encode(), True)
         if layer.parent:
-            _write_new(os.path.join(scratch, "parent"), layer.parent.encode(), True)
+            trees.write_new(os.path.join(scratch, "parent"), layer.parent.encode(), True)
         os.rename(split_tmp, os.path.join(scratch, "tar-split.json.gz"))
         os.chmod(scratch, 0o700)
         fsync_dir(scratch)
@@ -728,6 +424,14 @@ class Graph:
 
     def _refs_of(self, image_id: str) -> list[Reference]:
         return sorted((r for r, i in self._refs.items() if i == image_id), key=str)
+
+    def find_image(self, image_id: str) -> Image | None:
+        """Exact lookup by full ID; None when there is no such image (any more)."""
+        return self._images.get(image_id)
+
+    def references(self) -> list[Reference]:
+        """Every tag and digest reference, sorted."""
+        return sorted(self._refs, key=str)
 
     def children(self, image_id: str) -> list[Image]:
         return [i for i in self._images.values() if i.parent == image_id]
@@ -859,7 +563,7 @@ class Graph:
             raise BadParameter("refusing to create a tag with a digest reference")
         container_config = apply_changes(default_container_config(), changes or [])
         layer = self.register_layer(stream)
-        now = _now_rfc3339()
+        now = rfc3339.now(rfc3339.FIXED)
         config = {
             "architecture": _host_arch(),
             "config": container_config,
@@ -886,38 +590,23 @@ class Graph:
                 archive.extract_layer(stream, work, whiteouts=None)
             except archive.ArchiveError as exc:
                 raise BadParameter(str(exc)) from None
-            if os.path.isfile(os.path.join(work, "manifest.json")):
-                return self._load_docker_archive(work)
-            if os.path.isfile(os.path.join(work, "index.json")):
-                return self._load_oci(work)
+            if os.path.lexists(os.path.join(work, "manifest.json")):
+                return self._load_archived(work, image_archive.docker_archive_images(work))
+            if os.path.lexists(os.path.join(work, "index.json")):
+                return self._load_archived(work, image_archive.oci_images(work, _host_arch()))
             raise BadParameter("invalid archive: it has neither manifest.json nor index.json")
         finally:
-            shutil.rmtree(work, ignore_errors=True)
+            try:
+                remove_tree(work)
+            except OSError as exc:
+                log.warning("could not remove %s: %s", work, exc)
 
-    def _load_docker_archive(self, work: str) -> list[str]:
-        manifest = _read_json(work, "manifest.json")
-        if not isinstance(manifest, list):
-            raise BadParameter("invalid manifest.json: not a list")
+    def _load_archived(self, work: str, found: Iterable[image_archive.ArchivedImage]) -> list[str]:
         out: list[str] = []
-        for entry in manifest:
-            config_bytes = _read_bytes(work, entry["Config"])
-            image = self._load_image(work, config_bytes, entry.get("Layers") or [])
-            tags = entry.get("RepoTags") or []
-            out.extend(self._load_tags(image.id, tags))
-            if not tags:
-                out.append(f"Loaded image ID: {image.id}")
-        return out
-
-    def _load_oci(self, work: str) -> list[str]:
-        out: list[str] = []
-        for desc, name in _oci_manifests(work, _read_json(work, "index.json")):
-            manifest = json.loads(_read_bytes(work, _blob_path(desc["digest"])))
-            config_bytes = _read_bytes(work, _blob_path(manifest["config"]["digest"]))
-            layers = [_blob_path(layer["digest"]) for layer in manifest.get("layers") or []]
-            image = self._load_image(work, config_bytes, layers)
-            if name:
-                out.extend(self._load_tags(image.id, [name]))
-            else:
+        for entry in found:
+            image = self._load_image(work, image_archive.read_member(work, entry.config), entry.layers)
+            out.extend(self._load_tags(image.id, entry.names))
+            if not entry.names:
                 out.append(f"Loaded image ID: {image.id}")
         return out
 
@@ -926,6 +615,9 @@ class Graph:
             diff_ids = json.loads(config_bytes)["rootfs"]["diff_ids"] or []
         except (ValueError, KeyError, TypeError):
             raise BadParameter("invalid image config: no rootfs.diff_ids") from None
+        if not isinstance(diff_ids, list) or not all(isinstance(d, str) and d.startswith("sha256:")
+                                                     for d in diff_ids):
+            raise BadParameter("invalid image config: rootfs.diff_ids must be a list of sha256 digests")
         if len(diff_ids) != len(layer_paths):
             raise BadParameter(f"invalid manifest, layers length mismatch: expected {len(diff_ids)}, "
                                f"got {len(layer_paths)}")
@@ -933,7 +625,7 @@ class Graph:
         for path, diff in zip(layer_paths, diff_ids):
             chain = chain_id(parent, diff)
             if chain not in self._layers:
-                with open(archive.secure_join(work, path), "rb") as f:
+                with image_archive.open_member(work, path) as f:
                     self.register_layer(f, parent, expected_diff_id=diff)
             parent = chain
         return self.store_image(config_bytes)
@@ -983,10 +675,10 @@ class Graph:
         def blob(digest: str, size: int, chunks: Iterable[bytes]) -> Iterator[bytes]:
             if digest not in written:
                 written.add(digest)
-                yield from archive.tar_file_entry(_blob_path(digest), size, chunks)
+                yield from archive.tar_file_entry(image_archive.blob_path(digest), size, chunks)
 
         for image, tags in selected:
-            config_bytes = self._config_bytes(image.id)
+            config_bytes = self.config_bytes(image.id)
             yield from blob(image.id, len(config_bytes), [config_bytes])
             layer_descs = []
             for chain, diff in zip(image.chain_ids(), image.diff_ids()):
@@ -1010,8 +702,9 @@ class Graph:
                     repositories.setdefault(t.familiar_name(), {})[t.tag] = _hex(image.diff_ids()[-1])
             if not tags:
                 index.append(desc)
-            manifest.append({"Config": _blob_path(image.id), "RepoTags": [t.familiar() for t in tags],
-                             "Layers": [_blob_path(d) for d in image.diff_ids()]})
+            manifest.append({"Config": image_archive.blob_path(image.id),
+                             "RepoTags": [t.familiar() for t in tags],
+                             "Layers": [image_archive.blob_path(d) for d in image.diff_ids()]})
         for name, obj in (("index.json", {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
                                           "manifests": index}),
                           ("manifest.json", manifest), ("oci-layout", {"imageLayoutVersion": "1.0.0"}),
@@ -1020,7 +713,8 @@ class Graph:
             yield from archive.tar_file_entry(name, len(data), [data])
         yield archive.TAR_END
 
-    def _config_bytes(self, image_id: str) -> bytes:
+    def config_bytes(self, image_id: str) -> bytes:
+        """The image's config JSON exactly as stored (its sha256 is the image ID)."""
         with open(os.path.join(self._content, _hex(image_id)), "rb") as f:
             return f.read()
 
@@ -1039,13 +733,13 @@ class Graph:
             parent_cache = self._layers[top].cache_id if top else None
         try:
             mount_id = _random_id()
-            # overlay2: the driver dir is re-created from this metadata after a crash (_load_rw), so only
+            # the driver may skip its fsyncs (its repair() rebuilds the dir from this metadata at load), so
             # this metadata is fsynced: its files, the scratch dir, the folder it is renamed into
-            self.driver.create(mount_id, parent_cache, durable=not isinstance(self.driver, Overlay2Driver))
+            self.driver.create_rw(mount_id, parent_cache)
             scratch = tempfile.mkdtemp(prefix="write-set-", dir=os.path.join(self._layerdb, "tmp"))
-            _write_new(os.path.join(scratch, "mount-id"), mount_id.encode(), True)
+            trees.write_new(os.path.join(scratch, "mount-id"), mount_id.encode(), True)
             if top:
-                _write_new(os.path.join(scratch, "parent"), top.encode(), True)
+                trees.write_new(os.path.join(scratch, "parent"), top.encode(), True)
             os.chmod(scratch, 0o700)
             fsync_dir(scratch)
             os.rename(scratch, os.path.join(self._layerdb, "mounts", container_id))
@@ -1115,21 +809,14 @@ class Graph:
             remove_tree(trash)
             del self._rw[container_id]
 
-    # ---- commit (the builder's RUN/COPY steps; issue 8) -------------------------------------------
+    # ---- commit (the builder's RUN/COPY steps, docker commit) --------------------------------------
 
     def commit_rw(self, container_id: str) -> Layer | None:
         """The container's changes as a new layer on its image's top layer; None when nothing changed.
 
-        overlay2: the upper dir with whiteouts turned back into `.wh.` entries; vfs: a diff against the
-        parent layer's tree. execd's mount points (/etc/hosts, /proc, ...) are left out."""
+        The driver's diff, which leaves out execd's mount points (/etc/hosts, /proc, ...)."""
         rw = self._rw_layer(container_id)
-        top = self.driver.diff_dir(rw.mount_id)
-        overlay = self.driver_name == "overlay2"
-        if overlay:
-            lowers = self.driver.lowers(rw.mount_id)
-        else:
-            lowers = [self.driver.diff_dir(self._layers[rw.parent].cache_id)] if rw.parent else []
-        chunks = archive.write_diff_tar(top, lowers, overlay)
+        chunks = self.driver.diff(rw.mount_id, self._layers[rw.parent].cache_id if rw.parent else None)
         first = next(chunks)
         if first == archive.TAR_END:
             return None   # nothing changed: no layer (dockerd: empty_layer in the history)
@@ -1165,174 +852,3 @@ def _try_parse(s: str) -> Reference | None:
 def _add_unique(refs: list[Reference], ref: Reference) -> None:
     if ref not in refs:
         refs.append(ref)
-
-
-# ---------------------------------------------------------------------------------------------------
-# archive reading helpers
-
-def _blob_path(digest: str) -> str:
-    algo, _, hexpart = digest.partition(":")
-    if not hexpart or "/" in digest:
-        raise BadParameter(f"invalid digest {digest!r}")
-    return f"blobs/{algo}/{hexpart}"
-
-
-def _read_bytes(work: str, rel: str) -> bytes:
-    try:
-        with open(archive.secure_join(work, rel), "rb") as f:
-            return f.read()
-    except (FileNotFoundError, IsADirectoryError):
-        raise BadParameter(f"invalid archive: {rel} is missing") from None
-
-
-def _read_json(work: str, rel: str):
-    try:
-        return json.loads(_read_bytes(work, rel))
-    except ValueError as exc:
-        raise BadParameter(f"invalid archive: {rel}: {exc}") from None
-
-
-_INDEX_TYPES = ("application/vnd.oci.image.index.v1+json",
-                "application/vnd.docker.distribution.manifest.list.v2+json")
-
-
-def _oci_manifests(work: str, index: dict, name: str | None = None) -> Iterator[tuple[dict, str | None]]:
-    """(manifest descriptor, familiar name or None) for each image of an OCI layout index."""
-    for desc in index.get("manifests") or []:
-        ann = desc.get("annotations") or {}
-        own = ann.get("io.containerd.image.name")
-        ref_name = ann.get("org.opencontainers.image.ref.name", "")
-        if not own and (":" in ref_name or "/" in ref_name):
-            own = ref_name   # a full reference; a bare tag names no repository
-        own_ref = _try_parse(own) if own else None
-        label = (own_ref.familiar() if own_ref else None) or name
-        if desc.get("mediaType") in _INDEX_TYPES:
-            nested = json.loads(_read_bytes(work, _blob_path(desc["digest"])))
-            yield from _oci_manifests(work, nested, label)
-        else:
-            platform_ = desc.get("platform") or {}
-            if platform_ and platform_.get("architecture") not in (None, _host_arch()):
-                continue   # a multi-platform index: keep the image for this machine
-            yield desc, label
-
-
-# ---------------------------------------------------------------------------------------------------
-# `docker import --change`: Dockerfile-like lines applied to a container config
-
-def default_container_config() -> dict:
-    return {"Hostname": "", "Domainname": "", "User": "", "AttachStdin": False, "AttachStdout": False,
-            "AttachStderr": False, "Tty": False, "OpenStdin": False, "StdinOnce": False, "Env": None,
-            "Cmd": None, "Image": "", "Volumes": None, "WorkingDir": "", "Entrypoint": None,
-            "OnBuild": None, "Labels": None}
-
-
-def apply_changes(config: dict, changes: list[str]) -> dict:
-    """Apply CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, USER, WORKDIR, VOLUME, STOPSIGNAL lines (JSON or shell
-    form) to a container config; BadParameter for anything else."""
-    for change in changes:
-        for line in change.splitlines():
-            line = line.strip()
-            if not line or line.startswith("#"):
-                continue
-            instr, _, rest = line.partition(" ")
-            handler = _CHANGE_HANDLERS.get(instr.upper())
-            if handler is None:
-                raise BadParameter(f"{instr.lower()} is not a valid change command")
-            handler(config, rest.strip())
-    return config
-
-
-def _json_or_shell(rest: str) -> list[str]:
-    if rest.startswith("["):
-        try:
-            value = json.loads(rest)
-            if isinstance(value, list) and all(isinstance(v, str) for v in value):
-                return value
-        except ValueError:
-            pass
-    return ["/bin/sh", "-c", rest]
-
-
-def _pairs(rest: str, what: str) -> list[tuple[str, str]]:
-    words = _split_words(rest)
-    if words and "=" not in words[0]:   # legacy form: "ENV key value with spaces"
-        key, _, value = rest.partition(" ")
-        return [(key, value.strip())]
-    out = []
-    for w in words:
-        key, eq, value = w.partition("=")
-        if not eq or not key:
-            raise BadParameter(f"{what} names can not be blank" if not key else f"Syntax error - can't find = in {w!r}. Must be of the form: name=value")
-        out.append((key, value))
-    return out
-
-
-def _split_words(rest: str) -> list[str]:
-    import shlex   # only for import/commit --change: not resident in an idle daemon
-    try:
-        return shlex.split(rest)
-    except ValueError as exc:
-        raise BadParameter(f"invalid change: {exc}") from None
-
-
-def _change_cmd(config: dict, rest: str) -> None:
-    config["Cmd"] = _json_or_shell(rest)
-
-
-def _change_entrypoint(config: dict, rest: str) -> None:
-    config["Entrypoint"] = _json_or_shell(rest)
-
-
-def _change_env(config: dict, rest: str) -> None:
-    env = list(config.get("Env") or [])
-    for key, value in _pairs(rest, "ENV"):
-        env = [e for e in env if e.split("=", 1)[0] != key] + [f"{key}={value}"]
-    config["Env"] = env
-
-
-def _change_label(config: dict, rest: str) -> None:
-    labels = dict(config.get("Labels") or {})
-    labels.update(_pairs(rest, "LABEL"))
-    config["Labels"] = labels
-
-
-def _change_expose(config: dict, rest: str) -> None:
-    ports = dict(config.get("ExposedPorts") or {})
-    for spec in rest.split():
-        port, _, proto = spec.partition("/")
-        proto = (proto or "tcp").lower()
-        low, _, high = port.partition("-")
-        if not low.isdigit() or (high and not high.isdigit()) or proto not in ("tcp", "udp", "sctp"):
-            raise BadParameter(f"invalid containerPort: {spec}")
-        for p in range(int(low), int(high or low) + 1):
-            ports[f"{p}/{proto}"] = {}
-    config["ExposedPorts"] = ports
-
-
-def _change_volume(config: dict, rest: str) -> None:
-    volumes = dict(config.get("Volumes") or {})
-    paths = _json_or_shell(rest)
-    for path in (rest.split() if paths[:2] == ["/bin/sh", "-c"] else paths):
-        if not path:
-            raise BadParameter("VOLUME specified can not be an empty string")
-        volumes[path] = {}
-    config["Volumes"] = volumes
-
-
-def _change_workdir(config: dict, rest: str) -> None:
-    config["WorkingDir"] = posixpath.join("/", config.get("WorkingDir") or "/", rest)
-
-
-def _change_user(config: dict, rest: str) -> None:
-    config["User"] = rest
-
-
-def _change_stopsignal(config: dict, rest: str) -> None:
-    config["StopSignal"] = rest
-
-
-_CHANGE_HANDLERS: dict[str, Callable[[dict, str], None]] = {
-    "CMD": _change_cmd, "ENTRYPOINT": _change_entrypoint, "ENV": _change_env, "LABEL": _change_label,
-    "EXPOSE": _change_expose, "VOLUME": _change_volume, "WORKDIR": _change_workdir, "USER": _change_user,
-    "STOPSIGNAL": _change_stopsignal,
-}

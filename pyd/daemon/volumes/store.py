@@ -13,12 +13,15 @@ import re
 import secrets
 import shutil
 import threading
-import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from pyd.daemon.errors import BadParameter, Conflict, NotFound
 from pyd.daemon.fsutil import tree_size
+from pyd.formats import rfc3339
+
+if TYPE_CHECKING:
+    import sqlite3
 
 log = logging.getLogger("pyd")
 
@@ -60,10 +63,6 @@ class Volume:
                 "Scope": "local"}
 
 
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-
 def validate_name(name: str) -> None:
     if not NAME_RE.match(name):
         raise BadParameter(
@@ -100,18 +99,19 @@ def split_mount_options(o: str) -> tuple[int, str]:
 class VolumeStore:
     """Volumes of one data-root; thread-safe (the API calls it from worker threads)."""
 
-    def __init__(self, root: str) -> None:
+    def __init__(self, root: str, users: Callable[[str], list[str]] = lambda name: []) -> None:
+        """users(name): the IDs of the containers that use the volume (the container side knows it)."""
         self.root = root
         os.makedirs(root, mode=0o701, exist_ok=True)
         self._lock = threading.RLock()
-        self._conn: Any = None   # sqlite3 opened on first use: a daemon without volumes never loads it
+        self._conn: sqlite3.Connection | None = None   # opened on first use: a daemon without volumes never loads it
         self._mounted: dict[str, set[str]] = {}      # volume -> container ids holding its mount
-        self.users: Callable[[str], list[str]] = lambda name: []   # set by the daemon
+        self.users = users
         if os.listdir(root):   # nothing there: nothing to repair
             self._repair()
 
     @property
-    def _db(self) -> Any:
+    def _db(self) -> sqlite3.Connection:
         if self._conn is None:
             with self._lock:
                 if self._conn is None:
@@ -142,7 +142,7 @@ class VolumeStore:
                     self._db.execute("DELETE FROM volumes WHERE name=?", (name,))
             for entry in os.listdir(self.root):
                 if entry not in names and NAME_RE.match(entry) and os.path.isdir(os.path.join(self.root, entry, "_data")):
-                    self._insert(Volume(entry, created_at=_now()))
+                    self._insert(Volume(entry, created_at=rfc3339.now(rfc3339.SECONDS)))
 
     def _insert(self, v: Volume) -> None:
         self._db.execute("INSERT OR REPLACE INTO volumes VALUES (?,?,?,?,?)",
@@ -168,7 +168,7 @@ class VolumeStore:
             path = self.data_path(name)
             os.makedirs(path, mode=0o755, exist_ok=True)
             os.chmod(os.path.dirname(path), 0o701)
-            v = Volume(name, driver, labels, options, _now(), path)
+            v = Volume(name, driver, labels, options, rfc3339.now(rfc3339.SECONDS), path)
             self._insert(v)
             return v
 

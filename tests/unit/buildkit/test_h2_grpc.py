@@ -12,7 +12,7 @@ from pyd.daemon.buildkit.cache import CacheRecord
 from pyd.daemon.buildkit.control import ControlService, WorkerInfo
 from pyd.daemon.buildkit.session import HEADER_ID, HEADER_METHOD, HEADER_NAME, SessionManager
 from pyd.http.h2conn import H2Connection, H2Stream
-from pyd.proto import Headers
+from pyd.http.headers import Headers
 
 
 async def _pair() -> tuple[tuple[asyncio.StreamReader, asyncio.StreamWriter], tuple[asyncio.StreamReader, asyncio.StreamWriter]]:

@@ -10,13 +10,12 @@ from pathlib import Path
 import pytest
 
 from pyd.client import flags
-from pyd.client.container import (SPECS as CONTAINER_SPECS, ContainerRow, PS_HEADERS, PS_TABLE,
+from pyd.client.commands.container import (SPECS as CONTAINER_SPECS, ContainerRow, PS_HEADERS, PS_TABLE,
                                build_create_request, displayable_ports, familiar_reference, read_env_file,
                                run_status_error)
-from pyd.client.formatting import (FormatError, api_timestamp, binary_size, ellipsis, human_duration, human_size,
-                                render, tabwrite)
-from pyd.client.image import IMAGE_HEADERS, IMAGES_TABLE, image_rows, split_reference
-from pyd.client.system import format_event
+from pyd.client.formatting import FormatError, api_timestamp, ellipsis, render, tabwrite
+from pyd.client.commands.image import IMAGE_HEADERS, IMAGES_TABLE, image_rows, split_reference
+from pyd.client.commands.system import format_event
 from pyd.client.gotemplate import Template, TemplateExecError, TemplateParseError, go_quote
 
 REPO = Path(__file__).resolve().parents[3]
@@ -85,29 +84,7 @@ def test_template_unknown_field_of_a_ps_row():
                               "can't evaluate field Foo in type *formatter.ContainerContext")
 
 
-# ---------------------------------------------------------------- units, quoting, times
-
-@pytest.mark.parametrize("seconds, text", [
-    (0.4, "Less than a second"), (1, "1 second"), (59, "59 seconds"), (60, "About a minute"),
-    (119, "About a minute"), (120, "2 minutes"), (59 * 60, "59 minutes"), (3600, "About an hour"),
-    (2 * 3600, "2 hours"), (47 * 3600, "47 hours"), (48 * 3600, "2 days"), (14 * 86400, "2 weeks"),
-    (60 * 86400, "2 months"), (730 * 86400, "2 years"),
-])
-def test_human_duration(seconds, text):
-    assert human_duration(seconds) == text
-
-
-@pytest.mark.parametrize("size, text", [
-    (0, "0B"), (999, "999B"), (1000, "1kB"), (1234, "1.23kB"), (4_261_000, "4.26MB"), (1_982_464, "1.98MB"),
-    (1_000_000, "1MB"), (5_500_000_000, "5.5GB"),
-])
-def test_human_size(size, text):
-    assert human_size(size) == text
-
-
-def test_binary_size_as_info_shows_memory():
-    assert binary_size(25_275_457_536) == "23.54GiB"
-
+# ---------------------------------------------------------------- quoting, times
 
 def test_command_quoting_and_ellipsis():
     assert go_quote(ellipsis("sh -c 'echo hello world this is long'", 20)) == "\"sh -c 'echo hello w…\""
@@ -120,6 +97,23 @@ def test_api_timestamps():
     assert api_timestamp("2026-01-02T03:04:05Z") == "1767323045.000000000"
     with pytest.raises(ValueError, match='failed to parse value as time or duration: "bogus"'):
         api_timestamp("bogus")
+
+
+def test_api_timestamps_without_a_zone_are_local(monkeypatch):
+    import time
+    monkeypatch.setenv("TZ", "Asia/Kolkata")
+    time.tzset()
+    try:
+        assert api_timestamp("2026-01-02T03:04:05") == "1767303245.000000000"
+        assert api_timestamp("2026-01-02") == "1767292200.000000000"
+        assert api_timestamp("2026-01-02T03") == "1767303000.000000000"
+        assert api_timestamp("2026-01-02T03:04") == "1767303240.000000000"
+        assert api_timestamp("2026-01-02T03:04:05.5+01:00") == "1767319445.500000000"
+        with pytest.raises(ValueError, match="failed to parse value as time or duration"):
+            api_timestamp("2026-13-02")
+    finally:
+        monkeypatch.undo()
+        time.tzset()
 
 
 def test_event_line_as_docker_prints_it():
@@ -285,7 +279,7 @@ def test_create_body(tmp_path):
 ])
 def test_run_exit_status_from_the_error(message, status):
     from pyd.client.common import Cli
-    from pyd.proto import APIError
+    from pyd.client.api import APIError
     err = run_status_error(Cli(), APIError(500, message))
     assert err.status == status
     assert err.message == f"pyd: Error response from daemon: {message}\n\nRun 'pyd --help' for more information"

@@ -70,9 +70,9 @@ def test_parse_signal():
 
 
 def test_create_body_type_errors():
-    with pytest.raises(BadParameter, match="ContainerConfigWrapper.Cmd of type strslice.StrSlice"):
+    with pytest.raises(BadParameter, match="ContainerConfigWrapper.Cmd of type string"):
         check_create_body({"Image": "x", "Cmd": 5})
-    with pytest.raises(BadParameter, match="HostConfig.AutoRemove of type bool"):
+    with pytest.raises(BadParameter, match="HostConfig.HostConfig.AutoRemove of type bool"):
         check_create_body({"Image": "x", "HostConfig": {"AutoRemove": "yes"}})
     check_create_body({"Image": "x", "Cmd": "sh", "Unknown": object.__name__})
 

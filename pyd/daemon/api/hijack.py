@@ -1,0 +1,14 @@
+"""Docker's answer to attach and exec start: the connection becomes the container's stream."""
+from __future__ import annotations
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import asyncio
+
+    from pyd.http.server import HijackWriter, Request
+
+
+async def hijack(req: Request, content_type: str) -> tuple[asyncio.StreamReader, HijackWriter]:
+    """"101 UPGRADED" with Upgrade: tcp when the client asked for an upgrade (Docker looks at nothing but the
+    Upgrade header), else "200 OK" with the stream as the body until the connection closes."""
+    return await req.hijack(content_type, protocol="tcp", reason="UPGRADED")

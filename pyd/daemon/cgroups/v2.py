@@ -1,0 +1,69 @@
+"""cgroup v2 (unified): the container's cgroup is ``/sys/fs/cgroup/<parent>/<id>``, with the same knobs
+in v2 spelling. Device rules (a BPF program on v2) are not written."""
+from __future__ import annotations
+
+import os
+from typing import Any, Mapping
+
+from pyd.daemon.cgroups.base import Cgroups, cfs, read_file, write_file
+
+ROOT = "/sys/fs/cgroup"
+
+
+def present() -> bool:
+    return os.path.exists(os.path.join(ROOT, "cgroup.controllers"))
+
+
+class CgroupsV2(Cgroups):
+    def dirs(self, cid: str, hc: Mapping[str, Any]) -> dict[str, str]:
+        return {"unified": os.path.join(ROOT, self._relative(cid, hc))}
+
+    def _make(self, cid: str, hc: Mapping[str, Any]) -> None:
+        super()._make(cid, hc)
+        self._enable_controllers(os.path.dirname(self.dirs(cid, hc)["unified"]))
+
+    def _enable_controllers(self, parent: str) -> None:
+        chain = []
+        p = parent
+        while p.startswith(ROOT) and p != ROOT:
+            chain.append(p)
+            p = os.path.dirname(p)
+        for d in [ROOT, *reversed(chain)]:
+            available = read_file(os.path.join(d, "cgroup.controllers")).split()
+            for ctl in ("cpu", "cpuset", "memory", "pids", "io"):
+                if ctl in available:
+                    try:
+                        write_file(os.path.join(d, "cgroup.subtree_control"), f"+{ctl}")
+                    except OSError:
+                        pass
+
+    def apply(self, cid: str, hc: Mapping[str, Any]) -> list[str]:
+        d = self.dirs(cid, hc)["unified"]
+
+        def put(name: str, value: Any) -> None:
+            if os.path.exists(os.path.join(d, name)):
+                write_file(os.path.join(d, name), value)
+        mem, swap = hc.get("Memory") or 0, hc.get("MemorySwap") or 0
+        put("memory.max", mem if mem > 0 else "max")
+        put("memory.swap.max", (swap - mem) if mem > 0 and swap > 0 else "max")
+        put("memory.low", hc.get("MemoryReservation") or 0)
+        period, quota = cfs(hc)
+        put("cpu.max", f"{quota if quota > 0 else 'max'} {period}")
+        shares = hc.get("CpuShares") or 0
+        if shares:
+            put("cpu.weight", 1 + ((shares - 2) * 9999) // 262142)
+        if hc.get("CpusetCpus"):
+            put("cpuset.cpus", hc["CpusetCpus"])
+        limit = hc.get("PidsLimit") or 0
+        put("pids.max", limit if limit > 0 else "max")
+        if hc.get("BlkioWeight"):
+            put("io.bfq.weight", hc["BlkioWeight"])
+        return []
+
+    def _oom_file(self, dirs: Mapping[str, str]) -> str | None:
+        return os.path.join(dirs["unified"], "memory.events")
+
+    def _freezer(self, dirs: Mapping[str, str], frozen: bool) -> tuple[str, str, str, str]:
+        want = "1" if frozen else "0"
+        return (os.path.join(dirs["unified"], "cgroup.freeze"), want,
+                os.path.join(dirs["unified"], "cgroup.events"), f"frozen {want}")

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Install what `make test-hosts` needs beyond `make deps`: qemu to boot the guests, debootstrap to build
+# their root file systems from Debian's packages, e2fsprogs for `mke2fs -d`. Quick no-op when all is there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/install-deps.sh
+
+APT_PACKAGES=(qemu-system-x86 debootstrap e2fsprogs debian-archive-keyring busybox-static)
+
+missing_apt=()
+for pkg in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing_apt+=("$pkg")
+done
+if [ ${#missing_apt[@]} -gt 0 ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    # other engineers' installs may hold the dpkg lock for a while: wait for it rather than fail
+    apt-get -o DPkg::Lock::Timeout=300 update -q
+    apt-get -o DPkg::Lock::Timeout=300 install -y -q --no-install-recommends "${missing_apt[@]}"
+fi

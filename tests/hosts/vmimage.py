@@ -1,0 +1,167 @@
+"""Debian guest images for the host tests, built with debootstrap from Debian's packages and cached under
+/var/tmp/pyd-hosts/<suite>-<key>/: the root file system as a raw ext4 image made with `mke2fs -d` (no loop
+mount), and the guest's own kernel and initrd beside it. The key covers the suite, the package list and
+RECIPE_VERSION; an image is built in a temp folder and renamed into place, so a half-built one is never
+used, and a second run finds it and takes no debootstrap time.
+
+    python3 tests/hosts/vmimage.py bookworm     # build (or find) one image, print its folder
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "kit"))
+from hostkit import unmount_under  # noqa: E402  (tests/kit/hostkit.py)
+
+CACHE = Path(os.environ.get("PYD_HOSTS_CACHE", "/var/tmp/pyd-hosts"))
+MIRROR = "http://deb.debian.org/debian"
+# Bump when anything below changes what ends up in an image (the guest files, the mke2fs options).
+RECIPE_VERSION = 1
+PACKAGES = ("linux-image-amd64", "systemd-sysv", "udev", "kmod", "python3", "procps", "iproute2")
+ROOT_SIZE = "4G"
+DEBOOTSTRAP_TIMEOUT = 1800
+GUEST_FILES = Path(__file__).resolve().parent / "guest"
+SBIN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+@dataclass(frozen=True)
+class GuestImage:
+    """A built image: boot `kernel` + `initrd` with `rootfs` as /dev/vda."""
+    folder: Path
+    suite: str
+    kernel: Path
+    initrd: Path
+    rootfs: Path
+    build_seconds: float          # 0.0 when it came from the cache
+
+
+def cache_key(suite: str, packages: tuple[str, ...] = PACKAGES) -> str:
+    guest = b"".join(p.name.encode() + p.read_bytes() for p in sorted(GUEST_FILES.iterdir()) if p.is_file())
+    text = json.dumps({"suite": suite, "packages": sorted(packages), "recipe": RECIPE_VERSION})
+    return hashlib.sha256(text.encode() + guest).hexdigest()[:16]
+
+
+def _image_in(folder: Path, suite: str, seconds: float) -> GuestImage:
+    return GuestImage(folder, suite, folder / "vmlinuz", folder / "initrd.img", folder / "rootfs.img", seconds)
+
+
+def _complete(folder: Path) -> bool:
+    return all((folder / name).is_file() for name in ("vmlinuz", "initrd.img", "rootfs.img", "manifest.json"))
+
+
+@contextlib.contextmanager
+def _build_lock(suite: str) -> Iterator[None]:
+    """One builder per suite at a time; a second waits and then finds the finished image."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with open(CACHE / f".{suite}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _run(argv: list[str], timeout: float, log: Path) -> None:
+    with open(log, "ab") as out:
+        out.write(("$ " + " ".join(argv) + "\n").encode())
+        out.flush()
+        proc = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, timeout=timeout,
+                              env={"PATH": SBIN_PATH, "LC_ALL": "C", "DEBIAN_FRONTEND": "noninteractive"})
+    if proc.returncode != 0:
+        tail = log.read_text(errors="replace")[-3000:]
+        raise RuntimeError(f"{argv[0]} exited {proc.returncode}; last of {log}:\n{tail}")
+
+
+def _customize(root: Path, suite: str) -> None:
+    """What turns a debootstrap tree into a guest that runs the scenarios and powers off."""
+    (root / "etc/hostname").write_text(f"pyd-{suite}\n")
+    (root / "etc/hosts").write_text(f"127.0.0.1 localhost\n127.0.1.1 pyd-{suite}\n")
+    (root / "etc/fstab").write_text("/dev/vda / ext4 rw,errors=remount-ro 0 1\n")
+    sbin = root / "usr/local/sbin"
+    sbin.mkdir(parents=True, exist_ok=True)
+    for name in ("pyd-hosts-run", "pyd-hosts-init"):
+        shutil.copyfile(GUEST_FILES / name, sbin / name)
+        os.chmod(sbin / name, 0o755)
+    units = root / "etc/systemd/system"
+    shutil.copyfile(GUEST_FILES / "pyd-hosts.service", units / "pyd-hosts.service")
+    wants = units / "multi-user.target.wants"
+    wants.mkdir(parents=True, exist_ok=True)
+    (wants / "pyd-hosts.service").symlink_to("/etc/systemd/system/pyd-hosts.service")
+    # Nothing on the guest should compete with the scenarios for its slow emulated CPUs.
+    for unit in ("apt-daily.timer", "apt-daily-upgrade.timer", "e2scrub_all.timer", "fstrim.timer",
+                 "e2scrub_reap.service", "systemd-timesyncd.service"):
+        (units / unit).unlink(missing_ok=True)
+        (units / unit).symlink_to("/dev/null")
+    (root / "etc/machine-id").write_text("")
+    for deb in (root / "var/cache/apt/archives").glob("*.deb"):
+        deb.unlink()
+
+
+def _build(suite: str, key: str, final: Path) -> None:
+    work = Path(tempfile.mkdtemp(prefix=f".build-{suite}-", dir=CACHE))
+    log = CACHE / f"build-{suite}-{key}.log"
+    log.write_text("")
+    try:
+        root = work / "root"
+        _run(["debootstrap", "--variant=minbase", "--components=main", "--include=" + ",".join(PACKAGES),
+              suite, str(root), MIRROR], DEBOOTSTRAP_TIMEOUT, log)
+        unmount_under(str(root))        # nothing debootstrap mounted may stay in the tree mke2fs copies
+        _customize(root, suite)
+        kernels = sorted((root / "boot").glob("vmlinuz-*"))
+        initrds = sorted((root / "boot").glob("initrd.img-*"))
+        if not kernels or not initrds:
+            raise RuntimeError(f"no kernel or initrd in {root}/boot after debootstrap")
+        out = work / "out"
+        out.mkdir()
+        shutil.copyfile(kernels[-1], out / "vmlinuz")
+        shutil.copyfile(initrds[-1], out / "initrd.img")
+        _run(["mke2fs", "-q", "-F", "-t", "ext4", "-L", "pyd-root", "-E", "root_owner=0:0", "-d", str(root),
+              str(out / "rootfs.img"), ROOT_SIZE], 900, log)
+        manifest = {"suite": suite, "packages": list(PACKAGES), "recipe": RECIPE_VERSION,
+                    "kernel": kernels[-1].name, "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        (out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+        os.rename(out, final)                       # the one step that makes the image visible
+    finally:
+        unmount_under(str(work))
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def guest_image(suite: str) -> GuestImage:
+    """The cached image for `suite`, built first when there is none."""
+    key = cache_key(suite)
+    final = CACHE / f"{suite}-{key}"
+    if _complete(final):
+        return _image_in(final, suite, 0.0)
+    with _build_lock(suite):
+        if _complete(final):
+            return _image_in(final, suite, 0.0)
+        _remove_stale(suite, keep=final)
+        began = time.monotonic()
+        _build(suite, key, final)
+        return _image_in(final, suite, time.monotonic() - began)
+
+
+def _remove_stale(suite: str, keep: Path) -> None:
+    """Under the suite's lock: a build folder left by a killed run, and images of older recipes."""
+    for path in [*CACHE.glob(f".build-{suite}-*"), *CACHE.glob(f"{suite}-*")]:
+        if path.is_dir() and path != keep:
+            unmount_under(str(path))
+            shutil.rmtree(path, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    for name in sys.argv[1:] or ["bookworm"]:
+        image = guest_image(name)
+        print(image.folder, f"{image.build_seconds:.0f}s")
