@@ -137,7 +137,8 @@ class Engine:
         archive.register(router, self.containers, self.graph, self.events, self.tmp_dir)
         build.register(router, self.graph, self.containers, self.containers.image_in_use, self.pulls.pull_for_build,
                        self.events, self.tmp_dir)
-        buildkit.register(router, self.graph, self.containers.image_in_use, self.system.engine_id, self.cfg.data_root)
+        buildkit.register(router, self.graph, self.containers, self.containers.image_in_use, self.pulls.pull_for_build,
+                          self.events, self.tmp_dir, self.system.engine_id)
         swarm.register(router)      # answered as a dockerd outside a swarm, with no plugins
         plugins.register(router)
         return router

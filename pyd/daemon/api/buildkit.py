@@ -11,7 +11,9 @@ from typing import TYPE_CHECKING, Callable
 from pyd.daemon.errors import BadParameter
 
 if TYPE_CHECKING:
+    from pyd.daemon.build.builder import BuildContainers, PullForBuild
     from pyd.daemon.buildkit.service import BuildKit
+    from pyd.daemon.events import EventBus
     from pyd.daemon.storage.graph import Graph
     from pyd.http.server import Request, Router
 
@@ -22,20 +24,24 @@ def _check_upgrade(req: Request) -> None:
         raise BadParameter(f"protocol {proto or 'none'} not supported")
 
 
-def register(router: Router, graph: Graph, in_use: Callable[[str], str | None], engine_id: Callable[[], str],
-             data_root: str) -> None:
-    """in_use(image_id): a container using the image (the cache keeps it); engine_id(): the worker's ID."""
+def register(router: Router, graph: Graph, containers: BuildContainers, in_use: Callable[[str], str | None],
+             pull: PullForBuild, events: EventBus, tmp_dir: str, engine_id: Callable[[], str]) -> None:
+    """The classic builder's collaborators (builds run through it); in_use(image_id): a container using the
+    image (the cache keeps it); tmp_dir: where the locals are copied; engine_id(): the worker's ID."""
     services: list[BuildKit] = []     # made by the first request
 
     def buildkit() -> BuildKit:
         if not services:
             from pyd.daemon.buildkit.cache import ClassicBuildCache
             from pyd.daemon.buildkit.control import ControlService, WorkerInfo
+            from pyd.daemon.buildkit.frontend import BuildBackend
             from pyd.daemon.buildkit.service import BuildKit
             from pyd.daemon.buildkit.session import SessionManager
-            worker = WorkerInfo(id=engine_id(), data_root=data_root)
+            worker = WorkerInfo(id=engine_id(), data_root=tmp_dir)
             sessions = SessionManager()
-            services.append(BuildKit(ControlService(worker, ClassicBuildCache(graph, in_use), sessions), sessions))
+            backend = BuildBackend(graph, containers, pull, events, tmp_dir)
+            control = ControlService(worker, ClassicBuildCache(graph, in_use), sessions, backend)
+            services.append(BuildKit(control, sessions))
         return services[0]
 
     async def grpc(req: Request) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 from pyd.daemon.build.cache import is_build_image, prune_build_cache
 from pyd.daemon.errors import NotFound
@@ -81,13 +81,13 @@ class ClassicBuildCache:
                                    parents=[parent] if parent else []))
         return sorted(out, key=lambda r: r.created)
 
-    def prune(self, keep_duration: float = 0.0, keep_bytes: int = 0) -> list[CacheRecord]:
+    def prune(self, keep_duration: float = 0.0, keep_bytes: int = 0, held: Iterable[str] = ()) -> list[CacheRecord]:
         """Remove the reclaimable records (older than keep_duration seconds, when given; nothing while the
-        whole cache fits in keep_bytes); the records removed."""
+        whole cache fits in keep_bytes; never the images of `held` and below); the records removed."""
         before = self.records()
         if keep_bytes and sum(r.size for r in before) <= keep_bytes:
             return []
         until = time.time() - keep_duration if keep_duration else None
-        prune_build_cache(self._graph, self._in_use, (), until)
+        prune_build_cache(self._graph, self._in_use, held, until)
         left = {r.id for r in self.records()}
         return [r for r in before if r.id not in left]

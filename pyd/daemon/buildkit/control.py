@@ -2,9 +2,9 @@
 
 One worker, as dockerd's graph-driver worker reports it: the engine ID, the host's platform, BuildKit's
 generic worker labels (no snapshotter label: buildx reads that one as "containerd image store" and would
-offer exporters pyd does not have) and BuildKit's default GC policy. Solve finds the client's session
-and then answers UNIMPLEMENTED (running it is the next step); Status follows a Solve by its ref until it
-ends. Every other method answers UNIMPLEMENTED.
+offer exporters pyd does not have) and BuildKit's default GC policy. Solve finds the client's session and
+runs the Dockerfile frontend (frontend.py) through pyd's builder; Status streams that Solve's progress by
+its ref (it may be called first). Every other method answers UNIMPLEMENTED.
 """
 from __future__ import annotations
 
@@ -13,20 +13,30 @@ import logging
 import os
 import platform
 import socket
-from dataclasses import dataclass
-from typing import AsyncIterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, AsyncIterator
 
 from pyd.daemon.buildkit import messages as m
 from pyd.daemon.buildkit.cache import CacheRecord, ClassicBuildCache
-from pyd.daemon.buildkit.grpc import FAILED_PRECONDITION, INVALID_ARGUMENT, UNIMPLEMENTED, GrpcError, GrpcServer
+from pyd.daemon.buildkit.frontend import FRONTEND, BuildBackend, DockerfileSolve, parse_exporters, parse_frontend_attrs
+from pyd.daemon.buildkit.grpc import (CANCELLED, FAILED_PRECONDITION, INVALID_ARGUMENT, NOT_FOUND, UNIMPLEMENTED,
+                                      GrpcError, GrpcServer)
+from pyd.daemon.buildkit.progress import Jobs
 from pyd.daemon.buildkit.protobuf import DecodeError, Message, timestamp
-from pyd.daemon.buildkit.session import SessionManager
+from pyd.daemon.buildkit.session import Session, SessionManager
+
+if TYPE_CHECKING:
+    from pyd.daemon.build.builder import Builder
 
 log = logging.getLogger("pyd.buildkit")
 SESSION_WAIT = 5.0      # how long a Solve waits for the session it names (the client opens both at once)
-FINISHED_KEPT = 64      # finished solves remembered for a Status that comes late
 
 SERVICE = "/moby.buildkit.v1.Control/"
+BRIDGE = "/moby.buildkit.v1.frontend.LLBBridge/"
+BUILD_ID = "buildkit-controlapi-buildid"    # the metadata naming the Solve a bridge call belongs to
+# The gateway API the bridge serves: solve a frontend, return its result (no LLB, no ReadFile: the client's
+# build function only hands the Dockerfile frontend its options, as buildx's does)
+BRIDGE_CAPS = ("solve.base", "solve.inlinereturn", "return")
 BUILDKIT_PACKAGE = "github.com/moby/buildkit"
 BUILDKIT_VERSION = "v0.13.0-pyd"    # the BuildKit API level served; buildx gates features on the version
 
@@ -72,39 +82,27 @@ def _decode(schema: Message, data: bytes) -> dict:
         raise GrpcError(INVALID_ARGUMENT, f"cannot decode {schema.name}: {exc}") from None
 
 
-class Jobs:
-    """Solves by ref, so that Status (a separate call, often first) can follow one to its end."""
-
-    def __init__(self) -> None:
-        self._done: dict[str, asyncio.Event] = {}
-
-    def event(self, ref: str) -> asyncio.Event:
-        event = self._done.get(ref)
-        if event is None:
-            event = self._done[ref] = asyncio.Event()
-        return event
-
-    def finish(self, ref: str) -> None:
-        self.event(ref).set()
-        finished = [r for r, e in self._done.items() if e.is_set()]
-        for r in finished[:-FINISHED_KEPT]:
-            del self._done[r]
-
-
 class ControlService:
     """The Control methods pyd serves; `server()` is the gRPC router for /grpc connections."""
 
-    def __init__(self, worker: WorkerInfo, cache: ClassicBuildCache, sessions: SessionManager) -> None:
+    def __init__(self, worker: WorkerInfo, cache: ClassicBuildCache, sessions: SessionManager,
+                 backend: BuildBackend) -> None:
         self._worker = worker
         self._cache = cache
         self._sessions = sessions
+        self._backend = backend
         self._jobs = Jobs()
+        self._running: set[Builder] = set()     # builds under way: prune keeps what they stand on
+        self._gateways: dict[str, _Gateway] = {}  # Solves driven by the client's build function, by ref
+        self._gateway_added = asyncio.Event()
 
     def server(self) -> GrpcServer:
         return GrpcServer(
             unary={SERVICE + "ListWorkers": self.list_workers, SERVICE + "Info": self.info,
                    SERVICE + "DiskUsage": self.disk_usage, SERVICE + "Solve": self.solve},
-            streaming={SERVICE + "Prune": self.prune, SERVICE + "Status": self.status})
+            streaming={SERVICE + "Prune": self.prune, SERVICE + "Status": self.status},
+            with_metadata={BRIDGE + "Ping": self.bridge_ping, BRIDGE + "Solve": self.bridge_solve,
+                           BRIDGE + "Return": self.bridge_return})
 
     def _version(self) -> dict[str, str]:
         return {"package": BUILDKIT_PACKAGE, "version": BUILDKIT_VERSION, "revision": ""}
@@ -137,7 +135,8 @@ class ControlService:
     async def prune(self, request: bytes) -> AsyncIterator[bytes]:
         req = _decode(m.PRUNE_REQUEST, request)
         keep_duration = req["keepDuration"] / 1e9
-        removed = await asyncio.to_thread(self._cache.prune, keep_duration, req["keepBytes"])
+        held = {i for b in self._running for i in b.held_images()}
+        removed = await asyncio.to_thread(self._cache.prune, keep_duration, req["keepBytes"], held)
         for record in removed:
             yield m.USAGE_RECORD.encode(_usage_record(record))
 
@@ -145,21 +144,121 @@ class ControlService:
     async def solve(self, request: bytes) -> bytes:
         req = _decode(m.SOLVE_REQUEST, request)
         ref = req["Ref"]
+        job = self._jobs.get(ref)
+        error = ""
         try:
-            session = await self._sessions.wait_for(req["Session"], SESSION_WAIT) if req["Session"] else None
-            if req["Session"] and session is None:
+            if not req["Session"]:
+                raise GrpcError(INVALID_ARGUMENT, "a Solve needs the client's session")
+            session = await self._sessions.wait_for(req["Session"], SESSION_WAIT)
+            if session is None:
                 raise GrpcError(FAILED_PRECONDITION, f"no active session for {req['Session']}: context deadline exceeded")
-            log.debug("solve %s: frontend %s, session %s exposing %s", ref, req["Frontend"] or "(none)",
-                      session.id if session else "(none)", ", ".join(sorted(session.methods)) if session else "-")
-            raise GrpcError(UNIMPLEMENTED, "pyd does not run BuildKit solves yet: build with DOCKER_BUILDKIT=0")
+            log.debug("solve %s: frontend %s, session %s exposing %s", ref, req["Frontend"] or "(none)", session.id,
+                      ", ".join(sorted(session.methods)))
+            export = parse_exporters(req["Exporters"], req["ExporterDeprecated"], req["ExporterAttrsDeprecated"])
+            solver = DockerfileSolve(self._backend, job, session, self._running)
+            if not req["Frontend"] and not req["Definition"]:
+                image_id = await self._gateway(ref, solver, session)
+            elif req["Frontend"] == FRONTEND:
+                image_id = await solver.build(parse_frontend_attrs(req["FrontendAttrs"], _platform_name()))
+            else:
+                raise GrpcError(UNIMPLEMENTED, f"frontend {req['Frontend'] or '(an LLB definition)'} is not supported "
+                                               f"by this daemon: it builds Dockerfiles ({FRONTEND})")
+            response = await solver.export(image_id, export) if image_id else {}
+            return m.SOLVE_RESPONSE.encode({"ExporterResponse": response})
+        except GrpcError as exc:
+            error = exc.message
+            raise
+        except asyncio.CancelledError:
+            error = "context canceled"
+            raise
         finally:
-            self._jobs.finish(ref)
+            self._jobs.finish(ref, error)
+
+    async def _gateway(self, ref: str, solver: DockerfileSolve, session: Session) -> str | None:
+        """A Solve whose frontend runs in the client: wait for its Return; the image it returned."""
+        gateway = self._gateways[ref] = _Gateway(solver, asyncio.get_running_loop().create_future())
+        self._gateway_added.set()
+        try:
+            closed = asyncio.ensure_future(session.closed())
+            try:
+                await asyncio.wait([gateway.returned, closed], return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                closed.cancel()
+            if not gateway.returned.done():
+                raise GrpcError(CANCELLED, "the build's session closed before its result was returned")
+            result_ref = gateway.returned.result()
+            if not result_ref:
+                return None     # nothing built (buildx probes the builder so): nothing to export
+            image_id = gateway.results.get(result_ref)
+            if image_id is None:
+                raise GrpcError(INVALID_ARGUMENT, f"the build returned an unknown result {result_ref!r}")
+            return image_id
+        finally:
+            del self._gateways[ref]
+
+    async def _bridge(self, metadata: dict[str, str]) -> _Gateway:
+        """The Solve a bridge call belongs to (the client calls it while its Solve is still being set up)."""
+        ref = metadata.get(BUILD_ID, "")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + SESSION_WAIT
+        while ref not in self._gateways:
+            left = deadline - loop.time()
+            if left <= 0:
+                raise GrpcError(NOT_FOUND, f"no such job {ref}")
+            self._gateway_added.clear()
+            try:
+                await asyncio.wait_for(self._gateway_added.wait(), left)
+            except asyncio.TimeoutError:
+                pass
+        return self._gateways[ref]
+
+    async def bridge_ping(self, request: bytes, metadata: dict[str, str]) -> bytes:
+        await self._bridge(metadata)
+        return m.PONG_RESPONSE.encode({"FrontendAPICaps": [{"ID": c, "Enabled": True} for c in BRIDGE_CAPS],
+                                       "Workers": [self.worker_record()]})
+
+    async def bridge_solve(self, request: bytes, metadata: dict[str, str]) -> bytes:
+        gateway = await self._bridge(metadata)
+        req = _decode(m.GATEWAY_SOLVE_REQUEST, request)
+        if req["Frontend"] != FRONTEND:
+            raise GrpcError(UNIMPLEMENTED, f"frontend {req['Frontend'] or '(an LLB definition)'} is not supported "
+                                           f"by this daemon: it builds Dockerfiles ({FRONTEND})")
+        opts = req["FrontendOpt"]
+        if opts.get("requestid", "").startswith("frontend."):
+            raise GrpcError(UNIMPLEMENTED, f"unsupported request {opts['requestid']}")
+        image_id = await gateway.solver.build(parse_frontend_attrs(opts, _platform_name()))
+        result_ref = "pyd-" + image_id.split(":", 1)[-1][:32]
+        gateway.results[result_ref] = image_id
+        return m.GATEWAY_SOLVE_RESPONSE.encode({"ref": result_ref})
+
+    async def bridge_return(self, request: bytes, metadata: dict[str, str]) -> bytes:
+        gateway = await self._bridge(metadata)
+        req = _decode(m.RETURN_REQUEST, request)
+        if not gateway.returned.done():
+            error, result = req["error"], req["result"]
+            if error and error["code"]:
+                gateway.returned.set_exception(GrpcError(error["code"], error["message"]))
+            else:
+                ref = (result or {}).get("refDeprecated") or ((result or {}).get("ref") or {}).get("id", "")
+                gateway.returned.set_result(ref)
+        return m.RETURN_RESPONSE.encode({})
 
     async def status(self, request: bytes) -> AsyncIterator[bytes]:
         req = _decode(m.STATUS_REQUEST, request)
-        await self._jobs.event(req["Ref"]).wait()
-        return
-        yield b""   # unreached: it makes this an async generator, whose items will be the Solve's progress
+        async for update in self._jobs.get(req["Ref"]).follow():
+            yield update
+
+
+@dataclass
+class _Gateway:
+    solver: DockerfileSolve
+    returned: asyncio.Future[str]                          # the ref the client's build function returned
+    results: dict[str, str] = field(default_factory=dict)  # refs its Solves answered -> image IDs
+
+
+def _platform_name() -> str:
+    p = host_platform()
+    return "/".join(filter(None, (p["OS"], p["Architecture"], p.get("Variant"))))
 
 
 def _usage_record(r: CacheRecord) -> dict:

@@ -84,15 +84,18 @@ def _status_headers(code: int, message: str) -> list[tuple[str, str]]:
 
 UnaryHandler = Callable[[bytes], Awaitable[bytes]]
 StreamHandler = Callable[[bytes], AsyncIterator[bytes]]
+MetadataHandler = Callable[[bytes, dict[str, str]], Awaitable[bytes]]   # unary, with the call's metadata
 
 
 class GrpcServer:
     """Routes each request stream by :path ("/package.Service/Method") to a unary or server-streaming
     handler; anything else answers UNIMPLEMENTED, as grpc-go does."""
 
-    def __init__(self, unary: dict[str, UnaryHandler], streaming: dict[str, StreamHandler]) -> None:
+    def __init__(self, unary: dict[str, UnaryHandler], streaming: dict[str, StreamHandler],
+                 with_metadata: dict[str, MetadataHandler] | None = None) -> None:
         self._unary = unary
         self._streaming = streaming
+        self._with_metadata = with_metadata or {}
 
     async def serve(self, reader: asyncio.StreamReader, writer: Any) -> None:
         """Serve one HTTP/2 connection (a hijacked one: asyncio reader, writer with write/drain) until the
@@ -107,6 +110,10 @@ class GrpcServer:
                 await stream.send_headers([(":status", "415"), ("content-type", "text/plain")], end_stream=True)
                 return
             unary, streaming = self._unary.get(path), self._streaming.get(path)
+            contextual = self._with_metadata.get(path)
+            if contextual is not None:
+                metadata = {k: v for k, v in stream.headers if not k.startswith(":")}
+                unary = lambda request: contextual(request, metadata)   # noqa: E731
             if unary is None and streaming is None:
                 raise GrpcError(UNIMPLEMENTED, f"unknown method {path.rsplit('/', 1)[-1]} for service "
                                                f"{path.strip('/').rsplit('/', 1)[0]}")

@@ -33,6 +33,11 @@ class Session:
     shared_key: str
     methods: frozenset[str]
     client: GrpcClient = field(repr=False)
+    conn: H2Connection = field(repr=False)
+
+    async def closed(self) -> None:
+        """Returns once the client closed the session."""
+        await self.conn.wait_closed()
 
     def supports(self, method: str) -> bool:
         return method in self.methods
@@ -82,7 +87,7 @@ class SessionManager:
         conn = H2Connection(reader, writer, client=True)
         methods = frozenset(m for v in headers.get_all(HEADER_METHOD) for m in v.split(",") if m)
         session = Session(session_id, headers.get(HEADER_NAME) or "", headers.get(HEADER_SHARED_KEY) or "",
-                          methods, GrpcClient(conn))
+                          methods, GrpcClient(conn), conn)
         self._sessions[session_id] = session
         self._changed.set()
         log.debug("session %s (%s) open, exposing %s", session_id, session.name, ", ".join(sorted(methods)))

@@ -88,16 +88,68 @@ def test_du_lists_the_classic_build_cache_and_prune_removes_it(daemon, busybox, 
         daemon.docker("images", "-q", "busybox", check=True).stdout.split()
 
 
-def test_build_opens_a_session_and_solve_is_not_served_yet(daemon, buildx, tmp_path):
-    """buildx opens its session (/session) and calls Solve and Status (/grpc): Solve finds the session by
-    its ID, then answers UNIMPLEMENTED (running it is the next step), which buildx reports."""
-    (tmp_path / "Dockerfile").write_text(DOCKERFILE)
-    since = daemon.log_size()
-    out = buildx("build", str(tmp_path), timeout=120)
-    assert out.returncode != 0
-    assert "failed to solve: Unimplemented: pyd does not run BuildKit solves yet" in out.stderr, out.stderr
-    log = daemon.log_text(since)
-    opened = re.search(r"session (\w+) \(\w+\) open, exposing .*/grpc.health.v1.Health/Check", log)
-    assert opened, log
-    assert re.search(rf"solve \w+: frontend \S+, session {opened[1]} exposing", log), log
-    assert f"session {opened[1]} closed" in log, log
+MULTI_STAGE = """\
+ARG BASE=busybox:latest
+FROM $BASE AS build
+ARG GREETING=hello
+WORKDIR /src
+COPY words.txt .
+RUN echo "$GREETING from build" > /src/out.txt && cat words.txt >> /src/out.txt
+RUN echo built-log-line
+
+FROM busybox:latest AS final
+LABEL stage=final
+COPY --from=build /src/out.txt /out.txt
+CMD ["cat", "/out.txt"]
+
+FROM final AS extra
+RUN echo never-built-for-target-final > /extra
+"""
+
+
+def _project(tmp_path: Path) -> Path:
+    (tmp_path / "Dockerfile").write_text(MULTI_STAGE)
+    (tmp_path / "words.txt").write_text("words from the context\n")
+    (tmp_path / "secret.txt").write_text("left out\n")
+    (tmp_path / ".dockerignore").write_text("secret.txt\n")
+    return tmp_path
+
+
+def test_buildx_build_multi_stage_with_args_and_target_then_cached(daemon, busybox, buildx, tmp_path):
+    ctx = _project(tmp_path)
+    iid, meta = tmp_path.parent / "iid.txt", tmp_path.parent / "meta.json"
+    out = buildx("build", "--progress=plain", "-t", "bkx:one", "--build-arg", "GREETING=bonjour", "--target",
+                 "final", "--iidfile", str(iid), "--metadata-file", str(meta), str(ctx), timeout=180)
+    assert out.returncode == 0, out.describe()
+    err = out.stderr
+    assert "[internal] load build definition from Dockerfile" in err, err
+    assert "[internal] load .dockerignore" in err and "[internal] load build context" in err, err
+    assert "[build 1/5] FROM docker.io/library/busybox:latest" in err and "[build 2/5] WORKDIR /src" in err, err
+    assert '[build 4/5] RUN echo "$GREETING from build"' in err, err
+    assert re.search(r"#\d+ \[build \d/\d\] RUN echo built-log-line\n(#\d+ [\d.]+ built-log-line)", err), err
+    assert "[final 2/2] COPY --from=build /src/out.txt /out.txt" in err, err
+    assert "never-built" not in err, err
+    assert "naming to docker.io/library/bkx:one" in err, err
+    image_id = daemon.docker("image", "inspect", "-f", "{{.Id}}", "bkx:one", check=True).stdout.strip()
+    assert iid.read_text() == image_id
+    import json
+    assert json.loads(meta.read_text())["containerimage.digest"] == image_id
+    run = daemon.docker("run", "--rm", "bkx:one", check=True, timeout=60)
+    assert run.stdout == "bonjour from build\nwords from the context\n"
+    labels = daemon.docker("image", "inspect", "-f", "{{json .Config.Labels}}", "bkx:one", check=True).stdout
+    assert json.loads(labels) == {"stage": "final"}
+
+    again = buildx("build", "--progress=plain", "-t", "bkx:two", "--build-arg", "GREETING=bonjour", "--target",
+                   "final", str(ctx), timeout=180)
+    assert again.returncode == 0, again.describe()
+    assert re.search(r"\[build \d/\d\] RUN echo built-log-line\n#\d+ CACHED", again.stderr), again.stderr
+    assert daemon.docker("image", "inspect", "-f", "{{.Id}}", "bkx:two", check=True).stdout.strip() == image_id
+
+
+def test_a_failing_step_ends_the_build_with_its_error(daemon, busybox, buildx, tmp_path):
+    (tmp_path / "Dockerfile").write_text("FROM busybox:latest\nRUN echo about to fail && exit 3\n")
+    out = buildx("build", "--progress=plain", str(tmp_path), timeout=120)
+    assert out.returncode == 1, out.describe()
+    assert "about to fail" in out.stderr, out.stderr
+    assert 'ERROR: failed to solve: process "/bin/sh -c echo about to fail && exit 3" did not complete ' \
+           'successfully: exit code: 3' in out.stderr, out.stderr

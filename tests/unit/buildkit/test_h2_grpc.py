@@ -141,14 +141,14 @@ class _Cache:
     def records(self) -> list[CacheRecord]:
         return [CacheRecord("ab" * 32, 4, 1.5, "RUN echo one > /one", False, ["cd" * 32])]
 
-    def prune(self, keep_duration: float = 0.0, keep_bytes: int = 0) -> list[CacheRecord]:
+    def prune(self, keep_duration: float = 0.0, keep_bytes: int = 0, held=()) -> list[CacheRecord]:
         return self.records()
 
 
 def test_control_service_over_grpc(tmp_path):
     async def body() -> None:
         sessions = SessionManager()
-        control = ControlService(WorkerInfo("ENGINE", str(tmp_path)), _Cache(), sessions)  # type: ignore[arg-type]
+        control = ControlService(WorkerInfo("ENGINE", str(tmp_path)), _Cache(), sessions, None)  # type: ignore[arg-type]
         server, client, tasks = await _serve(control.server())
         calls = grpc.GrpcClient(client)
         workers = m.LIST_WORKERS_RESPONSE.decode(await calls.unary("/moby.buildkit.v1.Control/ListWorkers", b""))

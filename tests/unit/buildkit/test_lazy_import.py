@@ -13,7 +13,7 @@ from pyd.daemon.api import buildkit
 routes = []
 class Router:
     def add(self, method, path, handler): routes.append((method, path))
-buildkit.register(Router(), object(), object(), object(), '/nonexistent')
+buildkit.register(Router(), *[object()] * 5, '/nonexistent', object())
 loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("h2", "hpack", "hyperframe")
                 or m.startswith(("pyd.daemon.buildkit", "pyd.http.h2conn")))
 print(routes, loaded)
