@@ -35,9 +35,11 @@ def buildx(daemon: Any, cli_plugins: Path) -> Callable[..., Any]:
             link.symlink_to(cli_plugins / name)
 
     def run(*args: str, timeout: float = 60) -> Any:
-        return daemon.docker("buildx", *args, timeout=timeout,
-                             env={"BUILDX_NO_DEFAULT_ATTESTATIONS": "1", "DOCKER_BUILDKIT": "1"})
+        return daemon.docker("buildx", *args, timeout=timeout, env=CLI_ENV)
     return run
+
+
+CLI_ENV = {"BUILDX_NO_DEFAULT_ATTESTATIONS": "1", "DOCKER_BUILDKIT": ""}   # unset: the CLI asks /_ping
 
 
 ARCH = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
@@ -153,3 +155,28 @@ def test_a_failing_step_ends_the_build_with_its_error(daemon, busybox, buildx, t
     assert "about to fail" in out.stderr, out.stderr
     assert 'ERROR: failed to solve: process "/bin/sh -c echo about to fail && exit 3" did not complete ' \
            'successfully: exit code: 3' in out.stderr, out.stderr
+
+
+def test_plain_docker_build_goes_through_buildkit(daemon, busybox, buildx, tmp_path):
+    """Without DOCKER_BUILDKIT, the docker CLI sees Builder-Version 2 in /_ping and hands `docker build`
+    to buildx, as it does against dockerd 23 and later."""
+    ctx = _project(tmp_path)
+    out = daemon.docker("build", "--progress=plain", "-t", "bkx:plain", "--build-arg", "GREETING=hi", str(ctx),
+                        timeout=180, env=CLI_ENV)
+    assert out.returncode == 0, out.describe()
+    assert "[internal] load build definition from Dockerfile" in out.stderr, out.stderr
+    assert "[extra 1/1] RUN echo never-built-for-target-final > /extra" in out.stderr, out.stderr   # FROM a stage: no vertex
+    assert "naming to docker.io/library/bkx:plain done" in out.stderr, out.stderr
+    run = daemon.docker("run", "--rm", "bkx:plain", "cat", "/extra", check=True, timeout=60)
+    assert run.stdout == "never-built-for-target-final\n"
+
+    du = daemon.docker("buildx", "du", env=CLI_ENV)
+    assert du.returncode == 0, du.describe()
+    assert any(l.startswith("Total:") for l in du.stdout.splitlines()), du.stdout
+    pruned = daemon.docker("builder", "prune", "-f", env=CLI_ENV)
+    assert pruned.returncode == 0, pruned.describe()
+    assert "Total:" in pruned.stdout, pruned.stdout
+    removed = [line.split()[0] for line in pruned.stdout.splitlines()[1:] if re.match(r"[0-9a-f]{64}\s", line)]
+    assert removed, pruned.stdout
+    assert all(daemon.docker("image", "inspect", i).returncode == 1 for i in removed)
+    assert daemon.docker("image", "inspect", "bkx:plain").returncode == 0    # tagged: kept, with its steps
