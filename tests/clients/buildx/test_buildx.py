@@ -5,6 +5,7 @@ from __future__ import annotations
 import platform
 import re
 import subprocess
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -180,3 +181,72 @@ def test_plain_docker_build_goes_through_buildkit(daemon, busybox, buildx, tmp_p
     assert removed, pruned.stdout
     assert all(daemon.docker("image", "inspect", i).returncode == 1 for i in removed)
     assert daemon.docker("image", "inspect", "bkx:plain").returncode == 0    # tagged: kept, with its steps
+
+
+COMPOSE_PROJECT = {
+    "compose.yaml": """\
+services:
+  api:
+    build:
+      context: ./api
+      args:
+        MESSAGE: from-api
+    command: ["sh", "-c", "cat /message; exec httpd -f -p 8080 -h /www"]
+  worker:
+    build: ./worker
+    depends_on: [api]
+    command: ["sh", "-c", "sleep 1; wget -qO- http://api:8080/index.html; cat /role; exec sleep 300"]
+    volumes: [data:/data]
+  cache:
+    image: busybox:latest
+    command: ["sh", "-c", "echo cache-up; exec sleep 300"]
+volumes:
+  data: {}
+""",
+    "api/Dockerfile": """\
+FROM busybox:latest
+ARG MESSAGE=unset
+RUN mkdir -p /www && echo served-by-api > /www/index.html && echo "$MESSAGE" > /message
+""",
+    "worker/Dockerfile": """\
+FROM busybox:latest AS base
+RUN echo worker-role > /role
+FROM base
+COPY hello.txt /hello.txt
+""",
+    "worker/hello.txt": "hello\n",
+}
+
+
+def test_compose_v2_up_build_ps_logs_down(daemon, busybox, buildx, tmp_path):
+    for rel, text in COMPOSE_PROJECT.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(text)
+
+    def compose(*args: str, timeout: float = 240) -> Any:
+        return daemon.docker("compose", "--project-directory", str(tmp_path), "-p", "bkdemo", *args,
+                             timeout=timeout, env={**CLI_ENV, "COMPOSE_PROGRESS": "plain"})
+
+    try:
+        up = compose("up", "--build", "-d")
+        assert up.returncode == 0, up.describe()
+        shown = up.stdout + up.stderr      # compose's build progress, then its container lines
+        assert "[api 2/2] RUN mkdir -p /www" in shown and "[worker base 2/2] RUN echo worker-role" in shown, shown
+        assert "naming to docker.io/library/bkdemo-worker:latest done" in shown, shown
+        images = daemon.docker("images", "--format", "{{.Repository}}", check=True).stdout.split()
+        assert {"bkdemo-api", "bkdemo-worker"} <= set(images), images
+        ps = compose("ps", "--format", "{{.Service}} {{.State}}")
+        assert ps.returncode == 0, ps.describe()
+        assert sorted(ps.stdout.split("\n")[:-1]) == ["api running", "cache running", "worker running"], ps.stdout
+        for _ in range(50):
+            logs = compose("logs", "--no-color", "worker")
+            if "worker-role" in logs.stdout:
+                break
+            time.sleep(0.2)
+        assert "served-by-api" in logs.stdout and "worker-role" in logs.stdout, logs.stdout
+        assert "from-api" in compose("logs", "--no-color", "api").stdout
+    finally:
+        down = compose("down", "-v", "-t", "1")
+    assert down.returncode == 0, down.describe()
+    assert daemon.docker("ps", "-aq", "--filter", "label=com.docker.compose.project=bkdemo", check=True).stdout == ""
+    assert "bkdemo_data" not in daemon.docker("volume", "ls", "-q", check=True).stdout.split()
