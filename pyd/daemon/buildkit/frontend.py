@@ -136,17 +136,6 @@ def buildkit_message(message: str) -> str:
     return message
 
 
-def human_size(n: int) -> str:
-    """go-units' HumanSize as BuildKit's progress prints sizes: 97B, 1.23kB, 4.5MB."""
-    value, unit = float(n), 0
-    units = ("B", "kB", "MB", "GB", "TB")
-    while value >= 1000 and unit < len(units) - 1:
-        value /= 1000
-        unit += 1
-    text = f"{value:.4g}"
-    return text + units[unit]
-
-
 class StageSteps:
     """The builder's StepProgress for one Solve: each step that dockerfile2llb makes a vertex becomes one,
     named `[stage i/n] TEXT`; its end is the next step's start (or the build's end)."""
