@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Callable
 
+from pyd.daemon.api.util import releasing_memory
 from pyd.daemon.errors import BadParameter
 
 if TYPE_CHECKING:
@@ -57,5 +58,5 @@ def register(router: Router, graph: Graph, containers: BuildContainers, in_use: 
         reader, writer = await req.hijack(None, protocol="h2c")
         await service.serve_session(reader, writer, req.headers)
 
-    router.add("POST", "/grpc", grpc)
-    router.add("POST", "/session", session)
+    router.add("POST", "/grpc", releasing_memory(grpc))        # once the client hangs up, builds are over
+    router.add("POST", "/session", releasing_memory(session))
