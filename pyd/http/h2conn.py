@@ -8,7 +8,7 @@ The receive window is given back as the application reads, so a slow consumer sl
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Awaitable, Callable, Sequence
+from typing import Any, Awaitable, Callable, Protocol, Sequence
 
 import h2.config
 import h2.connection
@@ -17,6 +17,12 @@ import h2.exceptions
 import h2.settings
 
 Headers = Sequence[tuple[str, str]]
+
+
+class Writer(Protocol):
+    """The sending half: a hijacked connection's writer or an asyncio.StreamWriter."""
+    def write(self, data: bytes) -> None: ...
+    async def drain(self) -> None: ...
 
 # What we let a peer send before it must wait for our reads: 1 MiB per stream, 4 MiB for the connection.
 STREAM_WINDOW = 1 << 20
@@ -106,7 +112,7 @@ class H2Stream:
 class H2Connection:
     """An HTTP/2 connection over (reader, writer): asyncio.StreamReader and a writer with write()/drain()."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: Any, *, client: bool,
+    def __init__(self, reader: asyncio.StreamReader, writer: Writer, *, client: bool,
                  handler: Callable[[H2Stream], Awaitable[None]] | None = None) -> None:
         self._reader = reader
         self._writer = writer

@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
-from typing import Any, AsyncIterator, Awaitable, Callable, Sequence
+from typing import AsyncIterator, Awaitable, Callable, Sequence
 from urllib.parse import quote, unquote
 
-from pyd.http.h2conn import H2Connection, H2Stream, StreamReset
+from pyd.http.h2conn import H2Connection, H2Stream, StreamReset, Writer
 
 log = logging.getLogger("pyd.buildkit")
 
@@ -97,7 +97,7 @@ class GrpcServer:
         self._streaming = streaming
         self._with_metadata = with_metadata or {}
 
-    async def serve(self, reader: asyncio.StreamReader, writer: Any) -> None:
+    async def serve(self, reader: asyncio.StreamReader, writer: Writer) -> None:
         """Serve one HTTP/2 connection (a hijacked one: asyncio reader, writer with write/drain) until the
         peer goes away."""
         await H2Connection(reader, writer, client=False, handler=self.handle).run()

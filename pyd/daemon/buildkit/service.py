@@ -2,10 +2,14 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING
 
 from pyd.daemon.buildkit.control import ControlService
 from pyd.daemon.buildkit.session import SessionManager
+
+if TYPE_CHECKING:
+    from pyd.http.h2conn import Writer
+    from pyd.http.headers import Headers
 
 
 class BuildKit:
@@ -14,9 +18,9 @@ class BuildKit:
         self.sessions = sessions
         self._grpc = control.server()
 
-    async def serve_control(self, reader: asyncio.StreamReader, writer: Any) -> None:
+    async def serve_control(self, reader: asyncio.StreamReader, writer: Writer) -> None:
         """One /grpc connection: HTTP/2 server, Control's methods, until the client hangs up."""
         await self._grpc.serve(reader, writer)
 
-    async def serve_session(self, reader: asyncio.StreamReader, writer: Any, headers: Any) -> None:
+    async def serve_session(self, reader: asyncio.StreamReader, writer: Writer, headers: Headers) -> None:
         await self.sessions.serve(reader, writer, headers)

@@ -10,11 +10,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 from pyd.daemon.buildkit.grpc import GrpcCall, GrpcClient
 from pyd.daemon.errors import BadParameter, Conflict
 from pyd.http.h2conn import H2Connection
+
+if TYPE_CHECKING:
+    from pyd.http.h2conn import Writer
+    from pyd.http.headers import Headers
 
 log = logging.getLogger("pyd.buildkit")
 
@@ -72,7 +76,7 @@ class SessionManager:
                 return None
         return self._sessions[session_id]
 
-    def check(self, headers: Any) -> None:
+    def check(self, headers: Headers) -> None:
         """Before the connection is taken over: a request that cannot open a session is a plain HTTP error."""
         session_id = headers.get(HEADER_ID) or ""
         if not session_id:
@@ -80,7 +84,7 @@ class SessionManager:
         if session_id in self._sessions:
             raise Conflict(f"session {session_id} already exists")
 
-    async def serve(self, reader: asyncio.StreamReader, writer: Any, headers: Any) -> None:
+    async def serve(self, reader: asyncio.StreamReader, writer: Writer, headers: Headers) -> None:
         """Hold the session of an already hijacked connection (check() passed) until the client closes it."""
         self.check(headers)
         session_id = headers.get(HEADER_ID)
