@@ -101,7 +101,8 @@ def _platform(spec: str) -> str:
 
 
 def parse_exporters(exporters: list[dict], legacy_type: str, legacy_attrs: dict[str, str]) -> ExportRequest:
-    """The image exporter (moby/image), its `name`s; no exporter is a build whose result is only cached."""
+    """The image exporter (moby/image), its `name`s; no exporter is a build whose result is only cached.
+    `push` is the client's to do: buildx pushes a moby export through the Engine API once it is tagged."""
     if not exporters and legacy_type:
         exporters = [{"Type": legacy_type, "Attrs": legacy_attrs}]
     out = ExportRequest()
@@ -109,9 +110,6 @@ def parse_exporters(exporters: list[dict], legacy_type: str, legacy_attrs: dict[
         kind, attrs = exp["Type"], exp["Attrs"]
         if kind not in IMAGE_EXPORTERS:
             raise GrpcError(UNIMPLEMENTED, f"exporter {kind!r} is not supported by this daemon (use --load)")
-        if attrs.get("push", "false").lower() == "true":
-            raise GrpcError(UNIMPLEMENTED, "pushing from a build is not supported by this daemon: "
-                                           "build, then docker push")
         for name in filter(None, (n.strip() for n in attrs.get("name", "").split(","))):
             try:
                 ref = str(parse_reference(name))

@@ -149,6 +149,18 @@ def test_buildx_build_multi_stage_with_args_and_target_then_cached(daemon, busyb
     assert daemon.docker("image", "inspect", "-f", "{{.Id}}", "bkx:two", check=True).stdout.strip() == image_id
 
 
+def test_push_goes_through_the_engine_api_after_the_build(daemon, busybox, buildx, registry, tmp_path):
+    (tmp_path / "Dockerfile").write_text("FROM busybox:latest\nRUN echo pushed > /p\n")
+    name = f"{registry}/bkx/pushed:1"
+    out = buildx("build", "--progress=plain", "--push", "-t", name, str(tmp_path), timeout=180)
+    assert out.returncode == 0, out.describe()
+    assert f"pushing {name} with docker" in out.stderr, out.stderr
+    daemon.docker("rmi", name, check=True)
+    pulled = daemon.docker("pull", name, timeout=120)
+    assert pulled.returncode == 0, pulled.describe()
+    assert daemon.docker("run", "--rm", name, "cat", "/p", check=True).stdout == "pushed\n"
+
+
 def test_a_failing_step_ends_the_build_with_its_error(daemon, busybox, buildx, tmp_path):
     (tmp_path / "Dockerfile").write_text("FROM busybox:latest\nRUN echo about to fail && exit 3\n")
     out = buildx("build", "--progress=plain", str(tmp_path), timeout=120)
