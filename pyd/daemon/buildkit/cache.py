@@ -10,8 +10,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Iterable
 
-from pyd.daemon.build.cache import is_build_image, prune_build_cache
-from pyd.daemon.errors import NotFound
+from pyd.daemon.build.cache import is_build_image, prune_build_cache, with_ancestors
 
 if TYPE_CHECKING:
     from pyd.daemon.storage.graph import Graph, Image
@@ -51,20 +50,7 @@ class ClassicBuildCache:
     def _kept(self) -> set[str]:
         """Images prune keeps: tagged or used by a container, and everything below them."""
         graph = self._graph
-        todo = [i.id for i in graph.images() if graph.image_refs(i.id) or self._in_use(i.id)]
-        kept: set[str] = set()
-        while todo:
-            iid = todo.pop()
-            if iid in kept:
-                continue
-            kept.add(iid)
-            try:
-                parent = graph.image(iid).parent
-            except NotFound:
-                continue
-            if parent:
-                todo.append(parent)
-        return kept
+        return with_ancestors(graph, [i.id for i in graph.images() if graph.image_refs(i.id) or self._in_use(i.id)])
 
     def records(self) -> list[CacheRecord]:
         graph = self._graph

@@ -168,6 +168,11 @@ def test_a_failing_step_ends_the_build_with_its_error(daemon, busybox, buildx, t
     assert "about to fail" in out.stderr, out.stderr
     assert 'ERROR: failed to solve: process "/bin/sh -c echo about to fail && exit 3" did not complete ' \
            'successfully: exit code: 3' in out.stderr, out.stderr
+    (tmp_path / "Dockerfile").write_text("FROM busybox:latest\nFOO bar\n")
+    out = buildx("build", "--progress=plain", str(tmp_path), timeout=120)
+    assert out.returncode == 1, out.describe()
+    assert "ERROR: failed to solve: dockerfile parse error on line 2: unknown instruction: FOO" in out.stderr, \
+        out.stderr
 
 
 def test_plain_docker_build_goes_through_buildkit(daemon, busybox, buildx, tmp_path):
