@@ -234,7 +234,7 @@ class H2Connection:
             stream = self._streams.pop(ev.stream_id, None)
             if stream is not None:
                 stream._on_reset(ev.error_code)
-            task = self._tasks.get(ev.stream_id)
+            task = self._tasks.pop(ev.stream_id, None)
             if task is not None:
                 task.cancel()    # the peer gave up on the call (a cancelled context in grpc-go)
             self._window.set()
@@ -343,4 +343,5 @@ class H2Connection:
             stream._on_reset(2)   # INTERNAL_ERROR as far as the streams can tell: nothing more comes
         self._streams.clear()
         for task in list(self._tasks.values()):
-            task.cancel()
+            task.cancel()        # once each: a second cancel would cut the handler's own clean-up short
+        self._tasks.clear()

@@ -261,7 +261,8 @@ class DockerfileSolve:
 
         opts = BuildOptions(dockerfile=name, buildargs=dict(req.buildargs), target=req.target,
                             nocache=req.nocache, labels=dict(req.labels), networkmode=req.network,
-                            extrahosts=list(req.extrahosts), shmsize=req.shmsize)
+                            extrahosts=list(req.extrahosts), shmsize=req.shmsize,
+                            forcerm=True)     # BuildKit leaves no step container behind, failed or cancelled
 
         async def ignore_text(msg: dict) -> None:
             return None     # the classic stream: the steps come through StageSteps instead

@@ -2,7 +2,9 @@
 driver: the builder, its worker and the build cache over /grpc, the session over /session."""
 from __future__ import annotations
 
+import os
 import platform
+import signal
 import re
 import subprocess
 import time
@@ -267,3 +269,29 @@ def test_compose_v2_up_build_ps_logs_down(daemon, busybox, buildx, tmp_path):
     assert down.returncode == 0, down.describe()
     assert daemon.docker("ps", "-aq", "--filter", "label=com.docker.compose.project=bkdemo", check=True).stdout == ""
     assert "bkdemo_data" not in daemon.docker("volume", "ls", "-q", check=True).stdout.split()
+
+
+def test_a_build_cancelled_by_the_client_leaves_no_container(daemon, busybox, buildx, tmp_path):
+    (tmp_path / "Dockerfile").write_text("FROM busybox:latest\nRUN echo started-long-step && sleep 60\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
+    env.update(DOCKER_HOST=daemon.host, DOCKER_CONFIG=str(daemon.docker_config), DOCKER_CLI_HINTS="false",
+               **CLI_ENV)
+    proc = subprocess.Popen(["/usr/local/bin/docker", "buildx", "build", "--progress=plain", str(tmp_path)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            if "started-long-step" in line and "RUN" not in line:
+                break
+        assert daemon.docker("ps", "-q", check=True).stdout.strip(), "the RUN step's container runs"
+        proc.send_signal(signal.SIGINT)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    for _ in range(100):
+        if not daemon.docker("ps", "-aq", check=True).stdout.strip():
+            break
+        time.sleep(0.2)
+    assert daemon.docker("ps", "-aq", check=True).stdout == "", daemon.docker("ps", "-a").stdout
