@@ -134,45 +134,55 @@ def buildkit_message(message: str) -> str:
     return message
 
 
+@dataclass
+class _StageProgress:
+    prefix: str           # "build " or ""
+    total: int            # the stage's vertexes, as dockerfile2llb counts them
+    index: int = 0
+    current: Vertex | None = None
+    cached: bool = False
+
+
 class StageSteps:
     """The builder's StepProgress for one Solve: each step that dockerfile2llb makes a vertex becomes one,
-    named `[stage i/n] TEXT`; its end is the next step's start (or the build's end)."""
+    named `[stage i/n] TEXT`; it ends at the next step of its stage or the stage's end. A stage may be
+    built in the middle of another's step (COPY --from): cache hits and logs go to the stage that ran last."""
 
     def __init__(self, job: Job, stage_names: list[str], expand_base: Callable[[dockerfile.Stage], str],
                  first_inputs: list[str]) -> None:
         self._job = job
         self._names = stage_names          # every stage of the Dockerfile, lower-case ("" unnamed)
         self._expand = expand_base
-        self._current: Vertex | None = None
-        self._cached = False
-        self._index = 0
-        self._total = 0
-        self._prefix = ""
+        self._stages: dict[int, _StageProgress] = {}
+        self._active: list[int] = []       # stages under way, the innermost last
         self._last: list[str] = list(first_inputs)
         self._metadata_done: set[str] = set()
 
-    def _close(self) -> None:
-        if self._current is not None:
-            self._job.complete(self._current, cached=self._cached)
-            self._last = [self._current.digest]
-        self._current, self._cached = None, False
+    def _close(self, p: _StageProgress, error: str = "") -> None:
+        if p.current is not None:
+            self._job.complete(p.current, cached=p.cached, error=error)
+            self._last = [p.current.digest]
+        p.current, p.cached = None, False
 
-    def _name(self, text: str) -> str:
-        if not self._total:
-            return text
-        self._index += 1
-        width = len(str(self._total))
-        return f"[{self._prefix}{self._index:>{width}}/{self._total}] {text}"
+    def _open(self, p: _StageProgress, text: str) -> None:
+        name = text
+        if p.total:
+            p.index += 1
+            name = f"[{p.prefix}{p.index:>{len(str(p.total))}}/{p.total}] {text}"
+        p.current = self._job.vertex(name, self._last)
 
     async def step(self, stage_index: int, stage: dockerfile.Stage, ins: Instruction | None) -> None:
-        self._close()
+        if stage_index in self._active:
+            self._active.remove(stage_index)
+        self._active.append(stage_index)
         if ins is None:
             base = self._expand(stage)
             from_image = base.lower() not in self._names[:stage_index] and base != "scratch"
-            self._index = 0
-            self._total = int(from_image) + sum(1 for c in stage.commands if c.cmd in VERTEX_COMMANDS)
-            label = stage.name or (f"stage-{stage_index}" if len(self._names) > 1 else "")
-            self._prefix = label + " " if label else ""
+            # dockerfile2llb: no stage label in a one-stage file, even a named one; stage-N when unnamed
+            label = (stage.name or f"stage-{stage_index}") if len(self._names) > 1 else ""
+            p = self._stages[stage_index] = _StageProgress(
+                label + " " if label else "",
+                int(from_image) + sum(1 for c in stage.commands if c.cmd in VERTEX_COMMANDS))
             if not from_image:
                 return
             try:
@@ -182,22 +192,40 @@ class StageSteps:
             if shown not in self._metadata_done:
                 self._metadata_done.add(shown)
                 self._job.complete(self._job.vertex(f"[internal] load metadata for {shown}"))
-            self._current = self._job.vertex(self._name(f"FROM {shown}"), self._last)
-        elif ins.cmd in VERTEX_COMMANDS:
-            self._current = self._job.vertex(self._name(_step_text(ins)), self._last)
+            self._open(p, f"FROM {shown}")
+            return
+        p = self._stages[stage_index]
+        self._close(p)
+        if ins.cmd in VERTEX_COMMANDS:
+            self._open(p, _step_text(ins))
+
+    def stage_done(self, stage_index: int) -> None:
+        p = self._stages.get(stage_index)
+        if p is not None:
+            self._close(p)
+        if stage_index in self._active:
+            self._active.remove(stage_index)
+
+    def _innermost(self) -> _StageProgress | None:
+        return self._stages.get(self._active[-1]) if self._active else None
 
     def cached(self) -> None:
-        self._cached = True
+        p = self._innermost()
+        if p is not None:
+            p.cached = True
 
     async def log(self, stream: int, data: bytes) -> None:
-        if self._current is not None:
-            self._job.log(self._current, stream, data)
+        p = self._innermost()
+        if p is not None and p.current is not None:
+            self._job.log(p.current, stream, data)
 
     def end(self, error: str = "") -> None:
-        if error and self._current is not None:
-            self._job.complete(self._current, error=error)
-            self._current = None
-        self._close()
+        """The build ended: the step under way carries the error; the others just end."""
+        innermost = self._innermost()
+        if error and innermost is not None:
+            self._close(innermost, error)
+        for p in self._stages.values():
+            self._close(p)
 
     @property
     def last_inputs(self) -> list[str]:

@@ -151,6 +151,35 @@ def test_buildx_build_multi_stage_with_args_and_target_then_cached(daemon, busyb
     assert daemon.docker("image", "inspect", "-f", "{{.Id}}", "bkx:two", check=True).stdout.strip() == image_id
 
 
+SYNTAX = """\
+# syntax=docker/dockerfile:1
+FROM busybox:latest AS tools
+COPY --chmod=755 greet.sh /usr/local/bin/greet
+RUN <<EOF
+set -e
+echo heredoc-line-one
+greet > /greeting
+EOF
+RUN --mount=type=cache,target=/cache echo run >> /cache/runs && wc -l < /cache/runs > /runs-seen
+"""
+
+
+def test_buildkit_syntax_heredocs_cache_mounts_and_copy_chmod(daemon, busybox, buildx, tmp_path):
+    (tmp_path / "Dockerfile").write_text(SYNTAX)
+    (tmp_path / "greet.sh").write_text("#!/bin/sh\necho greetings\n")
+    out = buildx("build", "--progress=plain", "-t", "bkx:syntax", str(tmp_path), timeout=180)
+    assert out.returncode == 0, out.describe()
+    assert "[2/4] COPY --chmod=755 greet.sh /usr/local/bin/greet" in out.stderr, out.stderr   # one stage: no label
+    assert re.search(r"#\d+ [\d.]+ heredoc-line-one", out.stderr), out.stderr
+    run = daemon.docker("run", "--rm", "bkx:syntax", "sh", "-c",
+                        "stat -c %a /usr/local/bin/greet; cat /greeting /runs-seen", check=True)
+    assert run.stdout == "755\ngreetings\n1\n"
+    again = buildx("build", "--progress=plain", "--no-cache", "-t", "bkx:syntax", str(tmp_path), timeout=180)
+    assert again.returncode == 0, again.describe()
+    seen = daemon.docker("run", "--rm", "bkx:syntax", "cat", "/runs-seen", check=True).stdout
+    assert seen == "2\n"     # the cache mount outlived the first build
+
+
 def test_push_goes_through_the_engine_api_after_the_build(daemon, busybox, buildx, registry, tmp_path):
     (tmp_path / "Dockerfile").write_text("FROM busybox:latest\nRUN echo pushed > /p\n")
     name = f"{registry}/bkx/pushed:1"

@@ -146,6 +146,7 @@ def test_steps_are_named_as_dockerfile2llb_names_them():
                 await steps.step(i, stage, ins)
                 if ins.cmd == "workdir":
                     steps.cached()
+            steps.stage_done(i)
         steps.end()
     run(body)
     assert _names(job) == ["[internal] load metadata for docker.io/library/busybox:latest",
