@@ -36,7 +36,7 @@ ENTRY_POINT = "pyd.__main__:main"
 # interpreter imports its own. Pinned: the pure-Python halves must be the same for every ABI.
 TARGET_PYTHONS = ("3.11", "3.12", "3.13", "3.14")
 TARGET_PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64")
-THIRD_PARTY = ("uvloop==0.23.0", "cffi==2.1.1")
+THIRD_PARTY = ("uvloop==0.23.0", "cffi==2.1.1", "h2==4.3.0", "hpack==4.1.0", "hyperframe==6.1.0")
 
 EXECD_CFLAGS = ["-static", "-Os", "-Wall", "-Wextra"]
 # Source files that must not go into the archive (they are inputs of the build, not of the program).

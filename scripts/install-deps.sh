@@ -5,7 +5,7 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(busybox-static docker-registry libseccomp-dev iproute2 util-linux gcc libc6-dev binutils make
               python3 python3-pip docker-compose apache2-utils docker.io)
-PY_MODULES=(shiv uvloop cffi pytest pytest_timeout docker yaml)
+PY_MODULES=(shiv uvloop cffi h2 pytest pytest_timeout docker yaml)
 
 missing_apt=()
 for pkg in "${APT_PACKAGES[@]}"; do
@@ -25,6 +25,8 @@ for mod in "${PY_MODULES[@]}"; do
         break
     fi
 done
+
+bash scripts/install-cli-plugins.sh   # buildx and compose v2, for the BuildKit tests
 
 if [ ! -x /usr/local/bin/docker ]; then
     echo "warning: no docker CLI at /usr/local/bin/docker: tests driving it will fail (see README)" >&2

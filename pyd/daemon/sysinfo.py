@@ -26,6 +26,10 @@ class SystemInfo:
         self.events = events
         self.networks = networks
 
+    def engine_id(self) -> str:
+        """The engine's ID (made on first use, kept in the data root)."""
+        return _daemon_id(self.cfg.data_root)
+
     def info(self) -> dict[str, Any]:
         import platform
         cs = self.containers.all()
@@ -38,7 +42,7 @@ class SystemInfo:
         except (OSError, ValueError, IndexError):
             pass
         return {
-            "ID": _daemon_id(self.cfg.data_root), "Containers": len(cs), "ContainersRunning": running,
+            "ID": self.engine_id(), "Containers": len(cs), "ContainersRunning": running,
             "ContainersPaused": paused, "ContainersStopped": len(cs) - running - paused,
             "Images": len(self.graph.images()), "Driver": self.graph.driver_name,
             "DriverStatus": [["Backing Filesystem", self.graph.backing_fs]],

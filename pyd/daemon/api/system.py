@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from pyd.daemon.sysinfo import SystemInfo
     from pyd.http.server import Router
 
-PING_HEADERS = {"Api-Version": API_VERSION, "Builder-Version": "1", "Swarm": "inactive",
+PING_HEADERS = {"Api-Version": API_VERSION, "Builder-Version": "2", "Swarm": "inactive",
                 "Cache-Control": "no-cache, no-store, must-revalidate", "Pragma": "no-cache"}
 
 

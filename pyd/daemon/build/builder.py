@@ -51,6 +51,17 @@ class BuildContainers(Protocol):
     async def wait(self, ref: str, condition: str = "not-running") -> dict[str, Any]: ...
     async def remove(self, ref: str, force: bool = False, volumes: bool = False) -> None: ...
 
+
+class StepProgress(Protocol):
+    """What BuildKit's progress needs beyond the classic text stream: where each step begins (a stage may
+    be built in the middle of another's step: COPY --from, FROM), where a stage ends, which steps were
+    cache hits, and the output of the RUN in progress (which then stays out of the text stream)."""
+    async def step(self, stage_index: int, stage: dockerfile.Stage, ins: Instruction | None) -> None: ...
+    def stage_done(self, stage_index: int) -> None: ...
+    def cached(self) -> None: ...
+    async def log(self, stream: int, data: bytes) -> None: ...
+
+
 DEFAULT_SHELL = ["/bin/sh", "-c"]
 PROXY_ARGS = ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY", "ftp_proxy",
               "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy")
@@ -138,13 +149,18 @@ class Builder:
     """One build: `prepare()` reads and parses the Dockerfile (errors before any output), `run()` builds."""
 
     def __init__(self, graph: Graph, containers: BuildContainers, pull: PullForBuild, context_dir: str,
-                 opts: BuildOptions, emit: Emit) -> None:
+                 opts: BuildOptions, emit: Emit, steps: StepProgress | None = None,
+                 dockerfile_dir: str | None = None) -> None:
+        """steps: structured progress (BuildKit's); dockerfile_dir: where opts.dockerfile is, when not in
+        the context."""
         self.graph = graph
         self.containers = containers
         self.pull = pull
         self.context = context_dir
         self.opts = opts
         self._emit = emit
+        self.steps = steps
+        self.dockerfile_dir = dockerfile_dir
         self.df: dockerfile.Dockerfile | None = None
         self.meta: list[Instruction] = []
         self.stages: list[dockerfile.Stage] = []
@@ -171,7 +187,7 @@ class Builder:
     # ---- parse ------------------------------------------------------------------------------------
     def prepare(self) -> None:
         name = self.opts.dockerfile or "Dockerfile"
-        path = archive.secure_join(self.context, name.lstrip("/"))
+        path = archive.secure_join(self.dockerfile_dir or self.context, name.lstrip("/"))
         try:
             with open(path, encoding="utf-8", errors="replace") as f:
                 text = f.read()
@@ -267,14 +283,20 @@ class Builder:
         self._building.add(index)
         self._step += 1
         await self.out(f"Step {self._step}/{self._total} : {stage.from_.original}\n")
+        if self.steps is not None:
+            await self.steps.step(index, stage, None)
         state = await self._from(stage, index)
         self.held.add(state.image_id)
         await self.out(f" ---> {short(state.image_id)}\n")
         for ins in stage.commands:
             self._step += 1
             await self.out(f"Step {self._step}/{self._total} : {ins.original}\n")
+            if self.steps is not None:
+                await self.steps.step(index, stage, ins)
             await self.dispatch(state, ins)
             await self.out(f" ---> {short(state.image_id)}\n")
+        if self.steps is not None:
+            self.steps.stage_done(index)
         if state.image_id:
             await self._emit({"aux": {"ID": state.image_id}})
         self.results[str(index)] = state.image_id
@@ -414,6 +436,8 @@ class Builder:
             return False
         hit = max(candidates, key=lambda i: i.created)
         self.held.add(hit.id)
+        if self.steps is not None:
+            self.steps.cached()
         await self.out(" ---> Using cache\n")
         state.image = hit
         return True
@@ -752,6 +776,9 @@ class Builder:
                 if item is None:
                     break
                 stream, data = item
+                if self.steps is not None:
+                    await self.steps.log(stream, data)
+                    continue
                 text = decoders.get(stream, decoders[1]).decode(data)
                 if text:
                     await self.out(text)

@@ -19,7 +19,8 @@ def is_build_image(img: Any) -> bool:
     return img.config.get("docker_version") == "pyd" and "container_config" in img.config
 
 
-def _with_ancestors(graph: Any, ids: Iterable[str]) -> set[str]:
+def with_ancestors(graph: Any, ids: Iterable[str]) -> set[str]:
+    """The images `ids` and every parent below them."""
     out: set[str] = set()
     todo = [i for i in ids if i]
     while todo:
@@ -41,7 +42,7 @@ def prune_build_cache(graph: Any, in_use: Callable[[str], str | None], held: Ite
     """Remove the dangling build cache; Docker's BuildCachePruneReport. `held`: images running builds use."""
     from pyd.formats import rfc3339
 
-    keep = _with_ancestors(graph, held)
+    keep = with_ancestors(graph, held)
     deleted: list[str] = []
     reclaimed = 0
     for _ in range(len(graph.images()) + 1):        # each pass removes at least one leaf, or ends

@@ -1,0 +1,364 @@
+"""The Dockerfile frontend (`dockerfile.v0`) of a Solve, run through pyd's own builder (pyd.daemon.build).
+
+What BuildKit's frontend does, in the same order and under the same vertex names: load the Dockerfile
+from the `dockerfile` local, the .dockerignore and then the context from the `context` local (the client
+filters, with the patterns we send), then the steps (`[stage 2/3] RUN ...`: FROM of an image, RUN, COPY,
+ADD and WORKDIR are vertexes, as in dockerfile2llb), then the image exporter. The builder's classic text
+stream is not used: the steps come through its StepProgress hook.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable
+
+from pyd.daemon.buildkit.filesync import SyncError, SyncRequest, receive
+from pyd.daemon.buildkit.grpc import INVALID_ARGUMENT, UNIMPLEMENTED, UNKNOWN, GrpcError
+from pyd.daemon.buildkit.progress import Job, Vertex
+from pyd.daemon.errors import HTTPError
+from pyd.formats import dockerignore
+from pyd.formats.reference import parse_reference
+
+if TYPE_CHECKING:
+    from pyd.daemon.build import dockerfile
+    from pyd.daemon.build.builder import BuildContainers, Builder, PullForBuild
+    from pyd.daemon.build.dockerfile import Instruction
+    from pyd.daemon.buildkit.session import Session
+    from pyd.daemon.events import EventBus
+    from pyd.daemon.storage.graph import Graph
+
+FRONTEND = "dockerfile.v0"
+IMAGE_EXPORTERS = ("moby", "image")
+VERTEX_COMMANDS = ("add", "copy", "run", "workdir")   # the instructions dockerfile2llb gives a vertex
+
+
+@dataclass(frozen=True)
+class BuildBackend:
+    """What a Solve builds with: the classic builder's collaborators, and where it may write."""
+    graph: Graph
+    containers: BuildContainers
+    pull: PullForBuild
+    events: EventBus
+    tmp_dir: str
+
+
+@dataclass
+class FrontendRequest:
+    filename: str = "Dockerfile"
+    target: str = ""
+    buildargs: dict[str, str | None] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+    nocache: bool = False
+    network: str = ""
+    extrahosts: list[str] = field(default_factory=list)
+    shmsize: int = 0
+
+
+@dataclass
+class ExportRequest:
+    names: list[str] = field(default_factory=list)   # fully qualified: docker.io/library/x:latest
+
+
+def parse_frontend_attrs(attrs: dict[str, str], host_platform: str) -> FrontendRequest:
+    """The attributes buildx and compose send to dockerfile.v0, checked once."""
+    out = FrontendRequest(filename=attrs.get("filename") or "Dockerfile", target=attrs.get("target", ""))
+    for key, value in attrs.items():
+        if key.startswith("build-arg:"):
+            out.buildargs[key[len("build-arg:"):]] = value
+        elif key.startswith("label:"):
+            out.labels[key[len("label:"):]] = value
+        elif key.startswith("context:"):
+            raise GrpcError(UNIMPLEMENTED, f"named build contexts ({key[len('context:'):]}) are not supported "
+                                           "by this daemon")
+    out.nocache = "no-cache" in attrs     # "" is every stage; pyd's cache cannot skip single stages
+    network = attrs.get("force-network-mode", "")
+    if network not in ("", "default", "none", "host", "sandbox"):
+        raise GrpcError(INVALID_ARGUMENT, f"invalid network mode {network!r}")
+    out.network = {"sandbox": "default"}.get(network, network)
+    out.extrahosts = [h for h in attrs.get("add-hosts", "").split(",") if h]
+    try:
+        out.shmsize = int(attrs.get("shm-size") or 0)
+    except ValueError:
+        raise GrpcError(INVALID_ARGUMENT, f"invalid shm-size {attrs['shm-size']!r}") from None
+    for wanted in filter(None, attrs.get("platform", "").split(",")):
+        if _platform(wanted) != _platform(host_platform):
+            raise GrpcError(UNIMPLEMENTED, f"this daemon builds for {host_platform} only, not {wanted}")
+    return out
+
+
+def _platform(spec: str) -> str:
+    parts = spec.strip().lower().split("/")
+    if len(parts) == 3 and parts[1] == "amd64" and parts[2] == "v1":   # amd64's default variant
+        parts = parts[:2]
+    if len(parts) == 2 and parts[1] == "arm64":
+        parts.append("v8")
+    return "/".join(parts)
+
+
+def parse_exporters(exporters: list[dict], legacy_type: str, legacy_attrs: dict[str, str]) -> ExportRequest:
+    """The image exporter (moby/image), its `name`s; no exporter is a build whose result is only cached.
+    `push` is the client's to do: buildx pushes a moby export through the Engine API once it is tagged."""
+    if not exporters and legacy_type:
+        exporters = [{"Type": legacy_type, "Attrs": legacy_attrs}]
+    out = ExportRequest()
+    for exp in exporters:
+        kind, attrs = exp["Type"], exp["Attrs"]
+        if kind not in IMAGE_EXPORTERS:
+            raise GrpcError(UNIMPLEMENTED, f"exporter {kind!r} is not supported by this daemon (use --load)")
+        for name in filter(None, (n.strip() for n in attrs.get("name", "").split(","))):
+            try:
+                ref = str(parse_reference(name))
+            except HTTPError as exc:
+                raise GrpcError(INVALID_ARGUMENT, f"invalid reference {name!r}: {exc.message}") from None
+            if ref not in out.names:
+                out.names.append(ref)
+    return out
+
+
+def buildkit_message(message: str) -> str:
+    """The classic builder's words for a failure, as BuildKit says them."""
+    m = re.fullmatch(r"The command '(.*)' returned a non-zero code: (\d+)", message, re.S)
+    if m:
+        return f'process "{m[1]}" did not complete successfully: exit code: {m[2]}'
+    m = re.fullmatch(r"failed to reach build target (.*) in Dockerfile", message)
+    if m:
+        return f'target stage "{m[1]}" could not be found'
+    m = re.fullmatch(r"Cannot locate specified Dockerfile: (.*)", message)
+    if m:
+        return f"failed to read dockerfile: open {m[1]}: no such file or directory"
+    return message
+
+
+@dataclass
+class _StageProgress:
+    prefix: str           # "build " or ""
+    total: int            # the stage's vertexes, as dockerfile2llb counts them
+    index: int = 0
+    current: Vertex | None = None
+    cached: bool = False
+
+
+class StageSteps:
+    """The builder's StepProgress for one Solve: each step that dockerfile2llb makes a vertex becomes one,
+    named `[stage i/n] TEXT`; it ends at the next step of its stage or the stage's end. A stage may be
+    built in the middle of another's step (COPY --from): cache hits and logs go to the stage that ran last."""
+
+    def __init__(self, job: Job, stage_names: list[str], expand_base: Callable[[dockerfile.Stage], str],
+                 first_inputs: list[str]) -> None:
+        self._job = job
+        self._names = stage_names          # every stage of the Dockerfile, lower-case ("" unnamed)
+        self._expand = expand_base
+        self._stages: dict[int, _StageProgress] = {}
+        self._active: list[int] = []       # stages under way, the innermost last
+        self._last: list[str] = list(first_inputs)
+        self._metadata_done: set[str] = set()
+
+    def _close(self, p: _StageProgress, error: str = "") -> None:
+        if p.current is not None:
+            self._job.complete(p.current, cached=p.cached, error=error)
+            self._last = [p.current.digest]
+        p.current, p.cached = None, False
+
+    def _open(self, p: _StageProgress, text: str) -> None:
+        name = text
+        if p.total:
+            p.index += 1
+            name = f"[{p.prefix}{p.index:>{len(str(p.total))}}/{p.total}] {text}"
+        p.current = self._job.vertex(name, self._last)
+
+    async def step(self, stage_index: int, stage: dockerfile.Stage, ins: Instruction | None) -> None:
+        if stage_index in self._active:
+            self._active.remove(stage_index)
+        self._active.append(stage_index)
+        if ins is None:
+            base = self._expand(stage)
+            from_image = base.lower() not in self._names[:stage_index] and base != "scratch"
+            # dockerfile2llb: no stage label in a one-stage file, even a named one; stage-N when unnamed
+            label = (stage.name or f"stage-{stage_index}") if len(self._names) > 1 else ""
+            p = self._stages[stage_index] = _StageProgress(
+                label + " " if label else "",
+                int(from_image) + sum(1 for c in stage.commands if c.cmd in VERTEX_COMMANDS))
+            if not from_image:
+                return
+            try:
+                shown = str(parse_reference(base))
+            except HTTPError:
+                shown = base
+            if shown not in self._metadata_done:
+                self._metadata_done.add(shown)
+                self._job.complete(self._job.vertex(f"[internal] load metadata for {shown}"))
+            self._open(p, f"FROM {shown}")
+            return
+        p = self._stages[stage_index]
+        self._close(p)
+        if ins.cmd in VERTEX_COMMANDS:
+            self._open(p, _step_text(ins))
+
+    def stage_done(self, stage_index: int) -> None:
+        p = self._stages.get(stage_index)
+        if p is not None:
+            self._close(p)
+        if stage_index in self._active:
+            self._active.remove(stage_index)
+
+    def _innermost(self) -> _StageProgress | None:
+        return self._stages.get(self._active[-1]) if self._active else None
+
+    def cached(self) -> None:
+        p = self._innermost()
+        if p is not None:
+            p.cached = True
+
+    async def log(self, stream: int, data: bytes) -> None:
+        p = self._innermost()
+        if p is not None and p.current is not None:
+            self._job.log(p.current, stream, data)
+
+    def end(self, error: str = "") -> None:
+        """The build ended: the step under way carries the error; the others just end."""
+        innermost = self._innermost()
+        if error and innermost is not None:
+            self._close(innermost, error)
+        for p in self._stages.values():
+            self._close(p)
+
+    @property
+    def last_inputs(self) -> list[str]:
+        return self._last
+
+
+def _step_text(ins: Instruction) -> str:
+    text = re.sub(r"\\\s*\n\s*", "", ins.original).strip()
+    word, _, rest = text.partition(" ")
+    return word.upper() + (" " + rest.strip() if rest else "")
+
+
+def _needs_context(stages: list[dockerfile.Stage]) -> bool:
+    return any(ins.cmd in ("add", "copy") and not ins.flags.get("from") for s in stages for ins in s.commands)
+
+
+class DockerfileSolve:
+    """One dockerfile.v0 build (sync the locals, run the steps) and the export of its image."""
+
+    def __init__(self, backend: BuildBackend, job: Job, session: Session, running: set[Builder]) -> None:
+        self._backend = backend
+        self._job = job
+        self._session = session
+        self._running = running
+        self._inputs: list[str] = []      # the last step's vertex: the exporter's input
+
+    async def _sync(self, name: str, request: SyncRequest, dest: str, status: str) -> Vertex:
+        job = self._job
+        v = job.vertex(name)
+        started = time.time()
+        try:
+            result = await receive(self._session, request, dest)
+        except SyncError as exc:
+            job.complete(v, error=str(exc))
+            raise GrpcError(UNKNOWN, str(exc)) from None
+        job.status(v, status, current=result.bytes, done=True, started=started)
+        job.complete(v)
+        return v
+
+    async def build(self, req: FrontendRequest) -> str:
+        """The image ID of the build (its steps in the cache, untagged)."""
+        root = tempfile.mkdtemp(prefix="buildkit-", dir=self._backend.tmp_dir)
+        try:
+            return await self._build(req, root)
+        finally:
+            await asyncio.to_thread(shutil.rmtree, root, True)
+
+    async def _build(self, req: FrontendRequest, root: str) -> str:
+        from pyd.daemon.build import dockerfile
+        from pyd.daemon.build.builder import BuildError, Builder, BuildOptions
+        from pyd.daemon.errors import BadParameter
+
+        job, backend = self._job, self._backend
+        df_dir, ignore_dir, context_dir = (os.path.join(root, d) for d in ("dockerfile", "ignore", "context"))
+        for d in (df_dir, ignore_dir, context_dir):
+            os.mkdir(d)
+        name = req.filename
+        definition = await self._sync(f"[internal] load build definition from {name}",
+                                      SyncRequest("dockerfile", include=[name, name + ".dockerignore"]),
+                                      df_dir, "transferring dockerfile:")
+
+        opts = BuildOptions(dockerfile=name, buildargs=dict(req.buildargs), target=req.target,
+                            nocache=req.nocache, labels=dict(req.labels), networkmode=req.network,
+                            extrahosts=list(req.extrahosts), shmsize=req.shmsize,
+                            forcerm=True)     # BuildKit leaves no step container behind, failed or cancelled
+
+        async def ignore_text(msg: dict) -> None:
+            return None     # the classic stream: the steps come through StageSteps instead
+
+        holder: list[Builder] = []
+
+        def expand_base(stage: dockerfile.Stage) -> str:
+            b = holder[0]
+            try:
+                return b.lexer.word(stage.base, {k: v for k, v in b.meta_args.items() if v is not None})
+            except dockerfile.DockerfileError:
+                return stage.base
+
+        all_names: list[str] = []
+        steps = StageSteps(job, all_names, expand_base, [definition.digest])
+        builder = Builder(backend.graph, backend.containers, backend.pull, context_dir, opts, ignore_text, steps,
+                          dockerfile_dir=df_dir)
+        holder.append(builder)
+        try:
+            builder.prepare()
+        except BadParameter as exc:
+            raise GrpcError(UNKNOWN, buildkit_message(exc.message)) from None
+        assert builder.df is not None
+        all_names.extend(s.name for s in dockerfile.split_stages(builder.df)[1])
+
+        if _needs_context(builder.stages):
+            ignore_file = os.path.join(df_dir, name + ".dockerignore")
+            if not os.path.isfile(ignore_file):
+                await self._sync("[internal] load .dockerignore", SyncRequest("context", follow=[".dockerignore"]),
+                                 ignore_dir, "transferring context:")
+                ignore_file = os.path.join(ignore_dir, ".dockerignore")
+            patterns: list[str] = []
+            if os.path.isfile(ignore_file):
+                with open(ignore_file, encoding="utf-8", errors="replace") as f:
+                    patterns = dockerignore.read_patterns(f.read())
+            await self._sync("[internal] load build context", SyncRequest("context", exclude=patterns),
+                             context_dir, "transferring context:")
+
+        self._running.add(builder)
+        try:
+            image_id = await builder.run()
+        except BuildError as exc:
+            message = buildkit_message(exc.message)
+            steps.end(message)
+            raise GrpcError(UNKNOWN, message) from None
+        except (BadParameter, OSError) as exc:
+            message = getattr(exc, "message", None) or str(exc)
+            steps.end(message)
+            raise GrpcError(UNKNOWN, message) from None
+        finally:
+            self._running.discard(builder)
+        steps.end()
+        self._inputs = steps.last_inputs
+        return image_id
+
+    async def export(self, image_id: str, export: ExportRequest) -> dict[str, str]:
+        """Tag the image with the exporter's names; the exporter's response (--iidfile, --metadata-file)."""
+        job, graph = self._job, self._backend.graph
+        v = job.vertex("exporting to image", self._inputs)
+        job.status(v, "exporting layers", done=True)
+        job.status(v, f"writing image {image_id}", done=True)
+        for ref in export.names:
+            started = time.time()
+            await asyncio.to_thread(graph.tag, image_id, ref)
+            self._backend.events.publish("image", "tag", image_id, {"name": parse_reference(ref).familiar()})
+            job.status(v, f"naming to {ref}", done=True, started=started)
+        job.complete(v)
+        response = {"containerimage.digest": image_id, "containerimage.config.digest": image_id}
+        if export.names:
+            response["image.name"] = ",".join(export.names)
+        return response

@@ -1,0 +1,326 @@
+"""buildx 0.13 (Debian 13's docker-buildx, placed by scripts/install-cli-plugins.sh) with its default `docker`
+driver: the builder, its worker and the build cache over /grpc, the session over /session."""
+from __future__ import annotations
+
+import os
+import platform
+import signal
+import re
+import subprocess
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[3]
+PLUGINS = ROOT / "build" / "cli-plugins"
+
+
+@pytest.fixture(scope="session")
+def cli_plugins() -> Path:
+    if not (PLUGINS / "docker-buildx").exists():
+        done = subprocess.run(["bash", str(ROOT / "scripts" / "install-cli-plugins.sh")], capture_output=True,
+                              text=True, timeout=600)
+        if done.returncode != 0:
+            pytest.fail(f"scripts/install-cli-plugins.sh failed:\n{done.stdout}{done.stderr}", pytrace=False)
+    return PLUGINS
+
+
+@pytest.fixture(scope="module")
+def buildx(daemon: Any, cli_plugins: Path) -> Callable[..., Any]:
+    """`docker buildx ARGS` through the docker CLI, its config folder holding the plugins."""
+    plugins = daemon.docker_config / "cli-plugins"
+    plugins.mkdir(exist_ok=True)
+    for name in ("docker-buildx", "docker-compose"):
+        link = plugins / name
+        if not link.exists():
+            link.symlink_to(cli_plugins / name)
+
+    def run(*args: str, timeout: float = 60) -> Any:
+        return daemon.docker("buildx", *args, timeout=timeout, env=CLI_ENV)
+    return run
+
+
+CLI_ENV = {"BUILDX_NO_DEFAULT_ATTESTATIONS": "1", "DOCKER_BUILDKIT": ""}   # unset: the CLI asks /_ping
+
+
+ARCH = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
+
+DOCKERFILE = "FROM busybox:latest\nRUN echo one > /one\nRUN echo two > /two\n"
+
+
+def test_ls_shows_the_default_builder_on_the_docker_driver(daemon, buildx):
+    out = buildx("ls")
+    assert out.returncode == 0, out.describe()
+    lines = out.stdout.splitlines()
+    assert lines[0].split() == ["NAME/NODE", "DRIVER/ENDPOINT", "STATUS", "BUILDKIT", "PLATFORMS"], out.stdout
+    assert lines[1].split() == ["default*", "docker"], out.stdout
+    assert lines[2].split() == ["\\_", "default", "\\_", "default", "running", "v0.13.0-pyd", f"linux/{ARCH}"], out.stdout
+
+
+def test_inspect_shows_the_worker(daemon, buildx):
+    out = buildx("inspect")
+    assert out.returncode == 0, out.describe()
+    fields = dict(line.split(":", 1) for line in out.stdout.splitlines() if ":" in line and not line.startswith(" "))
+    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    assert fields["Name"] == "default" and fields["Driver"] == "docker", out.stdout
+    assert fields["Status"] == "running" and fields["BuildKit version"] == "v0.13.0-pyd", out.stdout
+    assert fields["Platforms"] == f"linux/{ARCH}", out.stdout
+    assert "org.mobyproject.buildkit.worker.executor:" in out.stdout, out.stdout
+
+
+def test_du_lists_the_classic_build_cache_and_prune_removes_it(daemon, busybox, buildx, tmp_path):
+    (tmp_path / "Dockerfile").write_text(DOCKERFILE)
+    built = daemon.docker("build", "-q", str(tmp_path), timeout=120)    # untagged: all of it reclaimable
+    assert built.returncode == 0, built.describe()
+    out = buildx("du")
+    assert out.returncode == 0, out.describe()
+    lines = out.stdout.splitlines()
+    assert lines[0].split() == ["ID", "RECLAIMABLE", "SIZE", "LAST", "ACCESSED"], out.stdout
+    rows = [l.split() for l in lines[1:] if l and not l.startswith(("Reclaimable", "Total"))]
+    assert len(rows) == 2 and all(r[1] == "true" for r in rows), out.stdout
+    assert any(l.startswith("Reclaimable:") for l in lines) and any(l.startswith("Total:") for l in lines)
+
+    pruned = buildx("prune", "-f")
+    assert pruned.returncode == 0, pruned.describe()
+    assert {r[0] for r in rows} <= set(pruned.stdout.split()), pruned.stdout
+    assert "Total:" in pruned.stdout, pruned.stdout
+    after = buildx("du")
+    assert after.returncode == 0, after.describe()
+    assert not [l for l in after.stdout.splitlines()[1:] if l and not l.startswith(("Reclaimable", "Total"))]
+    assert daemon.docker("images", "-aq", check=True).stdout.split() == \
+        daemon.docker("images", "-q", "busybox", check=True).stdout.split()
+
+
+MULTI_STAGE = """\
+ARG BASE=busybox:latest
+FROM $BASE AS build
+ARG GREETING=hello
+WORKDIR /src
+COPY words.txt .
+RUN echo "$GREETING from build" > /src/out.txt && cat words.txt >> /src/out.txt
+RUN echo built-log-line
+
+FROM busybox:latest AS final
+LABEL stage=final
+COPY --from=build /src/out.txt /out.txt
+CMD ["cat", "/out.txt"]
+
+FROM final AS extra
+RUN echo never-built-for-target-final > /extra
+"""
+
+
+def _project(tmp_path: Path) -> Path:
+    (tmp_path / "Dockerfile").write_text(MULTI_STAGE)
+    (tmp_path / "words.txt").write_text("words from the context\n")
+    (tmp_path / "secret.txt").write_text("left out\n")
+    (tmp_path / ".dockerignore").write_text("secret.txt\n")
+    return tmp_path
+
+
+def test_buildx_build_multi_stage_with_args_and_target_then_cached(daemon, busybox, buildx, tmp_path):
+    ctx = _project(tmp_path)
+    iid, meta = tmp_path.parent / "iid.txt", tmp_path.parent / "meta.json"
+    out = buildx("build", "--progress=plain", "-t", "bkx:one", "--build-arg", "GREETING=bonjour", "--target",
+                 "final", "--iidfile", str(iid), "--metadata-file", str(meta), str(ctx), timeout=180)
+    assert out.returncode == 0, out.describe()
+    err = out.stderr
+    assert "[internal] load build definition from Dockerfile" in err, err
+    assert "[internal] load .dockerignore" in err and "[internal] load build context" in err, err
+    assert "[build 1/5] FROM docker.io/library/busybox:latest" in err and "[build 2/5] WORKDIR /src" in err, err
+    assert '[build 4/5] RUN echo "$GREETING from build"' in err, err
+    assert re.search(r"#\d+ \[build \d/\d\] RUN echo built-log-line\n(#\d+ [\d.]+ built-log-line)", err), err
+    assert "[final 2/2] COPY --from=build /src/out.txt /out.txt" in err, err
+    assert "never-built" not in err, err
+    assert "naming to docker.io/library/bkx:one" in err, err
+    image_id = daemon.docker("image", "inspect", "-f", "{{.Id}}", "bkx:one", check=True).stdout.strip()
+    assert iid.read_text() == image_id
+    import json
+    assert json.loads(meta.read_text())["containerimage.digest"] == image_id
+    run = daemon.docker("run", "--rm", "bkx:one", check=True, timeout=60)
+    assert run.stdout == "bonjour from build\nwords from the context\n"
+    labels = daemon.docker("image", "inspect", "-f", "{{json .Config.Labels}}", "bkx:one", check=True).stdout
+    assert json.loads(labels) == {"stage": "final"}
+
+    again = buildx("build", "--progress=plain", "-t", "bkx:two", "--build-arg", "GREETING=bonjour", "--target",
+                   "final", str(ctx), timeout=180)
+    assert again.returncode == 0, again.describe()
+    assert re.search(r"\[build \d/\d\] RUN echo built-log-line\n#\d+ CACHED", again.stderr), again.stderr
+    assert daemon.docker("image", "inspect", "-f", "{{.Id}}", "bkx:two", check=True).stdout.strip() == image_id
+
+
+SYNTAX = """\
+# syntax=docker/dockerfile:1
+FROM busybox:latest AS tools
+COPY --chmod=755 greet.sh /usr/local/bin/greet
+RUN <<EOF
+set -e
+echo heredoc-line-one
+greet > /greeting
+EOF
+RUN --mount=type=cache,target=/cache echo run >> /cache/runs && wc -l < /cache/runs > /runs-seen
+"""
+
+
+def test_buildkit_syntax_heredocs_cache_mounts_and_copy_chmod(daemon, busybox, buildx, tmp_path):
+    (tmp_path / "Dockerfile").write_text(SYNTAX)
+    (tmp_path / "greet.sh").write_text("#!/bin/sh\necho greetings\n")
+    out = buildx("build", "--progress=plain", "-t", "bkx:syntax", str(tmp_path), timeout=180)
+    assert out.returncode == 0, out.describe()
+    assert "[2/4] COPY --chmod=755 greet.sh /usr/local/bin/greet" in out.stderr, out.stderr   # one stage: no label
+    assert re.search(r"#\d+ [\d.]+ heredoc-line-one", out.stderr), out.stderr
+    run = daemon.docker("run", "--rm", "bkx:syntax", "sh", "-c",
+                        "stat -c %a /usr/local/bin/greet; cat /greeting /runs-seen", check=True)
+    assert run.stdout == "755\ngreetings\n1\n"
+    again = buildx("build", "--progress=plain", "--no-cache", "-t", "bkx:syntax", str(tmp_path), timeout=180)
+    assert again.returncode == 0, again.describe()
+    seen = daemon.docker("run", "--rm", "bkx:syntax", "cat", "/runs-seen", check=True).stdout
+    assert seen == "2\n"     # the cache mount outlived the first build
+
+
+def test_push_goes_through_the_engine_api_after_the_build(daemon, busybox, buildx, registry, tmp_path):
+    (tmp_path / "Dockerfile").write_text("FROM busybox:latest\nRUN echo pushed > /p\n")
+    name = f"{registry}/bkx/pushed:1"
+    out = buildx("build", "--progress=plain", "--push", "-t", name, str(tmp_path), timeout=180)
+    assert out.returncode == 0, out.describe()
+    assert f"pushing {name} with docker" in out.stderr, out.stderr
+    daemon.docker("rmi", name, check=True)
+    pulled = daemon.docker("pull", name, timeout=120)
+    assert pulled.returncode == 0, pulled.describe()
+    assert daemon.docker("run", "--rm", name, "cat", "/p", check=True).stdout == "pushed\n"
+
+
+def test_a_failing_step_ends_the_build_with_its_error(daemon, busybox, buildx, tmp_path):
+    (tmp_path / "Dockerfile").write_text("FROM busybox:latest\nRUN echo about to fail && exit 3\n")
+    out = buildx("build", "--progress=plain", str(tmp_path), timeout=120)
+    assert out.returncode == 1, out.describe()
+    assert "about to fail" in out.stderr, out.stderr
+    assert 'ERROR: failed to solve: process "/bin/sh -c echo about to fail && exit 3" did not complete ' \
+           'successfully: exit code: 3' in out.stderr, out.stderr
+    (tmp_path / "Dockerfile").write_text("FROM busybox:latest\nFOO bar\n")
+    out = buildx("build", "--progress=plain", str(tmp_path), timeout=120)
+    assert out.returncode == 1, out.describe()
+    assert "ERROR: failed to solve: dockerfile parse error on line 2: unknown instruction: FOO" in out.stderr, \
+        out.stderr
+
+
+def test_plain_docker_build_goes_through_buildkit(daemon, busybox, buildx, tmp_path):
+    """Without DOCKER_BUILDKIT, the docker CLI sees Builder-Version 2 in /_ping and hands `docker build`
+    to buildx, as it does against dockerd 23 and later."""
+    ctx = _project(tmp_path)
+    out = daemon.docker("build", "--progress=plain", "-t", "bkx:plain", "--build-arg", "GREETING=hi", str(ctx),
+                        timeout=180, env=CLI_ENV)
+    assert out.returncode == 0, out.describe()
+    assert "[internal] load build definition from Dockerfile" in out.stderr, out.stderr
+    assert "[extra 1/1] RUN echo never-built-for-target-final > /extra" in out.stderr, out.stderr   # FROM a stage: no vertex
+    assert re.search(r"naming to docker.io/library/bkx:plain( [\d.]+s)? done", out.stderr), out.stderr
+    run = daemon.docker("run", "--rm", "bkx:plain", "cat", "/extra", check=True, timeout=60)
+    assert run.stdout == "never-built-for-target-final\n"
+
+    du = daemon.docker("buildx", "du", env=CLI_ENV)
+    assert du.returncode == 0, du.describe()
+    assert any(l.startswith("Total:") for l in du.stdout.splitlines()), du.stdout
+    pruned = daemon.docker("builder", "prune", "-f", env=CLI_ENV)
+    assert pruned.returncode == 0, pruned.describe()
+    assert "Total:" in pruned.stdout, pruned.stdout
+    removed = [line.split()[0] for line in pruned.stdout.splitlines()[1:] if re.match(r"[0-9a-f]{64}\s", line)]
+    assert removed, pruned.stdout
+    assert all(daemon.docker("image", "inspect", i).returncode == 1 for i in removed)
+    assert daemon.docker("image", "inspect", "bkx:plain").returncode == 0    # tagged: kept, with its steps
+
+
+COMPOSE_PROJECT = {
+    "compose.yaml": """\
+services:
+  api:
+    build:
+      context: ./api
+      args:
+        MESSAGE: from-api
+    command: ["sh", "-c", "cat /message; exec httpd -f -p 8080 -h /www"]
+  worker:
+    build: ./worker
+    depends_on: [api]
+    command: ["sh", "-c", "sleep 1; wget -qO- http://api:8080/index.html; cat /role; exec sleep 300"]
+    volumes: [data:/data]
+  cache:
+    image: busybox:latest
+    command: ["sh", "-c", "echo cache-up; exec sleep 300"]
+volumes:
+  data: {}
+""",
+    "api/Dockerfile": """\
+FROM busybox:latest
+ARG MESSAGE=unset
+RUN mkdir -p /www && echo served-by-api > /www/index.html && echo "$MESSAGE" > /message
+""",
+    "worker/Dockerfile": """\
+FROM busybox:latest AS base
+RUN echo worker-role > /role
+FROM base
+COPY hello.txt /hello.txt
+""",
+    "worker/hello.txt": "hello\n",
+}
+
+
+def test_compose_v2_up_build_ps_logs_down(daemon, busybox, buildx, tmp_path):
+    for rel, text in COMPOSE_PROJECT.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(text)
+
+    def compose(*args: str, timeout: float = 240) -> Any:
+        return daemon.docker("compose", "--project-directory", str(tmp_path), "-p", "bkdemo", *args,
+                             timeout=timeout, env={**CLI_ENV, "COMPOSE_PROGRESS": "plain"})
+
+    try:
+        up = compose("up", "--build", "-d")
+        assert up.returncode == 0, up.describe()
+        shown = up.stdout + up.stderr      # compose's build progress, then its container lines
+        assert "[api 2/2] RUN mkdir -p /www" in shown and "[worker base 2/2] RUN echo worker-role" in shown, shown
+        assert re.search(r"naming to docker.io/library/bkdemo-worker:latest( [\d.]+s)? done", shown), shown
+        images = daemon.docker("images", "--format", "{{.Repository}}", check=True).stdout.split()
+        assert {"bkdemo-api", "bkdemo-worker"} <= set(images), images
+        ps = compose("ps", "--format", "{{.Service}} {{.State}}")
+        assert ps.returncode == 0, ps.describe()
+        assert sorted(ps.stdout.split("\n")[:-1]) == ["api running", "cache running", "worker running"], ps.stdout
+        for _ in range(50):
+            logs = compose("logs", "--no-color", "worker")
+            if "worker-role" in logs.stdout:
+                break
+            time.sleep(0.2)
+        assert "served-by-api" in logs.stdout and "worker-role" in logs.stdout, logs.stdout
+        assert "from-api" in compose("logs", "--no-color", "api").stdout
+    finally:
+        down = compose("down", "-v", "-t", "1")
+    assert down.returncode == 0, down.describe()
+    assert daemon.docker("ps", "-aq", "--filter", "label=com.docker.compose.project=bkdemo", check=True).stdout == ""
+    assert "bkdemo_data" not in daemon.docker("volume", "ls", "-q", check=True).stdout.split()
+
+
+def test_a_build_cancelled_by_the_client_leaves_no_container(daemon, busybox, buildx, tmp_path):
+    (tmp_path / "Dockerfile").write_text("FROM busybox:latest\nRUN echo started-long-step && sleep 60\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
+    env.update(DOCKER_HOST=daemon.host, DOCKER_CONFIG=str(daemon.docker_config), DOCKER_CLI_HINTS="false",
+               **CLI_ENV)
+    proc = subprocess.Popen(["/usr/local/bin/docker", "buildx", "build", "--progress=plain", str(tmp_path)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            if "started-long-step" in line and "RUN" not in line:
+                break
+        assert daemon.docker("ps", "-q", check=True).stdout.strip(), "the RUN step's container runs"
+        proc.send_signal(signal.SIGINT)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    for _ in range(100):
+        if not daemon.docker("ps", "-aq", check=True).stdout.strip():
+            break
+        time.sleep(0.2)
+    assert daemon.docker("ps", "-aq", check=True).stdout == "", daemon.docker("ps", "-a").stdout
