@@ -122,8 +122,8 @@ class Engine:
 
     def router(self) -> Router:
         """The route table: each resource's routes with the services they call."""
-        from pyd.daemon.api import archive, build, buildkit, containers, processes, exec as exec_, images
-        from pyd.daemon.api import networks, plugins, swarm, system, volumes
+        from pyd.daemon.api import archive, build, buildkit, containers, df, exec as exec_, images, networks
+        from pyd.daemon.api import plugins, processes, swarm, system, volumes
         from pyd.http.server import Router
 
         router = Router()
@@ -137,6 +137,7 @@ class Engine:
         archive.register(router, self.containers, self.graph, self.events, self.tmp_dir)
         build.register(router, self.graph, self.containers, self.containers.image_in_use, self.pulls.pull_for_build,
                        self.events, self.tmp_dir)
+        df.register(router, self.graph, self.containers, self.networks, self.volumes)
         buildkit.register(router, self.graph, self.containers, self.containers.image_in_use, self.pulls.pull_for_build,
                           self.events, self.tmp_dir, self.system.engine_id)
         swarm.register(router)      # answered as a dockerd outside a swarm, with no plugins

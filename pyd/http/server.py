@@ -273,18 +273,18 @@ class Request:
         await conn.drain()
         return self._stream
 
-    async def hijack(self, content_type: str | None, protocol: str,
-                     reason: str = "Switching Protocols") -> tuple[asyncio.StreamReader, HijackWriter]:
-        """Take over the connection: "101 <reason>" with Upgrade: <protocol> when the client sent an Upgrade
-        header (whatever it named), else "200 OK" with a connection-delimited body. Bytes the client sent
-        after the head are readable from the reader; EOF on the reader is the client's half-close."""
+    async def hijack(self, content_type: str | None, protocol: str, reason: str = "Switching Protocols",
+                     headers: list[tuple[str, str]] | None = None) -> tuple[asyncio.StreamReader, HijackWriter]:
+        """Take over the connection: "101 <reason>" with Upgrade: <protocol> (and `headers`) when the client
+        sent an Upgrade header (whatever it named), else "200 OK" with a connection-delimited body. Bytes the
+        client sent after the head are readable from the reader; EOF on the reader is the client's half-close."""
         if self.started:
             raise RuntimeError("response already started")
         conn = self._conn
         extra = [("Content-Type", content_type)] if content_type else []
         if self.headers.get("upgrade") is not None:
             status = 101
-            extra += [("Connection", "Upgrade"), ("Upgrade", protocol)]
+            extra += [("Connection", "Upgrade"), ("Upgrade", protocol), *(headers or [])]
         else:
             status = 200
         self.started = self.hijacked = True
@@ -369,6 +369,28 @@ class HijackWriter:
 
     async def drain(self) -> None:
         await self._conn.drain()
+
+    async def wait_peer_read(self, timeout: float = 0.5) -> None:
+        """Wait (at most `timeout`) until the peer has read every byte sent so far. A client that reads the
+        head through a buffered reader and the rest from the raw socket (docker-py, requests) loses what
+        arrived with the head. Only a unix socket tells (SIOCOUTQ: bytes its peer has not read yet);
+        elsewhere this returns at once."""
+        import asyncio
+        import fcntl
+        import socket
+        import struct
+        import termios
+        sock = self.transport.get_extra_info("socket")
+        if sock is None or sock.family != socket.AF_UNIX:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not self._conn.closed and loop.time() < deadline:
+            if not self.transport.get_write_buffer_size():
+                unread = struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0" * 4))[0]
+                if unread == 0:
+                    return
+            await asyncio.sleep(0.001)
 
     def can_write_eof(self) -> bool:
         return self.transport.can_write_eof()

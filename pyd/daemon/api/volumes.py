@@ -5,6 +5,7 @@ import asyncio
 from typing import TYPE_CHECKING
 
 from pyd.daemon.api.util import check_filter_keys, filters_arg
+from pyd.daemon.api.version import api_at_least
 from pyd.daemon.errors import BadParameter
 from pyd.http.server import Response
 
@@ -88,6 +89,8 @@ def register(router: Router, store: VolumeStore, events: EventBus) -> None:
         filters = filters_arg(req)
         check_filter_keys(filters, PRUNE_FILTERS)
         prune_all = _bool_filter("all", filters.pop("all", []))
+        if not api_at_least(req, "1.42"):
+            prune_all = True      # before 1.42 a prune took named volumes too
         deleted, reclaimed = [], 0
         for v in store.list():
             if store.users(v.name) or not matches(v, filters, False):

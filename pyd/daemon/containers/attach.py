@@ -149,8 +149,9 @@ class ExecAttachment:
     """docker exec without -d: the exec starts once the client's connection is ours; its output goes out
     (stdcopy frames without a tty) until the process exits or the detach keys are typed."""
 
-    def __init__(self, execs: ExecService, inst: ExecInstance) -> None:
-        self.execs, self.inst = execs, inst
+    def __init__(self, execs: ExecService, inst: ExecInstance, multiplexed: bool) -> None:
+        """multiplexed: the start request's Tty was false (dockerd frames by it, not by the exec's tty)."""
+        self.execs, self.inst, self.multiplexed = execs, inst, multiplexed
         self.keys = detach_keys_arg(inst.config.detach_keys)
         self.queue: asyncio.Queue = asyncio.Queue()
         self.pump: asyncio.Future[str] | None = None
@@ -159,7 +160,7 @@ class ExecAttachment:
     async def run(self, reader: StreamIn, writer: StreamOut) -> None:
         from pyd.daemon.runtime.execdriver import ExecError
         inst, cfg = self.inst, self.inst.config
-        multiplexed = not cfg.tty
+        multiplexed = self.multiplexed
         try:
             await self.execs.start(inst, with_stdin=cfg.attach_stdin)
         except ExecError as e:

@@ -91,13 +91,19 @@ def frozen(cgroups: Freezer | None, c: Container, timeout: float = 2.0) -> Itera
         return
     try:
         deadline = time.monotonic() + timeout
-        while done and time.monotonic() < deadline:   # v1 passes through FREEZING
-            with open(path) as f:
-                if f.read().strip() == done:
-                    break
-            time.sleep(0.005)
+        try:
+            while done and time.monotonic() < deadline:   # v1 passes through FREEZING
+                with open(path) as f:
+                    if f.read().strip() == done:
+                        break
+                time.sleep(0.005)
+        except FileNotFoundError:      # it exited meanwhile and its cgroup went: nothing left to freeze
+            pass
         log.debug("commit: froze %s (%s)", c.ID[:12], path)
         yield
     finally:
-        with open(path, "w") as f:
-            f.write(off)
+        try:
+            with open(path, "w") as f:
+                f.write(off)
+        except FileNotFoundError:
+            pass

@@ -25,7 +25,7 @@ from typing import BinaryIO, Callable, Iterable, Iterator
 from pyd.daemon.errors import BadParameter, Conflict, NotFound
 from pyd.daemon.fsutil import atomic_write, atomic_write_json, fsync_dir, read_text
 from pyd.daemon.runtime import native
-from pyd.daemon.storage import archive, image_archive, trees
+from pyd.daemon.storage import archive, fschanges, image_archive, trees
 from pyd.daemon.storage.changes import apply_changes, default_container_config
 from pyd.daemon.storage.drivers import GraphDriver, GraphDriverError, pick_driver
 from pyd.daemon.storage.trees import remove_tree
@@ -808,6 +808,14 @@ class Graph:
             self.driver.remove(rw.mount_id)
             remove_tree(trash)
             del self._rw[container_id]
+
+    def changes(self, container_id: str) -> list[dict]:
+        """`docker diff`: what the container changed over its image ([{"Path", "Kind"}], see fschanges),
+        without execd's mount points (/etc/hosts, /proc, ...), as the driver's diff leaves them out."""
+        rw = self._rw_layer(container_id)
+        parent = self._layers[rw.parent].cache_id if rw.parent else None
+        lowers = self.driver.lower_dirs(rw.mount_id, parent)
+        return fschanges.changes_of(self.driver.diff(rw.mount_id, parent), lowers)
 
     # ---- commit (the builder's RUN/COPY steps, docker commit) --------------------------------------
 

@@ -43,8 +43,9 @@ def test_defaults_and_driver_env(monkeypatch, tmp_path):
 def test_merge_image_config_rules():
     image = {"Env": ["PATH=/bin", "A=img"], "Cmd": ["sh"], "Entrypoint": None, "WorkingDir": "/srv",
              "Labels": {"from": "image"}}
-    cfg = merge_image_config({"Image": "x", "Env": ["A=user", "B=2"], "Labels": {"mine": "1"}}, image)
-    assert cfg["Env"] == ["PATH=/bin", "A=user", "B=2"]
+    cfg = merge_image_config({"Image": "x", "Env": ["A=user", "B=2", "C"], "Labels": {"mine": "1"}}, image)
+    # dockerd's merge(): the user's entries as given (a bare key kept), then the image's not named
+    assert cfg["Env"] == ["A=user", "B=2", "C", "PATH=/bin"]
     assert cfg["Cmd"] == ["sh"] and cfg["WorkingDir"] == "/srv"
     assert cfg["Labels"] == {"from": "image", "mine": "1"}
     # an entrypoint given by the user drops the image's Cmd

@@ -49,6 +49,9 @@ class GraphDriver(Protocol):
         """A layer tar of what the layer changes over `parent`, with `.wh.` whiteouts for deletions; ends
         with the tar's end blocks (just those when nothing changed)."""
 
+    def lower_dirs(self, cache_id: str, parent: str | None) -> list[str]:
+        """The trees beneath the layer where its paths are looked up, topmost first."""
+
     def size(self, cache_id: str) -> int:
         """Bytes of the files in the layer's diff dir."""
 

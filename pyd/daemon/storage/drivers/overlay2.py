@@ -129,6 +129,9 @@ class Overlay2Driver:
         """The upper dir is the diff already: its whiteout devices and opaque dirs become `.wh.` entries."""
         return archive.write_diff_tar(self.diff_dir(cache_id), self.lowers(cache_id), overlay=True)
 
+    def lower_dirs(self, cache_id: str, parent: str | None) -> list[str]:
+        return self.lowers(cache_id)
+
     def size(self, cache_id: str) -> int:
         return trees.tree_size(self.diff_dir(cache_id))
 

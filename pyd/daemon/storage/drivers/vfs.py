@@ -56,6 +56,9 @@ class VfsDriver:
         lowers = [self.diff_dir(parent)] if parent else []
         return archive.write_diff_tar(self.diff_dir(cache_id), lowers, overlay=False)
 
+    def lower_dirs(self, cache_id: str, parent: str | None) -> list[str]:
+        return [self.diff_dir(parent)] if parent else []      # the parent's copy is a whole tree
+
     def size(self, cache_id: str) -> int:
         return trees.tree_size(self.diff_dir(cache_id))
 
