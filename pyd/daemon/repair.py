@@ -3,7 +3,8 @@
 Every metadata write is atomic, so a crash leaves whole files; what it can leave is work half done:
 a container directory whose create never finished, a removal that never finished, a root filesystem
 still mounted for a container that is no longer running, execd state directories of containers that are
-gone, containers started with --rm that exited while no daemon was there. Each repair is logged as
+gone, containers started with --rm that exited while no daemon was there, the temp files of an
+interrupted load, pull, build or upload (and, in Graph, the layers such an operation registered). Each repair is logged as
 `level=warning msg="repair: ..."`.
 """
 from __future__ import annotations
@@ -46,6 +47,23 @@ log = logging.getLogger("pyd")
 
 CONTAINER_ID = re.compile(r"^[0-9a-f]{64}$")
 MNT_DETACH = 2
+
+
+def sweep_tmp(tmp_dir: str) -> None:
+    """data-root/tmp holds only what running operations spool (upload-*, load-*, blob-*, build-*): at
+    start-up none runs, so whatever is there was left by an interrupted one."""
+    from pyd.daemon.storage.trees import remove_tree
+    try:
+        entries = sorted(os.listdir(tmp_dir))
+    except FileNotFoundError:
+        return
+    for entry in entries:
+        path = os.path.join(tmp_dir, entry)
+        log.warning("repair: removing %s left by an interrupted operation", path)
+        try:
+            remove_tree(path)
+        except OSError as e:
+            log.warning("repair: could not remove %s: %s", path, e)
 
 
 def before_restore(svc: Restored) -> None:
