@@ -27,7 +27,7 @@ ROUTES = {
     ("POST", "/containers/{id}/update"): ("UpdateConfig", "container.UpdateConfig", None),
     ("POST", "/containers/{id}/exec"): ("ExecConfig", "types.ExecConfig", None),
     ("POST", "/exec/{id}/start"): ("ExecStartCheck", "types.ExecStartCheck", None),
-    ("POST", "/commit"): ("Config", "container.Config", "ContainerConfig"),
+    ("POST", "/commit"): ("ContainerConfigWrapper", "runconfig.ContainerConfigWrapper", "ContainerConfig"),
     ("POST", "/auth"): ("AuthConfig", "types.AuthConfig", "AuthConfig"),
     ("POST", "/volumes/create"): ("VolumeCreateBody", "volume.VolumeCreateBody", "VolumeCreateOptions"),
     ("POST", "/networks/create"): ("NetworkCreateRequest", "types.NetworkCreateRequest", None),
@@ -91,6 +91,12 @@ FIELD_GO_TYPES = {
     "Ulimits": "[]*units.Ulimit", "BlkioWeight": "uint16", "StopTimeout": "int", "ConsoleSize": "[2]uint",
     "Healthcheck": "container.HealthConfig", "Volumes": "map[string]struct {}", "IPPrefixLen": "int",
     "BlkioWeightDevice": "[]*blkiodev.WeightDevice", "Mounts": "[]mount.Mount", "ConsoleSize[]": "uint",
+    "MaximumRetryCount": "int",
+}
+# the same, for a field of one struct: Go's named string types (enums), []byte fields (base64 in JSON)
+STRUCT_FIELD_GO_TYPES = {
+    ("NodeSpec", "Role"): "swarm.NodeRole", ("NodeSpec", "Availability"): "swarm.NodeAvailability",
+    ("SecretSpec", "Data"): "[]uint8", ("ConfigSpec", "Data"): "[]uint8",
 }
 # inline objects of the Swagger file -> (Go struct name, Go type)
 INLINE_STRUCTS = {"Ulimits[]": ("Ulimit", "units.Ulimit"), "LogConfig": ("LogConfig", "container.LogConfig"),
@@ -135,7 +141,7 @@ class Generator:
         return out
 
     def type_of(self, field: str, prop: dict, struct: str) -> tuple:
-        go = FIELD_GO_TYPES.get(field)
+        go = STRUCT_FIELD_GO_TYPES.get((struct, field)) or FIELD_GO_TYPES.get(field)
         if (struct, field) in STRSLICE_FIELDS:
             return ("ss", "string")
         if "$ref" in prop:
