@@ -342,6 +342,11 @@ class Graph:
                     log.warning("could not remove layer %s: %s", chain[7:19], exc)
             hold.chains.clear()
 
+    def free_space(self) -> int:
+        """Bytes free on the data root: what one extraction may take at most (a gzip bomb stops there)."""
+        st = os.statvfs(self.root)
+        return st.f_bavail * st.f_frsize
+
     def has_layer(self, chain: str) -> bool:
         return chain in self._layers
 
@@ -364,7 +369,8 @@ class Graph:
             remove_tree(split_tmp)
             raise
         try:
-            result = archive.extract_layer(stream, self.driver.diff_dir(cache_id), self.driver.whiteouts, split_tmp)
+            result = archive.extract_layer(stream, self.driver.diff_dir(cache_id), self.driver.whiteouts, split_tmp,
+                                           limit=self.free_space())
             if expected_diff_id and result.diff_id != expected_diff_id:
                 raise BadParameter(f"invalid diffID for layer: expected {expected_diff_id!r}, got {result.diff_id!r}")
         except archive.ArchiveError as exc:
@@ -680,7 +686,7 @@ class Graph:
         work = tempfile.mkdtemp(prefix="load-", dir=self.tmp)
         try:
             try:   # spooled to disk, never memory: the archive may be large and its index comes last
-                archive.extract_layer(stream, work, whiteouts=None)
+                archive.extract_layer(stream, work, whiteouts=None, limit=self.free_space())
             except archive.ArchiveError as exc:
                 raise BadParameter(str(exc)) from None
             if os.path.lexists(os.path.join(work, "manifest.json")):
