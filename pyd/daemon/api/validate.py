@@ -7,10 +7,12 @@ ignored and names match case-insensitively, as Go does.
 """
 from __future__ import annotations
 
+import errno
+import os
 import re
 from typing import Any, Callable
 
-from pyd.daemon.errors import BadParameter
+from pyd.daemon.errors import BadParameter, ServerError
 from pyd.http.server import Request, Router
 
 def _go_kind(value: Any) -> str:
@@ -160,7 +162,32 @@ class BodyCheckingRouter(Router):
 
     def add(self, method: str, pattern: str, handler: Callable) -> None:
         route = self._body_routes.get(_route_shape(method, pattern))
+        handler = _full_disk_as_error(handler)
         super().add(method, pattern, handler if route is None else _checked(route, handler))
+
+
+_NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def _full_disk_as_error(handler: Callable) -> Callable:
+    """A full disk is the host's state, not the engine's bug: its 500 says so in Go's words, with no
+    traceback in the log."""
+    async def run(req: Request, **params: str) -> Any:
+        try:
+            return await handler(req, **params)
+        except OSError as exc:
+            if exc.errno not in _NO_SPACE:
+                raise
+            raise ServerError(no_space_message(exc)) from None
+    return run
+
+
+def no_space_message(exc: OSError) -> str:
+    """"<file>: no space left on device" (Go's words), or the more precise message the error carries."""
+    text = exc.strerror or ""
+    if text == os.strerror(exc.errno or 0):
+        text = text[:1].lower() + text[1:]
+    return f"{exc.filename}: {text}" if exc.filename else text
 
 
 def _checked(route: str, handler: Callable) -> Callable:

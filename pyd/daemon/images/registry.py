@@ -706,6 +706,11 @@ class Puller:
                                 view = view[f.write(view):]
                             h.update(chunk)
                             got += len(chunk)
+                            if total and got > total:   # never more than the manifest declares
+                                resp.close()
+                                raise registry_error(500, f"filesystem layer verification failed for digest "
+                                                          f"{digest}: more than the {total} bytes its "
+                                                          "descriptor declares")
                             blob.grew(got)
                             await progress.update(len(chunk))
                         break
