@@ -90,6 +90,7 @@ async def after_restore(svc: Restored) -> None:
     the restart policies' start-up restarts."""
     clean_exec_root(svc)
     unmount_orphans(svc)
+    remove_orphan_rw_layers(svc)
     remove_stale_cgroups(svc)
     for c in list(svc.by_id.values()):
         if c.HostConfig.get("AutoRemove") and not c.State.Running and c.State.Status not in ("created",):
@@ -100,6 +101,18 @@ async def after_restore(svc: Restored) -> None:
                 log.warning("repair: could not remove container %s: %s", c.short_id, e)
     for c in list(svc.by_id.values()):
         svc.restarts.on_daemon_start(c)
+
+
+def remove_orphan_rw_layers(svc: Restored) -> None:
+    """Read-write layers no container owns: the scratch layers of a build (COPY, ADD) a crash interrupted."""
+    for owner in svc.graph.rw_ids():
+        if owner in svc.by_id:
+            continue
+        log.warning("repair: removing read-write layer %s that no container owns", owner[:24])
+        try:
+            svc.graph.remove_rw(owner)
+        except Exception as e:   # reported; start-up goes on
+            log.warning("repair: could not remove read-write layer %s: %s", owner[:24], e)
 
 
 def clean_exec_root(svc: Restored) -> None:

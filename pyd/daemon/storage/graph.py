@@ -895,6 +895,11 @@ class Graph:
         """Where the container's own changes live (overlay2: the upper dir; vfs: the whole tree)."""
         return self.driver.diff_dir(self._rw_layer(container_id).mount_id)
 
+    def rw_ids(self) -> list[str]:
+        """The read-write layers' owners: container IDs, and the builder's scratch layers (build-*)."""
+        with self._lock:
+            return list(self._rw)
+
     def remove_rw(self, container_id: str) -> None:
         with self._lock:
             rw = self._rw.get(container_id)
