@@ -83,7 +83,11 @@ def register(router: Router, graph: Graph, containers: BuildContainers, in_use: 
         from pyd.daemon.build.cache import prune_build_cache, until_arg
         until = until_arg(filters_arg(req).get("until", []))
         held = [i for b in list(running) for i in b.held_images()]
-        return await asyncio.to_thread(prune_build_cache, graph, in_use, held, until)
+        report = await asyncio.to_thread(prune_build_cache, graph, in_use, held, until)
+        if until is None:   # RUN --mount=type=cache directories no build holds
+            from pyd.daemon.build.runmounts import prune_cache_mounts
+            report["SpaceReclaimed"] += await asyncio.to_thread(prune_cache_mounts, graph.root)
+        return report
 
     router.add("POST", "/build", releasing_memory(build))
     router.add("POST", "/build/prune", prune)
@@ -114,7 +118,8 @@ def _options(req: Request) -> BuildOptions:
         forcerm=req.arg_bool("forcerm"), labels={str(k): str(v) for k, v in labels.items()},
         quiet=req.arg_bool("q"), networkmode=req.arg("networkmode") or "", extrahosts=extrahosts,
         shmsize=req.arg_int("shmsize", 0) or 0, memory=req.arg_int("memory", 0) or 0,
-        auth_configs=decode_registry_config(req.headers.get("x-registry-config")))
+        auth_configs=decode_registry_config(req.headers.get("x-registry-config")),
+        platform=req.arg("platform") or "")
 
 
 async def _receive_context(req: Request, context: str) -> None:
