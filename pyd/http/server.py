@@ -331,6 +331,12 @@ class Request:
         """Whether hand_over() may give this connection away (not TLS: the bytes must stay ours to encrypt)."""
         return not self._conn._is_tls and not self._conn.closed
 
+    def share(self) -> int:
+        """A duplicate of the connection's descriptor for another process to keep (the caller owns it): should
+        this one die, the connection lives on there, and that process may end the response. Not over TLS."""
+        import os
+        return os.dup(self._conn.transport.get_extra_info("socket").fileno())
+
     async def hand_over(self) -> int:
         """After hijack(): a duplicate of the connection's descriptor for another writer (another process
         writes the stream itself). Our bytes go out first; then our side lets go of the connection without
