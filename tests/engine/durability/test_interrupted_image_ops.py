@@ -36,7 +36,10 @@ def _tmp_bytes(d) -> int:
 def _restart_and_check(d, before: tuple, size_before: int) -> None:
     d.kill9()
     d.start()
-    assert _state(d) == before, "the interrupted operation left layers or temp files"
+    after = _state(d)
+    print(f"\ninterrupted: layers left {len(after[1] - before[1])}, temp entries left {len(after[2])}, "
+          f"data root {tree_bytes(d.data_root) - size_before:+d} bytes")
+    assert after == before, "the interrupted operation left layers or temp files"
     # the layers' bytes are back too (a little slack for the metadata the daemon itself rewrites)
     assert abs(tree_bytes(d.data_root) - size_before) < (2 << 20), (tree_bytes(d.data_root), size_before)
     assert "Traceback" not in d.log_text()
