@@ -5,7 +5,7 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(busybox-static docker-registry libseccomp-dev iproute2 util-linux gcc libc6-dev binutils make
               python3 python3-pip docker-compose apache2-utils docker.io)
-PY_MODULES=(shiv uvloop cffi h2 pytest pytest_timeout docker yaml)
+PY_MODULES=(shiv uvloop cffi h2 pytest pytest_timeout docker yaml hypothesis)
 
 missing_apt=()
 for pkg in "${APT_PACKAGES[@]}"; do

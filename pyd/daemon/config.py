@@ -19,6 +19,7 @@ class DaemonConfig:
     debug: bool = False
     log_level: str = "info"
     hosts: list[str] = field(default_factory=list)
+    group: str = "docker"          # the unix sockets' group (dockerd's -G); missing "docker": root's group
     data_root: str = "/var/lib/pyd"
     exec_root: str = "/run/pyd"
     pidfile: str = "/var/run/pyd.pid"
@@ -76,6 +77,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("l", "log-level", "log_level", "str", 'Set the logging level ("debug"|"info"|"warn"|"error"|"fatal") '
                                                  '(default "info")'),
     Option("H", "host", "hosts", "list", "Daemon socket(s) to connect to", json_key="hosts"),
+    Option("G", "group", "group", "str", 'Group for the unix socket (default "docker")'),
     Option("", "data-root", "data_root", "str", 'Root directory of persistent state (default "/var/lib/pyd")'),
     Option("", "exec-root", "exec_root", "str", 'Root directory for execution state files (default "/run/pyd")'),
     Option("p", "pidfile", "pidfile", "str", 'Path to use for daemon PID file (default "/var/run/pyd.pid")'),

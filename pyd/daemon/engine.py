@@ -12,6 +12,7 @@ import logging
 import os
 from typing import TYPE_CHECKING
 
+from pyd.daemon import repair
 from pyd.daemon.cgroups.base import Cgroups
 from pyd.daemon.cgroups.driver import for_host
 from pyd.daemon.cgroups.resources import parse_exec_opts
@@ -62,6 +63,7 @@ class Engine:
             os.makedirs(os.path.join(cfg.data_root, d), mode=0o710, exist_ok=True)
         os.makedirs(cfg.exec_root, mode=0o700, exist_ok=True)
         self.tmp_dir = os.path.join(cfg.data_root, "tmp")
+        repair.sweep_tmp(self.tmp_dir)
         self.events = EventBus()
         try:
             self.graph = Graph(cfg.data_root, cfg.storage_driver or None)
@@ -124,9 +126,9 @@ class Engine:
         """The route table: each resource's routes with the services they call."""
         from pyd.daemon.api import archive, build, buildkit, containers, df, exec as exec_, images, networks
         from pyd.daemon.api import plugins, processes, swarm, system, volumes
-        from pyd.http.server import Router
+        from pyd.daemon.api.validate import BodyCheckingRouter
 
-        router = Router()
+        router = BodyCheckingRouter()
         system.register(router, self.system, self.events)
         containers.register(router, self.containers, self.networks, self.graph)
         processes.register(router, self.containers, self.cgroups)

@@ -106,12 +106,14 @@ def register(router: Router, svc: ContainerService, networks: NetworkController,
     async def wait(req, id: str) -> None:
         # before 1.30 wait had no conditions
         condition = (req.arg("condition") if api_at_least(req, "1.30") else None) or "not-running"
-        svc.get(id)  # 404 before the headers go out
+        c = svc.get(id)  # 404 before the headers go out
         if condition not in ("not-running", "next-exit", "removed"):
             raise BadParameter(f"invalid condition: {condition!r}")
         result = asyncio.ensure_future(svc.wait(id, condition))
         try:
             out = await req.stream(200, "application/json")  # flushed now: docker run waits for it
+            if c.State.Status == "created" and req.can_hand_over:
+                attachments.share_wait(c, req.share())
             await out.write_json(await result)
             await out.close()
         except ConnectionError:

@@ -2,6 +2,7 @@
 /distribution."""
 from __future__ import annotations
 
+import errno
 import logging
 import os
 from typing import TYPE_CHECKING, Any
@@ -9,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from pyd.daemon.api import compat
 from pyd.daemon.api.version import api_version
 from pyd.daemon.api.util import check_filter_keys, filters_arg, releasing_memory, spool_body
+from pyd.daemon.api.validate import no_space_message
 from pyd.daemon.errors import BadParameter
 from pyd.daemon.images.service import split_refs
 from pyd.daemon.errors import HTTPError
@@ -195,11 +197,16 @@ class _LazyStream:
     async def run(self, coro: Any) -> None:
         try:
             await coro
-        except (HTTPError, OSError) as exc:
+        except Exception as exc:
             if self.out is None:
                 raise
-            message = getattr(exc, "message", "") or str(exc)
-            log.info("stream failed: %s", message)
+            message = getattr(exc, "message", "") or str(exc) or type(exc).__name__
+            if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                message = no_space_message(exc)
+            if isinstance(exc, (HTTPError, OSError)):
+                log.info("stream failed: %s", message)
+            else:   # a fault of the engine: its traceback in the log, its message still to the client
+                log.error("stream failed: %s", message, exc_info=True)
             await self.out.write_json({"errorDetail": {"message": message}, "error": message})
         if self.out is None:
             self.out = await self.req.stream(200, "application/json")

@@ -57,12 +57,7 @@ def register(router: Router, store: VolumeStore, events: EventBus) -> None:
         events.publish("volume", action, v.name, {"driver": v.driver})
 
     async def create(req) -> Response:
-        body = await req.json() or {}
-        if not isinstance(body, dict):
-            raise BadParameter("invalid JSON: volume create body must be an object")
-        for key, kind in (("Labels", dict), ("DriverOpts", dict), ("Name", str), ("Driver", str)):
-            if body.get(key) is not None and not isinstance(body[key], kind):
-                raise BadParameter(f"invalid JSON: {key} has the wrong type")
+        body = await req.json() or {}     # its types checked at the edge (validate.BodyCheckingRouter)
         existed = bool(body.get("Name")) and store.find(body["Name"]) is not None
         v = await asyncio.to_thread(store.create, body.get("Name") or None, body.get("Driver") or None,
                                     body.get("Labels"), body.get("DriverOpts"))

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from pyd.daemon.containers.execs import DetachScanner, ExecInstance, ExecService, detach_keys_arg
 from pyd.daemon.containers.logs import LogReader
-from pyd.daemon.runtime.execdriver import ATTACH_RAW, ATTACH_STDERR, ATTACH_STDOUT
+from pyd.daemon.runtime.execdriver import ATTACH_RAW, ATTACH_STDERR, ATTACH_STDOUT, ATTACH_WAIT
 from pyd.formats.stdcopy import stdcopy_frame
 
 if TYPE_CHECKING:
@@ -61,6 +61,11 @@ class Attachments:
         flags = ((ATTACH_STDOUT if opts.stdout else 0) | (ATTACH_STDERR if opts.stderr else 0)
                  | (ATTACH_RAW if opts.raw else 0))
         self.containers.add_attach_sink(c, fd, flags)
+
+    def share_wait(self, c: Container, fd: int) -> None:
+        """A wait on c before its start (`docker run`'s): fd (ours to close), a duplicate of the response's
+        connection, goes to c's execd, which ends the response should this daemon die first."""
+        self.containers.add_attach_sink(c, fd, ATTACH_WAIT)
 
     def open(self, c: Container, opts: AttachOptions) -> AttachSession:
         """A session subscribed to c's output from now on; close() it when done."""

@@ -26,7 +26,7 @@ from pyd.daemon.containers.settings import ContainerSettings
 from pyd.daemon.containers.store import ContainerStore
 from pyd.daemon.errors import BadParameter, Conflict, NotModified, ServerError
 from pyd.daemon.storage.trees import tree_size
-from pyd.daemon.api.validate import check_create_body, strslice
+from pyd.daemon.api.validate import strslice
 
 if TYPE_CHECKING:
     from pyd.daemon.cgroups.base import Cgroups
@@ -118,7 +118,6 @@ class ContainerService:
 
     # ------------------------------------------------------------ create
     async def create(self, name: str | None, body: Any) -> dict[str, Any]:
-        check_create_body(body)
         host_config = dict(body.get("HostConfig") or {})
         image_ref = body.get("Image") or ""
         if not image_ref:

@@ -13,7 +13,7 @@ import os
 import time
 from typing import TYPE_CHECKING, Any, Iterator, Protocol
 
-from pyd.daemon.storage.graph import Graph, _host_arch, apply_changes
+from pyd.daemon.storage.graph import Graph, LayerHold, _host_arch, apply_changes
 from pyd.formats import rfc3339
 
 if TYPE_CHECKING:
@@ -28,8 +28,14 @@ class Freezer(Protocol):
 def commit_container(graph: Graph, c: Container, changes: list[str] | None = None, comment: str = "",
                      author: str = "", overrides: dict | None = None) -> str:
     """Make the image; returns its ID."""
+    with graph.holding() as hold:     # a failure before the image is stored leaves no layer
+        return _commit(graph, c, changes, comment, author, overrides, hold)
+
+
+def _commit(graph: Graph, c: Container, changes: list[str] | None, comment: str, author: str,
+            overrides: dict | None, hold: LayerHold) -> str:
     base = graph.image(c.Image) if c.Image else None
-    layer = graph.commit_rw(c.ID)   # None: nothing changed
+    layer = graph.commit_rw(c.ID, hold)   # None: nothing changed
     container_config = copy.deepcopy(c.Config or {})
     if overrides:
         for key, value in overrides.items():

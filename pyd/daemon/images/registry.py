@@ -32,7 +32,7 @@ from pyd.http.urls import encode_query, join_url
 
 if TYPE_CHECKING:
     from pyd.daemon.images.distribution import DistributionMetadata
-    from pyd.daemon.storage.graph import Graph
+    from pyd.daemon.storage.graph import Graph, LayerHold
 
 log = logging.getLogger("pyd.registry")
 
@@ -564,7 +564,7 @@ class Puller:
 
     async def _pull(self, ref: Reference, final_status: bool = True) -> bool:
         """One tag or digest; True when something new was stored."""
-        from pyd.daemon.storage.graph import _host_arch
+        from pyd.daemon.storage.graph import LayerHold, _host_arch
         reference = ref.digest or ref.tag or "latest"
         body, mt, top_digest = await self.get_manifest(ref, reference)
         if mt in MT_SCHEMA1:
@@ -588,8 +588,12 @@ class Puller:
                                       f"{len(diff_ids)} diff IDs in the image config")
         image_id = "sha256:" + hashlib.sha256(config_bytes).hexdigest()
         existed = any(i.id == image_id for i in self.graph.images())
-        await self._fetch_layers(ref, layers, diff_ids)
-        await asyncio.to_thread(self.graph.store_image, config_bytes)
+        hold = LayerHold()     # a failed pull leaves none of the layers it registered
+        try:
+            await self._fetch_layers(ref, layers, diff_ids, hold)
+            await asyncio.to_thread(self.graph.store_image, config_bytes)
+        finally:
+            await asyncio.to_thread(self.graph.release, hold)
         named = ref.with_tag(ref.tag) if ref.tag and not ref.digest else None
         digest_ref = Reference(ref.domain, ref.path, None, top_digest)
         up_to_date = existed and (named is None or self._points_to(named, image_id))
@@ -609,7 +613,7 @@ class Puller:
         except HTTPError:
             return False
 
-    async def _fetch_layers(self, ref: Reference, layers: list[dict], diff_ids: list[str]) -> None:
+    async def _fetch_layers(self, ref: Reference, layers: list[dict], diff_ids: list[str], hold: LayerHold) -> None:
         from pyd.daemon.storage.graph import chain_id
         chains: list[str] = []
         for diff in diff_ids:
@@ -619,7 +623,7 @@ class Puller:
             if desc.get("mediaType") in _ZSTD_TYPES and not _have_zstd():
                 raise BadParameter(f"layer {desc['digest']} is zstd-compressed, which this daemon cannot "
                                    "decompress")
-            if self.graph.has_layer(chains[i]):
+            if self.graph.hold_existing(hold, chains[i]):
                 await status(self.emit, "Already exists", short(desc["digest"]))
             else:
                 await status(self.emit, "Pulling fs layer", short(desc["digest"]))
@@ -642,7 +646,7 @@ class Puller:
                 desc = layers[i]
                 # the extraction follows the download (layers in order: its parent is applied by now)
                 extracted, downloaded = await asyncio.gather(
-                    self._extract(blobs[i], chains[i - 1] if i else None, diff_ids[i], desc), tasks[i],
+                    self._extract(blobs[i], chains[i - 1] if i else None, diff_ids[i], desc, hold), tasks[i],
                     return_exceptions=True)
                 for outcome in (downloaded, extracted):   # a failed download says why the extraction failed
                     if isinstance(outcome, BaseException):
@@ -658,7 +662,8 @@ class Puller:
             for blob in blobs.values():
                 _unlink(blob.path)
 
-    async def _extract(self, blob: "_GrowingBlob", parent: str | None, diff_id: str, desc: dict) -> None:
+    async def _extract(self, blob: "_GrowingBlob", parent: str | None, diff_id: str, desc: dict,
+                       hold: LayerHold) -> None:
         size = int(desc.get("size") or 0)
         lid = short(desc["digest"])
         await self.emit({"status": "Extracting", "progressDetail": {"current": 0, "total": size},
@@ -666,7 +671,7 @@ class Puller:
 
         def apply() -> None:
             with io.BufferedReader(blob.reader(), 1 << 20) as f:
-                self.graph.register_layer(f, parent, expected_diff_id=diff_id)
+                self.graph.register_layer(f, parent, expected_diff_id=diff_id, hold=hold)
         t0 = time.monotonic()
         await asyncio.to_thread(apply)
         log.debug("layer %s (%d bytes) applied in %.3f s", desc["digest"], size, time.monotonic() - t0)
@@ -701,6 +706,11 @@ class Puller:
                                 view = view[f.write(view):]
                             h.update(chunk)
                             got += len(chunk)
+                            if total and got > total:   # never more than the manifest declares
+                                resp.close()
+                                raise registry_error(500, f"filesystem layer verification failed for digest "
+                                                          f"{digest}: more than the {total} bytes its "
+                                                          "descriptor declares")
                             blob.grew(got)
                             await progress.update(len(chunk))
                         break
