@@ -13,6 +13,7 @@ import os
 from typing import TYPE_CHECKING
 
 from pyd.daemon.cgroups.base import Cgroups
+from pyd.daemon.storage.drivers import parse_storage_opts
 from pyd.daemon.cgroups.driver import for_host
 from pyd.daemon.cgroups.resources import parse_exec_opts
 from pyd.daemon.config import DaemonConfig
@@ -64,7 +65,7 @@ class Engine:
         self.tmp_dir = os.path.join(cfg.data_root, "tmp")
         self.events = EventBus()
         try:
-            self.graph = Graph(cfg.data_root, cfg.storage_driver or None)
+            self.graph = Graph(cfg.data_root, cfg.storage_driver or None, parse_storage_opts(cfg.storage_opts))
         except ValueError as e:
             raise StartupError(str(e)) from None
         log.info("graph driver %s on %s", self.graph.driver_name, self.graph.backing_fs)
