@@ -79,6 +79,7 @@ class Engine:
         except ValueError as e:
             raise StartupError(str(e)) from None
         self.cgroups: Cgroups = for_host(cfg.cgroup_parent or "pyd")
+        self.cgroups.prepare()
         try:
             self.networks = NetworkController(
                 NetworkOptions(data_root=cfg.data_root, exec_root=cfg.exec_root, bridge=cfg.bridge, bip=cfg.bip,
@@ -96,7 +97,7 @@ class Engine:
             mirrors=cfg.registry_mirrors, max_concurrent_downloads=cfg.max_concurrent_downloads,
             max_concurrent_uploads=cfg.max_concurrent_uploads, upload_chunk_size=cfg.upload_chunk_size))
         self.images = ImageService(self.graph, self.pulls, self.events, self.containers, self.cgroups)
-        self.system = SystemInfo(cfg, self.store, self.graph, self.events, self.networks)
+        self.system = SystemInfo(cfg, self.store, self.graph, self.events, self.networks, self.cgroups)
 
     async def start(self) -> None:
         """Networks up, containers loaded and reattached to their execds, then the networks' state

@@ -68,6 +68,13 @@ class Cgroups:
         """controller -> mount point of its v1 hierarchy (empty on v2)."""
         return {}
 
+    def parent_dir(self) -> str | None:
+        """v2: the cgroup the containers' cgroups are made in (None elsewhere, or when it cannot be made)."""
+        return None
+
+    def prepare(self) -> None:
+        """At daemon start: what every container's cgroup needs above it."""
+
     def _relative(self, cid: str, hc: Mapping[str, Any]) -> str:
         parent = (hc.get("CgroupParent") or self.parent).strip("/")
         return f"{parent}/{cid}" if parent else cid

@@ -3,6 +3,7 @@ in v2 spelling. Device rules, which v2 has no controller for, are an eBPF progra
 container's cgroup (device_filter.py) before its first process joins it."""
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any, Mapping
 
@@ -11,6 +12,7 @@ from pyd.daemon.cgroups.base import Cgroups, cfs, read_file, write_file
 from pyd.daemon.cgroups.devices import DeviceRule
 
 ROOT = "/sys/fs/cgroup"
+log = logging.getLogger("pyd")
 
 
 def present() -> bool:
@@ -24,6 +26,20 @@ class CgroupsV2(Cgroups):
 
     def dirs(self, cid: str, hc: Mapping[str, Any]) -> dict[str, str]:
         return {"unified": os.path.join(self.root, self._relative(cid, hc))}
+
+    def parent_dir(self) -> str | None:
+        d = os.path.join(self.root, self.parent)
+        return d if os.path.isdir(d) else None
+
+    def prepare(self) -> None:
+        """pyd's own subtree with the controllers enabled down to it, so `docker info` can tell what a
+        container's cgroup will offer before the first one exists."""
+        d = os.path.join(self.root, self.parent)
+        try:
+            self._mkdir("unified", d)
+            self._enable_controllers(d)
+        except OSError as e:
+            log.warning("cannot prepare the cgroup %s: %s", d, e)
 
     def _make(self, cid: str, hc: Mapping[str, Any]) -> None:
         super()._make(cid, hc)
