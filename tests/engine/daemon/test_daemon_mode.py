@@ -57,6 +57,34 @@ def test_config_file_conflicts_and_unknown_keys(make_daemon):
     assert r.returncode == 1 and "don't match any configuration option: no-such-key" in r.stderr
 
 
+def test_overlay2_through_mount2_runs_containers(make_daemon, busybox_rootfs_tar):
+    # the way kernels before 6.8 mount overlay (Debian 12's 6.1): mount(2) with the l/ links, forced here
+    d = make_daemon("--storage-driver", "overlay2", "--storage-opt", "overlay2.mount_api=mount2")
+    assert d.api.info()["Driver"] == "overlay2"
+    assert "overlayfs on" in d.log_text() and "mounted with mount(2)" in d.log_text()
+    d.import_image(busybox_rootfs_tar, "busybox")
+    cid = d.docker("run", "-d", "busybox", "sleep", "300", check=True).stdout.strip()
+    try:
+        merged = d.docker("inspect", "-f", "{{.GraphDriver.Data.MergedDir}}", cid, check=True).stdout.strip()
+        mounts = [line.split() for line in Path("/proc/self/mountinfo").read_text().splitlines()]
+        assert any(m[4] == merged and m[m.index("-") + 1] == "overlay" for m in mounts), merged
+        r = d.docker("exec", cid, "sh", "-c", "echo changed > /etc/motd && cat /etc/motd", check=True)
+        assert r.stdout == "changed\n"
+        upper = d.docker("inspect", "-f", "{{.GraphDriver.Data.UpperDir}}", cid, check=True).stdout.strip()
+        assert Path(upper, "etc/motd").read_text() == "changed\n"
+    finally:
+        d.docker("rm", "-f", cid)
+    d.restart()                                  # the choice is made again, the layers still mount
+    assert d.docker("run", "--rm", "busybox", "echo", "again", check=True).stdout == "again\n"
+
+
+def test_unknown_storage_opt_is_a_clear_error(make_daemon):
+    d = make_daemon("--storage-opt", "overlay2.size=10G", start=False)
+    r = run_daemon_once(d)
+    assert r.returncode == 1
+    assert "overlay2: unknown option overlay2.size" in r.stderr and "Traceback" not in r.stderr
+
+
 def test_unknown_storage_driver_is_a_clear_error(make_daemon):
     d = make_daemon("--storage-driver", "zfs-nope", start=False)
     r = run_daemon_once(d)
