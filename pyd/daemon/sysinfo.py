@@ -31,8 +31,9 @@ class SystemInfo:
     def info(self) -> dict[str, Any]:
         import platform
         from pyd.daemon.cgroups import features
+        from pyd.daemon.cgroups.base import read_file
         cg = features.probe(self.cgroups)
-        forwarding = _read("/proc/sys/net/ipv4/ip_forward") == "1"
+        forwarding = read_file("/proc/sys/net/ipv4/ip_forward") == "1"
         warnings = cg.warnings() + ([] if forwarding else ["WARNING: IPv4 forwarding is disabled"])
         cs = self.containers.all()
         running = sum(1 for c in cs if c.State.Running and not c.State.Paused)
@@ -111,14 +112,6 @@ def _daemon_id(data_root: str) -> str:
         return value
 
 
-
-
-def _read(path: str) -> str:
-    try:
-        with open(path) as f:
-            return f.read().strip()
-    except OSError:
-        return ""
 
 
 def _os_name() -> str:
