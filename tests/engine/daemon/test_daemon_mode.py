@@ -193,3 +193,18 @@ def test_bad_log_level(make_daemon, level):
     d = make_daemon("-l", level, start=False)
     r = run_daemon_once(d)
     assert r.returncode != 0 and "log-level" in r.stderr
+
+
+def test_info_reports_this_hosts_cgroups(daemon):
+    # what dockerd's sysinfo would find here: v1 hierarchies (a hybrid host counts as v1) or v2
+    info = daemon.api.info()
+    v1_memory = Path("/sys/fs/cgroup/memory")
+    if v1_memory.is_dir():
+        assert info["CgroupVersion"] == "1" and info["CgroupDriver"] == "cgroupfs"
+        assert info["MemoryLimit"] is True
+        assert info["SwapLimit"] is (v1_memory / "memory.memsw.limit_in_bytes").exists()
+        assert info["OomKillDisable"] is (v1_memory / "memory.oom_control").exists()
+    else:
+        assert info["CgroupVersion"] == "2"
+    assert ("WARNING: No swap limit support" in info["Warnings"]) is not info["SwapLimit"]
+    assert info["PidsLimit"] is True and info["CPUSet"] is True
