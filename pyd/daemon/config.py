@@ -25,6 +25,7 @@ class DaemonConfig:
     pidfile: str = "/var/run/pyd.pid"
     config_file: str = "/etc/pyd/daemon.json"
     storage_driver: str | None = None
+    storage_opts: list[str] = field(default_factory=list)
     tls: bool | None = None
     tlsverify: bool = False
     tlscacert: str = ""
@@ -84,6 +85,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("", "config-file", "config_file", "str", 'Daemon configuration file (default "/etc/pyd/daemon.json")',
            json=False),
     Option("s", "storage-driver", "storage_driver", "str", "Storage driver to use (overlay2, vfs)"),
+    Option("", "storage-opt", "storage_opts", "list",
+           "Storage driver options (overlay2.mount_api=new|mount2: only that way of mounting)",
+           json_key="storage-opts"),
     Option("", "tls", "tls", "bool", "Use TLS; implied by --tlsverify"),
     Option("", "tlsverify", "tlsverify", "bool", "Use TLS and verify the remote"),
     Option("", "tlscacert", "tlscacert", "str", "Trust certs signed only by this CA"),

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from pyd.daemon import repair
 from pyd.daemon.cgroups.base import Cgroups
+from pyd.daemon.storage.drivers import parse_storage_opts
 from pyd.daemon.cgroups.driver import for_host
 from pyd.daemon.cgroups.resources import parse_exec_opts
 from pyd.daemon.config import DaemonConfig
@@ -66,7 +67,7 @@ class Engine:
         repair.sweep_tmp(self.tmp_dir)
         self.events = EventBus()
         try:
-            self.graph = Graph(cfg.data_root, cfg.storage_driver or None)
+            self.graph = Graph(cfg.data_root, cfg.storage_driver or None, parse_storage_opts(cfg.storage_opts))
         except ValueError as e:
             raise StartupError(str(e)) from None
         log.info("graph driver %s on %s", self.graph.driver_name, self.graph.backing_fs)
@@ -80,6 +81,7 @@ class Engine:
         except ValueError as e:
             raise StartupError(str(e)) from None
         self.cgroups: Cgroups = for_host(cfg.cgroup_parent or "pyd")
+        self.cgroups.prepare()
         try:
             self.networks = NetworkController(
                 NetworkOptions(data_root=cfg.data_root, exec_root=cfg.exec_root, bridge=cfg.bridge, bip=cfg.bip,
@@ -97,7 +99,7 @@ class Engine:
             mirrors=cfg.registry_mirrors, max_concurrent_downloads=cfg.max_concurrent_downloads,
             max_concurrent_uploads=cfg.max_concurrent_uploads, upload_chunk_size=cfg.upload_chunk_size))
         self.images = ImageService(self.graph, self.pulls, self.events, self.containers, self.cgroups)
-        self.system = SystemInfo(cfg, self.store, self.graph, self.events, self.networks)
+        self.system = SystemInfo(cfg, self.store, self.graph, self.events, self.networks, self.cgroups)
 
     async def start(self) -> None:
         """Networks up, containers loaded and reattached to their execds, then the networks' state

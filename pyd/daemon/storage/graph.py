@@ -28,7 +28,7 @@ from pyd.daemon.fsutil import atomic_write, atomic_write_json, fsync_dir, read_t
 from pyd.daemon.runtime import native
 from pyd.daemon.storage import archive, fschanges, image_archive, trees
 from pyd.daemon.storage.changes import apply_changes, default_container_config
-from pyd.daemon.storage.drivers import GraphDriver, GraphDriverError, pick_driver
+from pyd.daemon.storage.drivers import GraphDriver, GraphDriverError, StorageOptions, pick_driver
 from pyd.daemon.storage.trees import remove_tree
 from pyd.formats import rfc3339
 from pyd.formats.reference import Reference, is_image_id, parse_reference, validate_tag
@@ -135,11 +135,11 @@ class _Mounts:
 class Graph:
     """Driver + layer store + image store + reference store for one data-root."""
 
-    def __init__(self, root: str, driver: str | None = None):
+    def __init__(self, root: str, driver: str | None = None, opts: StorageOptions | None = None):
         self.root = os.path.abspath(root)
         self.tmp = os.path.join(self.root, "tmp")
         os.makedirs(self.tmp, 0o700, exist_ok=True)
-        self.driver: GraphDriver = pick_driver(self.root, driver)
+        self.driver: GraphDriver = pick_driver(self.root, driver, opts)
         self.driver_name: str = self.driver.name
         self.backing_fs: str = native.fs_name(self.root)
         self.meta = os.path.join(self.root, "image", self.driver_name)

@@ -7,9 +7,21 @@ metadata (layerdb); a driver never reads or writes it.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Iterator, Literal, Protocol
 
 WhiteoutFormat = Literal["overlay", "vfs"]
+
+
+@dataclass(frozen=True)
+class StorageOptions:
+    """The daemon's settings for its driver."""
+    overlay_mount_api: str | None = None
+    """overlay2: "new" (the new mount API) or "mount2" only; None: the first of the two this kernel takes."""
+
+
+class DriverUnusable(Exception):
+    """This driver cannot serve the data-root: the message says why."""
 
 
 class GraphDriver(Protocol):
