@@ -42,7 +42,7 @@ cross-deps:
 demo: deps dist/pyd
 	bash scripts/demo.sh
 
-test: deps dist/pyd
+test: deps cross-deps dist/pyd dist/pyd-aarch64
 	$(PYTHON) -m pytest -q $(PYTEST_TIMEOUT) $(PYTEST_ARGS) tests
 
 # pyd inside Debian VMs (qemu, no network device): one boot per host, each host x scenario a test.
