@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 from pyd.daemon.storage import archive
 from pyd.daemon.api.util import releasing_memory
 from pyd.daemon.errors import BadParameter
+from pyd.formats.platforms import PlatformError, host_platform, parse_platform
 from pyd.formats.reference import parse_reference
 
 if TYPE_CHECKING:
@@ -104,6 +105,12 @@ def _options(req: Request) -> BuildOptions:
     labels = req.arg_json("labels", None) or {}
     if not isinstance(buildargs, dict) or not isinstance(labels, dict):
         raise BadParameter("buildargs and labels must be JSON objects")
+    platform = req.arg("platform") or ""
+    if platform:
+        try:
+            parse_platform(platform, host_platform())       # a bad --platform is a 400 before any work
+        except PlatformError as e:
+            raise BadParameter(str(e)) from None
     extrahosts = []
     for value in req.query.get("extrahosts", []):
         extrahosts.extend(h for h in value.replace(",", " ").split() if h)
@@ -113,7 +120,7 @@ def _options(req: Request) -> BuildOptions:
         target=req.arg("target") or "", nocache=req.arg_bool("nocache"), rm=req.arg_bool("rm", True),
         forcerm=req.arg_bool("forcerm"), labels={str(k): str(v) for k, v in labels.items()},
         quiet=req.arg_bool("q"), networkmode=req.arg("networkmode") or "", extrahosts=extrahosts,
-        shmsize=req.arg_int("shmsize", 0) or 0, memory=req.arg_int("memory", 0) or 0,
+        shmsize=req.arg_int("shmsize", 0) or 0, memory=req.arg_int("memory", 0) or 0, platform=platform,
         auth_configs=decode_registry_config(req.headers.get("x-registry-config")))
 
 

@@ -47,7 +47,7 @@ def register(router: Router, svc: ContainerService, networks: NetworkController,
 
     async def create(req) -> Response:
         body = await req.json()
-        result = await svc.create(req.arg("name"), body)
+        result = await svc.create(req.arg("name"), body, req.arg("platform") or "")
         return Response(201, result)
 
     async def list_(req) -> list:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable, Protocol
 from pyd.daemon.storage import archive
 from pyd.daemon.build import dockerfile
 from pyd.formats import dockerignore, rfc3339
+from pyd.formats.platforms import Platform, config_fields, image_platform, parse_platform
 from pyd.daemon.containers import etcfiles
 from pyd.daemon.build.dockerfile import DockerfileError, Instruction, Lexer
 from pyd.daemon.errors import BadParameter, NotFound
@@ -85,6 +86,7 @@ class BuildOptions:
     shmsize: int = 0
     memory: int = 0
     auth_configs: dict[str, dict] = field(default_factory=dict)   # X-Registry-Config: registry -> credentials
+    platform: str = ""            # --platform: what FROM scratch images are for ("": this machine)
 
 
 @dataclass
@@ -275,6 +277,10 @@ class Builder:
                 await self.dispatch(state, ins)
         return state
 
+    def _target_platform(self) -> Platform:
+        host = self.graph.platform
+        return parse_platform(self.opts.platform, host) if self.opts.platform else host
+
     async def _find_image(self, name: str) -> "Image":
         """A local image, or one pulled as the classic builder does, its progress in the build output."""
         try:
@@ -358,9 +364,9 @@ class Builder:
         if layer is not None:
             diff_ids.append(layer.diff_id)
         config: dict[str, Any] = {
-            "architecture": base.get("architecture") or _arch(), "config": state.config,
+            **_platform_of(base, self._target_platform()), "config": state.config,
             "container": container_id, "container_config": cache_config, "created": now,
-            "docker_version": "pyd", "history": history, "os": "linux",
+            "docker_version": "pyd", "history": history,
             "rootfs": {"type": "layers", "diff_ids": diff_ids},
         }
         if base.get("author") or state.config.get("_author"):
@@ -731,10 +737,9 @@ def _merge_env_order(old: list[str], new: list[str]) -> list[str]:
     return out
 
 
-def _arch() -> str:
-    import platform
-    m = platform.machine()
-    return {"x86_64": "amd64", "aarch64": "arm64"}.get(m, m)
+def _platform_of(base: dict, host: Platform) -> dict[str, str]:
+    """A built image is for its base image's platform; FROM scratch, for this machine's."""
+    return config_fields(image_platform(base) if base.get("architecture") else host)
 
 
 def _has_glob(s: str) -> bool:

@@ -19,6 +19,7 @@ from pyd.daemon.containers import etcfiles
 from pyd.daemon.containers import mounts
 from pyd.daemon.containers.execs import ExecService
 from pyd.daemon.containers.health import HealthMonitor
+from pyd.daemon.containers.image_platform import check_platform
 from pyd.daemon.containers.model import Container, merge_env
 from pyd.formats import rfc3339
 from pyd.daemon.containers.restart import RestartManager
@@ -116,13 +117,14 @@ class ContainerService:
         self.events.publish("container", action, c.ID, attrs)
 
     # ------------------------------------------------------------ create
-    async def create(self, name: str | None, body: Any) -> dict[str, Any]:
+    async def create(self, name: str | None, body: Any, platform: str = "") -> dict[str, Any]:
         check_create_body(body)
         host_config = dict(body.get("HostConfig") or {})
         image_ref = body.get("Image") or ""
         if not image_ref:
             raise BadParameter("config cannot be empty in order to create a container")
         image = self.graph.resolve_image(image_ref)
+        platform_warnings = check_platform(image_ref, image.config, platform, self.graph.platform)
         if name:
             if not NAME_RE.match(name):
                 raise BadParameter(f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
@@ -137,7 +139,7 @@ class ContainerService:
         config = merge_image_config(body, image.container_config())
         if not config.get("Cmd") and not config.get("Entrypoint"):
             raise BadParameter("no command specified")
-        warnings: list[str] = []
+        warnings: list[str] = list(platform_warnings)
         host_config = normalize_host_config(host_config, warnings)
         cid = secrets.token_hex(32)
         config["Hostname"] = config.get("Hostname") or cid[:12]

@@ -15,6 +15,7 @@ import pytest
 
 import images
 from pyd.daemon.images import registry as reg
+from pyd.formats.platforms import Platform
 
 
 def _blob_put(daemon, registry, repo: str, data: bytes) -> str:
@@ -59,10 +60,11 @@ def test_insecure_rules_match_dockerd():
 def test_platform_choice_and_auth_header():
     index = {"manifests": [{"digest": "sha256:arm", "platform": {"os": "linux", "architecture": "arm", "variant": "v7"}},
                            {"digest": "sha256:amd", "platform": {"os": "linux", "architecture": "amd64"}}]}
-    assert reg.pick_manifest(index, "", "amd64")["digest"] == "sha256:amd"
-    assert reg.pick_manifest(index, "linux/arm/v7", "amd64")["digest"] == "sha256:arm"
+    amd64 = Platform("linux", "amd64")
+    assert reg.pick_manifest(index, reg.wanted_platform("", amd64))["digest"] == "sha256:amd"
+    assert reg.pick_manifest(index, reg.wanted_platform("linux/arm/v7", amd64))["digest"] == "sha256:arm"
     with pytest.raises(Exception, match="no matching manifest for linux/s390x"):
-        reg.pick_manifest(index, "linux/s390x", "amd64")
+        reg.pick_manifest(index, reg.wanted_platform("linux/s390x", amd64))
     header = base64.urlsafe_b64encode(json.dumps({"username": "u", "password": "p"}).encode()).decode().rstrip("=")
     auth = reg.decode_auth_header(header)
     assert (auth.username, auth.password) == ("u", "p")
