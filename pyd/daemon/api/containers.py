@@ -31,6 +31,8 @@ LIST_FILTERS = {"id", "name", "label", "status", "exited", "ancestor", "before",
 
 
 def stream_type(req: Request, c: Container) -> str:
+    """The Content-Type dockerd names the stream with: before API 1.42 always raw-stream, though without a
+    tty the bytes are stdcopy frames all the same (docker 20.10's CLI reads them so)."""
     if c.tty:
         return RAW
     return MULTIPLEXED if _api_at_least(api_version(req), "1.42") else RAW
@@ -138,7 +140,7 @@ def register(router: Router, svc: ContainerService, networks: NetworkController,
 
 async def attach_stream(req: Request, attachments: Attachments, c: Container) -> None:
     opts = AttachOptions(stdin=req.arg_bool("stdin"), stdout=req.arg_bool("stdout"), stderr=req.arg_bool("stderr"),
-                         stream=req.arg_bool("stream"), logs=req.arg_bool("logs"), raw=stream_type(req, c) == RAW,
+                         stream=req.arg_bool("stream"), logs=req.arg_bool("logs"), raw=c.tty,
                          detach_keys=req.arg("detachKeys"))
     if not (opts.stream or opts.logs):
         raise BadParameter("Bad parameters: you must choose at least one stream")
@@ -171,7 +173,7 @@ async def log_stream(req: Request, svc: ContainerService, c: Container) -> None:
     if tail != "all" and not tail.lstrip("-").isdigit():
         raise BadParameter(f"invalid value for tail: {tail}")
     opts = LogOptions(stdout=stdout, stderr=stderr, follow=follow, timestamps=timestamps, since=since, until=until,
-                      tail=tail, details=req.arg_bool("details"), raw=stream_type(req, c) == RAW)
+                      tail=tail, details=req.arg_bool("details"), raw=c.tty)
     stream = LogStream(svc, c, opts)
     try:
         out = await req.stream(200, stream_type(req, c))
