@@ -2,7 +2,7 @@
 root image as /dev/vda (`-snapshot`: the guest's writes go to a temp file qemu deletes, never to the
 cache), an inputs disk as /dev/vdb, the console on ttyS0 to a log file and the scenario results on
 ttyS1 to another (an arm64 guest on qemu's virt machine: the console on its one UART, ttyAMA0, and the
-results on a virtio console, hvc0, that its init names ttyS1). KVM is tried once per run for x86_64 guests; where it aborts (nested KVM on these machines) or the guest
+results on the second port of a PCI 16550 card, which the kernel's 8250 driver names ttyS1). KVM is tried once per run for x86_64 guests; where it aborts (nested KVM on these machines) or the guest
 dies early, the run falls back to TCG and stays there."""
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ class Machine:
     tcg_args: tuple[str, ...]
     console: str
     kvm: bool                         # the build machine's own architecture: KVM may be tried
-    virtio_results: bool              # the results port is a virtio console (no second UART)
+    pci_results: bool                 # the results port is on a PCI serial card (no second UART)
 
 
 MACHINES = {
@@ -86,9 +86,10 @@ def _accel_args(accel: str, machine: Machine) -> list[str]:
 
 
 def _results_args(machine: Machine, results: Path) -> list[str]:
-    if machine.virtio_results:
-        return ["-device", "virtio-serial-pci", "-chardev", f"file,id=results,path={results}",
-                "-device", "virtconsole,chardev=results"]
+    if machine.pci_results:
+        # two ports: the 8250 driver numbers them ttyS0 (unused) and ttyS1, where pyd-hosts-run writes
+        return ["-chardev", "null,id=unused", "-chardev", f"file,id=results,path={results}",
+                "-device", "pci-serial-2x,chardev1=unused,chardev2=results"]
     return ["-serial", f"file:{results}"]
 
 
