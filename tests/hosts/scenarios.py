@@ -314,7 +314,7 @@ def seccomp(g: Guest) -> None:
 
 
 ESCAPE_PROBES = ("mount -t proc proc /mnt 2>/dev/null && echo escaped:mount; "
-                 "echo c > /proc/sysrq-trigger 2>/dev/null && echo escaped:sysrq; "
+                 "(echo c > /proc/sysrq-trigger) 2>/dev/null && echo escaped:sysrq; "
                  "echo kcore=$(head -c 64 /proc/kcore 2>/dev/null | wc -c); "
                  "echo firmware=$(ls -A /sys/firmware 2>/dev/null | wc -l); "
                  "grep -q ' /sys sysfs ro[ ,]' /proc/mounts && echo sysfs=ro; "
