@@ -9,6 +9,8 @@ TYPE_CHECKING = False     # typing and dataclasses cost milliseconds at every st
 if TYPE_CHECKING:
     from typing import Any, TextIO
 
+    from pyd.client.api import APIClient
+
 DEFAULT_HOST = "unix:///var/run/pyd.sock"
 PROG = "pyd"
 
@@ -42,15 +44,15 @@ class Cli:
         self.stdin = stdin or sys.stdin
         self.stdout = stdout or sys.stdout
         self.stderr = stderr or sys.stderr
-        self._client: Any = None
+        self._client: APIClient | None = None
 
-    def client(self) -> Any:
+    def client(self) -> APIClient:
         """The shared APIClient (made on first use, so commands that need no daemon pay nothing)."""
         if self._client is None:
             self._client = self.new_client()
         return self._client
 
-    def new_client(self) -> Any:
+    def new_client(self) -> APIClient:
         """A separate APIClient, for a request that runs alongside another one (wait during attach)."""
         from pyd.client.api import APIClient
         from pyd.http.tls import TLSConfig

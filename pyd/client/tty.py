@@ -102,7 +102,7 @@ class SizeForwarder:
 
     def __init__(self, stream: Any, send: Callable[[int, int], None]) -> None:
         self.stream, self.send = stream, send
-        self.previous: Any = None
+        self.previous: Callable[..., object] | int | None = None   # the SIGWINCH handler we replaced
         self.installed = False
 
     def start(self) -> "SizeForwarder":

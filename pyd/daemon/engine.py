@@ -122,14 +122,14 @@ class Engine:
 
     def router(self) -> Router:
         """The route table: each resource's routes with the services they call."""
-        from pyd.daemon.api import archive, build, containers, containers_extra, exec as exec_, images, networks
+        from pyd.daemon.api import archive, build, containers, processes, exec as exec_, images, networks
         from pyd.daemon.api import plugins, swarm, system, volumes
         from pyd.http.server import Router
 
         router = Router()
         system.register(router, self.system, self.events)
         containers.register(router, self.containers, self.networks, self.graph)
-        containers_extra.register(router, self.containers, self.cgroups)
+        processes.register(router, self.containers, self.cgroups)
         images.register(router, self.images, self.graph, self.tmp_dir)
         exec_.register(router, self.containers.execs)
         networks.register(router, self.networks)

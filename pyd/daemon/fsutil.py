@@ -1,10 +1,8 @@
-"""Crash-safe file writes and whole-tree copies."""
+"""Crash-safe file writes (tree operations that must survive any depth: storage/trees.py)."""
 from __future__ import annotations
 
 import json
 import os
-import shutil
-import stat
 from typing import Any
 
 
@@ -81,90 +79,8 @@ def read_text(path: str, default: str | None = None) -> str | None:
         return default
 
 
-def remove_tree(path: str) -> None:
-    """rm -rf that tolerates a missing path."""
-    try:
-        if os.path.isdir(path) and not os.path.islink(path):
-            shutil.rmtree(path)
-        else:
-            os.unlink(path)
-    except FileNotFoundError:
-        pass
-
-
-def copy_tree(src: str, dst: str) -> None:
-    """cp -a: a full copy keeping types (devices, fifos), hard links, owners, modes, xattrs and times."""
-    os.makedirs(dst, exist_ok=True)
-    inodes: dict[tuple[int, int], str] = {}
-    _copy_dir(src, dst, inodes)
-    _copy_meta(src, dst, os.lstat(src))
-
-
-def _copy_dir(src: str, dst: str, inodes: dict[tuple[int, int], str]) -> None:
-    with os.scandir(src) as entries:
-        for entry in entries:
-            s, d = entry.path, os.path.join(dst, entry.name)
-            st = entry.stat(follow_symlinks=False)
-            if stat.S_ISDIR(st.st_mode):
-                os.mkdir(d, 0o700)
-                _copy_dir(s, d, inodes)
-                _copy_meta(s, d, st)
-                continue
-            key = (st.st_dev, st.st_ino)
-            if st.st_nlink > 1 and key in inodes:
-                os.link(inodes[key], d, follow_symlinks=False)
-                continue
-            _copy_node(s, d, st)
-            _copy_meta(s, d, st)
-            if st.st_nlink > 1:
-                inodes[key] = d
-
-
-def _copy_node(src: str, dst: str, st: os.stat_result) -> None:
-    if stat.S_ISLNK(st.st_mode):
-        os.symlink(os.readlink(src), dst)
-    elif stat.S_ISREG(st.st_mode):
-        with open(src, "rb") as fin, open(dst, "xb") as fout:
-            shutil.copyfileobj(fin, fout, 1 << 20)
-    elif stat.S_ISFIFO(st.st_mode):
-        os.mkfifo(dst, 0o600)
-    else:   # character and block devices, sockets
-        os.mknod(dst, stat.S_IFMT(st.st_mode) | 0o600, st.st_rdev)
-
-
-def _copy_meta(src: str, dst: str, st: os.stat_result) -> None:
-    os.chown(dst, st.st_uid, st.st_gid, follow_symlinks=False)
-    for name in _listxattr(src):
-        try:
-            os.setxattr(dst, name, os.getxattr(src, name, follow_symlinks=False), follow_symlinks=False)
-        except OSError:
-            pass   # e.g. a trusted.* attribute on a filesystem that refuses it: not worth failing a copy
-    if not stat.S_ISLNK(st.st_mode):
-        os.chmod(dst, stat.S_IMODE(st.st_mode))   # after chown, which clears setuid bits
-    os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
-
-
-def _listxattr(path: str) -> list[str]:
-    try:
-        return os.listxattr(path, follow_symlinks=False)
-    except OSError:
-        return []
-
-
 def _unlink_quietly(path: str) -> None:
     try:
         os.unlink(path)
     except OSError:
         pass
-
-
-def tree_size(top: str) -> int:
-    """Bytes of the files under `top` (links not followed), as `docker system df` counts them."""
-    total = 0
-    for dirpath, _dirs, files in os.walk(top):
-        for name in files:
-            try:
-                total += os.lstat(os.path.join(dirpath, name)).st_size
-            except OSError:
-                pass   # removed while we walked
-    return total

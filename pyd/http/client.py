@@ -13,6 +13,7 @@ from pyd.http.urls import PATH_SAFE, encode_query, host_header, parse_host, quot
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import ssl
     from typing import Any, Iterator
 
     from pyd.http.parser import ResponseHead
@@ -43,7 +44,7 @@ class Client:
             self._host_header = unix_host
         else:
             self._host_header = host_header(self._address, self._port, 443 if self.tls else 80)
-        self._ssl_context: Any = None
+        self._ssl_context: ssl.SSLContext | None = None
         self._idle: list[Any] = []
 
     def __repr__(self) -> str:

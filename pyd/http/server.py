@@ -402,7 +402,7 @@ class _Connection:
     def __init__(self, server: Server) -> None:
         self.server = server
         self.parser = HTTPParser("request")
-        self.transport: Any = None
+        self.transport: asyncio.Transport | None = None
         self.task: asyncio.Task | None = None
         self.idle = True
         self.closed = False              # connection_lost happened
@@ -420,7 +420,7 @@ class _Connection:
         self._is_tls = False
 
     # ---- asyncio protocol callbacks
-    def connection_made(self, transport: Any) -> None:
+    def connection_made(self, transport: Any) -> None:   # uvloop's transports are not asyncio's classes
         self.transport = transport
         self._is_tls = transport.get_extra_info("sslcontext") is not None
         try:
@@ -729,7 +729,7 @@ class Server:
         self._listeners: list[asyncio.AbstractServer] = []
         self._unix_paths: list[tuple[str, int]] = []
         self._connections: set[_Connection] = set()
-        self._loop: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._date = (0, "")
 
     # ---- listening

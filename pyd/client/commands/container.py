@@ -8,6 +8,8 @@ TYPE_CHECKING = False     # typing costs milliseconds at every start
 if TYPE_CHECKING:
     from typing import Any
 
+    from pyd.http.client import HijackedConnection
+
 from pyd.client.common import (Cli, StatusError, api_error_message, encode_filters, for_each, is_api_error, is_not_found,
                             isatty, time_query, validate_filter, PROG)
 from pyd.client.flags import BOOL, INT, LIST, STRING, Flag, Options, Spec
@@ -348,7 +350,7 @@ class AttachSession:
     def __init__(self, cli: Cli, cid: str, tty: bool, stdin: bool, stdout: bool, stderr: bool) -> None:
         self.cli, self.cid, self.tty = cli, cid, tty
         self.stdin, self.stdout, self.stderr = stdin, stdout, stderr
-        self.conn: Any = None
+        self.conn: HijackedConnection | None = None
         self.detached = False      # the detach keys ended the session (the container goes on)
 
     def run(self, auto_remove: bool, sig_proxy: bool, on_start_error) -> int:
@@ -382,7 +384,7 @@ class AttachSession:
                 restore_signals()
             self._close()
 
-    def _attach(self) -> Any:
+    def _attach(self) -> HijackedConnection:
         query = {"stream": "1"}
         for name, on in (("stdin", self.stdin), ("stdout", self.stdout), ("stderr", self.stderr)):
             if on:

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import asyncio
+import types
 import os
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from pyd.daemon.api.util import LazyModule, spool_body
 from pyd.daemon.errors import BadParameter
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
 
 STAT_HEADER = "X-Docker-Container-Path-Stat"
 
-copy: Any = LazyModule("pyd.daemon.containers.copy")   # imported by the first docker cp, not by an idle daemon
+copy: types.ModuleType = LazyModule("pyd.daemon.containers.copy")   # imported by the first docker cp, not by an idle daemon
 
 
 def register(router: Router, svc: ContainerService, graph: Graph, events: EventBus, tmp_dir: str) -> None:

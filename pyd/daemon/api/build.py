@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 from pyd.daemon.storage import archive
 from pyd.daemon.api.util import releasing_memory
 from pyd.daemon.errors import BadParameter
-from pyd.formats.platforms import PlatformError, host_platform, parse_platform
 from pyd.formats.reference import parse_reference
 
 if TYPE_CHECKING:
@@ -84,7 +83,11 @@ def register(router: Router, graph: Graph, containers: BuildContainers, in_use: 
         from pyd.daemon.build.cache import prune_build_cache, until_arg
         until = until_arg(filters_arg(req).get("until", []))
         held = [i for b in list(running) for i in b.held_images()]
-        return await asyncio.to_thread(prune_build_cache, graph, in_use, held, until)
+        report = await asyncio.to_thread(prune_build_cache, graph, in_use, held, until)
+        if until is None:   # RUN --mount=type=cache directories no build holds
+            from pyd.daemon.build.runmounts import prune_cache_mounts
+            report["SpaceReclaimed"] += await asyncio.to_thread(prune_cache_mounts, graph.root)
+        return report
 
     router.add("POST", "/build", releasing_memory(build))
     router.add("POST", "/build/prune", prune)
@@ -105,12 +108,6 @@ def _options(req: Request) -> BuildOptions:
     labels = req.arg_json("labels", None) or {}
     if not isinstance(buildargs, dict) or not isinstance(labels, dict):
         raise BadParameter("buildargs and labels must be JSON objects")
-    platform = req.arg("platform") or ""
-    if platform:
-        try:
-            parse_platform(platform, host_platform())       # a bad --platform is a 400 before any work
-        except PlatformError as e:
-            raise BadParameter(str(e)) from None
     extrahosts = []
     for value in req.query.get("extrahosts", []):
         extrahosts.extend(h for h in value.replace(",", " ").split() if h)
@@ -120,8 +117,9 @@ def _options(req: Request) -> BuildOptions:
         target=req.arg("target") or "", nocache=req.arg_bool("nocache"), rm=req.arg_bool("rm", True),
         forcerm=req.arg_bool("forcerm"), labels={str(k): str(v) for k, v in labels.items()},
         quiet=req.arg_bool("q"), networkmode=req.arg("networkmode") or "", extrahosts=extrahosts,
-        shmsize=req.arg_int("shmsize", 0) or 0, memory=req.arg_int("memory", 0) or 0, platform=platform,
-        auth_configs=decode_registry_config(req.headers.get("x-registry-config")))
+        shmsize=req.arg_int("shmsize", 0) or 0, memory=req.arg_int("memory", 0) or 0,
+        auth_configs=decode_registry_config(req.headers.get("x-registry-config")),
+        platform=req.arg("platform") or "")
 
 
 async def _receive_context(req: Request, context: str) -> None:

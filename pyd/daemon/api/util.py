@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import types
 import tempfile
 from typing import Any
 
@@ -33,9 +34,10 @@ def releasing_memory(handler: Any) -> Any:
     return run
 
 
-class LazyModule:
+class LazyModule(types.ModuleType):
     """A module imported on first attribute use: what only some requests need stays out of an idle daemon."""
     def __init__(self, name: str) -> None:
+        super().__init__(name)
         self._name = name
 
     def __getattr__(self, attr: str) -> Any:

@@ -19,15 +19,14 @@ import os
 import posixpath
 import re
 import shutil
-import stat
+import tempfile
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Protocol
 
 from pyd.daemon.storage import archive
-from pyd.daemon.build import dockerfile
+from pyd.daemon.build import copying, dockerfile, platforms, remote, run_heredocs, runmounts, stages as stage_graph
 from pyd.formats import dockerignore, rfc3339
-from pyd.formats.platforms import Platform, config_fields, image_platform, parse_platform
-from pyd.daemon.containers import etcfiles
+from pyd.formats.platforms import Platform, config_fields, image_platform
 from pyd.daemon.build.dockerfile import DockerfileError, Instruction, Lexer
 from pyd.daemon.errors import BadParameter, NotFound
 from pyd.daemon.errors import HTTPError
@@ -86,7 +85,8 @@ class BuildOptions:
     shmsize: int = 0
     memory: int = 0
     auth_configs: dict[str, dict] = field(default_factory=dict)   # X-Registry-Config: registry -> credentials
-    platform: str = ""            # --platform: what FROM scratch images are for ("": this machine)
+    secrets: dict[str, bytes] = field(default_factory=dict)       # RUN --mount=type=secret: id -> content
+    platform: str = ""                                            # the target platform ("" the host's)
 
 
 @dataclass
@@ -97,6 +97,7 @@ class _Stage:
     args: dict[str, str | None] = field(default_factory=dict)   # ARGs declared in this stage
     cmd_set: bool = False
     busted: bool = False          # a cache miss: no more lookups in this stage (dockerd's rule)
+    index: int = 0                # the stage's position in the Dockerfile
 
     @property
     def image_id(self) -> str:
@@ -153,6 +154,12 @@ class Builder:
         self.used_args: set[str] = set()
         self.lexer = Lexer()
         self.held: set[str] = set()              # images this build stands on: build prune keeps them
+        self.target = 0                          # the index of the stage the build ends with
+        self.order: list[int] = []               # the stages the target needs, in Dockerfile order
+        self.platform_args: dict[str, str] = {}  # TARGETPLATFORM, BUILDARCH, ...: usable once declared
+        self._state: _Stage | None = None
+        self._building: set[int] = set()
+        self._step, self._total = 0, 0
 
     def held_images(self) -> set[str]:
         return self.held | {i for i in self.results.values() if i}
@@ -185,48 +192,65 @@ class Builder:
             self.meta, self.stages = dockerfile.split_stages(self.df)
         except DockerfileError as exc:
             raise BadParameter(str(exc)) from None
+        if self.df.syntax and not dockerfile.builtin_frontend(self.df.syntax):
+            raise BadParameter(f'unsupported frontend "{self.df.syntax}" in the "# syntax=" line: this builder '
+                               "runs only its built-in Dockerfile frontend (docker/dockerfile:1); remove the line "
+                               "or name docker/dockerfile:1")
         if not self.stages:
             raise BadParameter("dockerfile parse error on line 1: no build stage in current context")
         self.lexer = Lexer(self.df.escape)
+        try:
+            here = platforms.host()
+            target = platforms.runnable(self.opts.platform) if self.opts.platform else here
+        except platforms.PlatformError as exc:
+            raise BadParameter(str(exc)) from None
+        self.platform_args = platforms.args(target, here)
+        self.target = len(self.stages) - 1
         if self.opts.target:
             names = [s.name for s in self.stages]
             if self.opts.target.lower() not in names:
                 raise BadParameter(f"failed to reach build target {self.opts.target} in Dockerfile")
-            self.stages = self.stages[:names.index(self.opts.target.lower()) + 1]
+            self.target = names.index(self.opts.target.lower())
         for key in sorted(self.opts.labels):
             value = self.opts.labels[key]
             ins = Instruction("label", f"LABEL {key}={value}", 0, {"_noexpand": "1"}, "", [key, value])
-            self.stages[-1].commands.append(ins)
+            self.stages[self.target].commands.append(ins)
+
+    def _global_env(self) -> dict[str, str]:
+        """What FROM lines and stage references see: the platform ARGs and the global ARGs."""
+        env = dict(self.platform_args)
+        env.update({k: v for k, v in self.meta_args.items() if v is not None})
+        return env
+
+    def _build_arg(self, key: str) -> str | None:
+        """A --build-arg's value, else the automatic platform ARG of that name."""
+        given = self.opts.buildargs.get(key)
+        if key in self.opts.buildargs and given is not None:
+            return given
+        return self.platform_args.get(key)
 
     # ---- the build --------------------------------------------------------------------------------
     async def run(self) -> str:
         """Build every stage; returns the final image ID."""
         assert self.df is not None
-        total = len(self.meta) + len(self.stages) + sum(len(s.commands) for s in self.stages)
-        step = 0
         for warning in self.df.warnings:
             await self.out(warning + "\n")
-        for ins in self.meta:
-            step += 1
-            await self.out(f"Step {step}/{total} : {ins.original}\n")
+        for ins in self.meta:   # the global ARGs first: stage references may name them
             self._meta_arg(ins)
-        state: _Stage | None = None
-        for index, stage in enumerate(self.stages):
-            step += 1
-            await self.out(f"Step {step}/{total} : {stage.from_.original}\n")
-            state = await self._from(stage)
-            self.held.add(state.image_id)
-            await self.out(f" ---> {short(state.image_id)}\n")
-            for ins in stage.commands:
-                step += 1
-                await self.out(f"Step {step}/{total} : {ins.original}\n")
-                await self.dispatch(state, ins)
-                await self.out(f" ---> {short(state.image_id)}\n")
-            if state.image_id:
-                await self._emit({"aux": {"ID": state.image_id}})
-            self.results[str(index)] = state.image_id
-            if stage.name:
-                self.results[stage.name] = state.image_id
+        try:
+            self.order = stage_graph.needed(self.stages, self.target,
+                                            lambda ref: self.lexer.word(ref, self._global_env()))
+        except DockerfileError as exc:
+            raise BuildError(exc.message) from None
+        except stage_graph.StageError as exc:
+            raise BuildError(str(exc)) from None
+        self._total = len(self.meta) + sum(1 + len(self.stages[i].commands) for i in self.order)
+        for ins in self.meta:
+            self._step += 1
+            await self.out(f"Step {self._step}/{self._total} : {ins.original}\n")
+        for index in self.order:
+            await self._build_stage(index)
+        state = self._state
         unused = sorted(k for k in self.opts.buildargs if k not in self.used_args and k not in PROXY_ARGS)
         if unused:
             await self.out(f"[Warning] One or more build-args [{' '.join(unused)}] were not consumed\n")
@@ -234,37 +258,84 @@ class Builder:
             raise BuildError("No image was generated. Is your Dockerfile empty?")
         return state.image_id
 
+    async def _build_stage(self, index: int) -> str:
+        """Build stage `index` (once); its image ID."""
+        if str(index) in self.results:
+            return self.results[str(index)]
+        stage = self.stages[index]
+        if index in self._building:
+            raise BuildError(f"circular dependency detected on stage: {stage.name or index}")
+        self._building.add(index)
+        self._step += 1
+        await self.out(f"Step {self._step}/{self._total} : {stage.from_.original}\n")
+        state = await self._from(stage, index)
+        self.held.add(state.image_id)
+        await self.out(f" ---> {short(state.image_id)}\n")
+        for ins in stage.commands:
+            self._step += 1
+            await self.out(f"Step {self._step}/{self._total} : {ins.original}\n")
+            await self.dispatch(state, ins)
+            await self.out(f" ---> {short(state.image_id)}\n")
+        if state.image_id:
+            await self._emit({"aux": {"ID": state.image_id}})
+        self.results[str(index)] = state.image_id
+        if stage.name:
+            self.results[stage.name] = state.image_id
+        if index == self.target:
+            self._state = state
+        return state.image_id
+
+    async def _stage_image(self, ref: str, before: int | None = None) -> tuple[bool, "Image | None"]:
+        """(True, image) when `ref` names a stage (before `before` for FROM; any for COPY --from and --mount
+        from=), built now if it was not yet (None for a scratch stage); else (False, None)."""
+        try:
+            index = stage_graph.find(self.stages, ref, before)
+        except stage_graph.StageError as exc:
+            raise BuildError(str(exc)) from None
+        if index is None:
+            return False, None
+        image_id = await self._build_stage(index)
+        return True, (self.graph.image(image_id) if image_id else None)
+
     def _meta_arg(self, ins: Instruction) -> None:
         env = {k: v for k, v in self.meta_args.items() if v is not None}
         for word in ins.args:
             key, eq, default = word.partition("=")
             value = self.lexer.word(default, env) if eq else None
             key = self.lexer.word(key, env)
-            if key in self.opts.buildargs and self.opts.buildargs[key] is not None:
-                value = self.opts.buildargs[key]
+            if self._build_arg(key) is not None:
+                value = self._build_arg(key)
             self.meta_args[key] = value
             self.used_args.add(key)
             if value is not None:
                 env[key] = value
 
-    async def _from(self, stage: dockerfile.Stage) -> _Stage:
-        env = {k: v for k, v in self.meta_args.items() if v is not None}
+    async def _from(self, stage: dockerfile.Stage, index: int) -> _Stage:
+        env = self._global_env()
         try:
             name = self.lexer.word(stage.base, env)
+            wanted = self.lexer.word(stage.platform, env) if stage.platform else ""
         except DockerfileError as exc:
             raise BuildError(exc.message) from None
         if not name:
             raise BuildError("base name (" + stage.base + ") should not be blank")
+        if wanted:
+            try:
+                platforms.runnable(wanted)
+            except platforms.PlatformError as exc:
+                raise BuildError(f"FROM --platform={stage.platform}: {exc}") from None
         image = None
-        if name.lower() in self.results and not name.isdigit():
-            image_id = self.results[name.lower()]
-            image = self.graph.image(image_id) if image_id else None
+        is_stage = False
+        if not name.isdigit():
+            is_stage, image = await self._stage_image(name, index)
+        if is_stage:
+            pass
         elif name != "scratch":
             image = await self._find_image(name)
         config = dict(_default_config())
         if image is not None:
             config.update(copy.deepcopy(image.container_config()))
-        state = _Stage(image, config)
+        state = _Stage(image, config, index=index)
         triggers = list(config.get("OnBuild") or [])
         if triggers:
             config["OnBuild"] = None
@@ -276,10 +347,6 @@ class Builder:
                     raise BuildError(exc.message) from None
                 await self.dispatch(state, ins)
         return state
-
-    def _target_platform(self) -> Platform:
-        host = self.graph.platform
-        return parse_platform(self.opts.platform, host) if self.opts.platform else host
 
     async def _find_image(self, name: str) -> "Image":
         """A local image, or one pulled as the classic builder does, its progress in the build output."""
@@ -306,8 +373,8 @@ class Builder:
     def _arg_values(self, state: _Stage) -> dict[str, str | None]:
         out: dict[str, str | None] = {}
         for key in state.args:
-            given = self.opts.buildargs.get(key)
-            out[key] = given if key in self.opts.buildargs and given is not None else state.args[key]
+            given = self._build_arg(key)
+            out[key] = given if given is not None else state.args[key]
         for key in PROXY_ARGS:   # predefined: usable without an ARG
             if key not in out and self.opts.buildargs.get(key) is not None:
                 out[key] = self.opts.buildargs[key]
@@ -364,7 +431,7 @@ class Builder:
         if layer is not None:
             diff_ids.append(layer.diff_id)
         config: dict[str, Any] = {
-            **_platform_of(base, self._target_platform()), "config": state.config,
+            **_platform_of(base, self.graph.platform), "config": state.config,
             "container": container_id, "container_config": cache_config, "created": now,
             "docker_version": "pyd", "history": history,
             "rootfs": {"type": "layers", "diff_ids": diff_ids},
@@ -519,25 +586,37 @@ class Builder:
         cache_config = dict(state.config, Cmd=self._shell(state) + ["#(nop) ", "WORKDIR " + workdir])
         if await self._probe(state, cache_config):
             return
-        layer = await self._in_scratch_layer(state, lambda root: _mkdir_in(root, workdir, 0, 0))
+        layer = await self._in_scratch_layer(state, lambda root: copying.mkdir_in(root, workdir, 0, 0))
         self._commit(state, layer, cache_config)
 
     # ---- RUN --------------------------------------------------------------------------------------
     async def _do_run(self, state: _Stage, ins: Instruction, args: list[str], flags: dict) -> None:
         if not state.image_id:
             raise BuildError("Please provide a source image with `from` prior to run")
-        argv = args if ins.json else self._shell(state) + args
+        env = self._env(state)
+        try:
+            mounts = [runmounts.parse(spec, lambda v: self.lexer.word(v, env), state.config.get("WorkingDir") or "/")
+                      for spec in ins.lists.get("mount", [])]
+        except (runmounts.MountError, DockerfileError) as exc:
+            raise BuildError(getattr(exc, "message", None) or str(exc)) from None
+        network = self._run_network(flags)
+        script = run_heredocs.script(ins, args)
+        argv = script.argv if ins.json else self._shell(state) + script.argv
         env_keys = {e.partition("=")[0] for e in state.config.get("Env") or []}
         values = self._arg_values(state)
         build_env = [f"{k}={v}" for k, v in values.items() if v is not None and k not in env_keys]
         keyed = sorted(f"{k}={v}" for k, v in values.items()
                        if v is not None and k not in env_keys and (k in state.args or k not in PROXY_ARGS))
         save_cmd = ([f"|{len(keyed)}", *keyed] + argv) if build_env else argv
-        cache_config = dict(state.config, Cmd=save_cmd)
+        run_flags = [f"--mount={await self._mount_key(state, m)}" for m in mounts]
+        if flags.get("network"):
+            run_flags.append(f"--network={flags['network']}")
+        if script.file is not None:
+            run_flags.append("--heredoc=sha256:" + hashlib.sha256(script.file[1].encode()).hexdigest())
+        cache_config = dict(state.config, Cmd=run_flags + save_cmd)
         if await self._probe(state, cache_config):
             return
-        containers = self.containers
-        host_config: dict[str, Any] = {"NetworkMode": self.opts.networkmode or "default",
+        host_config: dict[str, Any] = {"NetworkMode": network,
                                        "LogConfig": {"Type": "none", "Config": {}}}
         if self.opts.extrahosts:
             host_config["ExtraHosts"] = list(self.opts.extrahosts)
@@ -545,18 +624,75 @@ class Builder:
             host_config["ShmSize"] = self.opts.shmsize
         if self.opts.memory:
             host_config["Memory"] = self.opts.memory
+        made = runmounts.Mounted(mounts, context=self.context, data_root=self.graph.root, tmp=self.graph.tmp,
+                                 secrets=self.opts.secrets, open_root=self._open_root)
+        try:
+            async with made as api_mounts, run_heredocs.ScriptFile(script, self.graph.tmp) as script_mount:
+                host_config["Mounts"] = api_mounts + script_mount
+                await self._run_step(state, argv, body_env=build_env, host_config=host_config,
+                                     cache_config=cache_config, stubs=[m["Target"] for m in host_config["Mounts"]])
+        except runmounts.MountError as exc:
+            raise BuildError(str(exc)) from None
+
+    def _run_network(self, flags: dict) -> str:
+        network = flags.get("network", "default")
+        if network == "host":
+            raise BuildError("granting entitlement network.host is not allowed by build daemon configuration")
+        if network not in ("default", "none"):
+            raise BuildError(f'invalid network mode "{network}"')
+        security = flags.get("security", "sandbox")
+        if security == "insecure":
+            raise BuildError("granting entitlement security.insecure is not allowed by build daemon configuration")
+        if security != "sandbox":
+            raise BuildError(f'unsupported security mode "{security}"')
+        return "none" if network == "none" else (self.opts.networkmode or "default")
+
+    async def _mount_key(self, state: _Stage, m: runmounts.RunMount) -> str:
+        """The cache's view of a mount: its spec, and for a bind what it binds (the content, or the image)."""
+        key = m.key()
+        if m.type not in ("bind", "cache") or (m.type == "cache" and not m.from_):
+            return key
+        if m.from_:
+            is_stage, image = await self._stage_image(m.from_)
+            if not is_stage:
+                image = await self._find_image(m.from_)
+            return key + f",image={image.id if image else 'scratch'}"
+        rel = m.source.lstrip("/") or "."
+        path = archive.secure_join(self.context, rel) if rel != "." else self.context
+        if not os.path.lexists(path):
+            return key
+        return key + "," + await asyncio.to_thread(copying.hash_sources, [(path, rel)])
+
+    async def _open_root(self, ref: str) -> tuple[str, Callable[[], Awaitable[None]]]:
+        """A stage's or an image's root filesystem, mounted until close() (RUN --mount from=)."""
+        is_stage, image = await self._stage_image(ref)
+        if not is_stage:
+            image = await self._find_image(ref)
+        return await self._open_root_of(image)
+
+    async def _run_step(self, state: _Stage, argv: list[str], *, body_env: list[str], host_config: dict,
+                        cache_config: dict, stubs: list[str]) -> None:
+        """Run argv in a container of the current image and commit its changes (mount points it had to make
+        for the step's mounts left out)."""
+        containers = self.containers
         body = {"Image": state.image_id, "Cmd": argv, "Entrypoint": [""],
-                "Env": list(state.config.get("Env") or []) + build_env,
+                "Env": list(state.config.get("Env") or []) + body_env,
                 "WorkingDir": state.config.get("WorkingDir") or "", "User": state.config.get("User") or "",
                 "Labels": dict(state.config.get("Labels") or {}), "HostConfig": host_config}
-        created = await containers.create(None, body)
+        try:
+            created = await containers.create(None, body)
+        except HTTPError as exc:
+            raise BuildError(exc.message) from None
         cid = created["Id"]
         await self.out(f" ---> Running in {cid[:12]}\n")
         ok = False
         try:
+            made = await asyncio.to_thread(self._missing_paths, cid, stubs) if stubs else []
             code = await self._run_container(cid)
             if code != 0:
                 raise BuildError(f"The command '{' '.join(argv)}' returned a non-zero code: {code}", code)
+            if made:
+                await asyncio.to_thread(self._remove_stubs, cid, made)
             layer = await asyncio.to_thread(self.graph.commit_rw, cid)
             self._commit(state, layer, cache_config, cid)
             ok = True
@@ -568,6 +704,37 @@ class Builder:
                         await self.out(f" ---> Removed intermediate container {cid[:12]}\n")
                 except Exception as exc:  # the build result stands; say why the container stayed
                     await self.out(f"Error removing intermediate container {cid[:12]}: {exc}\n")
+
+    def _missing_paths(self, cid: str, targets: list[str]) -> list[str]:
+        """The mount targets (and their parents) the container's root lacks: execd will make them."""
+        root = self.graph.mount_rw(cid)
+        try:
+            missing: list[str] = []
+            for target in targets:
+                path = ""
+                for part in [p for p in target.split("/") if p]:
+                    path += "/" + part
+                    if path not in missing and not os.path.lexists(archive.secure_join(root, path.lstrip("/"))):
+                        missing.append(path)
+            return missing
+        finally:
+            self.graph.unmount_rw(cid)
+
+    def _remove_stubs(self, cid: str, made: list[str]) -> None:
+        """Remove the empty mount points the step's mounts left (deepest first), as BuildKit does."""
+        root = self.graph.mount_rw(cid)
+        try:
+            for path in sorted(made, key=lambda p: p.count("/"), reverse=True):
+                host = archive.secure_join(root, path.lstrip("/"))
+                try:
+                    if os.path.isdir(host) and not os.path.islink(host):
+                        os.rmdir(host)
+                    elif os.path.isfile(host) and os.path.getsize(host) == 0:
+                        os.unlink(host)
+                except OSError:
+                    pass    # the step wrote into it: it stays
+        finally:
+            self.graph.unmount_rw(cid)
 
     async def _run_container(self, cid: str) -> int:
         containers = self.containers
@@ -596,27 +763,57 @@ class Builder:
 
     # ---- COPY / ADD -------------------------------------------------------------------------------
     async def _do_copy(self, state: _Stage, ins: Instruction, args: list[str], flags: dict) -> None:
-        await self._copy(state, "COPY", args, flags, extract=False)
+        await self._copy(state, ins, "COPY", args, flags, extract=False)
 
     async def _do_add(self, state: _Stage, ins: Instruction, args: list[str], flags: dict) -> None:
-        for src in args[:-1]:
-            if re.match(r"^[a-z][a-z0-9+.-]*://", src) or src.startswith("git@"):
-                raise BuildError(f"ADD failed: {src}: adding remote URLs is not supported by this daemon")
-        await self._copy(state, "ADD", args, flags, extract=True)
+        await self._copy(state, ins, "ADD", args, flags, extract=True)
 
-    async def _copy(self, state: _Stage, what: str, args: list[str], flags: dict, extract: bool) -> None:
+    async def _copy(self, state: _Stage, ins: Instruction, what: str, args: list[str], flags: dict,
+                    extract: bool) -> None:
         srcs, dest = args[:-1], args[-1]
-        source_image = None
-        if flags.get("from"):
-            ref = flags["from"]
-            key = ref.lower()
-            if key in self.results:
-                image_id = self.results[key]
-                source_image = self.graph.image(image_id) if image_id else None
+        env = self._env(state)
+        docs = {d.name: d for d in ins.heredocs}
+        inline: list[dockerfile.Heredoc] = []
+        urls: list[str] = []
+        paths: list[str] = []
+        for raw, src in zip(ins.args[:-1], srcs):
+            doc = dockerfile.parse_heredoc(raw, self.lexer.escape) if docs else None
+            if doc is not None and doc.name in docs:
+                inline.append(docs[doc.name])
+            elif remote.is_git(src):
+                raise BuildError(f"{what} failed: {src}: git sources are not supported by this daemon")
+            elif re.match(r"^[a-z][a-z0-9+.-]*://", src, re.I):
+                if what == "COPY":
+                    raise BuildError("source can't be a URL for COPY")
+                if not remote.is_url(src):
+                    raise BuildError(f"{what} failed: {src}: unsupported URL scheme")
+                urls.append(src)
             else:
-                source_image = await self._find_image(ref)
+                paths.append(src)
+        checksum = flags.get("checksum", "")
+        if checksum:
+            if len(srcs) != 1:
+                raise BuildError("checksum can't be specified for multiple sources")
+            if not urls:
+                raise BuildError("checksum requires HTTP(S) or Git sources")
+            try:
+                checksum = remote.parse_checksum(self.lexer.word(checksum, env))
+            except remote.FetchError as exc:
+                raise BuildError(exc.message) from None
+        try:
+            excludes = [self.lexer.word(p, env) for p in ins.lists.get("exclude", [])]
+        except DockerfileError as exc:
+            raise BuildError(exc.message) from None
+        exclude = dockerignore.Matcher(excludes) if excludes else None
+        parents = flags.get("parents", "false") != "false"
+        source_image = None
+        from_ref = flags.get("from", "")
+        if from_ref:
+            is_stage, source_image = await self._stage_image(from_ref)
+            if not is_stage:
+                source_image = await self._find_image(from_ref)
         workdir = state.config.get("WorkingDir") or "/"
-        dest_is_dir = dest.endswith("/") or dest in (".", "..") or dest.endswith("/.")
+        dest_is_dir = dest.endswith("/") or dest in (".", "..") or dest.endswith("/.") or parents
         if not posixpath.isabs(dest):
             dest = posixpath.join("/", workdir, dest)
         dest_norm = posixpath.normpath(dest)
@@ -631,52 +828,95 @@ class Builder:
         chown = flags.get("chown", "")
 
         async def with_source_root(fn):
-            if not flags.get("from"):
+            if not from_ref:
                 return await asyncio.to_thread(fn, self.context)
-            if source_image is None:   # a scratch stage: nothing to copy from
-                empty = os.path.join(self.graph.tmp, "build-empty-" + os.urandom(6).hex())
-                os.makedirs(empty)
-                try:
-                    return await asyncio.to_thread(fn, empty)
-                finally:
-                    shutil.rmtree(empty, ignore_errors=True)
-            rw_id = "build-src-" + os.urandom(16).hex()
-            await asyncio.to_thread(self.graph.create_rw, rw_id, source_image.id)
+            root, close = await self._open_root_of(source_image)
             try:
-                root = await asyncio.to_thread(self.graph.mount_rw, rw_id)
+                return await asyncio.to_thread(fn, root)
+            finally:
+                await close()
+
+        def resolve(root: str) -> list[copying.Found]:
+            return copying.resolve_sources(root, paths, what, bool(from_ref), parents, exclude)
+
+        extra = tempfile.mkdtemp(prefix="build-inline-", dir=self.graph.tmp)   # heredoc files, downloads
+        try:
+            extras: list[copying.Found] = []
+            for doc in inline:
                 try:
-                    return await asyncio.to_thread(fn, root)
-                finally:
-                    await asyncio.to_thread(self.graph.unmount_rw, rw_id)
+                    data = dockerfile.Lexer.expand_only(doc.text(), env) if doc.expand else doc.text()
+                except DockerfileError as exc:
+                    raise BuildError(exc.message) from None
+                extras.append(await asyncio.to_thread(_inline_file, extra, doc.name, data))
+            for url in urls:
+                folder = tempfile.mkdtemp(dir=extra)
+                try:
+                    path = await remote.fetch(url, folder, checksum)
+                except remote.FetchError as exc:
+                    raise BuildError(exc.message) from None
+                extras.append(copying.Found(path, os.path.relpath(path, extra)))
+
+            def resolve_and_hash(root: str) -> tuple[list[copying.Found], str]:
+                found = resolve(root)
+                if (len(srcs) > 1 or len(found) + len(extras) > 1) and not dest_is_dir:
+                    raise copying.CopyError(f"When using {what} with more than one source file, the destination "
+                                            "must be a directory and end with a /")
+                return found, copying.hash_sources(found + extras, exclude)
+
+            try:
+                found, digest = await with_source_root(resolve_and_hash)
+            except copying.CopyError as exc:
+                raise BuildError(exc.message) from None
+            src_from = f"--from={source_image.id if source_image else from_ref} " if from_ref else ""
+            extras_text = (f"--chown={chown} " if chown else "") + (f"--chmod={flags['chmod']} " if mode is not None else "")
+            extras_text += ("--parents " if parents else "") + "".join(f"--exclude={p} " for p in excludes)
+            comment = f"{what} {src_from}{extras_text}{digest} in {dest} "
+            cache_config = dict(state.config, Cmd=self._shell(state) + ["#(nop) ", comment])
+            if await self._probe(state, cache_config):
+                return
+
+            def write(src_root: str):
+                def into(rootfs: str) -> None:
+                    uid, gid = copying.chown_ids(rootfs, chown)
+                    found_now = resolve(src_root)
+                    many = dest_is_dir or len(found_now) + len(extras) > 1
+                    for f in found_now:
+                        copying.copy_one(f.path, rootfs, dest_norm, many, uid, gid, mode,
+                                         extract and not from_ref, exclude, f.rel, f.keep)
+                    for f in extras:
+                        copying.copy_one(f.path, rootfs, dest_norm, many, uid, gid, mode, False)
+                return into
+
+            try:
+                layer = await self._copy_into_layer(state, with_source_root, write)
+            except copying.CopyError as exc:
+                raise BuildError(exc.message) from None
+            self._commit(state, layer, cache_config)
+        finally:
+            await asyncio.to_thread(shutil.rmtree, extra, True)
+
+    async def _open_root_of(self, image: "Image | None") -> tuple[str, Callable[[], Awaitable[None]]]:
+        """An image's root filesystem mounted (an empty folder for scratch) until close()."""
+        if image is None:
+            empty = tempfile.mkdtemp(prefix="build-empty-", dir=self.graph.tmp)
+
+            async def drop() -> None:
+                await asyncio.to_thread(shutil.rmtree, empty, True)
+            return empty, drop
+        rw_id = "build-src-" + os.urandom(16).hex()
+        await asyncio.to_thread(self.graph.create_rw, rw_id, image.id)
+        try:
+            root = await asyncio.to_thread(self.graph.mount_rw, rw_id)
+        except BaseException:
+            await asyncio.to_thread(self.graph.remove_rw, rw_id)
+            raise
+
+        async def close() -> None:
+            try:
+                await asyncio.to_thread(self.graph.unmount_rw, rw_id)
             finally:
                 await asyncio.to_thread(self.graph.remove_rw, rw_id)
-
-        def resolve_and_hash(root: str) -> tuple[list[tuple[str, str]], str]:
-            found = _resolve_sources(root, srcs, what, bool(flags.get("from")))
-            if (len(srcs) > 1 or len(found) > 1) and not dest_is_dir:
-                raise BuildError(f"When using {what} with more than one source file, the destination must be "
-                                 "a directory and end with a /")
-            return found, _hash_sources(found)
-
-        found, digest = await with_source_root(resolve_and_hash)
-        src_from = f"--from={source_image.id if source_image else flags.get('from')} " if flags.get("from") else ""
-        extras = (f"--chown={chown} " if chown else "") + (f"--chmod={flags['chmod']} " if mode is not None else "")
-        comment = f"{what} {src_from}{extras}{digest} in {dest} "
-        cache_config = dict(state.config, Cmd=self._shell(state) + ["#(nop) ", comment])
-        if await self._probe(state, cache_config):
-            return
-
-        def write(src_root: str):
-            def into(rootfs: str) -> None:
-                uid, gid = _chown_ids(rootfs, chown)
-                found_now = _resolve_sources(src_root, srcs, what, bool(flags.get("from")))
-                for path, rel in found_now:
-                    _copy_one(path, rootfs, dest_norm, dest_is_dir or len(found_now) > 1, uid, gid, mode,
-                              extract and not flags.get("from"))
-            return into
-
-        layer = await self._copy_into_layer(state, with_source_root, write)
-        self._commit(state, layer, cache_config)
+        return root, close
 
     async def _copy_into_layer(self, state: _Stage, with_source_root, write) -> Any:
         rw_id = "build-" + os.urandom(16).hex()
@@ -742,178 +982,12 @@ def _platform_of(base: dict, host: Platform) -> dict[str, str]:
     return config_fields(image_platform(base) if base.get("architecture") else host)
 
 
-def _has_glob(s: str) -> bool:
-    return any(c in s for c in "*?[")
-
-
-def _resolve_sources(root: str, srcs: list[str], what: str, from_image: bool) -> list[tuple[str, str]]:
-    """(host path, path relative to root) of every source; globs matched as Go's filepath.Match."""
-    out: list[tuple[str, str]] = []
-    for src in srcs:
-        rel = posixpath.normpath(src.lstrip("/")) if src.strip("/") else "."
-        if rel.startswith("../") or rel == "..":
-            if not from_image:
-                raise BuildError(f"{what} failed: forbidden path outside the build context: {src} ()")
-            rel = "."
-        if _has_glob(rel):
-            matches = [r for r in _walk_rel(root) if dockerignore.go_match(rel, r)]
-            if not matches:
-                raise BuildError(f"{what} failed: no source files were specified")
-            out.extend((archive.secure_join(root, r), r) for r in matches)
-            continue
-        path = archive.secure_join(root, rel) if rel != "." else root
-        if not os.path.lexists(path):
-            if from_image:
-                raise BuildError(f"{what} failed: stat {posixpath.join('/', rel)}: file does not exist")
-            raise BuildError(f"{what} failed: file not found in build context or excluded by .dockerignore: "
-                             f"stat {src}: file does not exist")
-        out.append((path, rel))
-    return out
-
-
-def _walk_rel(root: str) -> list[str]:
-    out = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        base = os.path.relpath(dirpath, root)
-        for name in sorted(dirnames + filenames):
-            out.append(name if base == "." else f"{base}/{name}")
-    return out
-
-
-def _hash_sources(found: list[tuple[str, str]]) -> str:
-    """dockerd's source checksum: file:<sha256> / dir:<sha256> / multi:<sha256>, metadata included."""
-    digests = []
-    for path, rel in found:
-        h = hashlib.sha256()
-        st = os.stat(path)
-        if stat.S_ISDIR(st.st_mode):
-            for dirpath, dirnames, filenames in os.walk(path):
-                dirnames.sort()
-                for name in sorted(dirnames + filenames):
-                    full = os.path.join(dirpath, name)
-                    _hash_entry(h, os.path.relpath(full, path), full)
-            digests.append("dir:" + h.hexdigest())
-        else:
-            _hash_entry(h, "", path, follow=True)
-            digests.append("file:" + h.hexdigest())
-    if len(digests) == 1:
-        return digests[0]
-    return "multi:" + hashlib.sha256(",".join(digests).encode()).hexdigest()
-
-
-def _hash_entry(h: Any, rel: str, path: str, follow: bool = False) -> None:
-    st = os.stat(path) if follow else os.lstat(path)
-    h.update(f"{rel}\0{stat.S_IFMT(st.st_mode)}\0{stat.S_IMODE(st.st_mode):o}\0{st.st_size}\0".encode())
-    if stat.S_ISLNK(st.st_mode):
-        h.update(os.readlink(path).encode() + b"\0")
-    elif stat.S_ISREG(st.st_mode):
-        with open(path, "rb") as f:
-            while chunk := f.read(1 << 20):
-                h.update(chunk)
-
-
-def _chown_ids(rootfs: str, chown: str) -> tuple[int, int]:
-    if not chown:
-        return 0, 0
-    user, sep, group = chown.partition(":")
-    try:
-        found = etcfiles.lookup_user(rootfs, user)
-        uid = found.uid
-        if sep:
-            gid = etcfiles.lookup_user(rootfs, f"{user}:{group}").gid
-        else:
-            try:
-                gid = etcfiles.lookup_user(rootfs, f"{user}:{user}").gid
-            except BadParameter:
-                gid = found.gid if not user.isdigit() else int(user)
-    except BadParameter as exc:
-        raise BuildError(exc.message) from None
-    return uid, gid
-
-
-def _mkdir_in(rootfs: str, path: str, uid: int, gid: int, mode: int = 0o755) -> str:
-    """mkdir -p inside rootfs (symlinks resolved within it); the host path."""
-    current = rootfs
-    rel = ""
-    for part in [p for p in path.split("/") if p]:
-        rel = f"{rel}/{part}"
-        target = archive.secure_join(rootfs, rel.lstrip("/"))
-        if not os.path.isdir(target):
-            if os.path.lexists(target):
-                os.unlink(target)
-            os.mkdir(target, mode)
-            os.chown(target, uid, gid)
-        current = target
-    return current
-
-
-def _is_archive(path: str) -> bool:
-    """A local tar (plain, gzip, bzip2, xz) that ADD unpacks."""
-    import tarfile
-    try:
-        with open(path, "rb") as f:
-            head = f.read(6)
-        if head.startswith((b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00")):
-            return True
-        return tarfile.is_tarfile(path)
-    except OSError:
-        return False
-
-
-def _copy_one(src: str, rootfs: str, dest: str, dest_is_dir: bool, uid: int, gid: int, mode: int | None,
-              extract: bool) -> None:
-    st = os.stat(src)
-    if stat.S_ISDIR(st.st_mode):
-        target = _mkdir_in(rootfs, dest, uid, gid)
-        _copy_tree(src, target, uid, gid, mode)
-        return
-    if extract and _is_archive(src):
-        target = _mkdir_in(rootfs, dest, uid, gid)
-        with open(src, "rb") as f:
-            try:
-                archive.extract_layer(f, target, whiteouts=None)
-            except archive.ArchiveError as exc:
-                raise BuildError(f"ADD failed: {exc}") from None
-        return
-    existing = archive.secure_join(rootfs, dest.lstrip("/"))
-    if dest_is_dir or os.path.isdir(existing):
-        parent = _mkdir_in(rootfs, dest, uid, gid)
-        target = os.path.join(parent, os.path.basename(src.rstrip("/")))
-    else:
-        parent = _mkdir_in(rootfs, posixpath.dirname(dest), uid, gid)
-        target = os.path.join(parent, posixpath.basename(dest))
-    _copy_file(src, target, st, uid, gid, mode)
-
-
-def _copy_file(src: str, target: str, st: os.stat_result, uid: int, gid: int, mode: int | None) -> None:
-    if os.path.lexists(target) and not os.path.isdir(target):
-        os.unlink(target)
-    elif os.path.isdir(target) and not os.path.islink(target):
-        shutil.rmtree(target)
-    shutil.copyfile(src, target, follow_symlinks=True)
-    os.chown(target, uid, gid)
-    os.chmod(target, mode if mode is not None else stat.S_IMODE(st.st_mode))
-    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
-
-
-def _copy_tree(src: str, dst: str, uid: int, gid: int, mode: int | None) -> None:
-    for name in sorted(os.listdir(src)):
-        s, d = os.path.join(src, name), os.path.join(dst, name)
-        st = os.lstat(s)
-        if stat.S_ISLNK(st.st_mode):
-            if os.path.lexists(d):
-                shutil.rmtree(d) if os.path.isdir(d) and not os.path.islink(d) else os.unlink(d)
-            os.symlink(os.readlink(s), d)
-            os.lchown(d, uid, gid)
-        elif stat.S_ISDIR(st.st_mode):
-            if not os.path.isdir(d) or os.path.islink(d):
-                if os.path.lexists(d):
-                    os.unlink(d)
-                os.mkdir(d)
-            os.chown(d, uid, gid)
-            os.chmod(d, mode if mode is not None else stat.S_IMODE(st.st_mode))
-            _copy_tree(s, d, uid, gid, mode)
-            os.utime(d, ns=(st.st_atime_ns, st.st_mtime_ns))
-        elif stat.S_ISREG(st.st_mode):
-            _copy_file(s, d, st, uid, gid, mode)
+def _inline_file(folder: str, name: str, data: str) -> copying.Found:
+    """A COPY heredoc as a file (mode 0644, as BuildKit makes it) named after its delimiter."""
+    rel = posixpath.normpath(name.lstrip("/")) or "inline"
+    path = archive.secure_join(folder, rel)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(data)
+    os.chmod(path, 0o644)
+    return copying.Found(path, rel)

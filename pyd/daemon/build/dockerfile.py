@@ -22,6 +22,12 @@ FLAGS: dict[str, tuple[str, ...]] = {
     "healthcheck": ("interval", "timeout", "start-period", "start-interval", "retries"),
 }
 _DIRECTIVE = re.compile(r"^#[ \t]*([a-zA-Z][a-zA-Z0-9]*)[ \t]*=[ \t]*(.+?)[ \t]*$")
+_DIRECTIVES = ("escape", "syntax", "check")
+_HEREDOC = re.compile(r"^(\d*)<<(-?)\s*([^<]*)$")
+_HEREDOC_INSTRUCTIONS = ("run", "copy", "add")
+# the frontend images whose Dockerfile syntax is the one built in: docker/dockerfile:1, :1.7, :1.7.1, -labs
+_BUILTIN_FRONTEND = re.compile(r"^(?:docker\.io/)?(?:docker/dockerfile)(?::1(?:\.\d+){0,2}(?:-labs)?|:latest|:labs)?"
+                               r"(?:@sha256:[0-9a-f]{64})?$")
 _STAGE_NAME = re.compile(r"^[a-z][a-z0-9-_.]*$")
 
 
@@ -34,6 +40,41 @@ class DockerfileError(ValueError):
 
 
 @dataclass
+class Heredoc:
+    """An inline document (`<<EOF` ... `EOF`) of a RUN, COPY or ADD."""
+    name: str                     # the delimiter word, quotes removed
+    content: str                  # the lines as written (leading tabs kept), each ending in a newline
+    expand: bool = True           # an unquoted delimiter: COPY expands ${VAR} in the content
+    chomp: bool = False           # `<<-`: leading tabs are stripped
+
+    def text(self) -> str:
+        """The content with `<<-`'s tab stripping applied."""
+        return re.sub(r"(?m)^\t+", "", self.content) if self.chomp else self.content
+
+
+def parse_heredoc(word: str, escape: str = "\\") -> Heredoc | None:
+    """A `<<NAME`, `<<-NAME`, `<<"NAME"` word (BuildKit's rule: one word after the <<), else None."""
+    m = _HEREDOC.match(word)
+    if not m or not m.group(3):
+        return None
+    rest = m.group(3)
+    raw = split_words(rest, escape)
+    if len(raw) != 1:
+        return None
+    try:
+        name = Lexer(escape).word(raw[0], {})
+    except DockerfileError:
+        return None
+    quoted = any(q in raw[0] for q in "'\"")
+    return Heredoc(name, "", expand=not quoted, chomp=m.group(2) == "-")
+
+
+def builtin_frontend(syntax: str) -> bool:
+    """A `# syntax=` image that names the Dockerfile frontend built into this builder."""
+    return bool(_BUILTIN_FRONTEND.match(syntax.strip()))
+
+
+@dataclass
 class Instruction:
     cmd: str                      # lower-case name: "run", "copy", ...
     original: str                 # the logical line as written (continuations joined), for "Step N/M : ..."
@@ -42,6 +83,8 @@ class Instruction:
     rest: str = ""                # the text after the name and the flags
     args: list[str] = field(default_factory=list)         # words (whitespace or JSON form)
     json: bool = False            # exec (JSON) form
+    heredocs: list[Heredoc] = field(default_factory=list)
+    lists: dict[str, list[str]] = field(default_factory=dict)   # repeatable flags: --mount, --exclude
 
     def __str__(self) -> str:
         return self.original
@@ -52,6 +95,7 @@ class Dockerfile:
     escape: str
     instructions: list[Instruction]
     warnings: list[str] = field(default_factory=list)
+    syntax: str = ""              # the `# syntax=` directive, "" when absent
 
 
 @dataclass
@@ -71,7 +115,7 @@ def parse(text: str) -> Dockerfile:
     if text.startswith("\ufeff"):
         text = text[1:]
     lines = text.splitlines()
-    escape = "\\"
+    escape, syntax = "\\", ""
     seen: set[str] = set()
     i = 0
     while i < len(lines):   # parser directives: only at the very top, before any other line
@@ -79,6 +123,8 @@ def parse(text: str) -> Dockerfile:
         if not m:
             break
         name, value = m.group(1).lower(), m.group(2)
+        if name not in _DIRECTIVES:
+            break                 # an unknown directive is a comment, and ends the directives
         if name in seen:
             raise DockerfileError(f"only one {name} parser directive can be used", i + 1)
         seen.add(name)
@@ -86,8 +132,10 @@ def parse(text: str) -> Dockerfile:
             if value not in ("\\", "`"):
                 raise DockerfileError(f"invalid ESCAPE '{value}'. Must be ` or \\", i + 1)
             escape = value
+        elif name == "syntax":
+            syntax = value
         i += 1
-    df = Dockerfile(escape, [])
+    df = Dockerfile(escape, [], syntax=syntax)
     continuation = re.compile(re.escape(escape) + r"[ \t]*$")
     n = len(lines)
     while i < n:
@@ -113,10 +161,32 @@ def parse(text: str) -> Dockerfile:
             df.warnings.append(f"[WARNING]: Empty continuation line found in:\n    {line}")
         if not line.strip():
             continue
-        df.instructions.append(parse_line(line, start, escape))
+        ins = parse_line(line, start, escape)
+        if ins.cmd in _HEREDOC_INSTRUCTIONS and "<<" in line and not ins.json:
+            for doc in _heredocs_of(line, escape):
+                i = _read_heredoc(doc, lines, i, start)
+                ins.heredocs.append(doc)
+        df.instructions.append(ins)
     if any(w.startswith("[WARNING]: Empty continuation") for w in df.warnings):
         df.warnings.append("[WARNING]: Empty continuation lines will become errors in a future release.")
     return df
+
+
+def _heredocs_of(line: str, escape: str) -> list[Heredoc]:
+    return [d for d in (parse_heredoc(w, escape) for w in split_words(line, escape)) if d is not None]
+
+
+def _read_heredoc(doc: Heredoc, lines: list[str], i: int, start: int) -> int:
+    """Take the lines up to the delimiter into doc.content; the index after the delimiter line."""
+    body: list[str] = []
+    while i < len(lines):
+        line = lines[i]
+        i += 1
+        if (line.lstrip("\t") if doc.chomp else line).rstrip("\r") == doc.name:
+            doc.content = "".join(body)
+            return i
+        body.append(line + "\n")
+    raise DockerfileError("unterminated heredoc", start)
 
 
 def _trim_continuation(line: str, continuation: re.Pattern) -> tuple[str, bool]:
@@ -138,7 +208,7 @@ def parse_line(line: str, lineno: int, escape: str = "\\") -> Instruction:
     if cmd not in INSTRUCTIONS:
         raise DockerfileError(f"unknown instruction: {name.upper()}", lineno)
     if cmd in FLAGS:
-        ins.flags, rest = _extract_flags(rest, cmd, lineno)
+        ins.flags, ins.lists, rest = _extract_flags(rest, cmd, lineno)
     ins.rest = rest
     try:
         _parse_args(ins, escape)
@@ -149,8 +219,12 @@ def parse_line(line: str, lineno: int, escape: str = "\\") -> Instruction:
     return ins
 
 
-def _extract_flags(rest: str, cmd: str, lineno: int) -> tuple[dict[str, str], str]:
+_REPEATABLE = ("mount", "exclude")
+
+
+def _extract_flags(rest: str, cmd: str, lineno: int) -> tuple[dict[str, str], dict[str, list[str]], str]:
     flags: dict[str, str] = {}
+    lists: dict[str, list[str]] = {}
     while rest.startswith("--"):
         word, _, tail = rest.partition(" ")
         if word == "--":
@@ -161,11 +235,14 @@ def _extract_flags(rest: str, cmd: str, lineno: int) -> tuple[dict[str, str], st
             raise DockerfileError(f"unknown flag: {key}", lineno)
         if not eq and key not in ("link", "parents", "keep-git-dir"):
             raise DockerfileError(f"missing a value on flag: {key}", lineno)
-        if key in flags and key not in ("mount", "exclude"):
+        if key in _REPEATABLE:
+            lists.setdefault(key, []).append(value)
+        elif key in flags:
             raise DockerfileError(f"duplicate flag specified: {key}", lineno)
-        flags[key] = value if eq else "true"
+        else:
+            flags[key] = value if eq else "true"
         rest = tail.lstrip()
-    return flags, rest
+    return flags, lists, rest
 
 
 def _maybe_json(rest: str) -> list[str] | None:
@@ -331,10 +408,15 @@ class Lexer:
     def words(self, text: str, env: dict[str, str]) -> list[str]:
         return _Scan(text, env, self.escape).run(split=True)
 
+    @staticmethod
+    def expand_only(text: str, env: dict[str, str]) -> str:
+        """BuildKit's expansion of a COPY heredoc: $VAR and backslash escapes; quotes are plain text."""
+        return "".join(_Scan(text, env, "\\", quotes=False).run(split=False))
+
 
 class _Scan:
-    def __init__(self, text: str, env: dict[str, str], escape: str):
-        self.s, self.i, self.env, self.esc = text, 0, env, escape
+    def __init__(self, text: str, env: dict[str, str], escape: str, quotes: bool = True):
+        self.s, self.i, self.env, self.esc, self.quotes = text, 0, env, escape, quotes
 
     def peek(self) -> str:
         return self.s[self.i] if self.i < len(self.s) else ""
@@ -367,9 +449,9 @@ class _Scan:
         if ch == self.esc:
             nxt = self.next()
             return nxt
-        if ch == "'":
+        if ch == "'" and self.quotes:
             return self.single_quoted()
-        if ch == '"':
+        if ch == '"' and self.quotes:
             return self.double_quoted()
         if ch == "$":
             return self.dollar()

@@ -26,7 +26,7 @@ from pyd.daemon.containers.restart import RestartManager
 from pyd.daemon.containers.settings import ContainerSettings
 from pyd.daemon.containers.store import ContainerStore
 from pyd.daemon.errors import BadParameter, Conflict, NotModified, ServerError
-from pyd.daemon.fsutil import tree_size
+from pyd.daemon.storage.trees import tree_size
 from pyd.daemon.api.validate import check_create_body, strslice
 
 if TYPE_CHECKING:

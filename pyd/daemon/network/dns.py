@@ -62,9 +62,9 @@ def answer(msg: bytes, end: int, flags: int, addresses: list[str], rcode: int = 
 class _Udp(asyncio.DatagramProtocol):
     def __init__(self, server: "DnsServer", cid: str) -> None:
         self.server, self.cid = server, cid
-        self.transport: Any = None
+        self.transport: asyncio.DatagramTransport | None = None
 
-    def connection_made(self, transport: Any) -> None:
+    def connection_made(self, transport: Any) -> None:   # uvloop's transports are not asyncio's classes
         self.transport = transport
 
     def datagram_received(self, data: bytes, addr: Any) -> None:

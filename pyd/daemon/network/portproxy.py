@@ -68,10 +68,10 @@ class _UdpFront(asyncio.DatagramProtocol):
 
     def __init__(self, target: tuple[str, int]) -> None:
         self.target = target
-        self.transport: Any = None
+        self.transport: asyncio.DatagramTransport | None = None
         self.flows: dict[Any, tuple[Any, float]] = {}
 
-    def connection_made(self, transport: Any) -> None:
+    def connection_made(self, transport: Any) -> None:   # uvloop's transports are not asyncio's classes
         self.transport = transport
 
     def datagram_received(self, data: bytes, addr: Any) -> None:

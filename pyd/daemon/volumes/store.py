@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
 from pyd.daemon.errors import BadParameter, Conflict, NotFound
-from pyd.daemon.fsutil import tree_size
+from pyd.daemon.storage.trees import tree_size
 from pyd.formats import rfc3339
 
 if TYPE_CHECKING:

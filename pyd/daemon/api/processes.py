@@ -1,12 +1,13 @@
-"""/containers/{id}/pause, /unpause, /top and /stats."""
+"""/containers/{id}/pause, /unpause, /top and /stats: what freezes, lists or measures a container's processes."""
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+import types
+from typing import TYPE_CHECKING
 
 from pyd.daemon.api.util import LazyModule
 
-stats: Any = LazyModule("pyd.daemon.containers.stats")   # imported by the first top/stats request, not by an idle daemon
+stats: types.ModuleType = LazyModule("pyd.daemon.containers.stats")   # imported by the first top/stats request, not by an idle daemon
 
 if TYPE_CHECKING:
     from pyd.daemon.cgroups.base import Cgroups
