@@ -6,7 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 BARE_INIT = "/usr/local/sbin/pyd-hosts-init"
-ARM64_INIT = "/usr/local/sbin/pyd-hosts-init-arm64"        # guest/arm64/: names the results port, then BARE_INIT
 # Emulating arm64 on x86_64 is several times slower than an x86_64 guest: the daemon, an image, containers
 # with limits and the default seccomp profile, the escape probes, and the machine it says it is.
 ARM64_SCENARIOS = ("daemon-start", "load", "run-echo", "limits", "seccomp", "device-probe", "escape-probes",
@@ -29,5 +28,5 @@ HOSTS = (
     Host("bookworm", "bookworm"),                         # Debian 12: kernel 6.1, CPython 3.11, systemd
     Host("trixie", "trixie"),                             # Debian 13: kernel 6.12, CPython 3.13, systemd
     Host("bookworm-bare", "bookworm", BARE_INIT),         # the bookworm image, a shell script as PID 1
-    Host("bookworm-arm64", "bookworm", ARM64_INIT, "arm64", ARM64_SCENARIOS),  # Debian 12 arm64, bare init
+    Host("bookworm-arm64", "bookworm", BARE_INIT, "arm64", ARM64_SCENARIOS),   # Debian 12 arm64, bare init
 )

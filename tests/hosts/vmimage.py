@@ -58,18 +58,11 @@ def packages_for(arch: str) -> tuple[str, ...]:
     return tuple(f"linux-image-{arch}" if p == "linux-image-amd64" else p for p in PACKAGES)
 
 
-def _arch_files(arch: str) -> list[Path]:
-    """Guest files only images of `arch` get (guest/ARCH/), beside the common ones (guest/)."""
-    folder = GUEST_FILES / arch
-    return sorted(p for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
-
-
 def cache_key(suite: str, packages: tuple[str, ...] = PACKAGES, arch: str = NATIVE_ARCH) -> str:
     guest = b"".join(p.name.encode() + p.read_bytes() for p in sorted(GUEST_FILES.iterdir()) if p.is_file())
     fields: dict[str, object] = {"suite": suite, "packages": sorted(packages), "recipe": RECIPE_VERSION}
     if arch != NATIVE_ARCH:
         fields["arch"] = arch
-        guest += b"".join(p.name.encode() + p.read_bytes() for p in _arch_files(arch))
     return hashlib.sha256(json.dumps(fields).encode() + guest).hexdigest()[:16]
 
 
@@ -138,16 +131,16 @@ def _foreign_binaries(arch: str, log: Path) -> Iterator[None]:
             _run(["umount", str(BINFMT)], 30, log)
 
 
-def _customize(root: Path, suite: str, arch: str = NATIVE_ARCH) -> None:
+def _customize(root: Path, suite: str) -> None:
     """What turns a debootstrap tree into a guest that runs the scenarios and powers off."""
     (root / "etc/hostname").write_text(f"pyd-{suite}\n")
     (root / "etc/hosts").write_text(f"127.0.0.1 localhost\n127.0.1.1 pyd-{suite}\n")
     (root / "etc/fstab").write_text("/dev/vda / ext4 rw,errors=remount-ro 0 1\n")
     sbin = root / "usr/local/sbin"
     sbin.mkdir(parents=True, exist_ok=True)
-    for path in [GUEST_FILES / "pyd-hosts-run", GUEST_FILES / "pyd-hosts-init", *_arch_files(arch)]:
-        shutil.copyfile(path, sbin / path.name)
-        os.chmod(sbin / path.name, 0o755)
+    for name in ("pyd-hosts-run", "pyd-hosts-init"):
+        shutil.copyfile(GUEST_FILES / name, sbin / name)
+        os.chmod(sbin / name, 0o755)
     units = root / "etc/systemd/system"
     shutil.copyfile(GUEST_FILES / "pyd-hosts.service", units / "pyd-hosts.service")
     wants = units / "multi-user.target.wants"
@@ -176,7 +169,7 @@ def _build(suite: str, arch: str, key: str, final: Path) -> None:
             _run(["debootstrap", *arch_args, "--variant=minbase", "--components=main",
                   "--include=" + ",".join(packages), suite, str(root), MIRROR], DEBOOTSTRAP_TIMEOUT, log)
         unmount_under(str(root))        # nothing debootstrap mounted may stay in the tree mke2fs copies
-        _customize(root, suite, arch)
+        _customize(root, suite)
         kernels = sorted((root / "boot").glob("vmlinuz-*"))
         initrds = sorted((root / "boot").glob("initrd.img-*"))
         if not kernels or not initrds:
