@@ -498,7 +498,7 @@ def check_image_platform(ref: Reference, config: dict, opts: PullOptions) -> Non
     want, actual = opts.wanted(), image_platform(config)
     if not want.matches(actual.os, actual.architecture, actual.variant):
         shown = want if opts.platform else want.without_default_variant()
-        raise NotFound(mismatch_message(ref.familiar(), shown, actual.without_default_variant()))
+        raise NotFound(mismatch_message(ref.familiar(), shown, actual))
 
 
 class Puller:
