@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from pyd import API_VERSION, MIN_API_VERSION, __version__
 from pyd.formats import rfc3339
+from pyd.formats.platforms import goarch, host_machine
 
 if TYPE_CHECKING:
     from pyd.daemon.cgroups.base import Cgroups
@@ -20,9 +21,10 @@ if TYPE_CHECKING:
 
 class SystemInfo:
     def __init__(self, cfg: DaemonConfig, containers: ContainerStore, graph: Graph, events: EventBus,
-                 networks: NetworkController, cgroups: Cgroups) -> None:
+                 networks: NetworkController, cgroups: Cgroups, machine: str | None = None) -> None:
         self.cfg = cfg
         self.cgroups = cgroups
+        self.machine = machine or host_machine()      # uname -m: info's Architecture; Go's name in version
         self.containers = containers
         self.graph = graph
         self.events = events
@@ -65,7 +67,7 @@ class SystemInfo:
             "CgroupVersion": cg.version or "1",
             "NEventsListener": len(self.events.subscribers), "KernelVersion": platform.release(),
             "OperatingSystem": _os_name(), "OSVersion": "", "OSType": "linux",
-            "Architecture": platform.machine(), "IndexServerAddress": "https://index.docker.io/v1/",
+            "Architecture": self.machine, "IndexServerAddress": "https://index.docker.io/v1/",
             "RegistryConfig": _registry_config(self.cfg),
             "NCPU": os.cpu_count() or 1, "MemTotal": mem, "DockerRootDir": self.cfg.data_root,
             "Name": socket.gethostname(), "Labels": [], "ExperimentalBuild": False,
@@ -81,7 +83,7 @@ class SystemInfo:
     def version(self) -> dict[str, Any]:
         import platform
         details = {"ApiVersion": API_VERSION, "MinAPIVersion": MIN_API_VERSION, "Os": "linux",
-                   "Arch": _go_arch(), "KernelVersion": platform.release(), "GitCommit": "",
+                   "Arch": goarch(self.machine), "KernelVersion": platform.release(), "GitCommit": "",
                    "GoVersion": "python" + platform.python_version(), "BuildTime": "", "Experimental": "false"}
         return {
             "Platform": {"Name": "pyd"},
@@ -129,6 +131,3 @@ def _os_name() -> str:
     return "Linux"
 
 
-def _go_arch() -> str:
-    import platform
-    return {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())

@@ -54,7 +54,7 @@ def register(router: Router, svc: ContainerService, networks: NetworkController,
         body = await req.json()
         if isinstance(body, dict):
             body = compat.create_body(api_version(req), body)
-        result = await svc.create(req.arg("name"), body)
+        result = await svc.create(req.arg("name"), body, req.arg("platform") or "")
         return Response(201, result)
 
     async def list_(req) -> list:

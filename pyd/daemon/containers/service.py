@@ -19,7 +19,8 @@ from pyd.daemon.containers import etcfiles
 from pyd.daemon.containers import mounts
 from pyd.daemon.containers.execs import ExecService
 from pyd.daemon.containers.health import HealthMonitor
-from pyd.daemon.containers.model import Container, config_env
+from pyd.daemon.containers.image_platform import check_platform
+from pyd.daemon.containers.model import Container, config_env, merge_env
 from pyd.formats import rfc3339
 from pyd.daemon.containers.restart import RestartManager
 from pyd.daemon.containers.settings import ContainerSettings
@@ -117,12 +118,13 @@ class ContainerService:
         self.events.publish("container", action, c.ID, attrs)
 
     # ------------------------------------------------------------ create
-    async def create(self, name: str | None, body: Any) -> dict[str, Any]:
+    async def create(self, name: str | None, body: Any, platform: str = "") -> dict[str, Any]:
         host_config = dict(body.get("HostConfig") or {})
         image_ref = body.get("Image") or ""
         if not image_ref:
             raise BadParameter("config cannot be empty in order to create a container")
         image = self.graph.resolve_image(image_ref)
+        platform_warnings = check_platform(image_ref, image.config, platform, self.graph.platform)
         if name:
             if not NAME_RE.match(name):
                 raise BadParameter(f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
@@ -140,7 +142,7 @@ class ContainerService:
             raise BadParameter(f"the working directory '{working_dir}' is invalid, it needs to be an absolute path")
         if not config.get("Cmd") and not config.get("Entrypoint"):
             raise BadParameter("no command specified")
-        warnings: list[str] = []
+        warnings: list[str] = list(platform_warnings)
         host_config = normalize_host_config(host_config, warnings, self.settings.log_driver)
         cid = secrets.token_hex(32)
         config["Hostname"] = config.get("Hostname") or cid[:12]

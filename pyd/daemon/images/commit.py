@@ -13,7 +13,8 @@ import os
 import time
 from typing import TYPE_CHECKING, Any, Iterator, Protocol
 
-from pyd.daemon.storage.graph import Graph, LayerHold, _host_arch, apply_changes
+from pyd.daemon.storage.graph import Graph, LayerHold, apply_changes
+from pyd.formats.platforms import config_fields
 from pyd.formats import rfc3339
 
 if TYPE_CHECKING:
@@ -43,7 +44,7 @@ def _commit(graph: Graph, c: Container, changes: list[str] | None, comment: str,
                 container_config[key] = value
     apply_changes(container_config, changes or [])
     now = rfc3339.now(rfc3339.FIXED)
-    config: dict[str, Any] = copy.deepcopy(base.config) if base else {"architecture": _host_arch(), "os": "linux"}
+    config: dict[str, Any] = copy.deepcopy(base.config) if base else config_fields(graph.platform)
     config.update({"config": container_config, "container": c.ID, "created": now})
     if author:
         config["author"] = author

@@ -9,6 +9,8 @@ import functools
 import os
 from typing import Any
 
+from pyd.formats.platforms import host_machine
+
 # mount(2) flags
 MS_RDONLY = 1
 MS_NOSUID = 2
@@ -263,9 +265,10 @@ BPF_F_ALLOW_MULTI = 2
 def _bpf(what: str, cmd: int, attr: bytes) -> tuple[int, bytes]:
     """bpf(cmd, attr): the result and the attr as the kernel left it (queries write into it)."""
     ffi, _ = _libc()
-    number = SYS_BPF.get(os.uname().machine)
+    machine = host_machine()
+    number = SYS_BPF.get(machine)
     if number is None:
-        raise OSError(38, f"{what}: bpf(2) is not known on {os.uname().machine}")
+        raise OSError(38, f"{what}: bpf(2) is not known on {machine}")
     buf = ffi.new("char[]", attr)
     ret = _syscall(what, number, cmd, buf, len(attr))
     return ret, bytes(ffi.buffer(buf, len(attr)))

@@ -31,6 +31,7 @@ from pyd.daemon.storage.changes import apply_changes, default_container_config
 from pyd.daemon.storage.drivers import GraphDriver, GraphDriverError, StorageOptions, pick_driver
 from pyd.daemon.storage.trees import remove_tree
 from pyd.formats import rfc3339
+from pyd.formats.platforms import Platform, config_fields, host_platform
 from pyd.formats.reference import Reference, is_image_id, parse_reference, validate_tag
 
 __all__ = ["Graph", "Image", "Layer", "GraphDriverError", "Reference", "parse_reference", "chain_id",
@@ -39,8 +40,6 @@ __all__ = ["Graph", "Image", "Layer", "GraphDriverError", "Reference", "parse_re
 log = logging.getLogger("pyd.graph")
 
 _HEX = set("0123456789abcdef")
-_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386", "ppc64le": "ppc64le",
-         "s390x": "s390x", "riscv64": "riscv64"}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -69,9 +68,6 @@ def _is_cache_id(text: str) -> bool:
     return len(text) == 64 and all(c in "0123456789abcdef" for c in text)
 
 
-def _host_arch() -> str:
-    machine = os.uname().machine
-    return _ARCH.get(machine, machine)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -135,8 +131,11 @@ class _Mounts:
 class Graph:
     """Driver + layer store + image store + reference store for one data-root."""
 
-    def __init__(self, root: str, driver: str | None = None, opts: StorageOptions | None = None):
+    def __init__(self, root: str, driver: str | None = None, opts: StorageOptions | None = None,
+                 platform: Platform | None = None):
         self.root = os.path.abspath(root)
+        # the machine's platform: what imported, committed and built images say, what pulls pick
+        self.platform: Platform = platform or host_platform()
         self.tmp = os.path.join(self.root, "tmp")
         os.makedirs(self.tmp, 0o700, exist_ok=True)
         self.driver: GraphDriver = pick_driver(self.root, driver, opts)
@@ -664,11 +663,10 @@ class Graph:
         layer = self.register_layer(stream, hold=hold)
         now = rfc3339.now(rfc3339.FIXED)
         config = {
-            "architecture": _host_arch(),
+            **config_fields(self.platform),
             "config": container_config,
             "created": now,
             "history": [{"created": now, "comment": message or "Imported from -"}],
-            "os": "linux",
             "rootfs": {"type": "layers", "diff_ids": [layer.diff_id]},
         }
         if message:
@@ -692,7 +690,7 @@ class Graph:
             if os.path.lexists(os.path.join(work, "manifest.json")):
                 return self._load_archived(work, image_archive.docker_archive_images(work))
             if os.path.lexists(os.path.join(work, "index.json")):
-                return self._load_archived(work, image_archive.oci_images(work, _host_arch()))
+                return self._load_archived(work, image_archive.oci_images(work, self.platform.architecture))
             raise BadParameter("invalid archive: it has neither manifest.json nor index.json")
         finally:
             try:
