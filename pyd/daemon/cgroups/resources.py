@@ -119,8 +119,9 @@ def parse_exec_opts(opts: list[str]) -> dict[str, str]:
 def update_host_config(hc: dict[str, Any], body: dict[str, Any], warnings: list[str] | None = None) -> dict[str, Any]:
     """The HostConfig after POST /containers/{id}/update (validated; dockerd's rules for swap)."""
     new = dict(hc)
+    # the CLI sends every field; as in dockerd, a zero or empty one leaves the current value
     for key in RESOURCE_KEYS:
-        if key in body and body[key] is not None and body[key] != "":
+        if body.get(key):
             new[key] = body[key]
     if "PidsLimit" in body and body["PidsLimit"] is not None:
         new["PidsLimit"] = body["PidsLimit"] if body["PidsLimit"] > 0 else 0

@@ -106,6 +106,40 @@ def test_update_running_container(daemon, busybox):
     assert not os.path.exists(memdir), "the cgroup must go with the container"
 
 
+def test_update_changes_only_the_named_limits(daemon, busybox):
+    cid = daemon.docker("run", "-d", "--network", "none", "-m", "64m", "--cpus", "0.5", busybox, "sleep", "300",
+                        check=True).stdout.strip()
+    try:
+        memdir, cpudir = (host_cgroup(c, cid, daemon.cgroup_parent) for c in ("memory", "cpu"))
+        v1 = os.path.isdir("/sys/fs/cgroup/memory")
+
+        def limits() -> tuple[str, str, str]:
+            if v1:
+                swap = memdir + "/memory.memsw.limit_in_bytes"
+                return (read(memdir + "/memory.limit_in_bytes"), read(cpudir + "/cpu.cfs_quota_us"),
+                        read(swap) if os.path.exists(swap) else "")
+            swap = memdir + "/memory.swap.max"
+            return (read(memdir + "/memory.max"), read(cpudir + "/cpu.max").split()[0],
+                    read(swap) if os.path.exists(swap) else "")
+
+        mem, quota, swap = limits()
+        assert (mem, quota) == (str(64 << 20), "50000")
+        daemon.docker("update", "-m", "128m", "--memory-swap", "256m", cid, check=True)
+        mem, quota, swap = limits()
+        assert (mem, quota) == (str(128 << 20), "50000"), "a memory update must keep the CPU quota"
+        daemon.docker("update", "--cpus", "1.5", cid, check=True)
+        assert limits() == (str(128 << 20), "150000", swap), "a CPU update must keep the memory and swap limits"
+        hc = inspect(daemon, cid)["HostConfig"]
+        assert (hc["Memory"], hc["MemorySwap"], hc["NanoCpus"]) == (128 << 20, 256 << 20, 1_500_000_000)
+        daemon.docker("update", "--pids-limit", "30", cid, check=True)
+        hc = inspect(daemon, cid)["HostConfig"]
+        assert (hc["Memory"], hc["MemorySwap"], hc["NanoCpus"], hc["PidsLimit"]) == \
+            (128 << 20, 256 << 20, 1_500_000_000, 30)
+        assert limits() == (str(128 << 20), "150000", swap)
+    finally:
+        daemon.docker("rm", "-f", cid)
+
+
 def test_cgroup_removed_with_container(daemon, busybox):
     cid = daemon.docker("run", "-d", "--network", "none", busybox, "sleep", "300", check=True).stdout.strip()
     dirs = [host_cgroup(c, cid, daemon.cgroup_parent) for c in ("memory", "pids", "cpu", "devices", "freezer")]
