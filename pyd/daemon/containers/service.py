@@ -111,6 +111,10 @@ class ContainerService:
         """ID of a container using the image, for rmi's conflict check."""
         return next((c.ID for c in self.by_id.values() if c.Image == image_id), None)
 
+    def image_running(self, image_id: str) -> str | None:
+        """ID of a running container using the image: a conflict rmi -f cannot override."""
+        return next((c.ID for c in self.by_id.values() if c.Image == image_id and c.State.Running), None)
+
     def publish_event(self, c: Container, action: str, **extra: str) -> None:
         """A container event with Docker's attributes: image, name, the labels, and `extra`."""
         attrs = {"image": c.Config.get("Image", ""), "name": c.Name.lstrip("/"),

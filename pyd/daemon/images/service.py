@@ -26,6 +26,7 @@ class ContainerImages(Protocol):
     the container itself."""
     def get(self, ref: str) -> Container: ...
     def image_in_use(self, image_id: str) -> str | None: ...
+    def image_running(self, image_id: str) -> str | None: ...
 
 
 class ImageService:
@@ -127,7 +128,8 @@ class ImageService:
         self.publish("tag", image.id, ref)
 
     async def remove(self, name: str, force: bool) -> list[dict[str, str]]:
-        result = await asyncio.to_thread(self.graph.delete_image, name, force, self.containers.image_in_use)
+        result = await asyncio.to_thread(self.graph.delete_image, name, force, self.containers.image_in_use,
+                                         self.containers.image_running)
         self._publish_records(result)
         return result
 

@@ -572,6 +572,7 @@ class Graph:
             image = self.resolve_image(ref_or_id)
             records: list[dict] = []
             refs = self._refs_of(image.id)
+            quiet = False
             if not _is_id_prefix(image.id, ref_or_id):
                 ref = parse_reference(ref_or_id)
                 user = in_use(image.id)
@@ -587,12 +588,13 @@ class Graph:
                 if self._refs_of(image.id):
                     self._save_refs()
                     return records
+                quiet = True    # dockerd: the untag is done; a conflict now only keeps the image
             elif _is_single_reference(refs):
                 self._check_conflict(image, force, in_use, running, ignore_refs=True)
                 for r in refs:
                     self._untag_into(r, records)
             try:
-                self._delete(image, records, force, in_use, running)
+                self._delete(image, records, force, in_use, running, quiet=quiet)
             finally:
                 self._save_refs()
             return records
