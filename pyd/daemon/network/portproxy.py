@@ -7,6 +7,7 @@ ports come from the kernel's ephemeral range (bind to port 0), as Docker's do.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import socket
 import time
@@ -132,13 +133,20 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
 class PortProxy:
     def __init__(self) -> None:
         self.by_container: dict[str, list[Any]] = {}
+        self.allocated: dict[str, list[tuple[str, str, int]]] = {}   # container -> (proto, host IP, port)
         self.conns: set[asyncio.Task] = set()
+
+    def _taken(self, proto: str, host_ip: str, port: int) -> bool:
+        """Whether a container holds the port already: dockerd's port allocator refuses it, in its words."""
+        return port != 0 and any(p == proto and n == port and ("0.0.0.0" in (h, host_ip) or h == host_ip)
+                                 for held in self.allocated.values() for p, h, n in held)
 
     async def publish(self, cid: str, ip: str, wanted: dict[str, list[Binding]]) -> dict[str, Any]:
         """Listen for every binding; returns NetworkSettings.Ports. All or nothing."""
         loop = asyncio.get_running_loop()
         handles: list[Any] = []
         ports: dict[str, Any] = {}
+        taken: list[tuple[str, str, int]] = []
         try:
             for key, binds in wanted.items():
                 if not binds:
@@ -146,6 +154,9 @@ class PortProxy:
                     continue
                 ports[key] = []
                 for cport, proto, host_ip, host_port in binds:
+                    if self._taken(proto, host_ip, host_port):
+                        raise OSError(errno.EADDRINUSE, f"Bind for {host_ip}:{host_port} failed: port is already "
+                                                        "allocated")
                     if proto == "udp":
                         transport, _ = await loop.create_datagram_endpoint(
                             lambda t=(ip, cport): _UdpFront(t), local_addr=(host_ip, host_port))
@@ -159,11 +170,16 @@ class PortProxy:
                     else:
                         raise OSError(0, f"protocol {proto} is not supported by the userland proxy")
                     ports[key].append({"HostIp": host_ip, "HostPort": str(bound)})
-        except OSError:
+                    taken.append((proto, host_ip, bound))
+        except OSError as e:
             for h in handles:
                 h.close()
+            if e.errno == errno.EADDRINUSE and "allocated" not in str(e.strerror):   # not a container's: another program's
+                raise OSError(e.errno, f"Error starting userland proxy: listen {proto}4 {host_ip}:{host_port}: bind: "
+                                       "address already in use") from None
             raise
         self.by_container.setdefault(cid, []).extend(handles)
+        self.allocated.setdefault(cid, []).extend(taken)
         return ports
 
     def _tcp_handler(self, ip: str, port: int):
@@ -190,6 +206,7 @@ class PortProxy:
     def unpublish(self, cid: str) -> None:
         for h in self.by_container.pop(cid, []):
             h.close()
+        self.allocated.pop(cid, None)
 
     def close(self) -> None:
         for cid in list(self.by_container):
