@@ -61,6 +61,7 @@ class Attachments:
         flags = ((ATTACH_STDOUT if opts.stdout else 0) | (ATTACH_STDERR if opts.stderr else 0)
                  | (ATTACH_RAW if opts.raw else 0))
         self.containers.add_attach_sink(c, fd, flags)
+        self.containers.publish_event(c, "attach")
 
     def share_wait(self, c: Container, fd: int) -> None:
         """A wait on c before its start (`docker run`'s): fd (ours to close), a duplicate of the response's
@@ -70,6 +71,7 @@ class Attachments:
     def open(self, c: Container, opts: AttachOptions) -> AttachSession:
         """A session subscribed to c's output from now on; close() it when done."""
         scanner = DetachScanner(detach_keys_arg(opts.detach_keys)) if c.tty else None   # Docker: tty only
+        self.containers.publish_event(c, "attach")   # dockerd: every attach, streaming or not
         return AttachSession(self.containers, c, opts, scanner)
 
 

@@ -327,7 +327,7 @@ class ContainerService:
         oom = await asyncio.to_thread(self.cgroups.finish, c.ID, c.HostConfig)   # OOM count, then rmdir
         c.State.set_stopped(status.exit_code, finished_at=rfc3339.from_unix(status.finished_at),
                             oom_killed=status.oom_killed or oom)
-        self.networks.release(c)          # the veths die with the namespace, off this path
+        left = self.networks.release(c)   # the veths die with the namespace, off this path
         mounts.deactivate(self.volumes, c)
         try:
             await asyncio.to_thread(self.graph.unmount_rw, c.ID)
@@ -343,6 +343,7 @@ class ContainerService:
         if c.State.OOMKilled:
             self.publish_event(c, "oom")
         self.publish_event(c, "die", exitCode=str(status.exit_code))
+        self.networks.announce_disconnect(c, left)
         restarting = self.restarts.on_exit(c, status)
         for queue in c.subscribers:
             queue.put_nowait(None)

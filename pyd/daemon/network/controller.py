@@ -653,6 +653,8 @@ class NetworkController:
                                        options=["ndots:0", *(hc.get("DnsOptions") or [])])
         if first:
             await self._publish(c, first["IPAddress"])
+        for net, _ in attached:    # dockerd connects a starting container to each of its networks
+            self._connect_event("connect", net, c)
 
     def _attach(self, net: Network, ep: dict[str, Any], c: "Container", save: bool = True) -> None:
         requested = (ep.get("IPAMConfig") or {}).get("IPv4Address") or ""
@@ -732,8 +734,9 @@ class NetworkController:
             raise Forbidden(f"driver failed programming external connectivity on endpoint {c.Name.lstrip('/')} "
                             f"({c.ID[:12]}): {e.strerror or e}") from None
 
-    def release(self, c: "Container") -> None:
-        """After the container exited (or failed to start): drop its sandbox, free its addresses."""
+    def release(self, c: "Container") -> list[Network]:
+        """After the container exited (or failed to start): drop its sandbox, free its addresses; the
+        networks it was connected to (for their disconnect events, which dockerd sends after `die`)."""
         self.proxy.unpublish(c.ID)
         sb = self.sandboxes.pop(c.ID, None)
         self.dns.forget(c.ID)
@@ -741,6 +744,7 @@ class NetworkController:
             for s in sb.dns_socks:
                 s.close()
         _drop_netns_file(os.path.join(self.netns_dir, c.ID))
+        left = self._nets_of(c.ID) if sb is not None else []
         self._detach_all(c)
         ns = c.NetworkSettings
         ports = ns.get("Ports")
@@ -748,6 +752,14 @@ class NetworkController:
             ns["Ports"] = {}
         for key in ("SandboxID", "SandboxKey"):
             ns[key] = ""
+        return left
+
+    def announce_disconnect(self, c: "Container", nets: list[Network]) -> None:
+        for net in nets:
+            self._connect_event("disconnect", net, c)
+
+    def _connect_event(self, action: str, net: Network, c: "Container") -> None:
+        self.events.publish("network", action, net.Id, {"container": c.ID, "name": net.Name, "type": "bridge"})
 
     def _detach_all(self, c: "Container") -> None:
         user_macs = set()
@@ -793,8 +805,7 @@ class NetworkController:
                 self.sandboxes[c.ID].dns_socks = socks
                 self.dns.serve(c.ID, socks)
         c.save()
-        self.events.publish("network", "connect", net.Id, {"container": c.ID, "name": net.Name,
-                                                                 "type": "bridge"})
+        self._connect_event("connect", net, c)
 
     def _plug_here(self, net: Network, ep: dict[str, Any]) -> None:
         from pyd.daemon.network.netlink import Netlink
@@ -825,8 +836,7 @@ class NetworkController:
         nets.pop(net.Name, None)
         self._set_summary(c)
         c.save()
-        self.events.publish("network", "disconnect", net.Id, {"container": c.ID, "name": net.Name,
-                                                                    "type": "bridge"})
+        self._connect_event("disconnect", net, c)
 
     # ---- name resolution for the DNS server
     def resolve(self, cid: str, name: str) -> list[str] | None:

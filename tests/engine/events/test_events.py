@@ -43,3 +43,20 @@ def test_events_stream_live(daemon, busybox):
         proc.terminate()
         out = proc.communicate(timeout=10)[0]
     assert out.split() == ["ev-live"]
+
+
+def test_attach_and_network_connect_disconnect_events(daemon, busybox):
+    since = time.time()
+    daemon.docker("network", "create", "ev-net", check=True)
+    try:
+        daemon.docker("run", "--name", "ev-net1", "--network", "ev-net", busybox, "true", check=True)
+        daemon.docker("rm", "ev-net1", check=True)
+        got = [(e["Type"], e["Action"]) for e in events(daemon, since) if e["Type"] in ("container", "network")]
+        seq = [a for a in got if a[1] != "create" or a[0] == "container"]
+        assert seq == [("container", "create"), ("container", "attach"), ("network", "connect"),
+                       ("container", "start"), ("container", "die"), ("network", "disconnect"),
+                       ("container", "destroy")], got
+        net = [e for e in events(daemon, since, "type=network", "event=connect")][0]
+        assert net["Actor"]["Attributes"]["name"] == "ev-net" and len(net["Actor"]["Attributes"]["container"]) == 64
+    finally:
+        daemon.docker("network", "rm", "ev-net")
