@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Build dist/pyd: the whole engine as ONE executable file (a shiv zipapp).
 
-    python3 build.py                 # -> dist/pyd
+    python3 build.py                 # -> dist/pyd (x86_64)
+    python3 build.py --arch aarch64  # -> dist/pyd-aarch64, cross-compiled on x86_64
     python3 build.py --execd-only    # -> pyd/execd (to run from the source tree)
 
 Steps: compile pyd/execd statically from execd/*.c, stage a site-packages (our `pyd` package with execd as
@@ -20,9 +21,12 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT / "scripts"))
+import foreign_debs  # noqa: E402  (scripts/foreign_debs.py)
 
 # The shipped file runs on Debian's interpreter: /usr/bin/env python3 finds a slow pyenv shim here.
 # -I isolates from PYTHON* variables, the user site-packages and the current directory; -S skips site
@@ -35,10 +39,35 @@ ENTRY_POINT = "pyd.__main__:main"
 # (_cffi_backend.cpython-313-x86_64-linux-gnu.so), so all of them share one site-packages and each
 # interpreter imports its own. Pinned: the pure-Python halves must be the same for every ABI.
 TARGET_PYTHONS = ("3.11", "3.12", "3.13", "3.14")
-TARGET_PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64")
 THIRD_PARTY = ("uvloop==0.23.0", "cffi==2.1.1", "h2==4.3.0", "hpack==4.1.0", "hyperframe==6.1.0")
 
 EXECD_CFLAGS = ["-static", "-Os", "-Wall", "-Wextra"]
+
+
+@dataclass(frozen=True)
+class Target:
+    """One machine the file is built for: its compiler and binutils, the wheels' platform tags, the Debian
+    architecture its libseccomp comes from (None: the build machine's own libseccomp-dev) and the file."""
+    machine: str                      # uname -m
+    cross_prefix: str                 # "" for the build machine's gcc and strip
+    platforms: tuple[str, ...]
+    debian_arch: str | None
+    output: str                       # under dist/
+
+    def tool(self, name: str) -> str:
+        return self.cross_prefix + name
+
+
+TARGETS = {
+    "x86_64": Target("x86_64", "", ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64"),
+                     None, "pyd"),
+    "aarch64": Target("aarch64", "aarch64-linux-gnu-",
+                      ("manylinux_2_28_aarch64", "manylinux_2_17_aarch64", "manylinux2014_aarch64"), "arm64",
+                      "pyd-aarch64"),
+}
+NATIVE = TARGETS["x86_64"]
+# what a cross build takes from Debian's packages of the target architecture (the static libseccomp)
+CROSS_DEBS = ("libseccomp-dev", "libseccomp2")
 # Source files that must not go into the archive (they are inputs of the build, not of the program).
 SKIP_SUFFIXES = (".pyc", ".pyo", ".c", ".h", ".o")
 # uvloop ships its Cython sources; nothing imports them at run time.
@@ -171,26 +200,42 @@ def execd_link_flags(sources: list[Path]) -> list[str]:
     return ["-lseccomp"] if uses_seccomp else []
 
 
-def build_execd(src: Path) -> Path:
-    """Compile pyd/execd from execd/*.c unless it is newer than every file in execd/."""
-    sources, binary = execd_sources(src), src / "pyd" / "execd"
+def execd_path(src: Path, target: Target) -> Path:
+    """pyd/execd for the build machine (the source tree runs it); build/execd-MACHINE for another."""
+    return src / "pyd" / "execd" if target == NATIVE else src / "build" / f"execd-{target.machine}"
+
+
+def cross_flags(src: Path, target: Target) -> list[str]:
+    """Headers and static libseccomp from the target's Debian packages, unpacked under build/."""
+    if target.debian_arch is None:
+        return []
+    root = foreign_debs.sysroot(target.debian_arch, src / "build", list(CROSS_DEBS))
+    triplet = target.cross_prefix.rstrip("-")
+    return [f"-I{root / 'usr/include'}", f"-L{root / 'usr/lib' / triplet}"]
+
+
+def build_execd(src: Path, target: Target = NATIVE) -> Path:
+    """Compile execd from execd/*.c unless it is newer than every file in execd/."""
+    sources, binary = execd_sources(src), execd_path(src, target)
     c_files = [p for p in sources if p.suffix == ".c"]
     if not c_files:
         sys.exit(f"build.py: no {src / 'execd'}/*.c: pyd needs its execd helper")
     if binary.exists() and binary.stat().st_mtime >= max(p.stat().st_mtime for p in sources):
         return binary
-    run(["gcc", *EXECD_CFLAGS, "-o", str(binary), *map(str, c_files), *execd_link_flags(sources)])
+    binary.parent.mkdir(parents=True, exist_ok=True)
+    run([target.tool("gcc"), *EXECD_CFLAGS, *cross_flags(src, target), "-o", str(binary), *map(str, c_files),
+         *execd_link_flags(sources)])
     return binary
 
 
-def third_party_dir(src: Path) -> Path:
-    """Download the wheels once per requirement set; later builds reuse them (no network)."""
-    key = hashlib.sha256(repr((THIRD_PARTY, TARGET_PYTHONS, TARGET_PLATFORMS)).encode()).hexdigest()[:12]
+def third_party_dir(src: Path, machine: Target = NATIVE) -> Path:
+    """Download the wheels once per requirement set and machine; later builds reuse them (no network)."""
+    key = hashlib.sha256(repr((THIRD_PARTY, TARGET_PYTHONS, machine.platforms)).encode()).hexdigest()[:12]
     target = src / "build" / f"third-party-{key}"
     if (target / ".complete").exists():
         return target
     shutil.rmtree(target, ignore_errors=True)
-    platforms = [arg for p in TARGET_PLATFORMS for arg in ("--platform", p)]
+    platforms = [arg for p in machine.platforms for arg in ("--platform", p)]
     target.mkdir(parents=True)
     with tempfile.TemporaryDirectory(prefix="pyd-wheels-") as tmp:
         for version in TARGET_PYTHONS:
@@ -199,7 +244,7 @@ def third_party_dir(src: Path) -> Path:
                  "--target", str(Path(tmp) / abi), "--only-binary=:all:", "--implementation", "cp",
                  "--python-version", version, "--abi", abi, *platforms, *THIRD_PARTY])
             merge_abi_tree(Path(tmp) / abi, target)
-    prune_third_party(target)
+    prune_third_party(target, machine)
     (target / ".complete").write_text("")
     return target
 
@@ -220,26 +265,28 @@ def merge_abi_tree(tree: Path, target: Path) -> None:
             sys.exit(f"build.py: {rel} differs between ABIs: pin one version of {rel.parts[0]} for all")
 
 
-def prune_third_party(site_packages: Path) -> None:
+def prune_third_party(site_packages: Path, machine: Target) -> None:
     """Drop Cython sources and debug info: uvloop's .so alone is ~3 MB of DWARF."""
     for path in sorted(site_packages.rglob("*")):
         if path.is_file() and path.suffix in THIRD_PARTY_JUNK:
             path.unlink()
     for path in site_packages.rglob("*.so"):
-        run(["strip", "--strip-debug", str(path)])
+        run([machine.tool("strip"), "--strip-debug", str(path)])
     shutil.rmtree(site_packages / "bin", ignore_errors=True)
 
 
-def copy_pyd_package(src: Path, dest: Path) -> None:
-    """Copy the pyd package (sources plus execd) into the staging site-packages."""
+def copy_pyd_package(src: Path, dest: Path, target: Target) -> None:
+    """Copy the pyd package (sources plus the target's execd) into the staging site-packages."""
     def ignore(folder: str, names: list[str]) -> list[str]:
-        return [n for n in names if n == "__pycache__" or n.endswith(SKIP_SUFFIXES)]
+        skip = [n for n in names if n == "__pycache__" or n.endswith(SKIP_SUFFIXES)]
+        return skip + (["execd"] if Path(folder) == src / "pyd" else [])
 
     shutil.copytree(src / "pyd", dest / "pyd", ignore=ignore)
     execd = dest / "pyd" / "execd"
-    if not execd.exists():
-        sys.exit("build.py: pyd/execd was not staged")
-    run(["strip", "--strip-all", str(execd)])
+    if not execd_path(src, target).exists():
+        sys.exit(f"build.py: {execd_path(src, target)} was not built")
+    shutil.copy2(execd_path(src, target), execd)
+    run([target.tool("strip"), "--strip-all", str(execd)])
     execd.chmod(0o755)  # shiv keeps file modes; the daemon executes it from the extracted tree
 
 
@@ -252,19 +299,24 @@ native.ffi_builder().emit_python_code(sys.argv[2])
 """
 
 
-def generate_native_cffi(staging: Path) -> None:
+def generate_native_cffi(staging: Path, cffi_tree: Path) -> None:
     """Write pyd/_native_cffi.py: pyd.native's declarations pre-parsed (cffi out-of-line ABI mode),
-    so the daemon never imports pycparser at run time."""
+    so the daemon never imports pycparser at run time. The generated module holds no sizes or addresses,
+    so the build machine's copy of the same pinned cffi (cffi_tree) writes it for every target."""
     target = staging / "pyd" / "_native_cffi.py"
-    run([sys.executable, "-I", "-c", NATIVE_CFFI_SCRIPT, str(staging), str(target)])
+    with tempfile.TemporaryDirectory(prefix="pyd-cffi-") as tmp:
+        tree = Path(tmp) / "site-packages"
+        shutil.copytree(cffi_tree, tree, ignore=shutil.ignore_patterns(".complete"))
+        shutil.copytree(staging / "pyd", tree / "pyd")
+        run([sys.executable, "-I", "-c", NATIVE_CFFI_SCRIPT, str(tree), str(target)])
     if not target.exists():
         sys.exit(f"build.py: {target} was not generated")
 
 
-def stage(src: Path, staging: Path) -> None:
-    shutil.copytree(third_party_dir(src), staging, ignore=shutil.ignore_patterns(".complete"))
-    copy_pyd_package(src, staging)
-    generate_native_cffi(staging)
+def stage(src: Path, staging: Path, target: Target) -> None:
+    shutil.copytree(third_party_dir(src, target), staging, ignore=shutil.ignore_patterns(".complete"))
+    copy_pyd_package(src, staging, target)
+    generate_native_cffi(staging, third_party_dir(src, NATIVE))
 
 
 def run_shiv(staging: Path, output: Path) -> None:
@@ -292,12 +344,12 @@ def replace_main(archive: Path) -> None:
     rewritten.replace(archive)
 
 
-def build(src: Path, output: Path) -> Path:
-    build_execd(src)
+def build(src: Path, output: Path, target: Target = NATIVE) -> Path:
+    build_execd(src, target)
     output.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="pyd-build-") as tmp:
         staging = Path(tmp) / "site-packages"
-        stage(src, staging)
+        stage(src, staging, target)
         partial = Path(tmp) / "pyd"
         run_shiv(staging, partial)
         replace_main(partial)
@@ -310,14 +362,16 @@ def build(src: Path, output: Path) -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--src", type=Path, default=ROOT, help="source tree (default: this file's folder)")
-    parser.add_argument("-o", "--output", type=Path, help="output file (default: SRC/dist/pyd)")
+    parser.add_argument("-o", "--output", type=Path, help="output file (default: SRC/dist/pyd, SRC/dist/pyd-ARCH)")
+    parser.add_argument("--arch", choices=sorted(TARGETS), default=NATIVE.machine,
+                        help="the machine the file is for (default: x86_64)")
     parser.add_argument("--execd-only", action="store_true", help="only compile pyd/execd (from execd/*.c)")
     args = parser.parse_args()
-    src = args.src.resolve()
+    src, target = args.src.resolve(), TARGETS[args.arch]
     if args.execd_only:
-        build_execd(src)
+        build_execd(src, target)
         return
-    build(src, (args.output or src / "dist" / "pyd").resolve())
+    build(src, (args.output or src / "dist" / target.output).resolve(), target)
 
 
 if __name__ == "__main__":

@@ -162,6 +162,7 @@ start_and_supervise(struct spec *s, int sock, struct buf *early, const int *atta
 		return 1;
 	add_client(sv, sock);
 	sv->clients[0].muted = s->mute_daemon;
+	sv->clients[0].starter = true;
 	for (size_t i = 0; i < s->nattach; i++) {
 		/* room for bursts: the reader (a CLI writing to a pipe) takes data in uneven gulps */
 		int size = SINK_BUFFER;

@@ -35,6 +35,9 @@ enum attach_flags {
 	ATTACH_STDOUT = 1,
 	ATTACH_STDERR = 2,
 	ATTACH_RAW = 4,
+	/* a `wait` response whose head the daemon sent: when the container exits and the daemon that
+	 * started it is gone, execd ends the response ({"StatusCode":N,"Error":null} as the last chunk) */
+	ATTACH_WAIT = 8,
 };
 
 /* Spec keys (SPEC frames: key NUL value). "list": the key may repeat. */

@@ -291,7 +291,7 @@ spec_set(struct spec *s, const char *key, const char *val, size_t vlen, execd_er
 		return 0;
 	}
 	if (strcmp(key, KEY_ATTACH) == 0) {
-		if (spec_uint(key, val, ATTACH_STDOUT | ATTACH_STDERR | ATTACH_RAW, &n, err) < 0)
+		if (spec_uint(key, val, ATTACH_STDOUT | ATTACH_STDERR | ATTACH_RAW | ATTACH_WAIT, &n, err) < 0)
 			return -1;
 		if (s->nattach == MAX_CLIENTS - 1)
 			return error_msg(err, E2BIG, "more than %d attach sinks", MAX_CLIENTS - 1);

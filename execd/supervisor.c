@@ -493,6 +493,22 @@ flush_all_clients(struct supervisor *sv, int timeout_ms)
 	}
 }
 
+/* The waits the starting daemon handed over, when that daemon is gone: their clients (a foreground
+ * `docker run`) get the exit code instead of a cut connection. */
+static void
+answer_waits(struct supervisor *sv, int code)
+{
+	for (size_t i = 0; i < sv->nclients; i++)
+		if (sv->clients[i].fd >= 0 && sv->clients[i].starter)
+			return;
+	char body[64], head[16];
+	int n = snprintf(body, sizeof body, "{\"StatusCode\":%d,\"Error\":null}\n", code);
+	int h = snprintf(head, sizeof head, "%x\r\n", (unsigned) n);
+	for (size_t i = 0; i < sv->nclients; i++)
+		if (sv->clients[i].fd >= 0 && (sv->clients[i].sink & ATTACH_WAIT))
+			queue_bytes(&sv->clients[i], head, (size_t) h, body, (size_t) n, "\r\n0\r\n\r\n", 7);
+}
+
 static void
 finish(struct supervisor *sv)
 {
@@ -513,6 +529,7 @@ finish(struct supervisor *sv)
 	for (size_t i = 0; i < sv->nclients; i++)
 		if (sv->clients[i].sink == 0)
 			queue_frame(&sv->clients[i], F_EXIT, &payload, sizeof payload, NULL, 0);
+	answer_waits(sv, code);
 	flush_all_clients(sv, EXIT_FLUSH_MS);
 	for (size_t i = 0; i < sv->nclients; i++)
 		drop_client(&sv->clients[i]);

@@ -34,6 +34,7 @@ struct client {
 	struct buf in, out;
 	int sink;     /* 0: a daemon speaking this protocol; else an attach sink (enum attach_flags) */
 	bool muted;   /* a daemon that asked for no OUTPUT frames */
+	bool starter; /* the daemon that sent the spec (it answers the waits while it lives) */
 };
 
 struct supervisor {

@@ -27,12 +27,27 @@ ROUTES = {
     ("POST", "/containers/{id}/update"): ("UpdateConfig", "container.UpdateConfig", None),
     ("POST", "/containers/{id}/exec"): ("ExecConfig", "types.ExecConfig", None),
     ("POST", "/exec/{id}/start"): ("ExecStartCheck", "types.ExecStartCheck", None),
-    ("POST", "/commit"): ("Config", "container.Config", "ContainerConfig"),
+    ("POST", "/commit"): ("ContainerConfigWrapper", "runconfig.ContainerConfigWrapper", "ContainerConfig"),
     ("POST", "/auth"): ("AuthConfig", "types.AuthConfig", "AuthConfig"),
     ("POST", "/volumes/create"): ("VolumeCreateBody", "volume.VolumeCreateBody", "VolumeCreateOptions"),
     ("POST", "/networks/create"): ("NetworkCreateRequest", "types.NetworkCreateRequest", None),
     ("POST", "/networks/{id}/connect"): ("NetworkConnect", "types.NetworkConnect", None),
     ("POST", "/networks/{id}/disconnect"): ("NetworkDisconnect", "types.NetworkDisconnect", None),
+    ("PUT", "/volumes/{name}"): ("UpdateOptions", "volume.UpdateOptions", None),
+    ("POST", "/plugins/pull"): (None, "types.PluginPrivileges", None),
+    ("POST", "/plugins/{name}/upgrade"): (None, "types.PluginPrivileges", None),
+    ("POST", "/plugins/{name}/set"): (None, "[]string", None),
+    ("POST", "/nodes/{id}/update"): ("NodeSpec", "swarm.NodeSpec", "NodeSpec"),
+    ("POST", "/swarm/init"): ("InitRequest", "swarm.InitRequest", None),
+    ("POST", "/swarm/join"): ("JoinRequest", "swarm.JoinRequest", None),
+    ("POST", "/swarm/update"): ("Spec", "swarm.Spec", "SwarmSpec"),
+    ("POST", "/swarm/unlock"): ("UnlockRequest", "swarm.UnlockRequest", None),
+    ("POST", "/services/create"): ("ServiceSpec", "swarm.ServiceSpec", None),
+    ("POST", "/services/{id}/update"): ("ServiceSpec", "swarm.ServiceSpec", None),
+    ("POST", "/secrets/create"): ("SecretSpec", "swarm.SecretSpec", None),
+    ("POST", "/secrets/{id}/update"): ("SecretSpec", "swarm.SecretSpec", "SecretSpec"),
+    ("POST", "/configs/create"): ("ConfigSpec", "swarm.ConfigSpec", None),
+    ("POST", "/configs/{id}/update"): ("ConfigSpec", "swarm.ConfigSpec", "ConfigSpec"),
 }
 
 # Swagger definition -> (Go struct name, Go type as a field of that type prints)
@@ -54,6 +69,19 @@ GO_TYPES = {
     "AuthConfig": ("AuthConfig", "types.AuthConfig"),
     "ConfigReference": ("ConfigReference", "network.ConfigReference"),
     "ClusterVolumeSpec": ("ClusterVolumeSpec", "volume.ClusterVolumeSpec"),
+    "PluginPrivilege": ("PluginPrivilege", "types.PluginPrivilege"),
+    "ServiceSpec": ("ServiceSpec", "swarm.ServiceSpec"),
+    "TaskSpec": ("TaskSpec", "swarm.TaskSpec"),
+    "EndpointSpec": ("EndpointSpec", "swarm.EndpointSpec"),
+    "EndpointPortConfig": ("PortConfig", "swarm.PortConfig"),
+    "SwarmSpec": ("Spec", "swarm.Spec"),
+    "NodeSpec": ("NodeSpec", "swarm.NodeSpec"),
+    "SecretSpec": ("SecretSpec", "swarm.SecretSpec"),
+    "ConfigSpec": ("ConfigSpec", "swarm.ConfigSpec"),
+    "Driver": ("Driver", "swarm.Driver"),
+    "Limit": ("Limit", "swarm.Limit"),
+    "ResourceObject": ("Resources", "swarm.Resources"),
+    "NetworkAttachmentConfig": ("NetworkAttachmentConfig", "swarm.NetworkAttachmentConfig"),
 }
 
 # fields whose Go type the rules below would not print as dockerd does
@@ -63,6 +91,12 @@ FIELD_GO_TYPES = {
     "Ulimits": "[]*units.Ulimit", "BlkioWeight": "uint16", "StopTimeout": "int", "ConsoleSize": "[2]uint",
     "Healthcheck": "container.HealthConfig", "Volumes": "map[string]struct {}", "IPPrefixLen": "int",
     "BlkioWeightDevice": "[]*blkiodev.WeightDevice", "Mounts": "[]mount.Mount", "ConsoleSize[]": "uint",
+    "MaximumRetryCount": "int",
+}
+# the same, for a field of one struct: Go's named string types (enums), []byte fields (base64 in JSON)
+STRUCT_FIELD_GO_TYPES = {
+    ("NodeSpec", "Role"): "swarm.NodeRole", ("NodeSpec", "Availability"): "swarm.NodeAvailability",
+    ("SecretSpec", "Data"): "[]uint8", ("ConfigSpec", "Data"): "[]uint8",
 }
 # inline objects of the Swagger file -> (Go struct name, Go type)
 INLINE_STRUCTS = {"Ulimits[]": ("Ulimit", "units.Ulimit"), "LogConfig": ("LogConfig", "container.LogConfig"),
@@ -107,7 +141,7 @@ class Generator:
         return out
 
     def type_of(self, field: str, prop: dict, struct: str) -> tuple:
-        go = FIELD_GO_TYPES.get(field)
+        go = STRUCT_FIELD_GO_TYPES.get((struct, field)) or FIELD_GO_TYPES.get(field)
         if (struct, field) in STRSLICE_FIELDS:
             return ("ss", "string")
         if "$ref" in prop:
@@ -152,15 +186,19 @@ class Generator:
         return next(p for p in op["parameters"] if p.get("in") == "body")["schema"]
 
     def run(self) -> tuple[dict, dict]:
-        routes = {}
+        routes: dict[str, tuple] = {}
         for (method, path), (struct, go, ref) in ROUTES.items():
+            key = f"body {method} {path}"
+            schema = self.route_schema(method, path)
+            if struct is None:        # a JSON array: its items' type
+                routes[f"{method} {path}"] = ("a", self.type_of("[]", schema.get("items") or {}, ""), go)
+                continue
             if ref:
                 self.definition(ref)
-                key = f"body {method} {path}"
                 self.defs[key] = (struct, go, self.defs[ref][2])
             else:
-                key = self.inline(f"body {method} {path}", struct, go, self.route_schema(method, path))
-            routes[f"{method} {path}"] = key
+                self.inline(key, struct, go, schema)
+            routes[f"{method} {path}"] = ("o", key, go)
         return self.defs, routes
 
 
@@ -182,8 +220,8 @@ def main() -> None:
     text = (f'"""Generated by scripts/gen_api_schema.py from the Engine API description v{spec["info"]["version"]}:'
             " do not edit.\n\nDEFS: name -> (Go struct name, Go type, {json field: type}); a type is (\"s\", go),"
             " (\"b\", go),\n(\"f\", go), (\"i\", go, min, max), (\"ss\", go) a string or strings, (\"a\", item, go),"
-            " (\"m\", value, go),\n(\"o\", DEFS name, go) or (\"any\",). ROUTES: \"METHOD /path\" -> the body's"
-            ' DEFS name.\n"""\n# flake8: noqa\n'
+            " (\"m\", value, go),\n(\"o\", DEFS name, go) or (\"any\",). ROUTES: \"METHOD /path\" -> the body's type"
+            ' (an object\'s or an array\'s).\n"""\n# flake8: noqa\n'
             f"DEFS = {pprint.pformat(defs, width=118, compact=True)}\n\nROUTES = {pprint.pformat(routes, width=118)}\n")
     OUTPUT.write_text(text)
     print(f"wrote {OUTPUT} ({len(defs)} definitions, {len(routes)} routes)")

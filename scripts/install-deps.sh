@@ -1,11 +1,19 @@
 #!/usr/bin/env bash
 # Install what building, demoing and testing pyd need on Debian 12; quick no-op when all is there.
+#   --cross aarch64: also the cross compiler for `make build ARCH=aarch64` (only that: no apt multiarch;
+#   libseccomp for arm64 is unpacked from Debian's .debs under build/ by scripts/foreign_debs.py)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(busybox-static docker-registry libseccomp-dev iproute2 util-linux gcc libc6-dev binutils make
               python3 python3-pip docker-compose apache2-utils docker.io)
-PY_MODULES=(shiv uvloop cffi h2 pytest pytest_timeout docker yaml)
+if [ "${1:-}" = "--cross" ]; then
+    case "${2:-}" in
+        aarch64) APT_PACKAGES+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross binutils-aarch64-linux-gnu dpkg) ;;
+        *) echo "install-deps.sh: --cross aarch64 is the one cross target" >&2; exit 2 ;;
+    esac
+fi
+PY_MODULES=(shiv uvloop cffi h2 pytest pytest_timeout docker yaml hypothesis)
 
 missing_apt=()
 for pkg in "${APT_PACKAGES[@]}"; do

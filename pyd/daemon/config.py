@@ -19,11 +19,13 @@ class DaemonConfig:
     debug: bool = False
     log_level: str = "info"
     hosts: list[str] = field(default_factory=list)
+    group: str = "docker"          # the unix sockets' group (dockerd's -G); missing "docker": root's group
     data_root: str = "/var/lib/pyd"
     exec_root: str = "/run/pyd"
     pidfile: str = "/var/run/pyd.pid"
     config_file: str = "/etc/pyd/daemon.json"
     storage_driver: str | None = None
+    storage_opts: list[str] = field(default_factory=list)
     tls: bool | None = None
     tlsverify: bool = False
     tlscacert: str = ""
@@ -76,12 +78,16 @@ OPTIONS: tuple[Option, ...] = (
     Option("l", "log-level", "log_level", "str", 'Set the logging level ("debug"|"info"|"warn"|"error"|"fatal") '
                                                  '(default "info")'),
     Option("H", "host", "hosts", "list", "Daemon socket(s) to connect to", json_key="hosts"),
+    Option("G", "group", "group", "str", 'Group for the unix socket (default "docker")'),
     Option("", "data-root", "data_root", "str", 'Root directory of persistent state (default "/var/lib/pyd")'),
     Option("", "exec-root", "exec_root", "str", 'Root directory for execution state files (default "/run/pyd")'),
     Option("p", "pidfile", "pidfile", "str", 'Path to use for daemon PID file (default "/var/run/pyd.pid")'),
     Option("", "config-file", "config_file", "str", 'Daemon configuration file (default "/etc/pyd/daemon.json")',
            json=False),
     Option("s", "storage-driver", "storage_driver", "str", "Storage driver to use (overlay2, vfs)"),
+    Option("", "storage-opt", "storage_opts", "list",
+           "Storage driver options (overlay2.mount_api=new|mount2: only that way of mounting)",
+           json_key="storage-opts"),
     Option("", "tls", "tls", "bool", "Use TLS; implied by --tlsverify"),
     Option("", "tlsverify", "tlsverify", "bool", "Use TLS and verify the remote"),
     Option("", "tlscacert", "tlscacert", "str", "Trust certs signed only by this CA"),

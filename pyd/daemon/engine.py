@@ -12,7 +12,9 @@ import logging
 import os
 from typing import TYPE_CHECKING
 
+from pyd.daemon import repair
 from pyd.daemon.cgroups.base import Cgroups
+from pyd.daemon.storage.drivers import parse_storage_opts
 from pyd.daemon.cgroups.driver import for_host
 from pyd.daemon.cgroups.resources import parse_exec_opts
 from pyd.daemon.config import DaemonConfig
@@ -62,9 +64,10 @@ class Engine:
             os.makedirs(os.path.join(cfg.data_root, d), mode=0o710, exist_ok=True)
         os.makedirs(cfg.exec_root, mode=0o700, exist_ok=True)
         self.tmp_dir = os.path.join(cfg.data_root, "tmp")
+        repair.sweep_tmp(self.tmp_dir)
         self.events = EventBus()
         try:
-            self.graph = Graph(cfg.data_root, cfg.storage_driver or None)
+            self.graph = Graph(cfg.data_root, cfg.storage_driver or None, parse_storage_opts(cfg.storage_opts))
         except ValueError as e:
             raise StartupError(str(e)) from None
         log.info("graph driver %s on %s", self.graph.driver_name, self.graph.backing_fs)
@@ -78,6 +81,7 @@ class Engine:
         except ValueError as e:
             raise StartupError(str(e)) from None
         self.cgroups: Cgroups = for_host(cfg.cgroup_parent or "pyd")
+        self.cgroups.prepare()
         try:
             self.networks = NetworkController(
                 NetworkOptions(data_root=cfg.data_root, exec_root=cfg.exec_root, bridge=cfg.bridge, bip=cfg.bip,
@@ -95,7 +99,7 @@ class Engine:
             mirrors=cfg.registry_mirrors, max_concurrent_downloads=cfg.max_concurrent_downloads,
             max_concurrent_uploads=cfg.max_concurrent_uploads, upload_chunk_size=cfg.upload_chunk_size))
         self.images = ImageService(self.graph, self.pulls, self.events, self.containers, self.cgroups)
-        self.system = SystemInfo(cfg, self.store, self.graph, self.events, self.networks)
+        self.system = SystemInfo(cfg, self.store, self.graph, self.events, self.networks, self.cgroups)
 
     async def start(self) -> None:
         """Networks up, containers loaded and reattached to their execds, then the networks' state
@@ -122,11 +126,11 @@ class Engine:
 
     def router(self) -> Router:
         """The route table: each resource's routes with the services they call."""
-        from pyd.daemon.api import archive, build, buildkit, containers, processes, exec as exec_, images
-        from pyd.daemon.api import networks, plugins, swarm, system, volumes
-        from pyd.http.server import Router
+        from pyd.daemon.api import archive, build, buildkit, containers, df, exec as exec_, images, networks
+        from pyd.daemon.api import plugins, processes, swarm, system, volumes
+        from pyd.daemon.api.validate import BodyCheckingRouter
 
-        router = Router()
+        router = BodyCheckingRouter()
         system.register(router, self.system, self.events)
         containers.register(router, self.containers, self.networks, self.graph)
         processes.register(router, self.containers, self.cgroups)
@@ -137,6 +141,7 @@ class Engine:
         archive.register(router, self.containers, self.graph, self.events, self.tmp_dir)
         build.register(router, self.graph, self.containers, self.containers.image_in_use, self.pulls.pull_for_build,
                        self.events, self.tmp_dir)
+        df.register(router, self.graph, self.containers, self.networks, self.volumes)
         buildkit.register(router, self.graph, self.containers, self.containers.image_in_use, self.pulls.pull_for_build,
                           self.events, self.tmp_dir, self.system.engine_id)
         swarm.register(router)      # answered as a dockerd outside a swarm, with no plugins

@@ -93,12 +93,13 @@ async def run(cfg: DaemonConfig) -> None:
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    gid = socket_gid(cfg.group)   # before anything starts: a wrong -G stops the daemon at once
     engine = Engine(cfg, find_execd(cfg))
     await engine.start()
     server = Server(engine.router(), middleware=[APIVersion(API_VERSION, MIN_API_VERSION)],
                     error_response=error_response, server_header=f"pyd/{__version__} (linux)", log=log)
     for host in cfg.hosts:
-        await _listen(server, cfg, host)
+        await _listen(server, cfg, host, gid)
 
     def on_signal(sig: int) -> None:
         log.info("Processing signal '%s'", signal.Signals(sig).name)
@@ -116,11 +117,33 @@ async def run(cfg: DaemonConfig) -> None:
     log.info("Daemon shutdown complete")
 
 
-async def _listen(server: Server, cfg: DaemonConfig, host: str) -> None:
+def socket_gid(group: str) -> int:
+    """The group of a unix socket, as dockerd picks it: the group named (or numbered) by -G; when the
+    default group "docker" does not exist, the daemon's own group."""
+    import grp
+    try:
+        return grp.getgrnam(group).gr_gid
+    except KeyError:
+        pass
+    if group.isdigit():
+        try:
+            grp.getgrgid(int(group))
+        except KeyError:
+            log.warning("Could not find GID %s", group)
+        return int(group)
+    if group and group != DaemonConfig.group:
+        raise StartupError(f"failed to load listeners: group {group} not found")
+    if group:
+        log.warning("could not change the API sockets' group to %s: group %s not found", group, group)
+    return os.getgid()
+
+
+async def _listen(server: Server, cfg: DaemonConfig, host: str, gid: int) -> None:
     if host.startswith("unix://"):
         path = host[len("unix://"):] or "/var/run/pyd.sock"
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
         await server.listen_unix(path, mode=0o660)
+        os.chown(path, 0, gid)
         log.info("API listen on %s", path)
     elif host.startswith("tcp://"):
         hostport = host[len("tcp://"):].rstrip("/")

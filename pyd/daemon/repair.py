@@ -3,7 +3,8 @@
 Every metadata write is atomic, so a crash leaves whole files; what it can leave is work half done:
 a container directory whose create never finished, a removal that never finished, a root filesystem
 still mounted for a container that is no longer running, execd state directories of containers that are
-gone, containers started with --rm that exited while no daemon was there. Each repair is logged as
+gone, containers started with --rm that exited while no daemon was there, the temp files of an
+interrupted load, pull, build or upload (and, in Graph, the layers such an operation registered). Each repair is logged as
 `level=warning msg="repair: ..."`.
 """
 from __future__ import annotations
@@ -48,6 +49,23 @@ CONTAINER_ID = re.compile(r"^[0-9a-f]{64}$")
 MNT_DETACH = 2
 
 
+def sweep_tmp(tmp_dir: str) -> None:
+    """data-root/tmp holds only what running operations spool (upload-*, load-*, blob-*, build-*): at
+    start-up none runs, so whatever is there was left by an interrupted one."""
+    from pyd.daemon.storage.trees import remove_tree
+    try:
+        entries = sorted(os.listdir(tmp_dir))
+    except FileNotFoundError:
+        return
+    for entry in entries:
+        path = os.path.join(tmp_dir, entry)
+        log.warning("repair: removing %s left by an interrupted operation", path)
+        try:
+            remove_tree(path)
+        except OSError as e:
+            log.warning("repair: could not remove %s: %s", path, e)
+
+
 def before_restore(svc: Restored) -> None:
     """Before containers are loaded: drop half-created container directories."""
     for entry in sorted(os.listdir(svc.root)):
@@ -72,6 +90,7 @@ async def after_restore(svc: Restored) -> None:
     the restart policies' start-up restarts."""
     clean_exec_root(svc)
     unmount_orphans(svc)
+    remove_orphan_rw_layers(svc)
     remove_stale_cgroups(svc)
     for c in list(svc.by_id.values()):
         if c.HostConfig.get("AutoRemove") and not c.State.Running and c.State.Status not in ("created",):
@@ -82,6 +101,18 @@ async def after_restore(svc: Restored) -> None:
                 log.warning("repair: could not remove container %s: %s", c.short_id, e)
     for c in list(svc.by_id.values()):
         svc.restarts.on_daemon_start(c)
+
+
+def remove_orphan_rw_layers(svc: Restored) -> None:
+    """Read-write layers no container owns: the scratch layers of a build (COPY, ADD) a crash interrupted."""
+    for owner in svc.graph.rw_ids():
+        if owner in svc.by_id:
+            continue
+        log.warning("repair: removing read-write layer %s that no container owns", owner[:24])
+        try:
+            svc.graph.remove_rw(owner)
+        except Exception as e:   # reported; start-up goes on
+            log.warning("repair: could not remove read-write layer %s: %s", owner[:24], e)
 
 
 def clean_exec_root(svc: Restored) -> None:

@@ -8,8 +8,10 @@ from typing import TYPE_CHECKING, Any
 
 from pyd import API_VERSION, MIN_API_VERSION, __version__
 from pyd.formats import rfc3339
+from pyd.formats.platforms import goarch, host_machine
 
 if TYPE_CHECKING:
+    from pyd.daemon.cgroups.base import Cgroups
     from pyd.daemon.config import DaemonConfig
     from pyd.daemon.containers.store import ContainerStore
     from pyd.daemon.events import EventBus
@@ -19,8 +21,10 @@ if TYPE_CHECKING:
 
 class SystemInfo:
     def __init__(self, cfg: DaemonConfig, containers: ContainerStore, graph: Graph, events: EventBus,
-                 networks: NetworkController) -> None:
+                 networks: NetworkController, cgroups: Cgroups, machine: str | None = None) -> None:
         self.cfg = cfg
+        self.cgroups = cgroups
+        self.machine = machine or host_machine()      # uname -m: info's Architecture; Go's name in version
         self.containers = containers
         self.graph = graph
         self.events = events
@@ -32,6 +36,11 @@ class SystemInfo:
 
     def info(self) -> dict[str, Any]:
         import platform
+        from pyd.daemon.cgroups import features
+        from pyd.daemon.cgroups.base import read_file
+        cg = features.probe(self.cgroups)
+        forwarding = read_file("/proc/sys/net/ipv4/ip_forward") == "1"
+        warnings = cg.warnings() + ([] if forwarding else ["WARNING: IPv4 forwarding is disabled"])
         cs = self.containers.all()
         running = sum(1 for c in cs if c.State.Running and not c.State.Paused)
         paused = sum(1 for c in cs if c.State.Paused)
@@ -48,15 +57,17 @@ class SystemInfo:
             "DriverStatus": [["Backing Filesystem", self.graph.backing_fs]],
             "Plugins": {"Volume": ["local"], "Network": ["bridge", "host", "null"], "Authorization": None,
                         "Log": ["json-file", "none"]},
-            "MemoryLimit": True, "SwapLimit": True, "CpuCfsPeriod": True, "CpuCfsQuota": True,
-            "CPUShares": True, "CPUSet": True, "PidsLimit": True, "IPv4Forwarding": True,
+            "MemoryLimit": cg.memory, "SwapLimit": cg.swap, "KernelMemoryTCP": cg.kernel_memory_tcp,
+            "CpuCfsPeriod": cg.cfs_period, "CpuCfsQuota": cg.cfs_quota, "CPUShares": cg.cpu_shares,
+            "CPUSet": cg.cpuset, "PidsLimit": cg.pids, "OomKillDisable": cg.oom_kill_disable,
+            "IPv4Forwarding": forwarding,
             "Debug": self.cfg.debug, "NFd": len(os.listdir("/proc/self/fd")),
             "NGoroutines": len(asyncio.all_tasks()), "SystemTime": rfc3339.now(),
-            "LoggingDriver": self.cfg.log_driver, "CgroupDriver": "cgroupfs",
-            "CgroupVersion": "2" if os.path.exists("/sys/fs/cgroup/cgroup.controllers") else "1",
+            "LoggingDriver": self.cfg.log_driver, "CgroupDriver": "cgroupfs" if cg.version else "none",
+            "CgroupVersion": cg.version or "1",
             "NEventsListener": len(self.events.subscribers), "KernelVersion": platform.release(),
             "OperatingSystem": _os_name(), "OSVersion": "", "OSType": "linux",
-            "Architecture": platform.machine(), "IndexServerAddress": "https://index.docker.io/v1/",
+            "Architecture": self.machine, "IndexServerAddress": "https://index.docker.io/v1/",
             "RegistryConfig": _registry_config(self.cfg),
             "NCPU": os.cpu_count() or 1, "MemTotal": mem, "DockerRootDir": self.cfg.data_root,
             "Name": socket.gethostname(), "Labels": [], "ExperimentalBuild": False,
@@ -65,14 +76,14 @@ class SystemInfo:
                       "Error": "", "RemoteManagers": None},
             "LiveRestoreEnabled": self.cfg.live_restore, "Isolation": "", "InitBinary": "execd",
             "SecurityOptions": ["name=seccomp,profile=builtin"],
-            "Warnings": list(self.networks.warnings),
+            "Warnings": warnings + [w for w in self.networks.warnings if w not in warnings],
             "ContainerdCommit": {"ID": ""}, "RuncCommit": {"ID": ""}, "InitCommit": {"ID": ""},
         }
 
     def version(self) -> dict[str, Any]:
         import platform
         details = {"ApiVersion": API_VERSION, "MinAPIVersion": MIN_API_VERSION, "Os": "linux",
-                   "Arch": _go_arch(), "KernelVersion": platform.release(), "GitCommit": "",
+                   "Arch": goarch(self.machine), "KernelVersion": platform.release(), "GitCommit": "",
                    "GoVersion": "python" + platform.python_version(), "BuildTime": "", "Experimental": "false"}
         return {
             "Platform": {"Name": "pyd"},
@@ -120,6 +131,3 @@ def _os_name() -> str:
     return "Linux"
 
 
-def _go_arch() -> str:
-    import platform
-    return {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())

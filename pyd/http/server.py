@@ -29,6 +29,24 @@ def _json() -> Any:
     return json
 
 
+_UNSET = object()
+
+
+def _not_json(word: str) -> Any:
+    raise ValueError(f"invalid character '{word[0]}' looking for beginning of value")
+
+
+def decode_json(data: bytes | str) -> Any:
+    """JSON to Python; malformed or too deeply nested input is a 400 (Python's decoder recurses).
+    Strict: NaN and Infinity are not JSON."""
+    try:
+        return _json().loads(data, parse_constant=_not_json)
+    except ValueError as e:
+        raise HTTPError(f"invalid JSON: {e}", 400) from None
+    except RecursionError:
+        raise HTTPError("invalid JSON: nested too deeply", 400) from None
+
+
 def json_bytes(obj: Any) -> bytes:
     """Compact JSON + "\n", the way Go's json.Encoder writes a document."""
     return (_json().dumps(obj, separators=(",", ":"), ensure_ascii=False) + "\n").encode("utf-8")
@@ -157,6 +175,8 @@ class Request:
         self._body_reading = False
         self._eom = False             # the parser's EndOfMessage for this request was consumed
         self._continue_sent = False
+        self._body: bytes | None = None
+        self._json: Any = _UNSET
 
     def __repr__(self) -> str:
         return f"<Request {self.method} {self.target}>"
@@ -197,12 +217,16 @@ class Request:
         if value is None or value == "":
             return default
         try:
-            return _json().loads(value)
-        except ValueError as e:
-            raise HTTPError(f"invalid JSON in parameter {name}: {e}", 400) from None
+            return decode_json(value)
+        except HTTPError as e:
+            raise HTTPError(f"invalid JSON in parameter {name}: {e.message.removeprefix('invalid JSON: ')}",
+                            400) from None
 
     # ---- body
     async def body(self, limit: int = DEFAULT_BODY_LIMIT) -> bytes:
+        """The whole body; kept, so that a check before the handler and the handler both read it."""
+        if self._body is not None:
+            return self._body
         parts, total = [], 0
         async for chunk in self.body_stream():
             total += len(chunk)
@@ -210,22 +234,29 @@ class Request:
                 self.keep_alive = False
                 raise HTTPError(f"request body is larger than {limit} bytes", 413)
             parts.append(chunk)
-        return b"".join(parts)
+        self._body = b"".join(parts)
+        return self._body
 
     async def json(self) -> Any:
-        data = await self.body()
-        if not data.strip():
-            return None
-        try:
-            return _json().loads(data)
-        except ValueError as e:
-            raise HTTPError(f"invalid JSON: {e}", 400) from None
+        """The body decoded (None when empty); decoded once, whoever asks first."""
+        if self._json is _UNSET:
+            data = await self.body()
+            self._json = decode_json(data) if data.strip() else None
+        return self._json
+
+    def set_json(self, value: Any) -> None:
+        """What json() answers from now on (a check before the handler decoded the body its own way)."""
+        self._json = value
 
     def body_stream(self) -> AsyncIterator[bytes]:
         """The body as it arrives (Content-Length or chunked), never buffered whole."""
         return self._iter_body()
 
     async def _iter_body(self) -> AsyncIterator[bytes]:
+        if self._body is not None:
+            if self._body:
+                yield self._body
+            return
         if self._eom:
             return
         if self._body_reading:
@@ -273,18 +304,18 @@ class Request:
         await conn.drain()
         return self._stream
 
-    async def hijack(self, content_type: str | None, protocol: str,
-                     reason: str = "Switching Protocols") -> tuple[asyncio.StreamReader, HijackWriter]:
-        """Take over the connection: "101 <reason>" with Upgrade: <protocol> when the client sent an Upgrade
-        header (whatever it named), else "200 OK" with a connection-delimited body. Bytes the client sent
-        after the head are readable from the reader; EOF on the reader is the client's half-close."""
+    async def hijack(self, content_type: str | None, protocol: str, reason: str = "Switching Protocols",
+                     headers: list[tuple[str, str]] | None = None) -> tuple[asyncio.StreamReader, HijackWriter]:
+        """Take over the connection: "101 <reason>" with Upgrade: <protocol> (and `headers`) when the client
+        sent an Upgrade header (whatever it named), else "200 OK" with a connection-delimited body. Bytes the
+        client sent after the head are readable from the reader; EOF on the reader is the client's half-close."""
         if self.started:
             raise RuntimeError("response already started")
         conn = self._conn
         extra = [("Content-Type", content_type)] if content_type else []
         if self.headers.get("upgrade") is not None:
             status = 101
-            extra += [("Connection", "Upgrade"), ("Upgrade", protocol)]
+            extra += [("Connection", "Upgrade"), ("Upgrade", protocol), *(headers or [])]
         else:
             status = 200
         self.started = self.hijacked = True
@@ -299,6 +330,12 @@ class Request:
     def can_hand_over(self) -> bool:
         """Whether hand_over() may give this connection away (not TLS: the bytes must stay ours to encrypt)."""
         return not self._conn._is_tls and not self._conn.closed
+
+    def share(self) -> int:
+        """A duplicate of the connection's descriptor for another process to keep (the caller owns it): should
+        this one die, the connection lives on there, and that process may end the response. Not over TLS."""
+        import os
+        return os.dup(self._conn.transport.get_extra_info("socket").fileno())
 
     async def hand_over(self) -> int:
         """After hijack(): a duplicate of the connection's descriptor for another writer (another process
@@ -369,6 +406,28 @@ class HijackWriter:
 
     async def drain(self) -> None:
         await self._conn.drain()
+
+    async def wait_peer_read(self, timeout: float = 0.5) -> None:
+        """Wait (at most `timeout`) until the peer has read every byte sent so far. A client that reads the
+        head through a buffered reader and the rest from the raw socket (docker-py, requests) loses what
+        arrived with the head. Only a unix socket tells (SIOCOUTQ: bytes its peer has not read yet);
+        elsewhere this returns at once."""
+        import asyncio
+        import fcntl
+        import socket
+        import struct
+        import termios
+        sock = self.transport.get_extra_info("socket")
+        if sock is None or sock.family != socket.AF_UNIX:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not self._conn.closed and loop.time() < deadline:
+            if not self.transport.get_write_buffer_size():
+                unread = struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0" * 4))[0]
+                if unread == 0:
+                    return
+            await asyncio.sleep(0.001)
 
     def can_write_eof(self) -> bool:
         return self.transport.can_write_eof()

@@ -151,3 +151,16 @@ def test_images_and_tag_and_rmi(daemon, busybox):
 def test_load_archive(daemon, busybox_archive):
     r = daemon.docker("load", "-i", str(busybox_archive), check=True)
     assert "Loaded image" in r.stdout
+
+
+def test_an_api_1_41_client_reads_stdcopy_frames_without_a_tty(daemon, busybox) -> None:
+    # before 1.42 dockerd names the stream raw-stream, yet without a tty its bytes are still stdcopy frames:
+    # docker 20.10 (Debian 12's docker.io) reads them so
+    r = daemon.docker("run", "--rm", busybox, "sh", "-c", "echo out; echo err >&2",
+                      env={"DOCKER_API_VERSION": "1.41"})
+    assert r.returncode == 0, r.stderr
+    assert (r.stdout, r.stderr) == ("out\n", "err\n")
+    cid = daemon.docker("run", "-d", busybox, "echo", "logged", env={"DOCKER_API_VERSION": "1.41"}).stdout.strip()
+    daemon.docker("wait", cid)
+    logs = daemon.docker("logs", cid, env={"DOCKER_API_VERSION": "1.41"})
+    assert logs.stdout == "logged\n", logs

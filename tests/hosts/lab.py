@@ -1,4 +1,4 @@
-"""A session of host tests: the inputs disk every guest gets, the accelerator choice, and one run (image,
+"""A session of host tests: the inputs disk every guest of an architecture gets, the accelerator choice, and one run (image,
 boot, results) per host."""
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from hosts import Host
 
 # A guest under TCG boots in about a minute; the scenarios take a few more.
 HOST_TIMEOUT = 900.0
+# another architecture, emulated instruction by instruction: several times slower
+EMULATED_TIMEOUT = 2700.0
 
 
 @dataclass
@@ -38,9 +40,9 @@ class Lab:
     is there, up to `parallel` guests at once: a guest under TCG leaves most of a core idle (timers,
     udev, sleeps), so booting them side by side costs far less than one after another."""
 
-    def __init__(self, workdir: Path, inputs: Path, runs: dict[str, HostRun], hosts: tuple[Host, ...],
+    def __init__(self, workdir: Path, inputs: dict[str, Path], runs: dict[str, HostRun], hosts: tuple[Host, ...],
                  parallel: int) -> None:
-        self.workdir, self.inputs, self.runs = workdir, inputs, runs
+        self.workdir, self.inputs, self.runs = workdir, inputs, runs       # inputs: by architecture
         self.parallel = parallel
         self.accel = qemu.Accelerator()
         self._cancel = threading.Event()
@@ -48,8 +50,9 @@ class Lab:
         self._booter = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="pyd-hosts-boot")
         self._images: dict[str, Future[vmimage.GuestImage]] = {}
         for host in hosts:
-            if host.suite not in self._images:
-                self._images[host.suite] = self._builder.submit(vmimage.guest_image, host.suite)
+            label = vmimage.image_label(host.suite, host.arch)
+            if label not in self._images:
+                self._images[label] = self._builder.submit(vmimage.guest_image, host.suite, host.arch)
         self._boots = {host.name: self._booter.submit(self._run, host) for host in hosts}
 
     def close(self) -> None:
@@ -69,15 +72,17 @@ class Lab:
     def _run(self, host: Host) -> HostRun:
         began = time.monotonic()
         try:
-            image = self._images[host.suite].result()
+            image = self._images[vmimage.image_label(host.suite, host.arch)].result()
         except Exception as e:                        # noqa: BLE001  (reported as every scenario's failure)
             return HostRun(host, None, None, time.monotonic() - began, f"no {host.suite} image: {e}")
         began = time.monotonic()                      # a host's wall time is its boot, not the wait for its image
         folder = self.workdir / host.name
         folder.mkdir()
         accel = self.accel.get(image)
-        result = qemu.boot(image, self.inputs, host.init, accel, HOST_TIMEOUT, folder, self._cancel)
+        inputs = self.inputs[host.arch]
+        timeout = HOST_TIMEOUT if qemu.MACHINES[host.arch].kvm else EMULATED_TIMEOUT
+        result = qemu.boot(image, inputs, host.init, accel, timeout, folder, self._cancel, host.scenarios)
         if accel == "kvm" and not result.results and not self._cancel.is_set():
             self.accel.fall_back(f"the {host.name} guest reported nothing under KVM ({result.fatal or 'exited'})")
-            result = qemu.boot(image, self.inputs, host.init, "tcg", HOST_TIMEOUT, folder, self._cancel)
+            result = qemu.boot(image, inputs, host.init, "tcg", timeout, folder, self._cancel, host.scenarios)
         return HostRun(host, image, result, time.monotonic() - began)

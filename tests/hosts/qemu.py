@@ -1,7 +1,8 @@
 """Boot a guest image in qemu with no network device at all: the guest's own kernel and initrd, the cached
 root image as /dev/vda (`-snapshot`: the guest's writes go to a temp file qemu deletes, never to the
 cache), an inputs disk as /dev/vdb, the console on ttyS0 to a log file and the scenario results on
-ttyS1 to another. KVM is tried once per run; where it aborts (nested KVM on these machines) or the guest
+ttyS1 to another (an arm64 guest on qemu's virt machine: the console on its one UART, ttyAMA0, and the
+results on the second port of a PCI 16550 card, which the kernel's 8250 driver names ttyS1). KVM is tried once per run for x86_64 guests; where it aborts (nested KVM on these machines) or the guest
 dies early, the run falls back to TCG and stays there."""
 from __future__ import annotations
 
@@ -28,6 +29,23 @@ PREFIX = "PYD-HOSTS "
 PROBE_MARKER = "Kernel panic"
 
 
+@dataclass(frozen=True)
+class Machine:
+    """How qemu emulates one guest architecture: its binary, machine and CPU under TCG, the kernel's console
+    and where the results port comes from."""
+    qemu: str
+    tcg_args: tuple[str, ...]
+    console: str
+    kvm: bool                         # the build machine's own architecture: KVM may be tried
+    pci_results: bool                 # the results port is on a PCI serial card (no second UART)
+
+
+MACHINES = {
+    "amd64": Machine(QEMU, ("-cpu", "max"), "ttyS0", True, False),
+    "arm64": Machine("/usr/bin/qemu-system-aarch64", ("-M", "virt", "-cpu", "cortex-a57"), "ttyAMA0", False, True),
+}
+
+
 @dataclass
 class Boot:
     """What one guest run produced: the scenario records (by name), the closing record, the logs."""
@@ -49,6 +67,8 @@ class Accelerator:
         self._lock = threading.Lock()             # guests boot side by side; the probe runs once
 
     def get(self, image: GuestImage) -> str:
+        if not MACHINES[image.arch].kvm:
+            return "tcg"                          # another architecture: emulated, whatever KVM does
         with self._lock:
             if self.choice is None:
                 self.choice, self.reason = _probe_kvm(image)
@@ -59,14 +79,23 @@ class Accelerator:
             self.choice, self.reason = "tcg", why
 
 
-def _accel_args(accel: str) -> list[str]:
+def _accel_args(accel: str, machine: Machine) -> list[str]:
     if accel == "kvm":
         return ["-accel", "kvm", "-cpu", "host"]
-    return ["-accel", "tcg,thread=multi", "-cpu", "max"]
+    return ["-accel", "tcg,thread=multi", *machine.tcg_args]
+
+
+def _results_args(machine: Machine, results: Path) -> list[str]:
+    if machine.pci_results:
+        # two ports: the 8250 driver numbers them ttyS0 (unused) and ttyS1, where pyd-hosts-run writes
+        return ["-chardev", "null,id=unused", "-chardev", f"file,id=results,path={results}",
+                "-device", "pci-serial-2x,chardev1=unused,chardev2=results"]
+    return ["-serial", f"file:{results}"]
 
 
 def _base_args(accel: str, image: GuestImage, append: str, console: Path) -> list[str]:
-    return [QEMU, *_accel_args(accel), "-m", str(MEMORY_MB), "-smp", str(CPUS), "-nic", "none",
+    machine = MACHINES[image.arch]
+    return [machine.qemu, *_accel_args(accel, machine), "-m", str(MEMORY_MB), "-smp", str(CPUS), "-nic", "none",
             "-display", "none", "-vga", "none", "-monitor", "none", "-no-reboot",
             "-kernel", str(image.kernel), "-initrd", str(image.initrd), "-append", append,
             "-serial", f"file:{console}"]
@@ -136,15 +165,18 @@ def parse_results(text: str, boot: Boot) -> None:
 
 
 def boot(image: GuestImage, inputs: Path, init: str | None, accel: str, timeout: float, workdir: Path,
-         cancel: threading.Event) -> Boot:
+         cancel: threading.Event, scenarios: tuple[str, ...] | None = None) -> Boot:
     """Boot `image` with the inputs disk; return when the guest powers off, or at `timeout` or `cancel`
-    (then qemu is killed)."""
+    (then qemu is killed). `scenarios`: only these run (on the kernel command line, pyd.scenarios=)."""
     console, results = workdir / f"console-{accel}.log", workdir / f"results-{accel}.log"
-    append = "root=/dev/vda rw console=ttyS0 panic=-1 net.ifnames=0"
+    machine = MACHINES[image.arch]
+    append = f"root=/dev/vda rw console={machine.console} panic=-1 net.ifnames=0"
     if init:
         append += f" init={init}"
+    if scenarios is not None:
+        append += " pyd.scenarios=" + ",".join(scenarios)
     argv = _base_args(accel, image, append, console) + [
-        "-serial", f"file:{results}", "-snapshot",
+        *_results_args(machine, results), "-snapshot",
         "-drive", f"file={image.rootfs},if=virtio,format=raw",
         "-drive", f"file={inputs},if=virtio,format=raw,readonly=on"]
     env = {**os.environ, "TMPDIR": str(workdir)}       # where -snapshot puts its (unlinked) overlay

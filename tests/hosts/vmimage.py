@@ -1,10 +1,12 @@
 """Debian guest images for the host tests, built with debootstrap from Debian's packages and cached under
-/var/tmp/pyd-hosts/<suite>-<key>/: the root file system as a raw ext4 image made with `mke2fs -d` (no loop
+/var/tmp/pyd-hosts/<suite>-<key>/ (<suite>-<arch>-<key>/ for another architecture than amd64: debootstrap
+--arch, its second stage run through Debian's qemu-user-static by binfmt_misc): the root file system as a raw ext4 image made with `mke2fs -d` (no loop
 mount), and the guest's own kernel and initrd beside it. The key covers the suite, the package list and
 RECIPE_VERSION; an image is built in a temp folder and renamed into place, so a half-built one is never
 used, and a second run finds it and takes no debootstrap time.
 
     python3 tests/hosts/vmimage.py bookworm     # build (or find) one image, print its folder
+    python3 tests/hosts/vmimage.py bookworm:arm64
 """
 from __future__ import annotations
 
@@ -33,6 +35,10 @@ PACKAGES = ("linux-image-amd64", "systemd-sysv", "udev", "kmod", "python3", "pro
 ROOT_SIZE = "4G"
 DEBOOTSTRAP_TIMEOUT = 1800
 GUEST_FILES = Path(__file__).resolve().parent / "guest"
+NATIVE_ARCH = "amd64"
+# binfmt_misc, where the kernel learns to run another architecture's binaries through qemu-user-static
+BINFMT = Path("/proc/sys/fs/binfmt_misc")
+QEMU_USER = {"arm64": "qemu-aarch64"}
 SBIN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -41,20 +47,33 @@ class GuestImage:
     """A built image: boot `kernel` + `initrd` with `rootfs` as /dev/vda."""
     folder: Path
     suite: str
+    arch: str
     kernel: Path
     initrd: Path
     rootfs: Path
     build_seconds: float          # 0.0 when it came from the cache
 
 
-def cache_key(suite: str, packages: tuple[str, ...] = PACKAGES) -> str:
+def packages_for(arch: str) -> tuple[str, ...]:
+    return tuple(f"linux-image-{arch}" if p == "linux-image-amd64" else p for p in PACKAGES)
+
+
+def cache_key(suite: str, packages: tuple[str, ...] = PACKAGES, arch: str = NATIVE_ARCH) -> str:
     guest = b"".join(p.name.encode() + p.read_bytes() for p in sorted(GUEST_FILES.iterdir()) if p.is_file())
-    text = json.dumps({"suite": suite, "packages": sorted(packages), "recipe": RECIPE_VERSION})
-    return hashlib.sha256(text.encode() + guest).hexdigest()[:16]
+    fields: dict[str, object] = {"suite": suite, "packages": sorted(packages), "recipe": RECIPE_VERSION}
+    if arch != NATIVE_ARCH:
+        fields["arch"] = arch
+    return hashlib.sha256(json.dumps(fields).encode() + guest).hexdigest()[:16]
 
 
-def _image_in(folder: Path, suite: str, seconds: float) -> GuestImage:
-    return GuestImage(folder, suite, folder / "vmlinuz", folder / "initrd.img", folder / "rootfs.img", seconds)
+def image_label(suite: str, arch: str = NATIVE_ARCH) -> str:
+    """The image's name in the cache: the suite, with the architecture unless it is amd64."""
+    return suite if arch == NATIVE_ARCH else f"{suite}-{arch}"
+
+
+def _image_in(folder: Path, suite: str, arch: str, seconds: float) -> GuestImage:
+    return GuestImage(folder, suite, arch, folder / "vmlinuz", folder / "initrd.img", folder / "rootfs.img",
+                      seconds)
 
 
 def _complete(folder: Path) -> bool:
@@ -84,6 +103,34 @@ def _run(argv: list[str], timeout: float, log: Path) -> None:
         raise RuntimeError(f"{argv[0]} exited {proc.returncode}; last of {log}:\n{tail}")
 
 
+@contextlib.contextmanager
+def _foreign_binaries(arch: str, log: Path) -> Iterator[None]:
+    """Let the kernel run `arch`'s binaries (debootstrap's second stage chroots into the new tree) through
+    qemu-user-static, registered from its binfmt.d file with the F flag, so the interpreter needs no copy
+    in the chroot. What this registered (and mounted) is undone afterwards."""
+    if arch == NATIVE_ARCH:
+        yield
+        return
+    name = QEMU_USER[arch]
+    conf = Path(f"/usr/lib/binfmt.d/{name}.conf")
+    if not conf.is_file():
+        raise RuntimeError(f"no {conf}: install qemu-user-static (make host-deps)")
+    mounted = registered = False
+    if not (BINFMT / "register").exists():
+        _run(["mount", "-t", "binfmt_misc", "binfmt_misc", str(BINFMT)], 30, log)
+        mounted = True
+    try:
+        if not (BINFMT / name).exists():
+            (BINFMT / "register").write_text(conf.read_text().strip())
+            registered = True
+        yield
+    finally:
+        if registered:
+            (BINFMT / name).write_text("-1")
+        if mounted:
+            _run(["umount", str(BINFMT)], 30, log)
+
+
 def _customize(root: Path, suite: str) -> None:
     """What turns a debootstrap tree into a guest that runs the scenarios and powers off."""
     (root / "etc/hostname").write_text(f"pyd-{suite}\n")
@@ -109,14 +156,18 @@ def _customize(root: Path, suite: str) -> None:
         deb.unlink()
 
 
-def _build(suite: str, key: str, final: Path) -> None:
-    work = Path(tempfile.mkdtemp(prefix=f".build-{suite}-", dir=CACHE))
-    log = CACHE / f"build-{suite}-{key}.log"
+def _build(suite: str, arch: str, key: str, final: Path) -> None:
+    label = image_label(suite, arch)
+    work = Path(tempfile.mkdtemp(prefix=f".build-{label}-", dir=CACHE))
+    log = CACHE / f"build-{label}-{key}.log"
     log.write_text("")
+    packages = packages_for(arch)
+    arch_args = [] if arch == NATIVE_ARCH else [f"--arch={arch}"]
     try:
         root = work / "root"
-        _run(["debootstrap", "--variant=minbase", "--components=main", "--include=" + ",".join(PACKAGES),
-              suite, str(root), MIRROR], DEBOOTSTRAP_TIMEOUT, log)
+        with _foreign_binaries(arch, log):
+            _run(["debootstrap", *arch_args, "--variant=minbase", "--components=main",
+                  "--include=" + ",".join(packages), suite, str(root), MIRROR], DEBOOTSTRAP_TIMEOUT, log)
         unmount_under(str(root))        # nothing debootstrap mounted may stay in the tree mke2fs copies
         _customize(root, suite)
         kernels = sorted((root / "boot").glob("vmlinuz-*"))
@@ -129,7 +180,7 @@ def _build(suite: str, key: str, final: Path) -> None:
         shutil.copyfile(initrds[-1], out / "initrd.img")
         _run(["mke2fs", "-q", "-F", "-t", "ext4", "-L", "pyd-root", "-E", "root_owner=0:0", "-d", str(root),
               str(out / "rootfs.img"), ROOT_SIZE], 900, log)
-        manifest = {"suite": suite, "packages": list(PACKAGES), "recipe": RECIPE_VERSION,
+        manifest = {"suite": suite, "packages": list(packages), "recipe": RECIPE_VERSION,
                     "kernel": kernels[-1].name, "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         (out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
         os.rename(out, final)                       # the one step that makes the image visible
@@ -138,30 +189,35 @@ def _build(suite: str, key: str, final: Path) -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def guest_image(suite: str) -> GuestImage:
-    """The cached image for `suite`, built first when there is none."""
-    key = cache_key(suite)
-    final = CACHE / f"{suite}-{key}"
+def guest_image(suite: str, arch: str = NATIVE_ARCH) -> GuestImage:
+    """The cached image for `suite` on `arch`, built first when there is none."""
+    key = cache_key(suite, packages_for(arch), arch)
+    label = image_label(suite, arch)
+    final = CACHE / f"{label}-{key}"
     if _complete(final):
-        return _image_in(final, suite, 0.0)
-    with _build_lock(suite):
+        return _image_in(final, suite, arch, 0.0)
+    with _build_lock(label):
         if _complete(final):
-            return _image_in(final, suite, 0.0)
-        _remove_stale(suite, keep=final)
+            return _image_in(final, suite, arch, 0.0)
+        _remove_stale(label, keep=final)
         began = time.monotonic()
-        _build(suite, key, final)
-        return _image_in(final, suite, time.monotonic() - began)
+        _build(suite, arch, key, final)
+        return _image_in(final, suite, arch, time.monotonic() - began)
 
 
-def _remove_stale(suite: str, keep: Path) -> None:
-    """Under the suite's lock: a build folder left by a killed run, and images of older recipes."""
-    for path in [*CACHE.glob(f".build-{suite}-*"), *CACHE.glob(f"{suite}-*")]:
-        if path.is_dir() and path != keep:
+def _remove_stale(label: str, keep: Path) -> None:
+    """Under the image's lock: a build folder left by a killed run, and images of older recipes (only
+    LABEL-KEY: bookworm's stale images are not bookworm-arm64's)."""
+    for path in [*CACHE.glob(f".build-{label}-*"), *CACHE.glob(f"{label}-*")]:
+        rest = path.name.split(f"{label}-", 1)[-1]       # mkdtemp's suffix or the key: never a "-" in it
+        stale = "-" not in rest and (path.name.startswith(".build-") or len(rest) == 16)
+        if path.is_dir() and path != keep and stale:
             unmount_under(str(path))
             shutil.rmtree(path, ignore_errors=True)
 
 
 if __name__ == "__main__":
     for name in sys.argv[1:] or ["bookworm"]:
-        image = guest_image(name)
+        suite, _, arch = name.partition(":")
+        image = guest_image(suite, arch or NATIVE_ARCH)
         print(image.folder, f"{image.build_seconds:.0f}s")

@@ -4,6 +4,7 @@ gives the same bytes, so image IDs are stable across runs.
 
     python3 tests/kit/images.py rootfs OUT.tar            # rootfs tar for `pyd import OUT.tar busybox`
     python3 tests/kit/images.py archive OUT.tar [TAG]     # docker-archive for `pyd load -i OUT.tar`
+    python3 tests/kit/images.py archive OUT.tar [TAG] --arch arm64 --busybox PATH   # another machine's
 """
 from __future__ import annotations
 
@@ -18,6 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 BUSYBOX = "/bin/busybox"
+# Listing another architecture's busybox applets runs it under Debian's qemu-user-static (no binfmt needed:
+# busybox-static is one static binary).
+QEMU_USER = {"arm64": "qemu-aarch64-static"}
+# the variant Docker records for each architecture that has one
+VARIANT = {"arm64": "v8"}
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # A fixed time keeps tars and configs byte-identical between runs.
 EPOCH = 1700000000
@@ -85,23 +91,24 @@ def tar_bytes(entries: list[Entry]) -> bytes:
     return out.getvalue()
 
 
-def busybox_applets(busybox: str = BUSYBOX) -> list[str]:
-    listed = subprocess.run([busybox, "--list"], check=True, capture_output=True, text=True).stdout.split()
+def busybox_applets(busybox: str = BUSYBOX, arch: str = "amd64") -> list[str]:
+    runner = [QEMU_USER[arch]] if arch in QEMU_USER else []
+    listed = subprocess.run([*runner, busybox, "--list"], check=True, capture_output=True, text=True).stdout.split()
     return sorted(set(listed) - {"busybox"})
 
 
-def busybox_entries(busybox: str = BUSYBOX) -> list[Entry]:
+def busybox_entries(busybox: str = BUSYBOX, arch: str = "amd64") -> list[Entry]:
     """A minimal busybox root filesystem: /bin/busybox plus a symlink per applet, users, empty dirs."""
     entries = [directory(d) for d in ("bin", "dev", "etc", "home", "proc", "sys", "var")]
     entries += [directory("root", 0o700), directory("tmp", 0o1777)]
     entries.append(file("bin/busybox", Path(busybox).read_bytes(), 0o755))
-    entries += [symlink(f"bin/{applet}", "busybox") for applet in busybox_applets(busybox)]
+    entries += [symlink(f"bin/{applet}", "busybox") for applet in busybox_applets(busybox, arch)]
     entries += [file("etc/passwd", PASSWD), file("etc/group", GROUP)]
     return entries
 
 
-def busybox_rootfs(busybox: str = BUSYBOX) -> bytes:
-    return tar_bytes(busybox_entries(busybox))
+def busybox_rootfs(busybox: str = BUSYBOX, arch: str = "amd64") -> bytes:
+    return tar_bytes(busybox_entries(busybox, arch))
 
 
 def sha256(data: bytes) -> str:
@@ -109,13 +116,16 @@ def sha256(data: bytes) -> str:
 
 
 def image_config(layers: list[bytes], cmd: list[str] | None = None, env: list[str] | None = None,
-                 **config: object) -> dict:
+                 architecture: str = "amd64", **config: object) -> dict:
     """An image config (application/vnd.docker.container.image.v1+json) for `layers`, bottom first."""
     container_config: dict = {"Env": env if env is not None else [DEFAULT_PATH], **config}
     if cmd is not None:
         container_config["Cmd"] = cmd
+    platform = {"architecture": architecture, "os": "linux"}
+    if architecture in VARIANT:
+        platform["variant"] = VARIANT[architecture]
     return {
-        "architecture": "amd64", "os": "linux", "created": CREATED,
+        **platform, "created": CREATED,
         "config": container_config,
         "rootfs": {"type": "layers", "diff_ids": [sha256(layer) for layer in layers]},
         "history": [{"created": CREATED, "created_by": f"pyd tests: layer {i}"} for i in range(len(layers))],
@@ -137,10 +147,10 @@ def docker_archive(layers: list[bytes], config: dict, repo_tags: list[str]) -> b
     return tar_bytes(entries)
 
 
-def busybox_archive(tag: str = "busybox:latest", busybox: str = BUSYBOX) -> bytes:
+def busybox_archive(tag: str = "busybox:latest", busybox: str = BUSYBOX, arch: str = "amd64") -> bytes:
     """The busybox image as a docker-archive: one layer, Cmd ["sh"], Env PATH (like Docker Hub's)."""
-    layer = busybox_rootfs(busybox)
-    return docker_archive([layer], image_config([layer], cmd=["sh"]), [tag])
+    layer = busybox_rootfs(busybox, arch)
+    return docker_archive([layer], image_config([layer], cmd=["sh"], architecture=arch), [tag])
 
 
 def image_id(config: dict) -> str:
@@ -152,7 +162,14 @@ def main(argv: list[str]) -> int:
     if len(argv) >= 2 and argv[0] == "rootfs":
         Path(argv[1]).write_bytes(busybox_rootfs())
     elif len(argv) >= 2 and argv[0] == "archive":
-        Path(argv[1]).write_bytes(busybox_archive(*argv[2:3]))
+        options = {"--arch": "amd64", "--busybox": BUSYBOX}
+        rest = argv[2:]
+        for name in options:
+            if name in rest:
+                at = rest.index(name)
+                options[name] = rest[at + 1]
+                del rest[at:at + 2]
+        Path(argv[1]).write_bytes(busybox_archive(*rest[:1], busybox=options["--busybox"], arch=options["--arch"]))
     else:
         print(__doc__, file=sys.stderr)
         return 2

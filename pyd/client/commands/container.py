@@ -46,6 +46,7 @@ def _container_flags(with_sig_proxy: bool) -> list[Flag]:
         Flag("label", "l", LIST, help="Set meta data on a container"),
         Flag("label-file", "", LIST, help="Read in a line delimited file of labels"),
         Flag("name", "", STRING, help="Assign a name to the container"),
+        Flag("platform", "", STRING, help="Set platform if server is multi-platform capable"),
         Flag("rm", "", BOOL, help="Automatically remove the container and its associated anonymous "
                                   "volumes when it exits"),
         Flag("tty", "t", BOOL, help="Allocate a pseudo-TTY"),
@@ -221,6 +222,8 @@ def build_create_request(opts: Options, args: list[str], for_run: bool) -> tuple
     from pyd.client.commands.resource_flags import apply_security_flags
     apply_security_flags(opts, body)
     query = {"name": opts.name} if opts.name else {}
+    if opts.platform:
+        query["platform"] = opts.platform       # as docker's CLI sends it (API 1.41+)
     return query, body
 
 
@@ -245,7 +248,7 @@ def create_container(cli: Cli, query: dict[str, str], body: dict[str, Any]) -> s
             raise
         cli.err(f"Unable to find image '{familiar_reference(body['Image'])}' locally\n")
         from pyd.client.commands.image import pull_image   # docker run pulls a missing image, progress on stderr
-        pull_image(cli, body["Image"], body.get("platform") or "", out=cli.stderr)
+        pull_image(cli, body["Image"], query.get("platform") or "", out=cli.stderr)
         resp = cli.client().request("POST", "/containers/create", query=query or None, body=body)
     created = resp.json()
     for warning in created.get("Warnings") or []:

@@ -1,7 +1,6 @@
 """System commands: version, info, events, and the generic inspect."""
 from __future__ import annotations
 
-import os
 import sys
 
 TYPE_CHECKING = False     # typing costs milliseconds at every start
@@ -14,6 +13,7 @@ from pyd.client.common import Cli, StatusError, api_error_message, encode_filter
 from pyd.client.flags import BOOL, LIST, STRING, Flag, Options, Spec
 from pyd.client.gotemplate import Template, TemplateExecError, TemplateParseError
 from pyd.formats import rfc3339
+from pyd.formats.platforms import goarch, host_machine
 
 _TEMPLATE_HELP = ("Format output using a custom template: 'json': Print in JSON format 'TEMPLATE': Print "
                   "output using the given Go template.")
@@ -67,8 +67,7 @@ Server:{{if .Platform.Name}} {{.Platform.Name}}{{end}}
 
 
 def _client_version() -> dict[str, Any]:
-    machine = os.uname().machine
-    arch = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386"}.get(machine, machine)
+    arch = goarch(host_machine())
     return {"Version": __version__, "ApiVersion": API_VERSION, "DefaultAPIVersion": API_VERSION,
             "PythonVersion": "%d.%d.%d" % sys.version_info[:3], "Os": sys.platform.rstrip("0123456789"), "Arch": arch}
 

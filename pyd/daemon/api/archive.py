@@ -1,4 +1,5 @@
-"""/containers/{id}/archive (docker cp: GET, PUT, HEAD) and /containers/{id}/export."""
+"""/containers/{id}/archive (docker cp: GET, PUT, HEAD), /containers/{id}/export and /containers/{id}/changes
+(docker diff)."""
 from __future__ import annotations
 
 import asyncio
@@ -97,6 +98,12 @@ def register(router: Router, svc: ContainerService, graph: Graph, events: EventB
             await release(c)
         events.publish("container", "export", c.ID, {"name": c.Name.lstrip("/"), "image": c.Config.get("Image", "")})
 
+    async def changes(req, id: str) -> list:
+        c = svc.get(id)
+        found = await asyncio.to_thread(graph.changes, c.ID)
+        return found or Response(200, b"null", content_type="application/json")    # Docker's nil slice
+
+    router.add("GET", "/containers/{id}/changes", changes)
     router.add("GET", "/containers/{id}/archive", get_archive)
     router.add("HEAD", "/containers/{id}/archive", get_archive)
     router.add("PUT", "/containers/{id}/archive", put_archive)

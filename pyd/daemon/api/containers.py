@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from typing import TYPE_CHECKING, Any
 
 from pyd.daemon.containers import mounts
@@ -11,10 +12,12 @@ from pyd.daemon.containers.attach import AttachOptions, Attachments
 from pyd.daemon.containers.logstream import LogOptions, LogStream
 from pyd.daemon.containers.model import Container
 from pyd.formats import rfc3339
-from pyd.daemon.errors import BadParameter
+from pyd.daemon.errors import BadParameter, NotFound
+from pyd.daemon.storage.trees import tree_size
 from pyd.http.server import Response
 from pyd.daemon.api.hijack import hijack
-from pyd.daemon.api.version import api_version
+from pyd.daemon.api import compat
+from pyd.daemon.api.version import api_at_least, api_version
 
 if TYPE_CHECKING:
     from pyd.daemon.containers.service import ContainerService
@@ -26,20 +29,22 @@ log = logging.getLogger("pyd")
 
 MULTIPLEXED = "application/vnd.docker.multiplexed-stream"
 RAW = "application/vnd.docker.raw-stream"
+STATUSES = ("created", "restarting", "running", "removing", "paused", "exited", "dead")
 LIST_FILTERS = {"id", "name", "label", "status", "exited", "ancestor", "before", "since", "network",
                 "health", "is-task", "volume", "expose", "publish"}
 
 
 def stream_type(req: Request, c: Container) -> str:
+    """The Content-Type of attach and logs: a non-TTY container's streams are multiplexed at every API
+    version, but only 1.42 and later say so (before, every stream was labelled raw)."""
     if c.tty:
         return RAW
-    return MULTIPLEXED if _api_at_least(api_version(req), "1.42") else RAW
+    return MULTIPLEXED if api_at_least(req, "1.42") else RAW
 
 
-def _api_at_least(version: str, minimum: str) -> bool:
-    def key(v: str) -> tuple[int, ...]:
-        return tuple(int(p) for p in v.split(".") if p.isdigit())
-    return key(version) >= key(minimum)
+def stop_signal(req: Request) -> str | None:
+    """stop and restart take `signal` since 1.42 (the container's StopSignal before)."""
+    return req.arg("signal") if api_at_least(req, "1.42") else None
 
 
 def register(router: Router, svc: ContainerService, networks: NetworkController, graph: Graph) -> None:
@@ -47,12 +52,17 @@ def register(router: Router, svc: ContainerService, networks: NetworkController,
 
     async def create(req) -> Response:
         body = await req.json()
-        result = await svc.create(req.arg("name"), body)
+        if isinstance(body, dict):
+            body = compat.create_body(api_version(req), body)
+        result = await svc.create(req.arg("name"), body, req.arg("platform") or "")
         return Response(201, result)
 
     async def list_(req) -> list:
         filters = filters_arg(req)
         check_filter_keys(filters, LIST_FILTERS)
+        for status in filters.get("status", []):
+            if status not in STATUSES:
+                raise BadParameter(f"Invalid filter 'status={status}'")
         show_all = req.arg_bool("all")
         limit = req.arg_int("limit", -1) or -1
         items = sorted(svc.all(), key=lambda c: c.Created, reverse=True)
@@ -60,7 +70,12 @@ def register(router: Router, svc: ContainerService, networks: NetworkController,
         items = filter_containers(items, filters, svc, graph)
         if limit > 0:
             items = items[:limit]
-        return [list_entry(c, networks) for c in items]
+        entries = [list_entry(c, networks) for c in items]
+        if req.arg_bool("size"):
+            sizes = await asyncio.to_thread(lambda: [container_sizes(graph, c.ID, c.Image) for c in items])
+            for entry, size in zip(entries, sizes):
+                entry.update(size)
+        return entries
 
     async def inspect(req, id: str) -> dict:
         return inspect_entry(svc.get(id), svc, graph)
@@ -70,29 +85,35 @@ def register(router: Router, svc: ContainerService, networks: NetworkController,
 
     async def stop(req, id: str) -> None:
         t = req.arg_int("t", None)
-        await svc.stop(id, t, req.arg("signal"))
+        await svc.stop(id, t, stop_signal(req))
 
     async def restart(req, id: str) -> None:
         c = svc.get(id)
         if c.State.Running:
-            await svc.stop(id, req.arg_int("t", None), req.arg("signal"))
+            await svc.stop(id, req.arg_int("t", None), stop_signal(req))
         await svc.start(id)
         svc.publish_event(c, "restart")      # dockerd's last event of a restart
 
     async def update(req, id: str) -> dict:
-        return await svc.update(id, await req.json())
+        body = await req.json()
+        if isinstance(body, dict):
+            body = compat.update_body(api_version(req), body)
+        return await svc.update(id, body)
 
     async def kill(req, id: str) -> None:
         await svc.kill(id, req.arg("signal") or "KILL")
 
     async def wait(req, id: str) -> None:
-        condition = req.arg("condition") or "not-running"
-        svc.get(id)  # 404 before the headers go out
+        # before 1.30 wait had no conditions
+        condition = (req.arg("condition") if api_at_least(req, "1.30") else None) or "not-running"
+        c = svc.get(id)  # 404 before the headers go out
         if condition not in ("not-running", "next-exit", "removed"):
             raise BadParameter(f"invalid condition: {condition!r}")
         result = asyncio.ensure_future(svc.wait(id, condition))
         try:
             out = await req.stream(200, "application/json")  # flushed now: docker run waits for it
+            if c.State.Status == "created" and req.can_hand_over:
+                attachments.share_wait(c, req.share())
             await out.write_json(await result)
             await out.close()
         except ConnectionError:
@@ -109,6 +130,9 @@ def register(router: Router, svc: ContainerService, networks: NetworkController,
     async def logs(req, id: str) -> None:
         await log_stream(req, svc, svc.get(id))
 
+    async def attach_ws(req, id: str) -> None:
+        await attach_websocket(req, attachments, svc.get(id))
+
     router.add("POST", "/containers/create", create)
     router.add("GET", "/containers/json", list_)
     router.add("GET", "/containers/{id}/json", inspect)
@@ -119,6 +143,7 @@ def register(router: Router, svc: ContainerService, networks: NetworkController,
     router.add("POST", "/containers/{id}/update", update)
     router.add("POST", "/containers/{id}/wait", wait)
     router.add("POST", "/containers/{id}/attach", attach)
+    router.add("GET", "/containers/{id}/attach/ws", attach_ws)
     from pyd.daemon.api.exec import resize_container
     router.add("POST", "/containers/{id}/resize", lambda req, id: resize_container(req, svc.store, id))
     router.add("GET", "/containers/{id}/logs", logs)
@@ -138,7 +163,7 @@ def register(router: Router, svc: ContainerService, networks: NetworkController,
 
 async def attach_stream(req: Request, attachments: Attachments, c: Container) -> None:
     opts = AttachOptions(stdin=req.arg_bool("stdin"), stdout=req.arg_bool("stdout"), stderr=req.arg_bool("stderr"),
-                         stream=req.arg_bool("stream"), logs=req.arg_bool("logs"), raw=stream_type(req, c) == RAW,
+                         stream=req.arg_bool("stream"), logs=req.arg_bool("logs"), raw=c.tty,
                          detach_keys=req.arg("detachKeys"))
     if not (opts.stream or opts.logs):
         raise BadParameter("Bad parameters: you must choose at least one stream")
@@ -160,6 +185,34 @@ async def attach_stream(req: Request, attachments: Attachments, c: Container) ->
         session.close()
 
 
+async def attach_websocket(req: Request, attachments: Attachments, c: Container) -> None:
+    """GET /containers/{id}/attach/ws: the container's streams over a WebSocket, never multiplexed (each
+    piece of output one frame: binary since 1.28, text before). stdin, stdout and stderr pick the streams
+    since 1.42; before, all three are attached."""
+    from pyd.http import websocket
+    key = req.headers.get("sec-websocket-key")
+    if not key or (req.headers.get("upgrade") or "").lower() != "websocket":
+        raise BadParameter("websocket: the client is not using the websocket protocol")
+    picked = api_at_least(req, "1.42")
+    opts = AttachOptions(stdin=req.arg_bool("stdin") if picked else True,
+                         stdout=req.arg_bool("stdout") if picked else True,
+                         stderr=req.arg_bool("stderr") if picked else True,
+                         stream=req.arg_bool("stream"), logs=req.arg_bool("logs"), raw=True,
+                         detach_keys=req.arg("detachKeys"))
+    session = attachments.open(c, opts)
+    try:
+        reader, writer = await req.hijack(None, protocol="websocket",
+                                          headers=[("Sec-WebSocket-Accept", websocket.accept_key(key))])
+        await writer.wait_peer_read()
+        out = websocket.WebSocketWriter(writer, websocket.BINARY if api_at_least(req, "1.28") else websocket.TEXT)
+        await session.run(websocket.WebSocketReader(reader, out), out)
+        out.close()
+    except (ConnectionError, asyncio.CancelledError):
+        pass
+    finally:
+        session.close()
+
+
 async def log_stream(req: Request, svc: ContainerService, c: Container) -> None:
     stdout, stderr = req.arg_bool("stdout"), req.arg_bool("stderr")
     if not (stdout or stderr):
@@ -168,10 +221,10 @@ async def log_stream(req: Request, svc: ContainerService, c: Container) -> None:
     since = parse_time_arg(req.arg("since"), "since")
     until = parse_time_arg(req.arg("until"), "until")
     tail = req.arg("tail") or "all"
-    if tail != "all" and not tail.lstrip("-").isdigit():
-        raise BadParameter(f"invalid value for tail: {tail}")
+    if not tail.isdigit():
+        tail = "all"        # dockerd: a tail that is not a number >= 0 means every line
     opts = LogOptions(stdout=stdout, stderr=stderr, follow=follow, timestamps=timestamps, since=since, until=until,
-                      tail=tail, details=req.arg_bool("details"), raw=stream_type(req, c) == RAW)
+                      tail=tail, details=req.arg_bool("details"), raw=c.tty)
     stream = LogStream(svc, c, opts)
     try:
         out = await req.stream(200, stream_type(req, c))
@@ -193,7 +246,8 @@ def filter_containers(items: list[Container], filters: dict[str, list[str]], svc
                 continue
             if key == "id" and not any(c.ID.startswith(v) for v in values):
                 return False
-            if key == "name" and not any(v.lstrip("/") in c.Name.lstrip("/") for v in values):
+            if key == "name" and not any(_regexp_match(v, c.Name) or _regexp_match(v, c.Name.lstrip("/"))
+                                         for v in values):
                 return False
             if key == "status" and c.State.Status not in values:
                 return False
@@ -216,6 +270,14 @@ def filter_containers(items: list[Container], filters: dict[str, list[str]], svc
                     return False
         return True
     return [c for c in items if ok(c)]
+
+
+def _regexp_match(pattern: str, text: str) -> bool:
+    """dockerd's filters.Match: a regular expression search; one that does not compile matches nothing."""
+    try:
+        return re.search(pattern, text) is not None
+    except re.error:
+        return False
 
 
 def _is_ancestor(c: Container, ref: str, graph: Graph) -> bool:
@@ -244,6 +306,16 @@ def list_entry(c: Container, networks: NetworkController) -> dict[str, Any]:
         "HostConfig": {"NetworkMode": c.HostConfig.get("NetworkMode", "default")},
         "NetworkSettings": _network_settings(c), "Mounts": mounts.inspect_mounts(c),
     }
+
+
+def container_sizes(graph: Graph, container_id: str, image_id: str) -> dict[str, int]:
+    """SizeRw (the container's own files) and SizeRootFs (those and its image's), as `ps -s` shows them."""
+    try:
+        rw = tree_size(graph.rw_dir(container_id))
+    except (NotFound, OSError):      # no layer (yet): nothing of its own
+        rw = 0
+    image = graph.find_image(image_id) if image_id else None
+    return {"SizeRw": rw, "SizeRootFs": rw + (image.size if image else 0)}
 
 
 def inspect_entry(c: Container, svc: ContainerService, graph: Graph) -> dict[str, Any]:

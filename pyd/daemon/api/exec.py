@@ -9,6 +9,8 @@ from pyd.daemon.containers.attach import ExecAttachment
 from pyd.daemon.errors import BadParameter, Conflict
 from pyd.http.server import Response
 from pyd.daemon.api.hijack import hijack
+from pyd.daemon.api import compat
+from pyd.daemon.api.version import api_at_least, api_version
 
 if TYPE_CHECKING:
     from pyd.daemon.containers.execs import ExecInstance, ExecService
@@ -24,6 +26,8 @@ RAW = "application/vnd.docker.raw-stream"
 def register(router: Router, execs: ExecService) -> None:
     async def create(req, id: str) -> Response:
         body = await req.json()
+        if isinstance(body, dict):
+            body = compat.exec_body(api_version(req), body)
         return Response(201, {"Id": execs.create(id, body)})
 
     async def start(req, id: str) -> Any:
@@ -35,10 +39,10 @@ def register(router: Router, execs: ExecService) -> None:
             await execs.start(inst, with_stdin=False)
             return Response(200, b"", content_type="application/json")
         from pyd.daemon.spec.process import console_size
-        size = console_size(body.get("ConsoleSize"))
+        size = console_size(compat.exec_body(api_version(req), body).get("ConsoleSize"))
         if size and inst.config.tty and not inst.config.console_size:
             inst.config.console_size = size
-        await start_attached(req, execs, inst)
+        await start_attached(req, execs, inst, multiplexed=not body.get("Tty"))
         return None
 
     async def inspect(req, id: str) -> dict:
@@ -67,11 +71,14 @@ def resize_args(req: Request) -> tuple[int, int]:
     return values[0], values[1]
 
 
-async def start_attached(req: Request, execs: ExecService, inst: ExecInstance) -> None:
-    """Hijack, then the exec runs attached to the connection."""
-    attachment = ExecAttachment(execs, inst)
+async def start_attached(req: Request, execs: ExecService, inst: ExecInstance, multiplexed: bool) -> None:
+    """Hijack, then the exec runs attached to the connection. dockerd frames the output by the start
+    request's Tty (docker-py sends false unless told), whatever the exec was created with; the frames
+    are labelled multiplexed since 1.42, raw before."""
+    attachment = ExecAttachment(execs, inst, multiplexed)
     try:
-        reader, writer = await hijack(req, RAW if inst.config.tty else MULTIPLEXED)
+        labelled = multiplexed and api_at_least(req, "1.42")
+        reader, writer = await hijack(req, MULTIPLEXED if labelled else RAW)
         await attachment.run(reader, writer)
     except (ConnectionError, asyncio.CancelledError):
         pass

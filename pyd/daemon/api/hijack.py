@@ -10,5 +10,8 @@ if TYPE_CHECKING:
 
 async def hijack(req: Request, content_type: str) -> tuple[asyncio.StreamReader, HijackWriter]:
     """"101 UPGRADED" with Upgrade: tcp when the client asked for an upgrade (Docker looks at nothing but the
-    Upgrade header), else "200 OK" with the stream as the body until the connection closes."""
-    return await req.hijack(content_type, protocol="tcp", reason="UPGRADED")
+    Upgrade header), else "200 OK" with the stream as the body until the connection closes. The stream
+    starts once the client has read the head: docker-py would lose output that came with it."""
+    reader, writer = await req.hijack(content_type, protocol="tcp", reason="UPGRADED")
+    await writer.wait_peer_read()
+    return reader, writer

@@ -2,11 +2,15 @@
 /distribution."""
 from __future__ import annotations
 
+import errno
 import logging
 import os
 from typing import TYPE_CHECKING, Any
 
+from pyd.daemon.api import compat
+from pyd.daemon.api.version import api_version
 from pyd.daemon.api.util import check_filter_keys, filters_arg, releasing_memory, spool_body
+from pyd.daemon.api.validate import no_space_message
 from pyd.daemon.errors import BadParameter
 from pyd.daemon.images.service import split_refs
 from pyd.daemon.errors import HTTPError
@@ -33,10 +37,11 @@ def register(router: Router, images: ImageService, graph: Graph, tmp_dir: str) -
     async def list_(req) -> list:
         filters = filters_arg(req)
         check_filter_keys(filters, LIST_FILTERS)
-        return images.summaries(filters, req.arg_bool("all"))
+        compat.image_list_filters(api_version(req), filters, req.arg("filter"))
+        return compat.image_list(api_version(req), images.summaries(filters, req.arg_bool("all")))
 
     async def inspect(req, name: str) -> dict:
-        return image_inspect(graph, graph.resolve_image(name))
+        return compat.image_inspect(api_version(req), image_inspect(graph, graph.resolve_image(name)))
 
     async def tag(req, name: str) -> Response:
         graph.resolve_image(name)
@@ -53,11 +58,16 @@ def register(router: Router, images: ImageService, graph: Graph, tmp_dir: str) -
     async def load(req) -> None:
         # quiet only changes progress output, which load does not produce
         path = await spool_body(req, tmp_dir)
+        # dockerd answers 200 at once: a bad archive is an error message in the stream (docker-py's
+        # ImageLoadError, the CLI's exit 1)
+        out = await req.stream(200, "application/json")
         try:
             messages = await images.load(path)
+        except HTTPError as exc:
+            await out.write_json({"errorDetail": {"message": exc.message}, "error": exc.message})
+            messages = []
         finally:
             os.unlink(path)
-        out = await req.stream(200, "application/json")
         for msg in messages:
             await out.write_json({"stream": msg + "\n"})
         await out.close()
@@ -187,11 +197,16 @@ class _LazyStream:
     async def run(self, coro: Any) -> None:
         try:
             await coro
-        except (HTTPError, OSError) as exc:
+        except Exception as exc:
             if self.out is None:
                 raise
-            message = getattr(exc, "message", "") or str(exc)
-            log.info("stream failed: %s", message)
+            message = getattr(exc, "message", "") or str(exc) or type(exc).__name__
+            if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                message = no_space_message(exc)
+            if isinstance(exc, (HTTPError, OSError)):
+                log.info("stream failed: %s", message)
+            else:   # a fault of the engine: its traceback in the log, its message still to the client
+                log.error("stream failed: %s", message, exc_info=True)
             await self.out.write_json({"errorDetail": {"message": message}, "error": message})
         if self.out is None:
             self.out = await self.req.stream(200, "application/json")

@@ -6,6 +6,7 @@ import types
 from typing import TYPE_CHECKING
 
 from pyd.daemon.api.util import LazyModule
+from pyd.daemon.api.version import api_at_least
 
 stats: types.ModuleType = LazyModule("pyd.daemon.containers.stats")   # imported by the first top/stats request, not by an idle daemon
 
@@ -45,7 +46,7 @@ async def stats_stream(req: Request, cgroups: Cgroups, c: Container) -> None:
     the second sample (so CPU% is not 0); one-shot sends the first at once; a stopped container gets one
     empty sample. The stream ends when the container stops or the client goes."""
     stream = req.arg_bool("stream", True)
-    one_shot = req.arg_bool("one-shot", False)
+    one_shot = req.arg_bool("one-shot", False) and api_at_least(req, "1.41")     # one-shot came in 1.41
     if one_shot and stream:
         from pyd.daemon.errors import BadParameter
         raise BadParameter("cannot have stream=true and one-shot=true")

@@ -6,7 +6,9 @@ import time
 from typing import TYPE_CHECKING
 
 from pyd import API_VERSION
+from pyd.daemon.api import compat
 from pyd.daemon.api.util import filters_arg, parse_time_arg
+from pyd.daemon.api.version import api_version
 from pyd.daemon.events import matches
 from pyd.http.server import Response
 
@@ -27,7 +29,7 @@ def register(router: Router, system: SystemInfo, bus: EventBus) -> None:
         return system.version()
 
     async def info(req) -> dict:
-        return system.info()
+        return compat.info(api_version(req), system.info())
 
     async def events(req) -> None:
         filters = filters_arg(req)

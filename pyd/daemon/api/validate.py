@@ -7,9 +7,13 @@ ignored and names match case-insensitively, as Go does.
 """
 from __future__ import annotations
 
-from typing import Any
+import errno
+import os
+import re
+from typing import Any, Callable
 
-from pyd.daemon.errors import BadParameter
+from pyd.daemon.errors import BadParameter, ServerError
+from pyd.http.server import Request, Router
 
 def _go_kind(value: Any) -> str:
     if value is None:
@@ -23,13 +27,6 @@ def _go_kind(value: Any) -> str:
     if isinstance(value, list):
         return "array"
     return "object"
-
-
-def check_create_body(body: Any) -> None:
-    """POST /containers/create: the container config with HostConfig and NetworkingConfig inside."""
-    if body is None:
-        raise BadParameter("invalid JSON: body is empty")
-    check_body("POST /containers/create", body)
 
 
 def strslice(value: Any) -> list[str] | None:
@@ -121,11 +118,121 @@ def _check_struct(obj: dict, key: str, path: list[str]) -> None:
 def check_body(route: str, body: Any) -> None:
     """Check a decoded body against the API description's types for `route` ("POST /containers/create"):
     a value of the wrong JSON type is a 400 with the message dockerd's Go decoder gives."""
-    from pyd.daemon.api.body_schema import DEFS, ROUTES
+    from pyd.daemon.api.body_schema import ROUTES
 
-    key = ROUTES[route]
     if body is None:
         return
-    if not isinstance(body, dict):
-        raise BadParameter(f"json: cannot unmarshal {_go_kind(body)} into Go value of type {DEFS[key][1]}")
-    _check_struct(body, key, [])
+    td = ROUTES[route]
+    if td[0] == "o":
+        if not isinstance(body, dict):
+            raise BadParameter(f"json: cannot unmarshal {_go_kind(body)} into Go value of type {td[2]}")
+        _check_struct(body, td[1], [])
+        return
+    if not isinstance(body, list):       # an array body: Go names its items without a struct
+        raise BadParameter(f"json: cannot unmarshal {_go_kind(body)} into Go value of type {td[2]}")
+    item = td[1]
+    for value in body:
+        if item[0] == "o" and value is not None and not isinstance(value, dict):
+            raise BadParameter(f"json: cannot unmarshal {_go_kind(value)} into Go value of type {item[2]}")
+        if item[0] == "o" and value is not None:
+            _check_struct(value, item[1], [])
+        elif item[0] == "s" and value is not None and not isinstance(value, str):
+            raise BadParameter(f"json: cannot unmarshal {_go_kind(value)} into Go value of type {item[1]}")
+
+
+# ---------------------------------------------------------------- the edge: every body route, before its handler
+
+BODY_REQUIRED = {"POST /containers/create"}     # dockerd refuses these without a body
+
+
+def _route_shape(method: str, pattern: str) -> str:
+    """"POST /networks/{}/connect": a route with its parameters' names (and kinds) left out."""
+    return f"{method.upper()} {re.sub(r'{[^}]*}', '{}', pattern)}"
+
+
+class BodyCheckingRouter(Router):
+    """The route table, with each JSON body checked once at the edge: decoded without recursion limits
+    hurting (too deep is a 400, as Go says it), then against the API description's types for the route.
+    Handlers read the checked body with `await req.json()`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from pyd.daemon.api.body_schema import ROUTES
+        self._body_routes = {_route_shape(*route.split(" ", 1)): route for route in ROUTES}
+
+    def add(self, method: str, pattern: str, handler: Callable) -> None:
+        route = self._body_routes.get(_route_shape(method, pattern))
+        handler = _full_disk_as_error(handler)
+        super().add(method, pattern, handler if route is None else _checked(route, handler))
+
+
+_NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def _full_disk_as_error(handler: Callable) -> Callable:
+    """A full disk is the host's state, not the engine's bug: its 500 says so in Go's words, with no
+    traceback in the log."""
+    async def run(req: Request, **params: str) -> Any:
+        try:
+            return await handler(req, **params)
+        except OSError as exc:
+            if exc.errno not in _NO_SPACE:
+                raise
+            raise ServerError(no_space_message(exc)) from None
+    return run
+
+
+def no_space_message(exc: OSError) -> str:
+    """"<file>: no space left on device" (Go's words), or the more precise message the error carries."""
+    text = exc.strerror or ""
+    if text == os.strerror(exc.errno or 0):
+        text = text[:1].lower() + text[1:]
+    return f"{exc.filename}: {text}" if exc.filename else text
+
+
+def _checked(route: str, handler: Callable) -> Callable:
+    async def checked(req: Request, **params: str) -> Any:
+        await check_request_body(req, route)
+        return await handler(req, **params)
+    return checked
+
+
+async def check_request_body(req: Request, route: str) -> None:
+    """Decode and check the body of `req`, a request to `route` ("POST /networks/{id}/connect")."""
+    data = await req.body()
+    check_depth(data)
+    body = await req.json()
+    if body is None and route in BODY_REQUIRED:
+        raise BadParameter("invalid JSON: body is empty")
+    if _SURROGATE_ESCAPE.search(data):
+        body = _replace_lone_surrogates(body)
+        req.set_json(body)
+    check_body(route, body)
+
+
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _replace_lone_surrogates(value: Any) -> Any:
+    """Go decodes an unpaired UTF-16 surrogate escape as U+FFFD; Python keeps it, and it cannot be encoded
+    (a path, a netlink name, a log line). Walks the value without recursion."""
+    def fix(s: str) -> str:
+        return s.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+    if isinstance(value, str):
+        return fix(value)
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            for key in list(node):
+                item = node.pop(key)
+                node[fix(key)] = fix(item) if isinstance(item, str) else item
+                stack.append(item)
+        elif isinstance(node, list):
+            for i, item in enumerate(node):
+                if isinstance(item, str):
+                    node[i] = fix(item)
+                else:
+                    stack.append(item)
+    return value

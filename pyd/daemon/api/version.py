@@ -32,6 +32,11 @@ def api_version(req: Request) -> str:
     return req.state.get(_STATE_KEY, API_VERSION)
 
 
+def api_at_least(req: Request, minimum: str) -> bool:
+    """Whether the request speaks API `minimum` or later (a behaviour that version introduced)."""
+    return version_tuple(api_version(req)) >= version_tuple(minimum)
+
+
 class APIVersion:
     """The version middleware: route() strips the prefix (a handler reads the version with api_version()),
     check() refuses versions out of range once the route is known (an unknown path stays a 404)."""

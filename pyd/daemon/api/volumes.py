@@ -5,6 +5,7 @@ import asyncio
 from typing import TYPE_CHECKING
 
 from pyd.daemon.api.util import check_filter_keys, filters_arg
+from pyd.daemon.api.version import api_at_least
 from pyd.daemon.errors import BadParameter
 from pyd.http.server import Response
 
@@ -56,12 +57,7 @@ def register(router: Router, store: VolumeStore, events: EventBus) -> None:
         events.publish("volume", action, v.name, {"driver": v.driver})
 
     async def create(req) -> Response:
-        body = await req.json() or {}
-        if not isinstance(body, dict):
-            raise BadParameter("invalid JSON: volume create body must be an object")
-        for key, kind in (("Labels", dict), ("DriverOpts", dict), ("Name", str), ("Driver", str)):
-            if body.get(key) is not None and not isinstance(body[key], kind):
-                raise BadParameter(f"invalid JSON: {key} has the wrong type")
+        body = await req.json() or {}     # its types checked at the edge (validate.BodyCheckingRouter)
         existed = bool(body.get("Name")) and store.find(body["Name"]) is not None
         v = await asyncio.to_thread(store.create, body.get("Name") or None, body.get("Driver") or None,
                                     body.get("Labels"), body.get("DriverOpts"))
@@ -88,6 +84,8 @@ def register(router: Router, store: VolumeStore, events: EventBus) -> None:
         filters = filters_arg(req)
         check_filter_keys(filters, PRUNE_FILTERS)
         prune_all = _bool_filter("all", filters.pop("all", []))
+        if not api_at_least(req, "1.42"):
+            prune_all = True      # before 1.42 a prune took named volumes too
         deleted, reclaimed = [], 0
         for v in store.list():
             if store.users(v.name) or not matches(v, filters, False):

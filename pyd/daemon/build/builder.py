@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable, Protocol
 from pyd.daemon.storage import archive
 from pyd.daemon.build import copying, dockerfile, platforms, remote, run_heredocs, runmounts, stages as stage_graph
 from pyd.formats import dockerignore, rfc3339
+from pyd.formats.platforms import Platform, config_fields, image_platform
 from pyd.daemon.build.dockerfile import DockerfileError, Instruction, Lexer
 from pyd.daemon.errors import BadParameter, NotFound
 from pyd.daemon.errors import HTTPError
@@ -456,9 +457,9 @@ class Builder:
         if layer is not None:
             diff_ids.append(layer.diff_id)
         config: dict[str, Any] = {
-            "architecture": base.get("architecture") or _arch(), "config": state.config,
+            **_platform_of(base, self.graph.platform), "config": state.config,
             "container": container_id, "container_config": cache_config, "created": now,
-            "docker_version": "pyd", "history": history, "os": "linux",
+            "docker_version": "pyd", "history": history,
             "rootfs": {"type": "layers", "diff_ids": diff_ids},
         }
         if base.get("author") or state.config.get("_author"):
@@ -1016,10 +1017,9 @@ def _merge_env_order(old: list[str], new: list[str]) -> list[str]:
     return out
 
 
-def _arch() -> str:
-    import platform
-    m = platform.machine()
-    return {"x86_64": "amd64", "aarch64": "arm64"}.get(m, m)
+def _platform_of(base: dict, host: Platform) -> dict[str, str]:
+    """A built image is for its base image's platform; FROM scratch, for this machine's."""
+    return config_fields(image_platform(base) if base.get("architecture") else host)
 
 
 def _inline_file(folder: str, name: str, data: str) -> copying.Found:

@@ -6,8 +6,9 @@ left out); anything else is an error said once, here.
 """
 from __future__ import annotations
 
-import platform as _platform
 from dataclasses import dataclass
+
+from pyd.formats.platforms import host_machine
 
 _ARCH = {"x86_64": "amd64", "x86-64": "amd64", "aarch64": "arm64", "armhf": "arm", "armel": "arm",
          "i386": "386", "i686": "386"}
@@ -29,8 +30,8 @@ class Platform:
         return f"{self.os}/{self.arch}" + (f"/{self.variant}" if self.variant else "")
 
 
-def host() -> Platform:
-    machine = _platform.machine().lower()
+def host(machine: str | None = None) -> Platform:
+    machine = (machine or host_machine()).lower()
     arch = _ARCH.get(machine, machine)
     variant = "v7" if arch == "arm" else ""
     return Platform("linux", arch, variant)

@@ -14,6 +14,7 @@ import signal
 import time
 from typing import Any, Mapping
 
+from pyd.daemon.cgroups.devices import DeviceRule, host_config_rules
 from pyd.daemon.errors import BadParameter
 
 log = logging.getLogger("pyd")
@@ -43,6 +44,18 @@ def cfs(hc: Mapping[str, Any]) -> tuple[int, int]:
     return hc.get("CpuPeriod") or CFS_PERIOD, hc.get("CpuQuota") or -1
 
 
+def device_rules(hc: Mapping[str, Any]) -> list[DeviceRule]:
+    """Docker's device rules for the HostConfig; BadParameter when a --device node is missing or a
+    --device-cgroup-rule is malformed."""
+    from pyd.daemon.spec.devices import resolve_devices
+    from pyd.daemon.spec.security import DEFAULT_DEVICE_RULES
+    devices = [f"{d.kind} {d.major}:{d.minor} {d.permissions}" for d in resolve_devices(hc)]
+    try:
+        return host_config_rules(hc, devices, DEFAULT_DEVICE_RULES)
+    except ValueError as e:
+        raise BadParameter(str(e)) from None
+
+
 class Cgroups:
     """The cgroupfs driver's interface; this base is the host without cgroups (nothing to make or limit)."""
 
@@ -54,6 +67,13 @@ class Cgroups:
     def mount_points(self) -> Mapping[str, str]:
         """controller -> mount point of its v1 hierarchy (empty on v2)."""
         return {}
+
+    def parent_dir(self) -> str | None:
+        """v2: the cgroup the containers' cgroups are made in (None elsewhere, or when it cannot be made)."""
+        return None
+
+    def prepare(self) -> None:
+        """At daemon start: what every container's cgroup needs above it."""
 
     def _relative(self, cid: str, hc: Mapping[str, Any]) -> str:
         parent = (hc.get("CgroupParent") or self.parent).strip("/")
@@ -74,9 +94,10 @@ class Cgroups:
     # ---- life cycle
     def create(self, cid: str, hc: dict[str, Any]) -> list[str]:
         """Make the cgroup and apply every limit; returns the warnings. Removes what it made on failure."""
+        rules = device_rules(hc)   # before anything is made: the requested devices must exist
         try:
             self._make(cid, hc)
-            self._set_devices(cid, hc)
+            self._write_devices(cid, hc, rules)
             return self.apply(cid, hc)
         except OSError as e:
             self.remove(cid, hc)
@@ -103,10 +124,8 @@ class Cgroups:
     def _init_level(self, ctl: str, path: str) -> None:
         """A cgroup directory just made under its parent."""
 
-    def _set_devices(self, cid: str, hc: Mapping[str, Any]) -> None:
-        """The device rules of the container; the requested devices must exist either way."""
-        from pyd.daemon.spec.devices import resolve_devices
-        resolve_devices(hc)
+    def _write_devices(self, cid: str, hc: Mapping[str, Any], rules: list[DeviceRule]) -> None:
+        """Enforce `rules` on the container's cgroup (nothing to write on a host without cgroups)."""
 
     def apply(self, cid: str, hc: Mapping[str, Any]) -> list[str]:
         """Write the HostConfig's limits (at create and on update); returns the warnings."""

@@ -8,8 +8,10 @@ decides, so "a" deny followed by allows is an allowlist and a leading "a" allow 
 """
 from __future__ import annotations
 
+import re
 import struct
 from dataclasses import dataclass
+from typing import Any, Mapping
 
 # struct bpf_cgroup_dev_ctx { u32 access_type; u32 major; u32 minor; }: access_type is access << 16 | type
 DEV_BLOCK, DEV_CHAR = 1, 2
@@ -33,6 +35,17 @@ class DeviceRule:
         num = lambda n: "*" if n is None else str(n)   # noqa: E731
         acc = "".join(ch for ch, bit in (("r", ACC_READ), ("w", ACC_WRITE), ("m", ACC_MKNOD)) if self.access & bit)
         return f"{self.kind} {num(self.major)}:{num(self.minor)} {acc}"
+
+
+# dockerd's deviceCgroupRuleRegex: what --device-cgroup-rule accepts
+_USER_RULE = re.compile(r"^([acb]) ([0-9]+|\*):([0-9]+|\*) ([rwm]{1,3})$")
+
+
+def check_user_rule(text: str) -> DeviceRule:
+    """A HostConfig.DeviceCgroupRules entry, as strictly as dockerd reads it."""
+    if not isinstance(text, str) or not _USER_RULE.match(text):
+        raise ValueError(f"invalid device cgroup rule format: '{text}'")
+    return parse_rule(text)
 
 
 def parse_rule(text: str, allow: bool = True) -> DeviceRule:
@@ -123,3 +136,10 @@ def container_rules(default_rules: list[str], devices: list[str], cgroup_rules: 
         return [DeviceRule("a", None, None, ALL_ACCESS, True)]
     return [DeviceRule("a", None, None, ALL_ACCESS, False),
             *(parse_rule(r) for r in [*default_rules, *devices, *cgroup_rules])]
+
+
+def host_config_rules(hc: Mapping[str, Any], devices: list[str], default_rules: list[str]) -> list[DeviceRule]:
+    """container_rules for a HostConfig whose --device nodes are `devices` ("c 1:3 rwm")."""
+    privileged = bool(hc.get("Privileged"))
+    user = [] if privileged else [str(check_user_rule(r)) for r in hc.get("DeviceCgroupRules") or []]
+    return container_rules(default_rules, devices, user, privileged)

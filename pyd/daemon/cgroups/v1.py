@@ -8,6 +8,7 @@ import os
 from typing import Any, Mapping
 
 from pyd.daemon.cgroups.base import Cgroups, cfs, read_file, write_file
+from pyd.daemon.cgroups.devices import DeviceRule
 
 CONTROLLERS = ("memory", "cpu", "cpuacct", "cpuset", "pids", "blkio", "devices", "freezer")
 
@@ -52,19 +53,14 @@ class CgroupsV1(Cgroups):
                 if not read_file(os.path.join(path, f)):
                     write_file(os.path.join(path, f), read_file(os.path.join(os.path.dirname(path), f)))
 
-    def _set_devices(self, cid: str, hc: Mapping[str, Any]) -> None:
-        from pyd.daemon.spec.devices import resolve_devices
-        from pyd.daemon.spec.security import DEFAULT_DEVICE_RULES
-        devices = [f"{d.kind} {d.major}:{d.minor} {d.permissions}" for d in resolve_devices(hc)]
+    def _write_devices(self, cid: str, hc: Mapping[str, Any], rules: list[DeviceRule]) -> None:
         d = self.dirs(cid, hc).get("devices")
         if d is None:
             return
-        if hc.get("Privileged"):
-            write_file(os.path.join(d, "devices.allow"), "a")
-            return
-        write_file(os.path.join(d, "devices.deny"), "a")
-        for rule in [*DEFAULT_DEVICE_RULES, *devices]:
-            write_file(os.path.join(d, "devices.allow"), rule)
+        first, rest = rules[0], rules[1:]     # "a" allow (privileged) or "a" deny, then the allowlist
+        write_file(os.path.join(d, "devices.allow" if first.allow else "devices.deny"), "a")
+        for rule in rest:
+            write_file(os.path.join(d, "devices.allow" if rule.allow else "devices.deny"), str(rule))
 
     def apply(self, cid: str, hc: Mapping[str, Any]) -> list[str]:
         dirs = self.dirs(cid, hc)

@@ -1,13 +1,18 @@
 """cgroup v2 (unified): the container's cgroup is ``/sys/fs/cgroup/<parent>/<id>``, with the same knobs
-in v2 spelling. Device rules (a BPF program on v2) are not written."""
+in v2 spelling. Device rules, which v2 has no controller for, are an eBPF program attached to the
+container's cgroup (device_filter.py) before its first process joins it."""
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any, Mapping
 
+from pyd.daemon.cgroups import device_filter
 from pyd.daemon.cgroups.base import Cgroups, cfs, read_file, write_file
+from pyd.daemon.cgroups.devices import DeviceRule
 
 ROOT = "/sys/fs/cgroup"
+log = logging.getLogger("pyd")
 
 
 def present() -> bool:
@@ -15,8 +20,26 @@ def present() -> bool:
 
 
 class CgroupsV2(Cgroups):
+    def __init__(self, parent: str = "pyd", root: str = ROOT) -> None:
+        super().__init__(parent)
+        self.root = root            # the unified hierarchy's mount (tests: a hybrid host's cgroup2 mount)
+
     def dirs(self, cid: str, hc: Mapping[str, Any]) -> dict[str, str]:
-        return {"unified": os.path.join(ROOT, self._relative(cid, hc))}
+        return {"unified": os.path.join(self.root, self._relative(cid, hc))}
+
+    def parent_dir(self) -> str | None:
+        d = os.path.join(self.root, self.parent)
+        return d if os.path.isdir(d) else None
+
+    def prepare(self) -> None:
+        """pyd's own subtree with the controllers enabled down to it, so `docker info` can tell what a
+        container's cgroup will offer before the first one exists."""
+        d = os.path.join(self.root, self.parent)
+        try:
+            self._mkdir("unified", d)
+            self._enable_controllers(d)
+        except OSError as e:
+            log.warning("cannot prepare the cgroup %s: %s", d, e)
 
     def _make(self, cid: str, hc: Mapping[str, Any]) -> None:
         super()._make(cid, hc)
@@ -25,10 +48,10 @@ class CgroupsV2(Cgroups):
     def _enable_controllers(self, parent: str) -> None:
         chain = []
         p = parent
-        while p.startswith(ROOT) and p != ROOT:
+        while p.startswith(self.root + "/"):
             chain.append(p)
             p = os.path.dirname(p)
-        for d in [ROOT, *reversed(chain)]:
+        for d in [self.root, *reversed(chain)]:
             available = read_file(os.path.join(d, "cgroup.controllers")).split()
             for ctl in ("cpu", "cpuset", "memory", "pids", "io"):
                 if ctl in available:
@@ -36,6 +59,12 @@ class CgroupsV2(Cgroups):
                         write_file(os.path.join(d, "cgroup.subtree_control"), f"+{ctl}")
                     except OSError:
                         pass
+
+    def _write_devices(self, cid: str, hc: Mapping[str, Any], rules: list[DeviceRule]) -> None:
+        try:
+            device_filter.install(self.dirs(cid, hc)["unified"], rules)
+        except OSError as e:
+            raise OSError(e.errno, f"cannot set the device filter (cgroup v2 eBPF): {e.strerror}") from None
 
     def apply(self, cid: str, hc: Mapping[str, Any]) -> list[str]:
         d = self.dirs(cid, hc)["unified"]

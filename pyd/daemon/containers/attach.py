@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from pyd.daemon.containers.execs import DetachScanner, ExecInstance, ExecService, detach_keys_arg
 from pyd.daemon.containers.logs import LogReader
-from pyd.daemon.runtime.execdriver import ATTACH_RAW, ATTACH_STDERR, ATTACH_STDOUT
+from pyd.daemon.runtime.execdriver import ATTACH_RAW, ATTACH_STDERR, ATTACH_STDOUT, ATTACH_WAIT
 from pyd.formats.stdcopy import stdcopy_frame
 
 if TYPE_CHECKING:
@@ -61,6 +61,11 @@ class Attachments:
         flags = ((ATTACH_STDOUT if opts.stdout else 0) | (ATTACH_STDERR if opts.stderr else 0)
                  | (ATTACH_RAW if opts.raw else 0))
         self.containers.add_attach_sink(c, fd, flags)
+
+    def share_wait(self, c: Container, fd: int) -> None:
+        """A wait on c before its start (`docker run`'s): fd (ours to close), a duplicate of the response's
+        connection, goes to c's execd, which ends the response should this daemon die first."""
+        self.containers.add_attach_sink(c, fd, ATTACH_WAIT)
 
     def open(self, c: Container, opts: AttachOptions) -> AttachSession:
         """A session subscribed to c's output from now on; close() it when done."""
@@ -149,8 +154,9 @@ class ExecAttachment:
     """docker exec without -d: the exec starts once the client's connection is ours; its output goes out
     (stdcopy frames without a tty) until the process exits or the detach keys are typed."""
 
-    def __init__(self, execs: ExecService, inst: ExecInstance) -> None:
-        self.execs, self.inst = execs, inst
+    def __init__(self, execs: ExecService, inst: ExecInstance, multiplexed: bool) -> None:
+        """multiplexed: the start request's Tty was false (dockerd frames by it, not by the exec's tty)."""
+        self.execs, self.inst, self.multiplexed = execs, inst, multiplexed
         self.keys = detach_keys_arg(inst.config.detach_keys)
         self.queue: asyncio.Queue = asyncio.Queue()
         self.pump: asyncio.Future[str] | None = None
@@ -159,7 +165,7 @@ class ExecAttachment:
     async def run(self, reader: StreamIn, writer: StreamOut) -> None:
         from pyd.daemon.runtime.execdriver import ExecError
         inst, cfg = self.inst, self.inst.config
-        multiplexed = not cfg.tty
+        multiplexed = self.multiplexed
         try:
             await self.execs.start(inst, with_stdin=cfg.attach_stdin)
         except ExecError as e:

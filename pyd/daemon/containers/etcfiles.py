@@ -116,6 +116,10 @@ def lookup_user(rootfs: str, spec: str, group_add: list[str] | None = None) -> E
             result.uid = int(user)
         else:
             raise BadParameter(f"unable to find user {user}: no matching entries in passwd file")
+    else:   # no user: root, with root's home (runc's default user, looked up like any other)
+        entry = next((p for p in passwd if len(p) >= 7 and p[2] == "0"), None)
+        if entry:
+            result.gid, result.home = int(entry[3]) if entry[3].isdigit() else 0, entry[5] or "/"
     if group:
         result.gid = _group_id(groups_file, group)
     else:
@@ -126,6 +130,8 @@ def lookup_user(rootfs: str, spec: str, group_add: list[str] | None = None) -> E
         gid = _group_id(groups_file, extra)
         if gid not in result.groups:
             result.groups.append(gid)
+    # dockerd's AdditionalGids start with the primary group (containerd since CVE-2023-25173)
+    result.groups = [result.gid, *(g for g in result.groups if g != result.gid)]
     return result
 
 

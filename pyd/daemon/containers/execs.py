@@ -88,7 +88,7 @@ class ExecConfig:
         working_dir = body.get("WorkingDir") or ""
         if working_dir and not working_dir.startswith("/"):
             raise BadParameter(f"the working directory '{working_dir}' is invalid, it needs to be an absolute path")
-        detach_keys = body.get("DetachKeys") or ""
+        detach_keys = body.get("DetachKeys") or body.get("detachKeys") or ""   # Go's JSON ignores the case
         if detach_keys:
             detach_keys_arg(detach_keys)
         from pyd.daemon.spec.process import console_size

@@ -200,6 +200,15 @@ class Container:
         return f"Exited ({st.ExitCode}) {human_duration(now - finished)} ago"
 
 
+def config_env(user: list[str], image: list[str]) -> list[str]:
+    """A container's Config.Env as dockerd's merge() makes it: the user's entries as given (a bare KEY
+    too: it unsets KEY in the process), then the image's whose key the user did not name."""
+    if not user:
+        return list(image)
+    named = {e.partition("=")[0] for e in user}
+    return list(user) + [e for e in image if e.partition("=")[0] not in named]
+
+
 def merge_env(base: list[str], override: list[str]) -> list[str]:
     """Docker's ReplaceOrAppendEnvValues: later KEY=... replace earlier ones; a bare KEY removes it."""
     out: dict[str, str | None] = {}

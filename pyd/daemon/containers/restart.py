@@ -104,6 +104,15 @@ class RestartManager:
         self.canceled.add(c.ID)
         c.HasBeenManuallyStopped = True
 
+    def on_kill(self, c: "Container", exits: bool) -> None:
+        """`docker kill`: a manual stop (unless-stopped stays down); when the signal is one that ends the
+        container (KILL, its stop signal), its next exit is not restarted under any policy."""
+        if self.svc.shutting_down:
+            return
+        c.HasBeenManuallyStopped = True
+        if exits:
+            self.canceled.add(c.ID)
+
     def cancel(self, c: "Container") -> bool:
         """Cancel a waiting restart (stop/rm of a restarting container); True when one was waiting."""
         self.canceled.add(c.ID)

@@ -19,14 +19,15 @@ from pyd.daemon.containers import etcfiles
 from pyd.daemon.containers import mounts
 from pyd.daemon.containers.execs import ExecService
 from pyd.daemon.containers.health import HealthMonitor
-from pyd.daemon.containers.model import Container, merge_env
+from pyd.daemon.containers.image_platform import check_platform
+from pyd.daemon.containers.model import Container, config_env, merge_env
 from pyd.formats import rfc3339
 from pyd.daemon.containers.restart import RestartManager
 from pyd.daemon.containers.settings import ContainerSettings
 from pyd.daemon.containers.store import ContainerStore
 from pyd.daemon.errors import BadParameter, Conflict, NotModified, ServerError
 from pyd.daemon.storage.trees import tree_size
-from pyd.daemon.api.validate import check_create_body, strslice
+from pyd.daemon.api.validate import strslice
 
 if TYPE_CHECKING:
     from pyd.daemon.cgroups.base import Cgroups
@@ -41,6 +42,7 @@ log = logging.getLogger("pyd")
 
 NAME_RE = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 DEFAULT_STOP_TIMEOUT = 10
+KILL_WAIT = 10
 
 
 def parse_signal(value: str | int | None, default: int = signal_mod.SIGKILL) -> int:
@@ -116,13 +118,13 @@ class ContainerService:
         self.events.publish("container", action, c.ID, attrs)
 
     # ------------------------------------------------------------ create
-    async def create(self, name: str | None, body: Any) -> dict[str, Any]:
-        check_create_body(body)
+    async def create(self, name: str | None, body: Any, platform: str = "") -> dict[str, Any]:
         host_config = dict(body.get("HostConfig") or {})
         image_ref = body.get("Image") or ""
         if not image_ref:
             raise BadParameter("config cannot be empty in order to create a container")
         image = self.graph.resolve_image(image_ref)
+        platform_warnings = check_platform(image_ref, image.config, platform, self.graph.platform)
         if name:
             if not NAME_RE.match(name):
                 raise BadParameter(f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
@@ -135,10 +137,13 @@ class ContainerService:
             from pyd.daemon.containers.names import random_name
             full = "/" + random_name({n.lstrip("/") for n in self.names})
         config = merge_image_config(body, image.container_config())
+        working_dir = config.get("WorkingDir") or ""
+        if working_dir and not working_dir.startswith("/"):
+            raise BadParameter(f"the working directory '{working_dir}' is invalid, it needs to be an absolute path")
         if not config.get("Cmd") and not config.get("Entrypoint"):
             raise BadParameter("no command specified")
-        warnings: list[str] = []
-        host_config = normalize_host_config(host_config, warnings)
+        warnings: list[str] = list(platform_warnings)
+        host_config = normalize_host_config(host_config, warnings, self.settings.log_driver)
         cid = secrets.token_hex(32)
         config["Hostname"] = config.get("Hostname") or cid[:12]
         path, args = entrypoint_and_args(config)
@@ -338,7 +343,7 @@ class ContainerService:
         for queue in c.subscribers:
             queue.put_nowait(None)
         self._wake(c)
-        self._resolve_waiters(c, ("next-exit",) if restarting else ("not-running", "next-exit"))
+        self._resolve_waiters(c, ("not-running", "next-exit"))   # dockerd: restarting too ends a wait
         if not restarting and c.HostConfig.get("AutoRemove") and not self.shutting_down and c.ID in self.by_id:
             try:
                 await self.remove(c.ID, force=True, volumes=True)   # --rm takes anonymous volumes too
@@ -364,13 +369,20 @@ class ContainerService:
                            "wait until the container is running")
         if not c.State.Running or c.execd is None:
             raise Conflict(f"Cannot kill container: {ref}: Container {c.ID} is not running")
-        if signum == parse_signal(c.Config.get("StopSignal"), default=signal_mod.SIGTERM):
-            self.restarts.on_manual_stop(c)   # dockerd: a kill with the stop signal is a stop
+        stop_signal = c.Config.get("StopSignal")
+        # dockerd: KILL, the stop signal, or any signal when there is none ends the container for good
+        exits = signum == signal_mod.SIGKILL or not stop_signal or signum == parse_signal(stop_signal)
+        self.restarts.on_kill(c, exits)
+        c.save()
         c.execd.kill(signum)
         self.publish_event(c, "kill", signal=str(signum))
-        if c.State.Paused and (signum == signal_mod.SIGKILL or not c.Config.get("StopSignal")
-                               or signum == parse_signal(c.Config.get("StopSignal"))):
+        if c.State.Paused and exits:
             await self._thaw(c)   # dockerd resumes a paused container so the signal lands
+        if signum == signal_mod.SIGKILL:     # dockerd's Kill returns once the container is down (10 s at most)
+            try:
+                await asyncio.wait_for(self.wait(c.ID, "not-running"), KILL_WAIT)
+            except asyncio.TimeoutError:
+                log.warning("kill: container %s still running after %s s", c.short_id, KILL_WAIT)
 
     async def stop(self, ref: str, timeout: int | None = None, sig: str | None = None) -> None:
         c = self.get(ref)
@@ -673,7 +685,7 @@ def merge_image_config(body: dict[str, Any], image_cfg: dict[str, Any]) -> dict[
     config["Cmd"] = strslice(config.get("Cmd"))
     config["Entrypoint"] = strslice(config.get("Entrypoint"))
     image_env = image_cfg.get("Env") or []
-    config["Env"] = merge_env(image_env, config.get("Env") or [])
+    config["Env"] = config_env(config.get("Env") or [], image_env)
     if not config["Entrypoint"]:
         if not config["Cmd"]:
             config["Cmd"] = image_cfg.get("Cmd")
@@ -711,7 +723,8 @@ def entrypoint_and_args(config: dict[str, Any]) -> tuple[str, list[str]]:
     return (argv[0], argv[1:]) if argv else ("", [])
 
 
-def normalize_host_config(hc: dict[str, Any], warnings: list[str] | None = None) -> dict[str, Any]:
+def normalize_host_config(hc: dict[str, Any], warnings: list[str] | None = None,
+                          log_driver: str = "json-file") -> dict[str, Any]:
     mode = hc.get("NetworkMode") or "default"
     if mode == "default":
         mode = "bridge"
@@ -719,7 +732,8 @@ def normalize_host_config(hc: dict[str, Any], warnings: list[str] | None = None)
     hc["NetworkMode"] = mode
     log_type = (hc.get("LogConfig") or {}).get("Type")
     if log_type not in (None, "", "json-file", "none"):
-        raise BadParameter(f'failed to create container: logger: no log driver named "{log_type}" is registered')
+        # dockerd looks an unknown driver up as a logging plugin
+        raise BadParameter(f'error looking up logging plugin {log_type}: plugin "{log_type}" not found')
     from pyd.daemon.containers.logs import validate_log_config
     try:
         validate_log_config(hc.get("LogConfig") or {})
@@ -730,7 +744,14 @@ def normalize_host_config(hc: dict[str, Any], warnings: list[str] | None = None)
         raise BadParameter("can't create 'AutoRemove' container with restart policy")
     hc.setdefault("AutoRemove", False)
     hc.setdefault("Binds", None)
-    hc.setdefault("LogConfig", {"Type": "json-file", "Config": {}})
+    log_config = hc.get("LogConfig") or {}
+    hc["LogConfig"] = {**log_config, "Type": log_config.get("Type") or log_driver,   # "": the daemon's driver
+                       "Config": log_config.get("Config") or {}}
+    # execd is the one runtime; containers report dockerd's default name for it, which clients compare with
+    runtime = hc.get("Runtime") or "runc"
+    if runtime not in ("execd", "runc"):
+        raise BadParameter(f"Unknown runtime specified {runtime}")
+    hc["Runtime"] = runtime
     from pyd.daemon.containers.restart import validate_policy
     hc["RestartPolicy"] = validate_policy(hc.get("RestartPolicy"))
     from pyd.daemon.cgroups.resources import check_resources

@@ -20,6 +20,7 @@ from pyd.daemon.spec.inputs import CgroupPlacement, HostFacts, LogDefaults, Spec
 from pyd.daemon.spec.mounts import ETC_FILES
 from pyd.daemon.spec.namespaces import NAMESPACE_MODES
 from pyd.daemon.spec.security import all_caps
+from pyd.formats.platforms import host_machine
 
 
 class NetworkFiles(Protocol):
@@ -84,7 +85,7 @@ def host_facts(hc: Mapping[str, Any]) -> HostFacts:
     """What the security steps read of the host; /proc and /dev only when the container asks for all."""
     privileged = bool(hc.get("Privileged"))
     wants_all = privileged or any(str(a).strip().upper() == "ALL" for a in hc.get("CapAdd") or [])
-    return HostFacts(kernel=platform.release(), machine=platform.machine(),
+    return HostFacts(kernel=platform.release(), machine=host_machine(),
                      capabilities=tuple(all_caps()) if wants_all else (),
                      devices=tuple(host_devices()) if privileged else (),
                      device_nodes=stat_devices(hc))

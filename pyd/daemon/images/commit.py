@@ -13,7 +13,8 @@ import os
 import time
 from typing import TYPE_CHECKING, Any, Iterator, Protocol
 
-from pyd.daemon.storage.graph import Graph, _host_arch, apply_changes
+from pyd.daemon.storage.graph import Graph, LayerHold, apply_changes
+from pyd.formats.platforms import config_fields
 from pyd.formats import rfc3339
 
 if TYPE_CHECKING:
@@ -28,8 +29,14 @@ class Freezer(Protocol):
 def commit_container(graph: Graph, c: Container, changes: list[str] | None = None, comment: str = "",
                      author: str = "", overrides: dict | None = None) -> str:
     """Make the image; returns its ID."""
+    with graph.holding() as hold:     # a failure before the image is stored leaves no layer
+        return _commit(graph, c, changes, comment, author, overrides, hold)
+
+
+def _commit(graph: Graph, c: Container, changes: list[str] | None, comment: str, author: str,
+            overrides: dict | None, hold: LayerHold) -> str:
     base = graph.image(c.Image) if c.Image else None
-    layer = graph.commit_rw(c.ID)   # None: nothing changed
+    layer = graph.commit_rw(c.ID, hold)   # None: nothing changed
     container_config = copy.deepcopy(c.Config or {})
     if overrides:
         for key, value in overrides.items():
@@ -37,7 +44,7 @@ def commit_container(graph: Graph, c: Container, changes: list[str] | None = Non
                 container_config[key] = value
     apply_changes(container_config, changes or [])
     now = rfc3339.now(rfc3339.FIXED)
-    config: dict[str, Any] = copy.deepcopy(base.config) if base else {"architecture": _host_arch(), "os": "linux"}
+    config: dict[str, Any] = copy.deepcopy(base.config) if base else config_fields(graph.platform)
     config.update({"config": container_config, "container": c.ID, "created": now})
     if author:
         config["author"] = author
@@ -91,13 +98,19 @@ def frozen(cgroups: Freezer | None, c: Container, timeout: float = 2.0) -> Itera
         return
     try:
         deadline = time.monotonic() + timeout
-        while done and time.monotonic() < deadline:   # v1 passes through FREEZING
-            with open(path) as f:
-                if f.read().strip() == done:
-                    break
-            time.sleep(0.005)
+        try:
+            while done and time.monotonic() < deadline:   # v1 passes through FREEZING
+                with open(path) as f:
+                    if f.read().strip() == done:
+                        break
+                time.sleep(0.005)
+        except FileNotFoundError:      # it exited meanwhile and its cgroup went: nothing left to freeze
+            pass
         log.debug("commit: froze %s (%s)", c.ID[:12], path)
         yield
     finally:
-        with open(path, "w") as f:
-            f.write(off)
+        try:
+            with open(path, "w") as f:
+                f.write(off)
+        except FileNotFoundError:
+            pass

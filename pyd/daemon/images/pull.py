@@ -56,7 +56,7 @@ class PullService:
         fails for any reason hands over to the next endpoint; the last endpoint's error is the answer."""
         from pyd.daemon.images import registry
         opts = registry.PullOptions(platform=platform, max_concurrent=self.settings.max_concurrent_downloads,
-                                    tmp_dir=self.settings.tmp_dir)
+                                    tmp_dir=self.settings.tmp_dir, host=self.graph.platform)
         endpoints = registry.pull_endpoints(ref.domain, self.settings.mirrors)
         for mirror in endpoints:
             try:

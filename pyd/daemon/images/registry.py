@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable
 from pyd import __version__
 from pyd.daemon.errors import BadParameter, NotFound
 from pyd.daemon.errors import HTTPError
+from pyd.formats.platforms import (Platform, PlatformError, host_platform, image_platform, mismatch_message,
+                                   parse_platform)
 from pyd.formats.reference import DEFAULT_DOMAIN, Reference
 from pyd.http.aclient import AsyncClient, AsyncClientResponse
 from pyd.http.errors import IncompleteMessage
@@ -32,7 +34,7 @@ from pyd.http.urls import encode_query, join_url
 
 if TYPE_CHECKING:
     from pyd.daemon.images.distribution import DistributionMetadata
-    from pyd.daemon.storage.graph import Graph
+    from pyd.daemon.storage.graph import Graph, LayerHold
 
 log = logging.getLogger("pyd.registry")
 
@@ -456,31 +458,47 @@ class PullOptions:
     platform: str = ""               # "linux/arm64", "" = this machine
     max_concurrent: int = 3
     tmp_dir: str = "/tmp"
+    host: Platform = field(default_factory=host_platform)
+
+    def wanted(self) -> Platform:
+        """The platform to pull: --platform's, else this machine's (linux/arm64/v8 on aarch64)."""
+        return wanted_platform(self.platform, self.host)
 
 
-def _wanted_platform(spec: str, host_arch: str) -> tuple[str, str, str]:
+def wanted_platform(spec: str, host: Platform) -> Platform:
     if not spec:
-        return "linux", host_arch, ""
-    parts = spec.lower().split("/")
-    if len(parts) == 1:
-        return (parts[0], host_arch, "") if parts[0] in ("linux", "windows") else ("linux", parts[0], "")
-    return parts[0], parts[1], parts[2] if len(parts) > 2 else ""
+        return host
+    try:
+        return parse_platform(spec, host)
+    except PlatformError as e:
+        raise BadParameter(str(e)) from None
 
 
-def pick_manifest(index: dict, platform: str, host_arch: str) -> dict:
-    """The entry of a manifest list / OCI index for the platform (linux/<this machine> by default)."""
-    want_os, want_arch, want_variant = _wanted_platform(platform, host_arch)
+def pick_manifest(index: dict, want: Platform) -> dict:
+    """The entry of a manifest list / OCI index for `want`: one of exactly its variant first (arm64's
+    v8 is the same as none), else one that names no variant."""
     candidates = []
     for desc in index.get("manifests") or []:
         p = desc.get("platform") or {}
-        if p.get("os") == want_os and p.get("architecture") == want_arch:
-            if want_variant and p.get("variant") and p.get("variant") != want_variant:
-                continue
+        if p.get("os") and p.get("architecture") and want.matches(p.get("os"), p.get("architecture"),
+                                                                   p.get("variant")):
             candidates.append(desc)
     if not candidates:
-        raise NotFound(f"no matching manifest for {want_os}/{want_arch}{'/' + want_variant if want_variant else ''} "
-                       "in the manifest list entries")
-    return candidates[0]
+        raise NotFound(f"no matching manifest for {want} in the manifest list entries")
+    exact = [d for d in candidates if Platform(want.os, want.architecture, (d.get("platform") or {}).get("variant")
+                                               or "").normalized_variant() == want.normalized_variant()]
+    return (exact or candidates)[0]
+
+
+def check_image_platform(ref: Reference, config: dict, opts: PullOptions) -> None:
+    """A single-platform image must be for the wanted platform: dockerd refuses an amd64-only image on
+    an arm64 host (or for --platform linux/arm64) rather than store what cannot run."""
+    if not config.get("architecture"):
+        return              # an old or hand-made config that says nothing: dockerd takes it
+    want, actual = opts.wanted(), image_platform(config)
+    if not want.matches(actual.os, actual.architecture, actual.variant):
+        shown = want if opts.platform else want.without_default_variant()
+        raise NotFound(mismatch_message(ref.familiar(), shown, actual))
 
 
 class Puller:
@@ -564,7 +582,7 @@ class Puller:
 
     async def _pull(self, ref: Reference, final_status: bool = True) -> bool:
         """One tag or digest; True when something new was stored."""
-        from pyd.daemon.storage.graph import _host_arch
+        from pyd.daemon.storage.graph import LayerHold
         reference = ref.digest or ref.tag or "latest"
         body, mt, top_digest = await self.get_manifest(ref, reference)
         if mt in MT_SCHEMA1:
@@ -572,24 +590,29 @@ class Puller:
                                f"schema 1 support is disabled. {ref.familiar()} uses it and cannot be pulled")
         manifest = json.loads(body)
         if mt in _INDEXES:
-            desc = pick_manifest(manifest, self.opts.platform, _host_arch())
+            desc = pick_manifest(manifest, self.opts.wanted())
             body, mt, _ = await self.get_manifest(ref, desc["digest"])
             manifest = json.loads(body)
-        elif self.opts.platform:
-            pass   # a single manifest: its config says the platform; checked below
+        else:
+            self.opts.wanted()      # a bad --platform is a 400 before anything is fetched
         await status(self.emit, f"Pulling from {ref.path}", reference)
         config_desc = manifest.get("config") or {}
         layers = manifest.get("layers") or []
         config_bytes = await self._get_blob_bytes(ref, config_desc["digest"])
         config = json.loads(config_bytes)
+        check_image_platform(ref, config, self.opts)
         diff_ids = list((config.get("rootfs") or {}).get("diff_ids") or [])
         if len(diff_ids) != len(layers):
             raise registry_error(500, f"invalid manifest for {ref.familiar()}: {len(layers)} layers but "
                                       f"{len(diff_ids)} diff IDs in the image config")
         image_id = "sha256:" + hashlib.sha256(config_bytes).hexdigest()
         existed = any(i.id == image_id for i in self.graph.images())
-        await self._fetch_layers(ref, layers, diff_ids)
-        await asyncio.to_thread(self.graph.store_image, config_bytes)
+        hold = LayerHold()     # a failed pull leaves none of the layers it registered
+        try:
+            await self._fetch_layers(ref, layers, diff_ids, hold)
+            await asyncio.to_thread(self.graph.store_image, config_bytes)
+        finally:
+            await asyncio.to_thread(self.graph.release, hold)
         named = ref.with_tag(ref.tag) if ref.tag and not ref.digest else None
         digest_ref = Reference(ref.domain, ref.path, None, top_digest)
         up_to_date = existed and (named is None or self._points_to(named, image_id))
@@ -609,7 +632,7 @@ class Puller:
         except HTTPError:
             return False
 
-    async def _fetch_layers(self, ref: Reference, layers: list[dict], diff_ids: list[str]) -> None:
+    async def _fetch_layers(self, ref: Reference, layers: list[dict], diff_ids: list[str], hold: LayerHold) -> None:
         from pyd.daemon.storage.graph import chain_id
         chains: list[str] = []
         for diff in diff_ids:
@@ -619,7 +642,7 @@ class Puller:
             if desc.get("mediaType") in _ZSTD_TYPES and not _have_zstd():
                 raise BadParameter(f"layer {desc['digest']} is zstd-compressed, which this daemon cannot "
                                    "decompress")
-            if self.graph.has_layer(chains[i]):
+            if self.graph.hold_existing(hold, chains[i]):
                 await status(self.emit, "Already exists", short(desc["digest"]))
             else:
                 await status(self.emit, "Pulling fs layer", short(desc["digest"]))
@@ -642,7 +665,7 @@ class Puller:
                 desc = layers[i]
                 # the extraction follows the download (layers in order: its parent is applied by now)
                 extracted, downloaded = await asyncio.gather(
-                    self._extract(blobs[i], chains[i - 1] if i else None, diff_ids[i], desc), tasks[i],
+                    self._extract(blobs[i], chains[i - 1] if i else None, diff_ids[i], desc, hold), tasks[i],
                     return_exceptions=True)
                 for outcome in (downloaded, extracted):   # a failed download says why the extraction failed
                     if isinstance(outcome, BaseException):
@@ -658,7 +681,8 @@ class Puller:
             for blob in blobs.values():
                 _unlink(blob.path)
 
-    async def _extract(self, blob: "_GrowingBlob", parent: str | None, diff_id: str, desc: dict) -> None:
+    async def _extract(self, blob: "_GrowingBlob", parent: str | None, diff_id: str, desc: dict,
+                       hold: LayerHold) -> None:
         size = int(desc.get("size") or 0)
         lid = short(desc["digest"])
         await self.emit({"status": "Extracting", "progressDetail": {"current": 0, "total": size},
@@ -666,7 +690,7 @@ class Puller:
 
         def apply() -> None:
             with io.BufferedReader(blob.reader(), 1 << 20) as f:
-                self.graph.register_layer(f, parent, expected_diff_id=diff_id)
+                self.graph.register_layer(f, parent, expected_diff_id=diff_id, hold=hold)
         t0 = time.monotonic()
         await asyncio.to_thread(apply)
         log.debug("layer %s (%d bytes) applied in %.3f s", desc["digest"], size, time.monotonic() - t0)
@@ -701,6 +725,11 @@ class Puller:
                                 view = view[f.write(view):]
                             h.update(chunk)
                             got += len(chunk)
+                            if total and got > total:   # never more than the manifest declares
+                                resp.close()
+                                raise registry_error(500, f"filesystem layer verification failed for digest "
+                                                          f"{digest}: more than the {total} bytes its "
+                                                          "descriptor declares")
                             blob.grew(got)
                             await progress.update(len(chunk))
                         break

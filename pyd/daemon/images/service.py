@@ -252,7 +252,7 @@ class ImageService:
         """GET /distribution/{name}/json: the manifest's descriptor and the platforms it offers."""
         from pyd.daemon.images import registry
         async with self.pulls.session(ref.domain, auth) as session:
-            puller = registry.Puller(session, self.graph, self.pulls.meta(), _discard, registry.PullOptions())
+            puller = registry.Puller(session, self.graph, self.pulls.meta(), _discard, registry.PullOptions(host=self.graph.platform))
             body, mt, digest = await puller.get_manifest(ref, ref.digest or ref.tag or "latest")
         doc = json.loads(body)
         platforms = [m.get("platform") for m in doc.get("manifests") or [] if m.get("platform")]

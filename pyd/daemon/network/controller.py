@@ -43,7 +43,6 @@ DNS_ADDR = "127.0.0.11"
 PREDEFINED = ("bridge", "host", "none")
 DEFAULT_POOLS = [("172.17.0.0/16", 16), ("172.18.0.0/15", 16), ("172.20.0.0/14", 16), ("172.24.0.0/13", 16),
                  ("192.168.0.0/16", 20)]
-NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 
 
 class ContainerLookup(Protocol):
@@ -118,6 +117,9 @@ def _settle(fut: asyncio.Future, result: Any, error: BaseException | None) -> No
         fut.set_result(result)
 
 
+MAC_RE = re.compile(r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$")
+
+
 def mac_for(ip: str) -> str:
     """Docker's MAC: 02:42 followed by the IPv4 address."""
     return "02:42:" + ":".join(f"{b:02x}" for b in ipaddress.IPv4Address(ip).packed)
@@ -142,9 +144,12 @@ class Network:
     bridge: str = ""            # interface name
     cursor: str = ""            # last address handed out (sequential allocation, no quick reuse)
     endpoints: dict[str, dict[str, Any]] = field(default_factory=dict)   # container id -> endpoint
+    ipam_options: dict[str, str] | None = None   # IPAM.Options as given (null when none was)
+    aux_addresses: dict[str, str] = field(default_factory=dict)   # --aux-address: reserved, never handed out
 
     FIELDS = ("Name", "Id", "Driver", "Created", "Internal", "Attachable", "Labels", "Options", "subnet",
-              "gateway", "ip_range", "user_subnet", "bridge", "cursor", "endpoints")
+              "gateway", "ip_range", "user_subnet", "bridge", "cursor", "endpoints", "ipam_options",
+              "aux_addresses")
 
     def to_disk(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.FIELDS}
@@ -162,7 +167,8 @@ class Network:
         return ipaddress.IPv4Network(self.subnet).prefixlen
 
     def used(self) -> set[str]:
-        return {ep["IPAddress"] for ep in self.endpoints.values() if ep.get("IPAddress")}
+        return ({ep["IPAddress"] for ep in self.endpoints.values() if ep.get("IPAddress")}
+                | set(self.aux_addresses.values()))
 
     def allocate(self, requested: str = "") -> str:
         net = ipaddress.IPv4Network(self.subnet)
@@ -194,6 +200,8 @@ class Network:
             entry = {"Subnet": self.subnet, "Gateway": self.gateway}
             if self.ip_range:
                 entry["IPRange"] = self.ip_range
+            if self.aux_addresses:
+                entry["AuxiliaryAddresses"] = dict(self.aux_addresses)
             cfg.append(entry)
         containers = {}
         for cid, ep in self.endpoints.items():
@@ -203,7 +211,7 @@ class Network:
                                "IPv6Address": ""}
         return {"Name": self.Name, "Id": self.Id, "Created": self.Created, "Scope": "local",
                 "Driver": self.Driver, "EnableIPv4": True, "EnableIPv6": False,
-                "IPAM": {"Driver": "default", "Options": None if self.Name in PREDEFINED else {}, "Config": cfg},
+                "IPAM": {"Driver": "default", "Options": self.ipam_options, "Config": cfg},
                 "Internal": self.Internal, "Attachable": self.Attachable, "Ingress": False,
                 "ConfigFrom": {"Network": ""}, "ConfigOnly": False, "Containers": containers,
                 "Options": self.Options, "Labels": self.Labels}
@@ -386,8 +394,6 @@ class NetworkController:
         name = body.get("Name") or ""
         if not name:
             raise BadParameter("network name cannot be empty")
-        if not NAME_RE.match(name):
-            raise BadParameter(f"invalid network name {name!r}")
         driver = body.get("Driver") or "bridge"
         if driver != "bridge":
             if driver in ("host", "null"):
@@ -403,6 +409,8 @@ class NetworkController:
                           Internal=bool(body.get("Internal")), Attachable=bool(body.get("Attachable")),
                           Labels=dict(body.get("Labels") or {}),
                           Options=dict(body.get("Options") or {}))
+            ipam_options = (body.get("IPAM") or {}).get("Options")
+            net.ipam_options = dict(ipam_options) if isinstance(ipam_options, dict) else None
             self._configure_ipam(net, ipam_cfg)
             net.bridge = net.Options.get("com.docker.network.bridge.name") or "br-" + net.Id[:12]
             if len(net.bridge) > 15:
@@ -438,6 +446,11 @@ class NetworkController:
                 if not rng.subnet_of(subnet):
                     raise BadParameter(f"invalid ip-range {conf['IPRange']}: it is not within subnet {net.subnet}")
                 net.ip_range = str(rng)
+            for host, addr in (conf.get("AuxiliaryAddresses") or {}).items():
+                if ipaddress.IPv4Address(addr) not in subnet:
+                    raise BadParameter(f"invalid auxiliary address {host}={addr}: it is not within subnet "
+                                       f"{net.subnet}")
+                net.aux_addresses[str(host)] = str(ipaddress.IPv4Address(addr))
             if conf.get("Gateway"):
                 gw = ipaddress.IPv4Address(conf["Gateway"])
                 if gw not in subnet:
@@ -515,6 +528,9 @@ class NetworkController:
             net = self._lookup(name)
             conf = (endpoints_cfg.get(name) or (endpoints_cfg.get(net.Id) if net else None)
                     or (endpoints_cfg.get(mode) if name == mode else None) or {})
+            if name == mode and c.Config.get("MacAddress") and not conf.get("MacAddress"):
+                # the container-wide MacAddress (deprecated in 1.44) is the primary endpoint's
+                conf = {**conf, "MacAddress": c.Config["MacAddress"]}
             c.NetworkSettings["Networks"][net.Name if net else name] = self._endpoint_settings(net, c, conf)
         if hc.get("PublishAllPorts") or hc.get("PortBindings"):
             from pyd.daemon.network.portproxy import check_bindings
@@ -540,11 +556,14 @@ class NetworkController:
                                        "this network's subnets")
             except ValueError:
                 raise BadParameter(f"invalid IPv4 address: {ipam['IPv4Address']}") from None
+        mac = conf.get("MacAddress") or ""
+        if mac and not MAC_RE.match(mac):
+            raise BadParameter(f"{mac} is not a valid mac address")
         aliases = list(conf.get("Aliases") or []) or None
         if aliases and net and net.Name == "bridge":
             raise BadParameter("network-scoped alias is supported only for containers in user defined networks")
         return {"IPAMConfig": ipam, "Links": conf.get("Links"), "Aliases": aliases,
-                "MacAddress": conf.get("MacAddress") or "", "DriverOpts": conf.get("DriverOpts"),
+                "MacAddress": mac.lower(), "DriverOpts": conf.get("DriverOpts"),
                 "NetworkID": net.Id if net else "", "EndpointID": "", "Gateway": "", "IPAddress": "", "IPPrefixLen": 0,
                 "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "DNSNames": None}
 

@@ -29,6 +29,7 @@ MAX_FILTERS = 32              # compiled seccomp profiles kept (one per distinct
 
 HELLO, SPEC, SPEC_END, STARTED, ERROR, OUTPUT, STDIN, STDIN_CLOSE, KILL, RESIZE, EXIT, OUTPUT_MODE = range(1, 13)
 ATTACH_STDOUT, ATTACH_STDERR, ATTACH_RAW = 1, 2, 4      # flags of an attach sink (spec key attach)
+ATTACH_WAIT = 8        # a wait response execd ends at the exit when the daemon that started it is gone
 
 OutputCallback = Callable[[int, bytes], None]
 

@@ -9,6 +9,8 @@ import functools
 import os
 from typing import Any
 
+from pyd.formats.platforms import host_machine
+
 # mount(2) flags
 MS_RDONLY = 1
 MS_NOSUID = 2
@@ -252,6 +254,7 @@ def malloc_trim() -> bool:
 SYS_BPF = {"x86_64": 321, "aarch64": 280, "armv7l": 386, "ppc64le": 361, "s390x": 351, "riscv64": 280}
 BPF_PROG_LOAD = 5
 BPF_PROG_ATTACH = 8
+BPF_PROG_GET_FD_BY_ID = 13
 BPF_PROG_DETACH = 9
 BPF_PROG_QUERY = 16
 BPF_PROG_TYPE_CGROUP_DEVICE = 15
@@ -262,9 +265,10 @@ BPF_F_ALLOW_MULTI = 2
 def _bpf(what: str, cmd: int, attr: bytes) -> tuple[int, bytes]:
     """bpf(cmd, attr): the result and the attr as the kernel left it (queries write into it)."""
     ffi, _ = _libc()
-    number = SYS_BPF.get(os.uname().machine)
+    machine = host_machine()
+    number = SYS_BPF.get(machine)
     if number is None:
-        raise OSError(38, f"{what}: bpf(2) is not known on {os.uname().machine}")
+        raise OSError(38, f"{what}: bpf(2) is not known on {machine}")
     buf = ffi.new("char[]", attr)
     ret = _syscall(what, number, cmd, buf, len(attr))
     return ret, bytes(ffi.buffer(buf, len(attr)))
@@ -307,11 +311,36 @@ def bpf_attach_device_program(cgroup_fd: int, prog_fd: int, flags: int = 0) -> N
     _bpf("attach device program", BPF_PROG_ATTACH, struct.pack("=IIII", cgroup_fd, prog_fd, BPF_CGROUP_DEVICE, flags))
 
 
-def bpf_device_programs(cgroup_fd: int) -> int:
-    """How many device programs are attached to the cgroup itself (not inherited)."""
+def bpf_device_program_ids(cgroup_fd: int) -> list[int]:
+    """The ids of the device programs attached to the cgroup itself (not inherited), oldest first."""
     import struct
 
-    # BPF_PROG_QUERY: target_fd, attach_type, query_flags, attach_flags, prog_ids (NULL), prog_cnt (out)
-    _, attr = _bpf("query device programs", BPF_PROG_QUERY, struct.pack("=IIIIQI", cgroup_fd, BPF_CGROUP_DEVICE,
-                                                                       0, 0, 0, 0))
-    return struct.unpack_from("=I", attr, 24)[0]
+    ffi, _ = _libc()
+    # BPF_PROG_QUERY: target_fd, attach_type, query_flags, attach_flags (out), prog_ids, prog_cnt (in: room)
+    ids = ffi.new("uint32_t[]", 64)
+    _, attr = _bpf("query device programs", BPF_PROG_QUERY,
+                   struct.pack("=IIIIQI4x", cgroup_fd, BPF_CGROUP_DEVICE, 0, 0,
+                               int(ffi.cast("uintptr_t", ids)), 64))
+    count = struct.unpack_from("=I", attr, 24)[0]
+    return [int(ids[i]) for i in range(min(count, 64))]
+
+
+def bpf_device_programs(cgroup_fd: int) -> int:
+    """How many device programs are attached to the cgroup itself (not inherited)."""
+    return len(bpf_device_program_ids(cgroup_fd))
+
+
+def bpf_prog_fd_by_id(prog_id: int) -> int:
+    """An fd (close-on-exec) for the loaded program with this id."""
+    import struct
+
+    fd, _ = _bpf(f"get program {prog_id}", BPF_PROG_GET_FD_BY_ID, struct.pack("=III", prog_id, 0, 0))
+    os.set_inheritable(fd, False)
+    return fd
+
+
+def bpf_detach_device_program(cgroup_fd: int, prog_fd: int) -> None:
+    """Detach one program of a cgroup's BPF_F_ALLOW_MULTI list."""
+    import struct
+
+    _bpf("detach device program", BPF_PROG_DETACH, struct.pack("=IIII", cgroup_fd, prog_fd, BPF_CGROUP_DEVICE, 0))

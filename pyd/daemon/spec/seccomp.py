@@ -10,6 +10,7 @@ from typing import Any, Mapping
 from pyd.daemon.errors import BadParameter
 from pyd.daemon.runtime.execdriver import ContainerSpec
 from pyd.daemon.spec.inputs import SpecInputs
+from pyd.formats.platforms import goarch as machine_goarch
 from pyd.daemon.spec.security import SecurityOpts, container_caps, parse_security_opts, security_step
 
 SCMP_ACT_KILL_THREAD = 0x00000000
@@ -30,8 +31,6 @@ SCMP_ARCH = {"SCMP_ARCH_X86": "x86", "SCMP_ARCH_X86_64": "x86_64", "SCMP_ARCH_X3
              "SCMP_ARCH_MIPSEL64": "mipsel64", "SCMP_ARCH_MIPSEL64N32": "mipsel64n32", "SCMP_ARCH_PPC": "ppc",
              "SCMP_ARCH_PPC64": "ppc64", "SCMP_ARCH_PPC64LE": "ppc64le", "SCMP_ARCH_S390": "s390",
              "SCMP_ARCH_S390X": "s390x", "SCMP_ARCH_RISCV64": "riscv64"}
-GOARCH = {"x86_64": "amd64", "aarch64": "arm64", "i686": "386", "armv7l": "arm", "s390x": "s390x",
-          "ppc64le": "ppc64le", "riscv64": "riscv64"}
 NATIVE_SCMP_ARCH = {"amd64": "SCMP_ARCH_X86_64", "arm64": "SCMP_ARCH_AARCH64", "386": "SCMP_ARCH_X86",
                     "arm": "SCMP_ARCH_ARM", "s390x": "SCMP_ARCH_S390X", "ppc64le": "SCMP_ARCH_PPC64LE",
                     "riscv64": "SCMP_ARCH_RISCV64"}
@@ -78,7 +77,7 @@ def compile_profile(profile: dict[str, Any], caps: list[str], machine: str, kern
     machine (uname -m) and kernel release (uname -r)."""
     if not isinstance(profile, dict):
         raise BadParameter("Decoding seccomp profile failed: json: cannot unmarshal into seccomp.Seccomp")
-    goarch = GOARCH.get(machine, machine)
+    goarch = machine_goarch(machine)
     default_errno = profile.get("defaultErrnoRet")
     default_errno = EPERM if default_errno is None else int(default_errno)
     default = _action(profile.get("defaultAction") or "", profile.get("defaultErrnoRet"), default_errno)

@@ -8,6 +8,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
+from pyd.daemon.cgroups.devices import check_user_rule
 from pyd.daemon.errors import BadParameter
 from pyd.daemon.runtime.execdriver import ContainerSpec, ExecError, Security
 from pyd.daemon.spec.devices import devices_from, resolve_devices
@@ -245,6 +246,11 @@ def normalize_host_config(hc: dict[str, Any]) -> None:
             raise BadParameter(f"Decoding seccomp profile failed: {e}") from None
     rlimits(hc)
     resolve_devices(hc)
+    for rule in hc.get("DeviceCgroupRules") or []:
+        try:
+            check_user_rule(rule)
+        except ValueError as e:
+            raise BadParameter(str(e)) from None
     for kind, key, word in NAMESPACE_MODES:
         mode = hc.get(key) or ""
         allowed = ("", "host", "private", "shareable") if kind == "ipc" else ("", "host")

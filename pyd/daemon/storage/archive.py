@@ -57,6 +57,14 @@ class ArchiveError(ValueError):
     """A tar that cannot be applied safely or is malformed."""
 
 
+class SpaceExceeded(OSError):
+    """The uncompressed tar is bigger than the space it may take (the data root's free space)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(errno.ENOSPC, f"no space left on device: the layer's content is larger than the "
+                                       f"{limit} bytes free on the data root")
+
+
 @dataclass
 class ExtractResult:
     diff_id: str    # "sha256:<hex>" of the uncompressed tar stream
@@ -154,17 +162,24 @@ def _read_full(reader: BinaryIO, n: int) -> bytes:
 class _TarSource:
     """The file object tarfile reads from: forward-only, hashes every byte, records headers to tar-split."""
 
-    def __init__(self, reader: BinaryIO, split: _TarSplitWriter | None):
+    def __init__(self, reader: BinaryIO, split: _TarSplitWriter | None, limit: int | None = None):
         self._reader = reader
         self._split = split
+        self._limit = limit
         self.hash = hashlib.sha256()
         self.pos = 0
         self.recording = True
 
     def read(self, n: int = -1) -> bytes:
-        data = self._reader.read() if n is None or n < 0 else _read_full(self._reader, n)
+        if n is None or n < 0:
+            n = CHUNK
+        if self._limit is not None:      # one byte past the limit is enough to know: a bomb stops here
+            n = min(n, self._limit + 1 - self.pos)
+        data = _read_full(self._reader, n) if n > 0 else b""
         self.hash.update(data)
         self.pos += len(data)
+        if self._limit is not None and self.pos > self._limit:
+            raise SpaceExceeded(self._limit)
         if self.recording and self._split is not None:
             self._split.raw(data)
         return data
@@ -513,15 +528,16 @@ class _Extractor:
 
 
 def extract_layer(stream: BinaryIO | Iterable[bytes] | bytes, dest: str, whiteouts: str | None = None,
-                  tar_split: str | None = None) -> ExtractResult:
+                  tar_split: str | None = None, limit: int | None = None) -> ExtractResult:
     """Extract a (possibly compressed) layer tar into `dest`; return its diff ID and content size.
 
     whiteouts: "overlay", "vfs", or None to keep `.wh.` files as plain files.
     tar_split: where to write the log that `reassemble` replays.
+    limit: the most uncompressed bytes read (SpaceExceeded, an ENOSPC, at the first byte past it).
     Raises ArchiveError on an unsafe or malformed tar."""
     split = _TarSplitWriter(tar_split)
     try:
-        src = _TarSource(decompressed(stream), split)
+        src = _TarSource(decompressed(stream), split, limit)
         extractor = _Extractor(dest, whiteouts, src, split)
         tar = _open_tar(src)
         try:

@@ -12,6 +12,7 @@ written are skipped with a warning.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import json
@@ -25,11 +26,12 @@ from typing import BinaryIO, Callable, Iterable, Iterator
 from pyd.daemon.errors import BadParameter, Conflict, NotFound
 from pyd.daemon.fsutil import atomic_write, atomic_write_json, fsync_dir, read_text
 from pyd.daemon.runtime import native
-from pyd.daemon.storage import archive, image_archive, trees
+from pyd.daemon.storage import archive, fschanges, image_archive, trees
 from pyd.daemon.storage.changes import apply_changes, default_container_config
-from pyd.daemon.storage.drivers import GraphDriver, GraphDriverError, pick_driver
+from pyd.daemon.storage.drivers import GraphDriver, GraphDriverError, StorageOptions, pick_driver
 from pyd.daemon.storage.trees import remove_tree
 from pyd.formats import rfc3339
+from pyd.formats.platforms import Platform, config_fields, host_platform
 from pyd.formats.reference import Reference, is_image_id, parse_reference, validate_tag
 
 __all__ = ["Graph", "Image", "Layer", "GraphDriverError", "Reference", "parse_reference", "chain_id",
@@ -38,8 +40,6 @@ __all__ = ["Graph", "Image", "Layer", "GraphDriverError", "Reference", "parse_re
 log = logging.getLogger("pyd.graph")
 
 _HEX = set("0123456789abcdef")
-_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386", "ppc64le": "ppc64le",
-         "s390x": "s390x", "riscv64": "riscv64"}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -68,9 +68,6 @@ def _is_cache_id(text: str) -> bool:
     return len(text) == 64 and all(c in "0123456789abcdef" for c in text)
 
 
-def _host_arch() -> str:
-    machine = os.uname().machine
-    return _ARCH.get(machine, machine)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -106,6 +103,15 @@ class Image:
         return out
 
 
+class LayerHold:
+    """The layers one image operation (load, import, pull, commit) registered or builds on. While it runs no
+    image removal takes them; when it ends, those no image or container uses go: a failed operation leaves
+    no layer behind. Made by Graph.holding() (or LayerHold() and Graph.release())."""
+
+    def __init__(self) -> None:
+        self.chains: list[str] = []
+
+
 @dataclass
 class RWLayer:
     container_id: str
@@ -125,11 +131,14 @@ class _Mounts:
 class Graph:
     """Driver + layer store + image store + reference store for one data-root."""
 
-    def __init__(self, root: str, driver: str | None = None):
+    def __init__(self, root: str, driver: str | None = None, opts: StorageOptions | None = None,
+                 platform: Platform | None = None):
         self.root = os.path.abspath(root)
+        # the machine's platform: what imported, committed and built images say, what pulls pick
+        self.platform: Platform = platform or host_platform()
         self.tmp = os.path.join(self.root, "tmp")
         os.makedirs(self.tmp, 0o700, exist_ok=True)
-        self.driver: GraphDriver = pick_driver(self.root, driver)
+        self.driver: GraphDriver = pick_driver(self.root, driver, opts)
         self.driver_name: str = self.driver.name
         self.backing_fs: str = native.fs_name(self.root)
         self.meta = os.path.join(self.root, "image", self.driver_name)
@@ -146,12 +155,14 @@ class Graph:
         self._refs: dict[Reference, str] = {}
         self._rw: dict[str, RWLayer] = {}
         self._creating: set[str] = set()   # container IDs whose layer create_rw is writing
+        self._held: dict[str, int] = {}     # chain ID -> how many running operations hold it (LayerHold)
         self._mounts = _Mounts()
         self._load_layers()
         self._load_images()
         self._load_refs()
         self._load_rw()
         self._sweep_tmp()
+        self._sweep_unused_layers()
 
     # ---- reload from disk -------------------------------------------------------------------------
 
@@ -263,7 +274,77 @@ class Graph:
                         continue
             remove_tree(path)
 
+    def _sweep_unused_layers(self) -> None:
+        """At start-up no image operation runs: a layer no image or container uses was registered by one
+        that a crash interrupted (its image was never stored)."""
+        used = self._used_chains()
+        unused = [c for c in self._layers if c not in used]
+        while unused:
+            parents = {layer.parent for layer in self._layers.values()}
+            leaves = [c for c in unused if c not in parents]    # top layers first: a parent goes after its child
+            if not leaves:
+                break
+            for chain in leaves:
+                log.warning("repair: removing layer %s that no image uses (left by an interrupted image operation)",
+                            chain[7:19])
+                try:
+                    self._remove_layer(chain)
+                except OSError as exc:
+                    log.warning("repair: could not remove layer %s: %s", chain[7:19], exc)
+                    return
+            unused = [c for c in unused if c in self._layers]
+
     # ---- layers -----------------------------------------------------------------------------------
+
+    def holding(self) -> contextlib.AbstractContextManager[LayerHold]:
+        """`with graph.holding() as hold:` the layers the block registers (register_layer(..., hold=hold))
+        or relies on (hold_existing) stay until it ends; then the ones no image uses go."""
+        @contextlib.contextmanager
+        def hold_for_block() -> Iterator[LayerHold]:
+            hold = LayerHold()
+            try:
+                yield hold
+            finally:
+                self.release(hold)
+        return hold_for_block()
+
+    def hold_existing(self, hold: LayerHold, chain: str) -> bool:
+        """Hold the layer `chain` when it exists (True): an image removal meanwhile keeps it."""
+        with self._lock:
+            if chain not in self._layers:
+                return False
+            self._hold(hold, chain)
+            return True
+
+    def _hold(self, hold: LayerHold, chain: str) -> None:
+        hold.chains.append(chain)
+        self._held[chain] = self._held.get(chain, 0) + 1
+
+    def release(self, hold: LayerHold) -> None:
+        """End of the operation that held these layers: remove those nothing else uses, top first."""
+        with self._lock:
+            for chain in hold.chains:
+                left = self._held.get(chain, 0) - 1
+                if left > 0:
+                    self._held[chain] = left
+                else:
+                    self._held.pop(chain, None)
+            used = self._used_chains()
+            for chain in reversed(dict.fromkeys(hold.chains)):
+                if (chain not in self._layers or chain in used or chain in self._held
+                        or any(layer.parent == chain for layer in self._layers.values())):
+                    continue
+                log.info("removing layer %s: the operation that registered it failed", chain[7:19])
+                try:
+                    self._remove_layer(chain)
+                except OSError as exc:     # start-up repair takes what cannot go now
+                    log.warning("could not remove layer %s: %s", chain[7:19], exc)
+            hold.chains.clear()
+
+    def free_space(self) -> int:
+        """Bytes free on the data root: what one extraction may take at most (a gzip bomb stops there)."""
+        st = os.statvfs(self.root)
+        return st.f_bavail * st.f_frsize
 
     def has_layer(self, chain: str) -> bool:
         return chain in self._layers
@@ -272,17 +353,23 @@ class Graph:
         return self._layers[chain]
 
     def register_layer(self, stream: BinaryIO | Iterable[bytes] | bytes, parent: str | None = None,
-                       expected_diff_id: str | None = None) -> Layer:
+                       expected_diff_id: str | None = None, hold: LayerHold | None = None) -> Layer:
         """Apply a layer tar (plain or compressed) on top of the layer `parent` (a chain ID).
 
         The same content on the same parent is stored once. Raises BadParameter for a bad or unsafe tar
-        or a diff ID other than `expected_diff_id`."""
+        or a diff ID other than `expected_diff_id`. With `hold`, the layer is held for that operation."""
         parent_layer = self._layers[parent] if parent else None
         cache_id = _random_id()
         split_tmp = os.path.join(self._layerdb, "tmp", f"{cache_id}-tar-split.json.gz")
-        self.driver.create(cache_id, parent_layer.cache_id if parent_layer else None)
+        open(split_tmp, "wb").close()   # first: a crash from here on leaves a name start-up repair finds
         try:
-            result = archive.extract_layer(stream, self.driver.diff_dir(cache_id), self.driver.whiteouts, split_tmp)
+            self.driver.create(cache_id, parent_layer.cache_id if parent_layer else None)
+        except BaseException:
+            remove_tree(split_tmp)
+            raise
+        try:
+            result = archive.extract_layer(stream, self.driver.diff_dir(cache_id), self.driver.whiteouts, split_tmp,
+                                           limit=self.free_space())
             if expected_diff_id and result.diff_id != expected_diff_id:
                 raise BadParameter(f"invalid diffID for layer: expected {expected_diff_id!r}, got {result.diff_id!r}")
         except archive.ArchiveError as exc:
@@ -295,11 +382,17 @@ class Graph:
         with self._lock:
             if chain in self._layers:
                 self._discard(cache_id, split_tmp)
-                return self._layers[chain]
-            layer = Layer(chain, result.diff_id, parent, cache_id, result.size)
-            self._write_layer_meta(layer, split_tmp)
-            self._layers[chain] = layer
-            return layer
+            else:
+                layer = Layer(chain, result.diff_id, parent, cache_id, result.size)
+                try:
+                    self._write_layer_meta(layer, split_tmp)
+                except BaseException:
+                    self._discard(cache_id, split_tmp)
+                    raise
+                self._layers[chain] = layer
+            if hold is not None:
+                self._hold(hold, chain)
+            return self._layers[chain]
 
     def _discard(self, cache_id: str, split_tmp: str) -> None:
         self.driver.remove(cache_id)
@@ -545,7 +638,7 @@ class Graph:
         records.append({"Deleted": image.id})
         used = self._used_chains()
         for chain in reversed(image.chain_ids()):
-            if chain in used or chain not in self._layers:
+            if chain in used or chain not in self._layers or chain in self._held:
                 break
             self._remove_layer(chain)
             records.append({"Deleted": chain})
@@ -562,14 +655,18 @@ class Graph:
         if r is not None and r.digest:
             raise BadParameter("refusing to create a tag with a digest reference")
         container_config = apply_changes(default_container_config(), changes or [])
-        layer = self.register_layer(stream)
+        with self.holding() as hold:
+            return self._import_layer(stream, r, container_config, message, hold)
+
+    def _import_layer(self, stream: BinaryIO | Iterable[bytes] | bytes, r: Reference | None,
+                      container_config: dict, message: str, hold: LayerHold) -> str:
+        layer = self.register_layer(stream, hold=hold)
         now = rfc3339.now(rfc3339.FIXED)
         config = {
-            "architecture": _host_arch(),
+            **config_fields(self.platform),
             "config": container_config,
             "created": now,
             "history": [{"created": now, "comment": message or "Imported from -"}],
-            "os": "linux",
             "rootfs": {"type": "layers", "diff_ids": [layer.diff_id]},
         }
         if message:
@@ -587,13 +684,13 @@ class Graph:
         work = tempfile.mkdtemp(prefix="load-", dir=self.tmp)
         try:
             try:   # spooled to disk, never memory: the archive may be large and its index comes last
-                archive.extract_layer(stream, work, whiteouts=None)
+                archive.extract_layer(stream, work, whiteouts=None, limit=self.free_space())
             except archive.ArchiveError as exc:
                 raise BadParameter(str(exc)) from None
             if os.path.lexists(os.path.join(work, "manifest.json")):
                 return self._load_archived(work, image_archive.docker_archive_images(work))
             if os.path.lexists(os.path.join(work, "index.json")):
-                return self._load_archived(work, image_archive.oci_images(work, _host_arch()))
+                return self._load_archived(work, image_archive.oci_images(work, self.platform.architecture))
             raise BadParameter("invalid archive: it has neither manifest.json nor index.json")
         finally:
             try:
@@ -604,13 +701,14 @@ class Graph:
     def _load_archived(self, work: str, found: Iterable[image_archive.ArchivedImage]) -> list[str]:
         out: list[str] = []
         for entry in found:
-            image = self._load_image(work, image_archive.read_member(work, entry.config), entry.layers)
+            with self.holding() as hold:
+                image = self._load_image(work, image_archive.read_member(work, entry.config), entry.layers, hold)
             out.extend(self._load_tags(image.id, entry.names))
             if not entry.names:
                 out.append(f"Loaded image ID: {image.id}")
         return out
 
-    def _load_image(self, work: str, config_bytes: bytes, layer_paths: list[str]) -> Image:
+    def _load_image(self, work: str, config_bytes: bytes, layer_paths: list[str], hold: LayerHold) -> Image:
         try:
             diff_ids = json.loads(config_bytes)["rootfs"]["diff_ids"] or []
         except (ValueError, KeyError, TypeError):
@@ -624,9 +722,9 @@ class Graph:
         parent: str | None = None
         for path, diff in zip(layer_paths, diff_ids):
             chain = chain_id(parent, diff)
-            if chain not in self._layers:
+            if not self.hold_existing(hold, chain):
                 with image_archive.open_member(work, path) as f:
-                    self.register_layer(f, parent, expected_diff_id=diff)
+                    self.register_layer(f, parent, expected_diff_id=diff, hold=hold)
             parent = chain
         return self.store_image(config_bytes)
 
@@ -795,6 +893,11 @@ class Graph:
         """Where the container's own changes live (overlay2: the upper dir; vfs: the whole tree)."""
         return self.driver.diff_dir(self._rw_layer(container_id).mount_id)
 
+    def rw_ids(self) -> list[str]:
+        """The read-write layers' owners: container IDs, and the builder's scratch layers (build-*)."""
+        with self._lock:
+            return list(self._rw)
+
     def remove_rw(self, container_id: str) -> None:
         with self._lock:
             rw = self._rw.get(container_id)
@@ -809,9 +912,17 @@ class Graph:
             remove_tree(trash)
             del self._rw[container_id]
 
+    def changes(self, container_id: str) -> list[dict]:
+        """`docker diff`: what the container changed over its image ([{"Path", "Kind"}], see fschanges),
+        without execd's mount points (/etc/hosts, /proc, ...), as the driver's diff leaves them out."""
+        rw = self._rw_layer(container_id)
+        parent = self._layers[rw.parent].cache_id if rw.parent else None
+        lowers = self.driver.lower_dirs(rw.mount_id, parent)
+        return fschanges.changes_of(self.driver.diff(rw.mount_id, parent), lowers)
+
     # ---- commit (the builder's RUN/COPY steps, docker commit) --------------------------------------
 
-    def commit_rw(self, container_id: str) -> Layer | None:
+    def commit_rw(self, container_id: str, hold: LayerHold | None = None) -> Layer | None:
         """The container's changes as a new layer on its image's top layer; None when nothing changed.
 
         The driver's diff, which leaves out execd's mount points (/etc/hosts, /proc, ...)."""
@@ -820,7 +931,7 @@ class Graph:
         first = next(chunks)
         if first == archive.TAR_END:
             return None   # nothing changed: no layer (dockerd: empty_layer in the history)
-        return self.register_layer(itertools.chain([first], chunks), rw.parent)
+        return self.register_layer(itertools.chain([first], chunks), rw.parent, hold=hold)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ use a volume is not stored here: the ContainerService knows it (the `users` call
 """
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -166,7 +167,14 @@ class VolumeStore:
                 return existing      # create is idempotent, as dockerd's
             validate_options(name, options)
             path = self.data_path(name)
-            os.makedirs(path, mode=0o755, exist_ok=True)
+            try:
+                os.makedirs(path, mode=0o755, exist_ok=True)
+            except OSError as e:
+                if e.errno != errno.ENAMETOOLONG:
+                    raise
+                root = os.path.dirname(path)    # the name is the client's: a bad parameter, in dockerd's words
+                raise BadParameter(f"create {name}: error while creating volume root path '{root}': "
+                                   f"mkdir {root}: file name too long") from None
             os.chmod(os.path.dirname(path), 0o701)
             v = Volume(name, driver, labels, options, rfc3339.now(rfc3339.SECONDS), path)
             self._insert(v)

@@ -57,6 +57,34 @@ def test_config_file_conflicts_and_unknown_keys(make_daemon):
     assert r.returncode == 1 and "don't match any configuration option: no-such-key" in r.stderr
 
 
+def test_overlay2_through_mount2_runs_containers(make_daemon, busybox_rootfs_tar):
+    # the way kernels before 6.8 mount overlay (Debian 12's 6.1): mount(2) with the l/ links, forced here
+    d = make_daemon("--storage-driver", "overlay2", "--storage-opt", "overlay2.mount_api=mount2")
+    assert d.api.info()["Driver"] == "overlay2"
+    assert "overlayfs on" in d.log_text() and "mounted with mount(2)" in d.log_text()
+    d.import_image(busybox_rootfs_tar, "busybox")
+    cid = d.docker("run", "-d", "busybox", "sleep", "300", check=True).stdout.strip()
+    try:
+        merged = d.docker("inspect", "-f", "{{.GraphDriver.Data.MergedDir}}", cid, check=True).stdout.strip()
+        mounts = [line.split() for line in Path("/proc/self/mountinfo").read_text().splitlines()]
+        assert any(m[4] == merged and m[m.index("-") + 1] == "overlay" for m in mounts), merged
+        r = d.docker("exec", cid, "sh", "-c", "echo changed > /etc/motd && cat /etc/motd", check=True)
+        assert r.stdout == "changed\n"
+        upper = d.docker("inspect", "-f", "{{.GraphDriver.Data.UpperDir}}", cid, check=True).stdout.strip()
+        assert Path(upper, "etc/motd").read_text() == "changed\n"
+    finally:
+        d.docker("rm", "-f", cid)
+    d.restart()                                  # the choice is made again, the layers still mount
+    assert d.docker("run", "--rm", "busybox", "echo", "again", check=True).stdout == "again\n"
+
+
+def test_unknown_storage_opt_is_a_clear_error(make_daemon):
+    d = make_daemon("--storage-opt", "overlay2.size=10G", start=False)
+    r = run_daemon_once(d)
+    assert r.returncode == 1
+    assert "overlay2: unknown option overlay2.size" in r.stderr and "Traceback" not in r.stderr
+
+
 def test_unknown_storage_driver_is_a_clear_error(make_daemon):
     d = make_daemon("--storage-driver", "zfs-nope", start=False)
     r = run_daemon_once(d)
@@ -165,3 +193,18 @@ def test_bad_log_level(make_daemon, level):
     d = make_daemon("-l", level, start=False)
     r = run_daemon_once(d)
     assert r.returncode != 0 and "log-level" in r.stderr
+
+
+def test_info_reports_this_hosts_cgroups(daemon):
+    # what dockerd's sysinfo would find here: v1 hierarchies (a hybrid host counts as v1) or v2
+    info = daemon.api.info()
+    v1_memory = Path("/sys/fs/cgroup/memory")
+    if v1_memory.is_dir():
+        assert info["CgroupVersion"] == "1" and info["CgroupDriver"] == "cgroupfs"
+        assert info["MemoryLimit"] is True
+        assert info["SwapLimit"] is (v1_memory / "memory.memsw.limit_in_bytes").exists()
+        assert info["OomKillDisable"] is (v1_memory / "memory.oom_control").exists()
+    else:
+        assert info["CgroupVersion"] == "2"
+    assert ("WARNING: No swap limit support" in info["Warnings"]) is not info["SwapLimit"]
+    assert info["PidsLimit"] is True and info["CPUSet"] is True

@@ -194,6 +194,23 @@ def test_device_flag_adds_node_and_cgroup_rule(daemon, busybox):
     assert "Operation not permitted" in r.stdout
 
 
+def test_device_cgroup_rule_allows_a_created_node(daemon, busybox):
+    script = "mknod /dev/lc c 10 237 && cat /dev/lc 2>&1; echo rc=$?"
+    r = run(daemon, "--device-cgroup-rule", "c 10:237 r", busybox, "sh", "-c", script)
+    assert "rc=" in r.stdout and "Operation not permitted" not in r.stdout, r.stdout + r.stderr
+    r = run(daemon, "--device-cgroup-rule", "c 10:237 w", busybox, "sh", "-c", script)
+    assert "Operation not permitted" in r.stdout        # the rule grants writing only
+
+
+def test_malformed_device_cgroup_rule_is_refused_at_create(daemon, busybox):
+    import docker.errors
+    with pytest.raises(docker.errors.APIError) as e:
+        daemon.api.api.create_container(busybox, ["true"],
+                                    host_config=daemon.api.api.create_host_config(device_cgroup_rules=["b 7 rw"]))
+    assert e.value.status_code == 400
+    assert "invalid device cgroup rule format: 'b 7 rw'" in str(e.value)
+
+
 def test_raw_block_device_refused(daemon, busybox):
     r = run(daemon, busybox, "sh", "-c", "mknod /tmp/sda b 8 0 && head -c1 /tmp/sda 2>&1; echo rc=$?")
     assert "Operation not permitted" in r.stdout

@@ -6,6 +6,7 @@ import base64
 import hashlib
 import http.client
 import json
+import os
 import socket
 import threading
 import time
@@ -15,6 +16,7 @@ import pytest
 
 import images
 from pyd.daemon.images import registry as reg
+from pyd.formats.platforms import Platform
 
 
 def _blob_put(daemon, registry, repo: str, data: bytes) -> str:
@@ -59,10 +61,11 @@ def test_insecure_rules_match_dockerd():
 def test_platform_choice_and_auth_header():
     index = {"manifests": [{"digest": "sha256:arm", "platform": {"os": "linux", "architecture": "arm", "variant": "v7"}},
                            {"digest": "sha256:amd", "platform": {"os": "linux", "architecture": "amd64"}}]}
-    assert reg.pick_manifest(index, "", "amd64")["digest"] == "sha256:amd"
-    assert reg.pick_manifest(index, "linux/arm/v7", "amd64")["digest"] == "sha256:arm"
+    amd64 = Platform("linux", "amd64")
+    assert reg.pick_manifest(index, reg.wanted_platform("", amd64))["digest"] == "sha256:amd"
+    assert reg.pick_manifest(index, reg.wanted_platform("linux/arm/v7", amd64))["digest"] == "sha256:arm"
     with pytest.raises(Exception, match="no matching manifest for linux/s390x"):
-        reg.pick_manifest(index, "linux/s390x", "amd64")
+        reg.pick_manifest(index, reg.wanted_platform("linux/s390x", amd64))
     header = base64.urlsafe_b64encode(json.dumps({"username": "u", "password": "p"}).encode()).decode().rstrip("=")
     auth = reg.decode_auth_header(header)
     assert (auth.username, auth.password) == ("u", "p")
@@ -201,6 +204,43 @@ def test_manifest_list_pulls_the_amd64_entry(daemon, registry, pushed):
     assert f"{registry}/{repo}@{index_digest}" in amd["RepoDigests"]
     wrong = daemon.docker("pull", "--platform", "linux/s390x", f"{registry}/{repo}:multi")
     assert wrong.returncode == 1 and "no matching manifest for linux/s390x" in wrong.stderr
+
+
+def _push_arm64_only(daemon, registry, repo: str, tag: str) -> None:
+    """An image whose one manifest's config says linux/arm64/v8 (one busybox layer: it only has to store)."""
+    layer = images.busybox_rootfs()
+    config = json.dumps(images.image_config([layer], cmd=["sh"], architecture="arm64")).encode()
+    config_digest, layer_digest = _blob_put(daemon, registry, repo, config), _blob_put(daemon, registry, repo, layer)
+    manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                           "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                                      "digest": config_digest, "size": len(config)},
+                           "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                                       "digest": layer_digest, "size": len(layer)}]}).encode()
+    status, _, body = _http(daemon, registry, "PUT", f"/v2/{repo}/manifests/{tag}", manifest,
+                            {"Content-Type": "application/vnd.oci.image.manifest.v1+json"})
+    assert status == 201, body
+
+
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="the wanted platform below is an x86_64 host's")
+def test_an_image_for_another_platform_is_refused_or_pulled_by_platform(daemon, registry):
+    name = f"{registry}/team/armonly:1"
+    _push_arm64_only(daemon, registry, "team/armonly", "1")
+    refused = daemon.docker("pull", name)
+    assert refused.returncode == 1
+    assert (f"image with reference {name} was found but does not match the specified platform: wanted "
+            "linux/amd64, actual: linux/arm64/v8") in refused.stderr
+    pulled = daemon.docker("pull", "--platform", "linux/arm64", name)
+    assert pulled.returncode == 0, pulled.describe()
+    shown = daemon.docker("image", "inspect", "-f", "{{.Architecture}} {{.Variant}}", name, check=True).stdout
+    assert shown.split() == ["arm64", "v8"]
+    created = daemon.docker("create", "--pull", "never", name, "true")
+    assert created.returncode == 0, created.describe()
+    assert ("WARNING: The requested image's platform (linux/arm64/v8) does not match the detected host platform "
+            "(linux/amd64) and no specific platform was requested") in created.stderr
+    wrong = daemon.docker("create", "--pull", "never", "--platform", "linux/amd64", name, "true")
+    assert wrong.returncode != 0
+    assert (f"image with reference {name} was found but does not match the specified platform: wanted "
+            "linux/amd64, actual: linux/arm64/v8") in wrong.stderr
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -44,7 +44,7 @@ _ensure_proto()
 
 from pyd.daemon.storage import archive  # noqa: E402
 from pyd.daemon.storage import graph
-from pyd.daemon.storage.drivers import DRIVERS, overlayfs
+from pyd.daemon.storage.drivers import DRIVERS, StorageOptions, overlayfs, parse_storage_opts
 from pyd.daemon.runtime import native
 from pyd.daemon.errors import BadParameter, Conflict, NotFound  # noqa: E402
 from pyd.daemon.storage.graph import Graph, parse_reference  # noqa: E402
@@ -529,6 +529,59 @@ def test_120_layers_mount_on_overlay2(data_root):
         assert len(lower.split(":")) == 120 and all(p.startswith("l/") and len(p) == 28 for p in lower.split(":"))
     finally:
         g.remove_rw("deep")
+
+
+def test_120_layers_mount_with_mount2_and_short_links(data_root):
+    # kernels before 6.8 (Debian 12: 6.1) take overlay's options only through mount(2): one page of
+    # options, so dockerd's relative `l/` names from the driver's home
+    g = Graph(data_root, "overlay2", StorageOptions(overlay_mount_api="mount2"))
+    assert g.driver.new_api is False
+    layers = [_tar(lambda t, i=i: _add_file(t, f"f{i:03d}", str(i).encode())) for i in range(120)]
+    assert g.load(docker_archive(layers, ["deep:latest"])) == ["Loaded image: deep:latest"]
+    g.create_rw("deep", "deep")
+    cwd = os.getcwd()
+    try:
+        root = g.mount_rw("deep")
+        assert os.getcwd() == cwd
+        assert os.path.ismount(root)
+        assert sorted(os.listdir(root)) == [f"f{i:03d}" for i in range(120)]
+        open(os.path.join(root, "f119"), "w").write("changed")
+        assert open(os.path.join(g.driver.diff_dir(g._rw["deep"].mount_id), "f119")).read() == "changed"
+    finally:
+        g.remove_rw("deep")
+
+
+def test_the_kernel_chooses_the_mount_api_once_at_start(data_root, caplog):
+    with caplog.at_level(logging.DEBUG, logger="pyd.graph"):
+        g = Graph(data_root, "overlay2")
+    chose = [r.getMessage() for r in caplog.records if "mounted with" in r.getMessage()]
+    assert len(chose) == 1
+    assert ("new mount API" in chose[0]) == g.driver.new_api
+
+
+def test_layers_that_lost_their_l_links_mount_after_a_restart(data_root):
+    g = Graph(data_root, "overlay2", StorageOptions(overlay_mount_api="mount2"))
+    layers = [_tar(lambda t, i=i: _add_file(t, f"f{i}", b"x")) for i in range(3)]
+    g.load(docker_archive(layers, ["three:latest"]))
+    links = os.path.join(g.driver.home, "l")
+    for name in os.listdir(links):
+        os.unlink(os.path.join(links, name))
+    g = Graph(data_root, "overlay2", StorageOptions(overlay_mount_api="mount2"))   # the daemon starts again
+    assert len(os.listdir(links)) == 3
+    g.create_rw("c", "three")
+    try:
+        assert sorted(os.listdir(g.mount_rw("c"))) == ["f0", "f1", "f2"]
+    finally:
+        g.remove_rw("c")
+
+
+def test_storage_opts_are_checked():
+    assert parse_storage_opts(["overlay2.mount_api=mount2"]).overlay_mount_api == "mount2"
+    assert parse_storage_opts([]).overlay_mount_api is None
+    with pytest.raises(graph.GraphDriverError, match="overlay2: unknown option overlay2.size"):
+        parse_storage_opts(["overlay2.size=10G"])
+    with pytest.raises(graph.GraphDriverError, match="not one of new, mount2"):
+        parse_storage_opts(["overlay2.mount_api=fuse"])
 
 
 def test_mount2_fallback_with_many_long_lowers(data_root):

@@ -8,7 +8,8 @@ import struct
 import pytest
 
 from pyd.daemon.cgroups.devices import (ACC_MKNOD, ACC_READ, ACC_WRITE, ALL_ACCESS, DEV_BLOCK, DEV_CHAR,
-                                        DeviceRule, compile_program, container_rules, parse_rule)
+                                        DeviceRule, check_user_rule, compile_program, container_rules,
+                                        host_config_rules, parse_rule)
 from pyd.daemon.spec.security import DEFAULT_DEVICE_RULES
 
 MASK32 = (1 << 32) - 1
@@ -126,3 +127,22 @@ def test_rule_syntax(text, expected):
 def test_bad_rules_are_refused(text):
     with pytest.raises(ValueError, match="invalid device cgroup rule"):
         parse_rule(text)
+
+
+def test_user_rules_are_read_as_strictly_as_dockerd():
+    assert str(check_user_rule("c 1:* rw")) == "c 1:* rw"
+    for bad in ("a", "c 1:3", "c x:1 r", "c 1:1 rwx", "d 1:1 r", " c 1:1 r"):
+        with pytest.raises(ValueError, match="invalid device cgroup rule format"):
+            check_user_rule(bad)
+
+
+def test_host_config_rules_follow_the_host_config():
+    hc = {"DeviceCgroupRules": ["b 7:* rw"]}
+    rules = host_config_rules(hc, ["c 1:1 r"], DEFAULT_DEVICE_RULES)
+    assert [str(r) for r in rules][-2:] == ["c 1:1 r", "b 7:* rw"] and not rules[0].allow
+    program = compile_program(rules)
+    assert run_program(program, DEV_BLOCK, 7, 3, ACC_READ) == 1
+    assert run_program(program, DEV_BLOCK, 8, 0, ACC_READ) == 0
+    assert run_program(program, DEV_CHAR, 1, 1, ACC_WRITE) == 0
+    privileged = host_config_rules({"Privileged": True, "DeviceCgroupRules": ["b 7:* r"]}, [], DEFAULT_DEVICE_RULES)
+    assert run_program(compile_program(privileged), DEV_BLOCK, 8, 0, ALL_ACCESS) == 1

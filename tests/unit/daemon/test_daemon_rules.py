@@ -12,7 +12,7 @@ from pyd.daemon.containers.service import entrypoint_and_args, merge_image_confi
 from pyd.daemon.errors import BadParameter
 from pyd.daemon.containers.logs import LogReader
 from pyd.daemon.storage.rootpath import resolve_in_root
-from pyd.daemon.api.validate import check_create_body
+from pyd.daemon.api.validate import check_body
 
 
 def test_flags_and_file_conflict(tmp_path):
@@ -43,8 +43,9 @@ def test_defaults_and_driver_env(monkeypatch, tmp_path):
 def test_merge_image_config_rules():
     image = {"Env": ["PATH=/bin", "A=img"], "Cmd": ["sh"], "Entrypoint": None, "WorkingDir": "/srv",
              "Labels": {"from": "image"}}
-    cfg = merge_image_config({"Image": "x", "Env": ["A=user", "B=2"], "Labels": {"mine": "1"}}, image)
-    assert cfg["Env"] == ["PATH=/bin", "A=user", "B=2"]
+    cfg = merge_image_config({"Image": "x", "Env": ["A=user", "B=2", "C"], "Labels": {"mine": "1"}}, image)
+    # dockerd's merge(): the user's entries as given (a bare key kept), then the image's not named
+    assert cfg["Env"] == ["A=user", "B=2", "C", "PATH=/bin"]
     assert cfg["Cmd"] == ["sh"] and cfg["WorkingDir"] == "/srv"
     assert cfg["Labels"] == {"from": "image", "mine": "1"}
     # an entrypoint given by the user drops the image's Cmd
@@ -71,10 +72,10 @@ def test_parse_signal():
 
 def test_create_body_type_errors():
     with pytest.raises(BadParameter, match="ContainerConfigWrapper.Cmd of type string"):
-        check_create_body({"Image": "x", "Cmd": 5})
+        check_body("POST /containers/create", {"Image": "x", "Cmd": 5})
     with pytest.raises(BadParameter, match="HostConfig.HostConfig.AutoRemove of type bool"):
-        check_create_body({"Image": "x", "HostConfig": {"AutoRemove": "yes"}})
-    check_create_body({"Image": "x", "Cmd": "sh", "Unknown": object.__name__})
+        check_body("POST /containers/create", {"Image": "x", "HostConfig": {"AutoRemove": "yes"}})
+    check_body("POST /containers/create", {"Image": "x", "Cmd": "sh", "Unknown": object.__name__})
 
 
 def test_log_tail(tmp_path):

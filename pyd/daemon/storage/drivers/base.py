@@ -7,9 +7,21 @@ metadata (layerdb); a driver never reads or writes it.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Iterator, Literal, Protocol
 
 WhiteoutFormat = Literal["overlay", "vfs"]
+
+
+@dataclass(frozen=True)
+class StorageOptions:
+    """The daemon's settings for its driver."""
+    overlay_mount_api: str | None = None
+    """overlay2: "new" (the new mount API) or "mount2" only; None: the first of the two this kernel takes."""
+
+
+class DriverUnusable(Exception):
+    """This driver cannot serve the data-root: the message says why."""
 
 
 class GraphDriver(Protocol):
@@ -48,6 +60,9 @@ class GraphDriver(Protocol):
     def diff(self, cache_id: str, parent: str | None) -> Iterator[bytes]:
         """A layer tar of what the layer changes over `parent`, with `.wh.` whiteouts for deletions; ends
         with the tar's end blocks (just those when nothing changed)."""
+
+    def lower_dirs(self, cache_id: str, parent: str | None) -> list[str]:
+        """The trees beneath the layer where its paths are looked up, topmost first."""
 
     def size(self, cache_id: str) -> int:
         """Bytes of the files in the layer's diff dir."""

@@ -5,22 +5,27 @@
 from __future__ import annotations
 
 import base64
+import logging
 import os
 from typing import Iterator
 
 from pyd.daemon.fsutil import atomic_write, fsync_dir, read_text
 from pyd.daemon.storage import archive, trees
-from pyd.daemon.storage.drivers.base import WhiteoutFormat
-from pyd.daemon.storage.drivers.overlayfs import mount_overlay, overlay_supported, unmount
+from pyd.daemon.storage.drivers.base import DriverUnusable, StorageOptions, WhiteoutFormat
+from pyd.daemon.storage.drivers.overlayfs import NEW_API, choose_mount_api, mount_overlay, overlay_supported, unmount
+
+log = logging.getLogger("pyd.graph")
 
 
 class Overlay2Driver:
-    """Short `l/` links keep the lowerdir list compact (~128 lowers fit in one page for mount(2))."""
+    """Short `l/` links keep the lowerdir list compact (~128 lowers fit in one page for mount(2)).
+    `new_api`: mount with the new mount API, else mount(2) (what start() found this kernel takes)."""
     name = "overlay2"
     whiteouts: WhiteoutFormat = "overlay"
 
-    def __init__(self, home: str):
+    def __init__(self, home: str, new_api: bool = True):
         self.home = home
+        self.new_api = new_api
         os.makedirs(os.path.join(home, "l"), 0o700, exist_ok=True)
 
     @staticmethod
@@ -29,6 +34,35 @@ class Overlay2Driver:
         if overlay_supported(data_root):
             return None
         return f"overlayfs cannot be mounted on {data_root}"
+
+    @classmethod
+    def start(cls, data_root: str, opts: StorageOptions) -> Overlay2Driver:
+        """The driver, mounting the way this kernel takes (tried once, here), every layer with its link."""
+        try:
+            api = choose_mount_api(data_root, opts.overlay_mount_api)
+        except OSError as e:
+            log.info("overlayfs not usable on %s: %s", data_root, e.strerror)
+            raise DriverUnusable(f"overlayfs cannot be mounted on {data_root}: {e.strerror}") from None
+        driver = cls(os.path.join(data_root, cls.name), new_api=api == NEW_API)
+        driver.relink()
+        return driver
+
+    def relink(self) -> None:
+        """Give every layer its `l/` link: one lost (or never made) would leave its children unmountable."""
+        links = os.path.join(self.home, "l")
+        for cache_id in os.listdir(self.home):
+            d = self._dir(cache_id)
+            if cache_id in ("l", "tmp") or not os.path.isdir(os.path.join(d, "diff")):
+                continue
+            link = read_text(os.path.join(d, "link"))
+            path = os.path.join(links, link) if link else ""
+            if link and os.path.islink(path):
+                continue
+            if link and "/" not in link:
+                os.symlink(f"../{cache_id}/diff", path)      # the name the children's `lower` holds
+            else:
+                atomic_write(os.path.join(d, "link"), self._new_link(cache_id).encode())
+            log.info("overlay2: layer %s had no l/ link; made one", cache_id[:12])
 
     def _dir(self, cache_id: str) -> str:
         return os.path.join(self.home, cache_id)
@@ -106,7 +140,7 @@ class Overlay2Driver:
         merged = os.path.join(d, "merged")
         os.makedirs(merged, 0o700, exist_ok=True)
         if not os.path.ismount(merged):
-            mount_overlay(merged, lowers, os.path.join(d, "diff"), os.path.join(d, "work"))
+            mount_overlay(merged, lowers, os.path.join(d, "diff"), os.path.join(d, "work"), self.new_api)
         return merged
 
     def unmount(self, cache_id: str) -> None:
@@ -128,6 +162,9 @@ class Overlay2Driver:
     def diff(self, cache_id: str, parent: str | None) -> Iterator[bytes]:
         """The upper dir is the diff already: its whiteout devices and opaque dirs become `.wh.` entries."""
         return archive.write_diff_tar(self.diff_dir(cache_id), self.lowers(cache_id), overlay=True)
+
+    def lower_dirs(self, cache_id: str, parent: str | None) -> list[str]:
+        return self.lowers(cache_id)
 
     def size(self, cache_id: str) -> int:
         return trees.tree_size(self.diff_dir(cache_id))

@@ -1,4 +1,6 @@
-"""Mounting overlayfs: the new mount API where the kernel has "lowerdir+", else mount(2)."""
+"""Mounting overlayfs: the new mount API where the kernel takes overlay's options through it (each lower
+its own "lowerdir+", Linux 6.8+), else mount(2) with one option string, which must fit in a page. Which
+of the two a kernel takes is found by trying both on a scratch overlay, once, when the driver starts."""
 from __future__ import annotations
 
 import errno
@@ -12,18 +14,20 @@ from pyd.daemon.runtime import native
 log = logging.getLogger("pyd.graph")
 
 
+NEW_API, MOUNT2 = "new", "mount2"
+MOUNT_APIS = (NEW_API, MOUNT2)
+
+
 def mount_overlay(target: str, lowers: list[str], upper: str, work: str, new_api: bool = True) -> None:
     """Mount overlayfs on `target`. Lowers are absolute paths, topmost first.
 
-    The new mount API passes each lower on its own ("lowerdir+", Linux 6.8+), so there is no page-size
-    limit on the layer count and no chdir. Older kernels get mount(2), with absolute paths when they fit in
-    a page, else relative ones from a forked child that chdirs (the daemon's cwd never moves)."""
+    The new mount API passes each lower on its own, so there is no page-size limit on the layer count and
+    no chdir. mount(2) gets absolute paths when they fit in a page, else paths relative to the deepest
+    folder they share, from a forked child that chdirs there (the daemon's cwd never moves): with
+    overlay2's short `l/` links about 128 lowers fit."""
     if new_api:
-        try:
-            _mount_overlay_fsconfig(target, lowers, upper, work)
-            return
-        except _NoLowerdirPlus as exc:
-            log.debug("new mount API unusable for overlay (%s), falling back to mount(2)", exc)
+        _mount_overlay_fsconfig(target, lowers, upper, work)
+        return
     data = f"lowerdir={':'.join(lowers)},upperdir={upper},workdir={work}"
     if len(data) < os.sysconf("SC_PAGE_SIZE"):
         native.mount("overlay", target, "overlay", 0, data)
@@ -37,25 +41,13 @@ def mount_overlay(target: str, lowers: list[str], upper: str, work: str, new_api
     _mount_from_dir(home, "overlay", target, "overlay", data)
 
 
-class _NoLowerdirPlus(Exception):
-    """The kernel lacks fsopen() or overlay's "lowerdir+" (before Linux 6.8)."""
-
-
 def _mount_overlay_fsconfig(target: str, lowers: list[str], upper: str, work: str) -> None:
+    # Before 6.5 overlayfs parses no fsconfig keys itself: the kernel joins them into one legacy option
+    # string, and "lowerdir+" fails only at create (EINVAL); before 6.8 the key is unknown.
+    fd = native.fsopen("overlay")
     try:
-        fd = native.fsopen("overlay")
-    except OSError as exc:
-        if exc.errno == errno.ENOSYS:
-            raise _NoLowerdirPlus(str(exc)) from None
-        raise
-    try:
-        for i, lower in enumerate(lowers):
-            try:
-                native.fsconfig(fd, native.FSCONFIG_SET_STRING, "lowerdir+", lower)
-            except OSError as exc:
-                if i == 0 and exc.errno == errno.EINVAL and "nknown parameter" in str(exc):
-                    raise _NoLowerdirPlus(str(exc)) from None
-                raise
+        for lower in lowers:
+            native.fsconfig(fd, native.FSCONFIG_SET_STRING, "lowerdir+", lower)
         native.fsconfig(fd, native.FSCONFIG_SET_STRING, "source", "overlay")   # what mount(8) and df show
         native.fsconfig(fd, native.FSCONFIG_SET_STRING, "upperdir", upper)
         native.fsconfig(fd, native.FSCONFIG_SET_STRING, "workdir", work)
@@ -100,20 +92,39 @@ def unmount(target: str) -> None:
             raise
 
 
-def overlay_supported(root: str) -> bool:
-    """Try a real overlay mount in a scratch dir under the data-root."""
+def choose_mount_api(root: str, wanted: str | None = None) -> str:
+    """The way (NEW_API or MOUNT2) overlayfs mounts on this kernel under `root`, found by mounting a
+    scratch overlay of two lowers; `wanted` tries only that one. OSError with each way's failure."""
     scratch_parent = os.path.join(root, "tmp")
     os.makedirs(scratch_parent, exist_ok=True)
     scratch = tempfile.mkdtemp(prefix="overlay-check-", dir=scratch_parent)
+    failures = []
     try:
         dirs = {n: os.path.join(scratch, n) for n in ("lower1", "lower2", "upper", "work", "merged")}
         for d in dirs.values():
             os.mkdir(d)
-        mount_overlay(dirs["merged"], [dirs["lower1"], dirs["lower2"]], dirs["upper"], dirs["work"])
-        unmount(dirs["merged"])
+        for api in [wanted] if wanted else MOUNT_APIS:
+            try:
+                mount_overlay(dirs["merged"], [dirs["lower1"], dirs["lower2"]], dirs["upper"], dirs["work"],
+                              new_api=api == NEW_API)
+            except OSError as exc:
+                failures.append(f"{api}: {exc}")
+                continue
+            unmount(dirs["merged"])
+            log.debug("overlayfs on %s: mounted with %s%s", root,
+                      "the new mount API (lowerdir+)" if api == NEW_API else "mount(2)",
+                      f" ({failures[0]})" if failures else "")
+            return api
+        raise OSError(errno.EINVAL, "; ".join(failures))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def overlay_supported(root: str) -> bool:
+    """Does overlayfs mount under `root` one way or the other?"""
+    try:
+        choose_mount_api(root)
         return True
     except OSError as exc:
         log.info("overlayfs not usable on %s: %s", root, exc)
         return False
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)

@@ -8,7 +8,7 @@ import os
 from typing import Iterator
 
 from pyd.daemon.storage import archive, trees
-from pyd.daemon.storage.drivers.base import WhiteoutFormat
+from pyd.daemon.storage.drivers.base import StorageOptions, WhiteoutFormat
 
 
 class VfsDriver:
@@ -22,6 +22,10 @@ class VfsDriver:
     @staticmethod
     def unusable(data_root: str) -> str | None:
         return None
+
+    @classmethod
+    def start(cls, data_root: str, opts: StorageOptions) -> VfsDriver:
+        return cls(os.path.join(data_root, cls.name))
 
     def diff_dir(self, cache_id: str) -> str:
         return os.path.join(self.home, "dir", cache_id)
@@ -55,6 +59,9 @@ class VfsDriver:
         """No native diff: the tree is compared with the parent's copy."""
         lowers = [self.diff_dir(parent)] if parent else []
         return archive.write_diff_tar(self.diff_dir(cache_id), lowers, overlay=False)
+
+    def lower_dirs(self, cache_id: str, parent: str | None) -> list[str]:
+        return [self.diff_dir(parent)] if parent else []      # the parent's copy is a whole tree
 
     def size(self, cache_id: str) -> int:
         return trees.tree_size(self.diff_dir(cache_id))
