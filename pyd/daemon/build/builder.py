@@ -97,6 +97,8 @@ class BuildOptions:
     memory: int = 0
     auth_configs: dict[str, dict] = field(default_factory=dict)   # X-Registry-Config: registry -> credentials
     secrets: dict[str, bytes] = field(default_factory=dict)       # RUN --mount=type=secret: id -> content
+    # asked for a secret id not in `secrets` when a step mounts it (a BuildKit session's Secrets service)
+    secret_source: Callable[[str], Awaitable[bytes | None]] | None = None
     platform: str = ""                                            # the target platform ("" the host's)
 
 
@@ -623,6 +625,7 @@ class Builder:
                       for spec in ins.lists.get("mount", [])]
         except (runmounts.MountError, DockerfileError) as exc:
             raise BuildError(getattr(exc, "message", None) or str(exc)) from None
+        await self._fetch_secrets(mounts)
         network = self._run_network(flags)
         script = run_heredocs.script(ins, args)
         argv = script.argv if ins.json else self._shell(state) + script.argv
@@ -670,6 +673,16 @@ class Builder:
         if security != "sandbox":
             raise BuildError(f'unsupported security mode "{security}"')
         return "none" if network == "none" else (self.opts.networkmode or "default")
+
+    async def _fetch_secrets(self, mounts: list[runmounts.RunMount]) -> None:
+        source = self.opts.secret_source
+        if source is None:
+            return
+        for m in mounts:
+            if m.type == "secret" and m.id not in self.opts.secrets:
+                data = await source(m.id)
+                if data is not None:
+                    self.opts.secrets[m.id] = data
 
     async def _mount_key(self, state: _Stage, m: runmounts.RunMount) -> str:
         """The cache's view of a mount: its spec, and for a bind what it binds (the content, or the image)."""

@@ -291,6 +291,12 @@ class DockerfileSolve:
                             nocache=req.nocache, labels=dict(req.labels), networkmode=req.network,
                             extrahosts=list(req.extrahosts), shmsize=req.shmsize,
                             forcerm=True)     # BuildKit leaves no step container behind, failed or cancelled
+        session = self._session
+
+        async def secret(secret_id: str) -> bytes | None:
+            from pyd.daemon.buildkit.secrets import get_secret
+            return await get_secret(session, secret_id)
+        opts.secret_source = secret
 
         async def ignore_text(msg: dict) -> None:
             return None     # the classic stream: the steps come through StageSteps instead

@@ -90,3 +90,8 @@ RPC_STATUS = Message("google.rpc.Status", Field(1, "code", "int32"), Field(2, "m
 RETURN_REQUEST = Message("moby.buildkit.v1.frontend.ReturnRequest",
                          Field(1, "result", GATEWAY_RESULT), Field(2, "error", RPC_STATUS))
 RETURN_RESPONSE = Message("moby.buildkit.v1.frontend.ReturnResponse")
+
+# ---- moby.buildkit.secrets.v1 (session/secrets/secrets.proto)
+GET_SECRET_REQUEST = Message("moby.buildkit.secrets.v1.GetSecretRequest",
+                             Field(1, "ID", "string"), Field(2, "annotations", Map("string", "string")))
+GET_SECRET_RESPONSE = Message("moby.buildkit.secrets.v1.GetSecretResponse", Field(1, "data", "bytes"))

@@ -324,3 +324,29 @@ def test_a_build_cancelled_by_the_client_leaves_no_container(daemon, busybox, bu
             break
         time.sleep(0.2)
     assert daemon.docker("ps", "-aq", check=True).stdout == "", daemon.docker("ps", "-a").stdout
+
+
+SECRETS = """FROM busybox:latest
+RUN --mount=type=secret,id=token tr a-z A-Z < /run/secrets/token > /ok
+RUN --mount=type=secret,id=fromenv,target=/etc/envsecret tr a-z A-Z < /etc/envsecret >> /ok
+"""
+
+
+def test_secrets_come_from_the_client_session_and_stay_out_of_the_image(daemon, busybox, buildx, tmp_path):
+    (tmp_path / "Dockerfile").write_text(SECRETS)
+    token = tmp_path.parent / f"{tmp_path.name}-token"
+    token.write_text("from-a-file\n")
+    out = daemon.docker("buildx", "build", "--progress=plain", "-t", "bkx:secrets",
+                        "--secret", f"id=token,src={token}", "--secret", "id=fromenv,env=BKX_SECRET", str(tmp_path),
+                        timeout=180, env={**CLI_ENV, "BKX_SECRET": "from-env\n"})
+    assert out.returncode == 0, out.describe()
+    run = daemon.docker("run", "--rm", "bkx:secrets", "sh", "-c",
+                        "cat /ok; test -e /run/secrets/token || test -e /etc/envsecret || echo no-secret-files",
+                        check=True)
+    assert run.stdout == "FROM-A-FILE\nFROM-ENV\nno-secret-files\n"      # read in the steps, not kept
+    history = daemon.docker("history", "--no-trunc", "bkx:secrets", check=True).stdout
+    assert "from-a-file" not in history and "from-env" not in history, history
+    (tmp_path / "Dockerfile").write_text("FROM busybox:latest\nRUN --mount=type=secret,id=nope,required=true true\n")
+    out = buildx("build", "--progress=plain", str(tmp_path), timeout=120)
+    assert out.returncode == 1, out.describe()
+    assert "secret nope: not found" in out.stderr, out.stderr
