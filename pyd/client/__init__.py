@@ -129,6 +129,10 @@ def run_named(cli: "Cli", path: str, name: str, argv: list[str]) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:   # the API's errors; anything else is a bug and keeps its traceback
+        from pyd.http.errors import IncompleteMessage
+        if isinstance(exc, IncompleteMessage):   # the daemon went away mid-response: the docker CLI's words
+            cli.err("unexpected EOF\n")
+            return 1
         if not _is_proto_error(exc):
             raise
         cli.err(api_error_message(exc) + "\n")

@@ -63,8 +63,11 @@ def register(router: Router, images: ImageService, graph: Graph, tmp_dir: str) -
         out = await req.stream(200, "application/json")
         try:
             messages = await images.load(path)
-        except HTTPError as exc:
-            await out.write_json({"errorDetail": {"message": exc.message}, "error": exc.message})
+        except (HTTPError, OSError) as exc:
+            if isinstance(exc, OSError) and exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            message = exc.message if isinstance(exc, HTTPError) else no_space_message(exc)
+            await out.write_json({"errorDetail": {"message": message}, "error": message})
             messages = []
         finally:
             os.unlink(path)

@@ -163,6 +163,7 @@ class Graph:
         self._load_rw()
         self._sweep_tmp()
         self._sweep_unused_layers()
+        self._sweep_stray_dirs()
 
     # ---- reload from disk -------------------------------------------------------------------------
 
@@ -293,6 +294,18 @@ class Graph:
                     log.warning("repair: could not remove layer %s: %s", chain[7:19], exc)
                     return
             unused = [c for c in unused if c in self._layers]
+
+    def _sweep_stray_dirs(self) -> None:
+        """A crash inside the driver's create (before the registration's own records) leaves a layer
+        directory nothing names; at start-up no operation runs, so every unnamed one goes."""
+        used = {layer.cache_id for layer in self._layers.values()} | {rw.mount_id for rw in self._rw.values()}
+        for cache_id in sorted(self.driver.cache_ids()):
+            if _is_cache_id(cache_id) and cache_id not in used:
+                log.warning("repair: removing layer directory %s that no layer names", cache_id[:12])
+                try:
+                    self.driver.remove(cache_id)
+                except OSError as exc:
+                    log.warning("repair: could not remove %s: %s", cache_id[:12], exc)
 
     # ---- layers -----------------------------------------------------------------------------------
 

@@ -35,6 +35,9 @@ class GraphDriver(Protocol):
     def exists(self, cache_id: str) -> bool:
         """The layer's directory is there."""
 
+    def cache_ids(self) -> list[str]:
+        """The names of the layer directories in the home, complete or not."""
+
     def create(self, cache_id: str, parent: str | None) -> None:
         """A new image layer on `parent` (a cache id), durable once this returns."""
 

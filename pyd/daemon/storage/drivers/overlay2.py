@@ -67,6 +67,9 @@ class Overlay2Driver:
     def _dir(self, cache_id: str) -> str:
         return os.path.join(self.home, cache_id)
 
+    def cache_ids(self) -> list[str]:
+        return [n for n in os.listdir(self.home) if n != "l"] if os.path.isdir(self.home) else []
+
     def exists(self, cache_id: str) -> bool:
         return os.path.isdir(os.path.join(self._dir(cache_id), "diff"))
 

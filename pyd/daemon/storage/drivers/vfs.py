@@ -30,6 +30,10 @@ class VfsDriver:
     def diff_dir(self, cache_id: str) -> str:
         return os.path.join(self.home, "dir", cache_id)
 
+    def cache_ids(self) -> list[str]:
+        top = os.path.join(self.home, "dir")
+        return os.listdir(top) if os.path.isdir(top) else []
+
     def exists(self, cache_id: str) -> bool:
         return os.path.isdir(self.diff_dir(cache_id))
 
