@@ -176,7 +176,7 @@ class Request:
         self._eom = False             # the parser's EndOfMessage for this request was consumed
         self._continue_sent = False
         self._body: bytes | None = None
-        self._json: Any = _UNSET
+        self._json: object = _UNSET    # the decoded body (any JSON value), once decoded
 
     def __repr__(self) -> str:
         return f"<Request {self.method} {self.target}>"

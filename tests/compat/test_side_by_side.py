@@ -121,7 +121,7 @@ KEPT: dict[str, str] = {
     "update": "dockerd 20.10 refuses a memory update when the container has no swap limit on this cgroup v1 "
               "host ('should be smaller than already set memoryswap limit'); current dockerd applies it, as pyd",
 }
-# pyd bugs still open (issue 16); each must still fail
+# pyd bugs still open; each must still fail
 BUGS: dict[str, str] = {
     "run-dockerenv": "/.dockerenv is missing",
     "cp": "the etc files of a container that never ran are not found by docker cp",
