@@ -60,20 +60,17 @@ def register(router: Router, images: ImageService, graph: Graph, tmp_dir: str) -
         path = await spool_body(req, tmp_dir)
         # dockerd answers 200 at once: a bad archive is an error message in the stream (docker-py's
         # ImageLoadError, the CLI's exit 1)
-        out = await req.stream(200, "application/json")
-        try:
-            messages = await images.load(path)
-        except (HTTPError, OSError) as exc:
-            if isinstance(exc, OSError) and exc.errno not in (errno.ENOSPC, errno.EDQUOT):
-                raise
-            message = exc.message if isinstance(exc, HTTPError) else no_space_message(exc)
-            await out.write_json({"errorDetail": {"message": message}, "error": message})
-            messages = []
-        finally:
-            os.unlink(path)
-        for msg in messages:
-            await out.write_json({"stream": msg + "\n"})
-        await out.close()
+        out = _LazyStream(req)
+        await out.start()
+
+        async def load_and_report() -> None:
+            try:
+                messages = await images.load(path)
+            finally:
+                os.unlink(path)
+            for msg in messages:
+                await out.emit({"stream": msg + "\n"})
+        await out.run(load_and_report())
 
     async def create(req) -> None:
         if req.arg("fromImage"):
@@ -192,9 +189,14 @@ class _LazyStream:
         self.req = req
         self.out: StreamWriter | None = None
 
-    async def emit(self, msg: dict) -> None:
+    async def start(self) -> None:
+        """Send the head now: what fails from here on is an errorDetail message."""
         if self.out is None:
             self.out = await self.req.stream(200, "application/json")
+
+    async def emit(self, msg: dict) -> None:
+        await self.start()
+        assert self.out is not None
         await self.out.write_json(msg)
 
     async def run(self, coro: Any) -> None:
