@@ -252,11 +252,15 @@ class Graph:
                 continue
             self._rw[cid] = RWLayer(cid, mount_id, parent)
 
+    def _driver_dirs_in_use(self) -> set[str]:
+        """The driver directories the loaded layers and container layers name."""
+        return {layer.cache_id for layer in self._layers.values()} | {rw.mount_id for rw in self._rw.values()}
+
     def _sweep_tmp(self) -> None:
         """What a crash left in layerdb/tmp: a removal renames the metadata there first and a registration
         writes it there last, so the driver dirs named in it (cache-id, mount-id, a tar-split's name) belong
         to nothing loaded; they go, then the leftovers themselves."""
-        used = {layer.cache_id for layer in self._layers.values()} | {rw.mount_id for rw in self._rw.values()}
+        used = self._driver_dirs_in_use()
         tmp = os.path.join(self._layerdb, "tmp")
         for name in sorted(os.listdir(tmp)):
             path = os.path.join(tmp, name)
@@ -298,7 +302,7 @@ class Graph:
     def _sweep_stray_dirs(self) -> None:
         """A crash inside the driver's create (before the registration's own records) leaves a layer
         directory nothing names; at start-up no operation runs, so every unnamed one goes."""
-        used = {layer.cache_id for layer in self._layers.values()} | {rw.mount_id for rw in self._rw.values()}
+        used = self._driver_dirs_in_use()
         for cache_id in sorted(self.driver.cache_ids()):
             if _is_cache_id(cache_id) and cache_id not in used:
                 log.warning("repair: removing layer directory %s that no layer names", cache_id[:12])
