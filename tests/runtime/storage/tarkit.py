@@ -34,9 +34,9 @@ def add_link(tar: tarfile.TarFile, name: str, target: str, kind: bytes = tarfile
     tar.addfile(info)
 
 
-def make_tar(build: Callable[[tarfile.TarFile], object]) -> bytes:
+def make_tar(build: Callable[[tarfile.TarFile], object], gz: bool = False) -> bytes:
     buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+    with tarfile.open(fileobj=buf, mode="w:gz" if gz else "w", format=tarfile.PAX_FORMAT) as tar:
         build(tar)
     return buf.getvalue()
 

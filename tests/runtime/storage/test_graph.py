@@ -48,26 +48,16 @@ from pyd.daemon.storage.drivers import DRIVERS, StorageOptions, overlayfs, parse
 from pyd.daemon.runtime import native
 from pyd.daemon.errors import BadParameter, Conflict, NotFound  # noqa: E402
 from pyd.daemon.storage.graph import Graph, parse_reference  # noqa: E402
+from runtime.storage.tarkit import (BUSYBOX, add_dir, add_file, busybox_entries, make_tar,  # noqa: E402
+                                    mounts_under)
 
-BUSYBOX = "/bin/busybox"
-APPLETS = ["sh", "ls", "cat", "echo", "true"]
 
 
 # ---------------------------------------------------------------------------------------------------
 # fixtures and builders
 
-def _mounts_under(root: str) -> list[str]:
-    out = []
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            target = line.split()[4].replace("\\040", " ")
-            if target == root or target.startswith(root + "/"):
-                out.append(target)
-    return out
-
-
 def _unmount_all(root: str) -> None:
-    for target in sorted(_mounts_under(root), key=len, reverse=True):
+    for target in sorted(mounts_under(root), key=len, reverse=True):
         try:
             native.umount2(target, native.MNT_DETACH)
         except OSError:
@@ -87,46 +77,8 @@ def g(request, data_root) -> Graph:
     return Graph(data_root, request.param)
 
 
-def _add_file(tar: tarfile.TarFile, name: str, data: bytes = b"", mode: int = 0o644, **kw) -> None:
-    info = tarfile.TarInfo(name)
-    info.size, info.mode, info.mtime = len(data), mode, 1_700_000_000
-    for k, v in kw.items():
-        setattr(info, k, v)
-    tar.addfile(info, io.BytesIO(data))
-
-
-def _add_dir(tar: tarfile.TarFile, name: str, mode: int = 0o755) -> None:
-    info = tarfile.TarInfo(name)
-    info.type, info.mode, info.mtime = tarfile.DIRTYPE, mode, 1_700_000_000
-    tar.addfile(info)
-
-
-def _add_link(tar: tarfile.TarFile, name: str, target: str, kind: bytes = tarfile.SYMTYPE) -> None:
-    info = tarfile.TarInfo(name)
-    info.type, info.linkname, info.mtime = kind, target, 1_700_000_000
-    tar.addfile(info)
-
-
-def _tar(build, gz: bool = False) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz" if gz else "w", format=tarfile.PAX_FORMAT) as tar:
-        build(tar)
-    return buf.getvalue()
-
-
-def _busybox_entries(tar: tarfile.TarFile) -> None:
-    _add_dir(tar, "bin")
-    with open(BUSYBOX, "rb") as f:
-        _add_file(tar, "bin/busybox", f.read(), 0o755)
-    for applet in APPLETS:
-        _add_link(tar, f"bin/{applet}", "busybox")
-    _add_dir(tar, "etc")
-    _add_file(tar, "etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n")
-    _add_dir(tar, "tmp", 0o1777)
-
-
 def busybox_rootfs() -> bytes:
-    return _tar(_busybox_entries)
+    return make_tar(busybox_entries)
 
 
 def _chunks(data: bytes, size: int = 65536):
@@ -146,19 +98,19 @@ def docker_archive(layers: list[bytes], tags: list[str], gzip_layers: set[int] =
     paths = []
 
     def build(tar):
-        _add_file(tar, config_name, config_bytes)
+        add_file(tar, config_name, config_bytes)
         for i, layer in enumerate(layers):
             body = layer
             if i in gzip_layers:
                 import gzip
                 body = gzip.compress(layer)
             d = f"{i:064x}"
-            _add_dir(tar, d)
-            _add_file(tar, f"{d}/layer.tar", body)
+            add_dir(tar, d)
+            add_file(tar, f"{d}/layer.tar", body)
             paths.append(f"{d}/layer.tar")
         manifest = [{"Config": config_name, "RepoTags": tags, "Layers": paths}]
-        _add_file(tar, "manifest.json", json.dumps(manifest).encode())
-    return _tar(build)
+        add_file(tar, "manifest.json", json.dumps(manifest).encode())
+    return make_tar(build)
 
 
 def layer_dir(g: Graph, chain: str) -> str:
@@ -233,7 +185,7 @@ def test_driver_detection_picks_overlay2_on_ext4_and_reports_backing_fs(data_roo
     assert g.backing_fs == "extfs"
     assert os.path.isdir(os.path.join(data_root, "overlay2", "l"))
     assert not os.listdir(os.path.join(data_root, "tmp")), "the overlay probe cleans up after itself"
-    assert not _mounts_under(data_root)
+    assert not mounts_under(data_root)
 
 
 def test_vfs_is_used_where_overlay_cannot_mount(data_root):
@@ -333,7 +285,7 @@ def test_resolve_by_name_short_and_full_id(g, busybox):
 
 
 def test_name_wins_over_id_prefix(g, busybox):
-    other = g.import_tar(_tar(lambda t: _add_file(t, "x", b"x")), None, [], "")
+    other = g.import_tar(make_tar(lambda t: add_file(t, "x", b"x")), None, [], "")
     prefix = busybox.split(":")[1][:4]   # a hex prefix is also a valid repository name
     g.tag(other, prefix)
     assert g.resolve_image(prefix).id == other
@@ -378,7 +330,7 @@ def test_mount_is_reference_counted_and_remove_cleans_up(g, busybox):
     g.mount_rw("c2")
     mount_id = g._rw["c2"].mount_id
     g.remove_rw("c2")
-    assert not _mounts_under(g.root)
+    assert not mounts_under(g.root)
     assert not g.driver.exists(mount_id)
     assert not os.path.exists(os.path.join(g.meta, "layerdb", "mounts", "c2"))
     with pytest.raises(NotFound):
@@ -467,23 +419,23 @@ def test_same_layer_is_stored_once(g):
 
 def _whiteout_archive() -> bytes:
     def base(tar):
-        _busybox_entries(tar)
-        _add_file(tar, "etc/motd", b"hello\n")
-        _add_dir(tar, "data")
-        _add_file(tar, "data/a", b"a")
-        _add_dir(tar, "data/sub")
-        _add_file(tar, "data/sub/b", b"b")
-        _add_dir(tar, "keep")
-        _add_file(tar, "keep/x", b"x")
+        busybox_entries(tar)
+        add_file(tar, "etc/motd", b"hello\n")
+        add_dir(tar, "data")
+        add_file(tar, "data/a", b"a")
+        add_dir(tar, "data/sub")
+        add_file(tar, "data/sub/b", b"b")
+        add_dir(tar, "keep")
+        add_file(tar, "keep/x", b"x")
 
     def top(tar):
-        _add_dir(tar, "etc")
-        _add_file(tar, "etc/.wh.motd")
-        _add_dir(tar, "data")
-        _add_file(tar, "data/.wh..wh..opq")
-        _add_file(tar, "data/c", b"c")
-        _add_file(tar, ".wh.keep")
-    return docker_archive([_tar(base), _tar(top)], ["wh:latest"], gzip_layers={1})
+        add_dir(tar, "etc")
+        add_file(tar, "etc/.wh.motd")
+        add_dir(tar, "data")
+        add_file(tar, "data/.wh..wh..opq")
+        add_file(tar, "data/c", b"c")
+        add_file(tar, ".wh.keep")
+    return docker_archive([make_tar(base), make_tar(top)], ["wh:latest"], gzip_layers={1})
 
 
 def test_load_docker_archive_applies_whiteouts(g):
@@ -517,7 +469,7 @@ def test_load_rejects_wrong_diff_id(g):
 
 def test_120_layers_mount_on_overlay2(data_root):
     g = Graph(data_root, "overlay2")
-    layers = [_tar(lambda t, i=i: _add_file(t, f"f{i:03d}", str(i).encode())) for i in range(120)]
+    layers = [make_tar(lambda t, i=i: add_file(t, f"f{i:03d}", str(i).encode())) for i in range(120)]
     assert g.load(docker_archive(layers, ["deep:latest"])) == ["Loaded image: deep:latest"]
     g.create_rw("deep", "deep")
     try:
@@ -536,7 +488,7 @@ def test_120_layers_mount_with_mount2_and_short_links(data_root):
     # options, so dockerd's relative `l/` names from the driver's home
     g = Graph(data_root, "overlay2", StorageOptions(overlay_mount_api="mount2"))
     assert g.driver.new_api is False
-    layers = [_tar(lambda t, i=i: _add_file(t, f"f{i:03d}", str(i).encode())) for i in range(120)]
+    layers = [make_tar(lambda t, i=i: add_file(t, f"f{i:03d}", str(i).encode())) for i in range(120)]
     assert g.load(docker_archive(layers, ["deep:latest"])) == ["Loaded image: deep:latest"]
     g.create_rw("deep", "deep")
     cwd = os.getcwd()
@@ -561,7 +513,7 @@ def test_the_kernel_chooses_the_mount_api_once_at_start(data_root, caplog):
 
 def test_layers_that_lost_their_l_links_mount_after_a_restart(data_root):
     g = Graph(data_root, "overlay2", StorageOptions(overlay_mount_api="mount2"))
-    layers = [_tar(lambda t, i=i: _add_file(t, f"f{i}", b"x")) for i in range(3)]
+    layers = [make_tar(lambda t, i=i: add_file(t, f"f{i}", b"x")) for i in range(3)]
     g.load(docker_archive(layers, ["three:latest"]))
     links = os.path.join(g.driver.home, "l")
     for name in os.listdir(links):
@@ -628,11 +580,11 @@ def _oci_layout(layer: bytes, name: str) -> bytes:
                                                "org.opencontainers.image.ref.name": "latest"}}]}
 
     def build(tar):
-        _add_file(tar, "oci-layout", b'{"imageLayoutVersion":"1.0.0"}')
-        _add_file(tar, "index.json", json.dumps(index).encode())
+        add_file(tar, "oci-layout", b'{"imageLayoutVersion":"1.0.0"}')
+        add_file(tar, "index.json", json.dumps(index).encode())
         for digest, data in blobs.items():
-            _add_file(tar, "blobs/sha256/" + digest.split(":")[1], data)
-    return _tar(build)
+            add_file(tar, "blobs/sha256/" + digest.split(":")[1], data)
+    return make_tar(build)
 
 
 def test_load_oci_layout(g):
