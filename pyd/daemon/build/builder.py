@@ -27,6 +27,7 @@ from pyd.daemon.storage import archive
 from pyd.daemon.build import copying, dockerfile, platforms, remote, run_heredocs, runmounts, stages as stage_graph
 from pyd.formats import dockerignore, rfc3339
 from pyd.formats.platforms import Platform, config_fields, image_platform
+from pyd.formats.reference import parse_reference
 from pyd.daemon.build.dockerfile import DockerfileError, Instruction, Lexer
 from pyd.daemon.errors import BadParameter, NotFound
 from pyd.daemon.errors import HTTPError
@@ -80,6 +81,24 @@ class BuildError(Exception):
         self.message, self.code = message, code
 
 
+@dataclass(frozen=True)
+class NamedContext:
+    """A named build context (BuildKit's `--build-context NAME=...`): an image reference, or a directory
+    fetched when the build first reads it (`load()` gives its path)."""
+    image: str = ""
+    load: Callable[[], Awaitable[str]] | None = None
+
+
+def context_key(ref: str) -> str:
+    """The name a reference looks up among the named contexts: its familiar form without `:latest`
+    (BuildKit's rule: `FROM busybox:latest` and `FROM docker.io/library/busybox` both find `busybox`)."""
+    try:
+        familiar = parse_reference(ref).familiar()
+    except HTTPError:
+        return ref
+    return familiar[:-len(":latest")] if familiar.endswith(":latest") else familiar
+
+
 @dataclass
 class BuildOptions:
     dockerfile: str = "Dockerfile"
@@ -100,6 +119,7 @@ class BuildOptions:
     # asked for a secret id not in `secrets` when a step mounts it (a BuildKit session's Secrets service)
     secret_source: Callable[[str], Awaitable[bytes | None]] | None = None
     platform: str = ""                                            # the target platform ("" the host's)
+    contexts: dict[str, NamedContext] = field(default_factory=dict)   # context_key(name) -> context
 
 
 @dataclass
@@ -256,8 +276,9 @@ class Builder:
         for ins in self.meta:   # the global ARGs first: stage references may name them
             self._meta_arg(ins)
         try:
+            replaced = {i for i, s in enumerate(self.stages) if s.name and self._context(s.name) is not None}
             self.order = stage_graph.needed(self.stages, self.target,
-                                            lambda ref: self.lexer.word(ref, self._global_env()))
+                                            lambda ref: self.lexer.word(ref, self._global_env()), replaced)
         except DockerfileError as exc:
             raise BuildError(exc.message) from None
         except stage_graph.StageError as exc:
@@ -284,6 +305,13 @@ class Builder:
         if index in self._building:
             raise BuildError(f"circular dependency detected on stage: {stage.name or index}")
         self._building.add(index)
+        replaced = self._context(stage.name) if stage.name else None
+        if replaced is not None:   # a named context of the stage's name stands in for the whole stage
+            image = await self._context_image(replaced, stage.name)
+            config = dict(_default_config())
+            if image is not None:
+                config.update(copy.deepcopy(image.container_config()))
+            return self._stage_built(index, stage, _Stage(image, config, index=index))
         self._step += 1
         await self.out(f"Step {self._step}/{self._total} : {stage.from_.original}\n")
         if self.steps is not None:
@@ -302,12 +330,51 @@ class Builder:
             self.steps.stage_done(index)
         if state.image_id:
             await self._emit({"aux": {"ID": state.image_id}})
+        return self._stage_built(index, stage, state)
+
+    def _stage_built(self, index: int, stage: dockerfile.Stage, state: _Stage) -> str:
+        if state.image_id:
+            self.held.add(state.image_id)
         self.results[str(index)] = state.image_id
         if stage.name:
             self.results[stage.name] = state.image_id
         if index == self.target:
             self._state = state
         return state.image_id
+
+    # ---- named contexts ---------------------------------------------------------------------------
+    def _context(self, ref: str) -> NamedContext | None:
+        return self.opts.contexts.get(context_key(ref)) if self.opts.contexts else None
+
+    async def _context_image(self, ctx: NamedContext, name: str) -> "Image | None":
+        """The image a named context stands for: its image, or its directory as a one-layer image."""
+        if ctx.load is None:
+            return await self._find_image(ctx.image)
+        path = await ctx.load()
+        state = _Stage(None, dict(_default_config()))
+        digest = await asyncio.to_thread(copying.hash_sources, [(path, ".")])
+        cache_config = dict(state.config, Cmd=DEFAULT_SHELL + ["#(nop) ", f"FROM context {name} {digest}"])
+        if not await self._probe(state, cache_config):
+            layer = await self._in_scratch_layer(
+                state, lambda root: shutil.copytree(path, root, symlinks=True, dirs_exist_ok=True))
+            self._commit(state, layer, cache_config)
+        return state.image
+
+    async def _image_or_context(self, ref: str) -> "Image | None":
+        """An image reference, or the named context of that name."""
+        ctx = self._context(ref)
+        return await self._find_image(ref) if ctx is None else await self._context_image(ctx, ref)
+
+    async def _source(self, ref: str) -> tuple["Image | None", str]:
+        """What COPY --from and RUN --mount from= read: a stage's or an image's root, or a named context's
+        directory (image None, its path)."""
+        is_stage, image = await self._stage_image(ref)
+        if is_stage:
+            return image, ""
+        ctx = self._context(ref)
+        if ctx is not None and ctx.load is not None:
+            return None, await ctx.load()
+        return await self._image_or_context(ref), ""
 
     async def _stage_image(self, ref: str, before: int | None = None) -> tuple[bool, "Image | None"]:
         """(True, image) when `ref` names a stage (before `before` for FROM; any for COPY --from and --mount
@@ -355,7 +422,7 @@ class Builder:
         if is_stage:
             pass
         elif name != "scratch":
-            image = await self._find_image(name)
+            image = await self._image_or_context(name)
         config = dict(_default_config())
         if image is not None:
             config.update(copy.deepcopy(image.container_config()))
@@ -690,9 +757,12 @@ class Builder:
         if m.type not in ("bind", "cache") or (m.type == "cache" and not m.from_):
             return key
         if m.from_:
-            is_stage, image = await self._stage_image(m.from_)
-            if not is_stage:
-                image = await self._find_image(m.from_)
+            image, directory = await self._source(m.from_)
+            if directory:
+                source = archive.secure_join(directory, m.source.lstrip("/")) if m.source.strip("/") else directory
+                if not os.path.lexists(source):
+                    return key
+                return key + "," + await asyncio.to_thread(copying.hash_sources, [(source, ".")])
             return key + f",image={image.id if image else 'scratch'}"
         rel = m.source.lstrip("/") or "."
         path = archive.secure_join(self.context, rel) if rel != "." else self.context
@@ -702,9 +772,11 @@ class Builder:
 
     async def _open_root(self, ref: str) -> tuple[str, Callable[[], Awaitable[None]]]:
         """A stage's or an image's root filesystem, mounted until close() (RUN --mount from=)."""
-        is_stage, image = await self._stage_image(ref)
-        if not is_stage:
-            image = await self._find_image(ref)
+        image, directory = await self._source(ref)
+        if directory:
+            async def nothing() -> None:
+                return None
+            return directory, nothing
         return await self._open_root_of(image)
 
     async def _run_step(self, state: _Stage, argv: list[str], *, body_env: list[str], host_config: dict,
@@ -846,12 +918,10 @@ class Builder:
             raise BuildError(exc.message) from None
         exclude = dockerignore.Matcher(excludes) if excludes else None
         parents = flags.get("parents", "false") != "false"
-        source_image = None
+        source_image, source_dir = None, ""
         from_ref = flags.get("from", "")
         if from_ref:
-            is_stage, source_image = await self._stage_image(from_ref)
-            if not is_stage:
-                source_image = await self._find_image(from_ref)
+            source_image, source_dir = await self._source(from_ref)
         workdir = state.config.get("WorkingDir") or "/"
         dest_is_dir = dest.endswith("/") or dest in (".", "..") or dest.endswith("/.") or parents
         if not posixpath.isabs(dest):
@@ -868,8 +938,8 @@ class Builder:
         chown = flags.get("chown", "")
 
         async def with_source_root(fn):
-            if not from_ref:
-                return await asyncio.to_thread(fn, self.context)
+            if not from_ref or source_dir:
+                return await asyncio.to_thread(fn, source_dir or self.context)
             root, close = await self._open_root_of(source_image)
             try:
                 return await asyncio.to_thread(fn, root)

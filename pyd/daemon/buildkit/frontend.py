@@ -15,7 +15,7 @@ import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Awaitable, Callable
 
 from pyd.daemon.buildkit.filesync import SyncError, SyncRequest, receive
 from pyd.daemon.buildkit.grpc import INVALID_ARGUMENT, UNIMPLEMENTED, UNKNOWN, GrpcError
@@ -57,6 +57,9 @@ class FrontendRequest:
     network: str = ""
     extrahosts: list[str] = field(default_factory=list)
     shmsize: int = 0
+    # named contexts by context_key(name): a local dir of the session (its name there), or an image reference
+    local_contexts: dict[str, str] = field(default_factory=dict)
+    image_contexts: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -73,8 +76,7 @@ def parse_frontend_attrs(attrs: dict[str, str], host_platform: str) -> FrontendR
         elif key.startswith("label:"):
             out.labels[key[len("label:"):]] = value
         elif key.startswith("context:"):
-            raise GrpcError(UNIMPLEMENTED, f"named build contexts ({key[len('context:'):]}) are not supported "
-                                           "by this daemon")
+            _named_context(out, key[len("context:"):], value)
     out.nocache = "no-cache" in attrs     # "" is every stage; pyd's cache cannot skip single stages
     network = attrs.get("force-network-mode", "")
     if network not in ("", "default", "none", "host", "sandbox"):
@@ -89,6 +91,23 @@ def parse_frontend_attrs(attrs: dict[str, str], host_platform: str) -> FrontendR
         if _platform(wanted) != _platform(host_platform):
             raise GrpcError(UNIMPLEMENTED, f"this daemon builds for {host_platform} only, not {wanted}")
     return out
+
+
+def _named_context(out: FrontendRequest, name: str, value: str) -> None:
+    """`context:NAME` (buildx's --build-context): `local:LOCAL` (a local dir of the session) or
+    `docker-image://REF`; BuildKit's other sources are refused with its words."""
+    from pyd.daemon.build.builder import context_key
+    kind, _, rest = value.partition(":")
+    key = context_key(name)
+    if kind == "local" and rest:
+        out.local_contexts[key] = rest
+    elif kind == "docker-image" and rest.startswith("//") and rest[2:]:
+        out.image_contexts[key] = rest[2:]
+    elif kind in ("git", "http", "https", "oci-layout", "input", "target"):
+        raise GrpcError(UNIMPLEMENTED, f"named context {name}: {kind} sources are not supported by this daemon "
+                                       "(local directories and docker-image:// are)")
+    else:
+        raise GrpcError(INVALID_ARGUMENT, f"unsupported context source {kind} for {name}")
 
 
 def _platform(spec: str) -> str:
@@ -149,8 +168,11 @@ class StageSteps:
     built in the middle of another's step (COPY --from): cache hits and logs go to the stage that ran last."""
 
     def __init__(self, job: Job, stage_names: list[str], expand_base: Callable[[dockerfile.Stage], str],
-                 first_inputs: list[str]) -> None:
+                 first_inputs: list[str], image_contexts: dict[str, str] | None = None,
+                 local_contexts: set[str] | frozenset[str] = frozenset()) -> None:
         self._job = job
+        self._image_contexts = image_contexts or {}    # named contexts: FROM one is not a FROM vertex
+        self._local_contexts = local_contexts
         self._names = stage_names          # every stage of the Dockerfile, lower-case ("" unnamed)
         self._expand = expand_base
         self._stages: dict[int, _StageProgress] = {}
@@ -176,13 +198,23 @@ class StageSteps:
             self._active.remove(stage_index)
         self._active.append(stage_index)
         if ins is None:
+            from pyd.daemon.build.builder import context_key
             base = self._expand(stage)
             from_image = base.lower() not in self._names[:stage_index] and base != "scratch"
+            named = context_key(base) if from_image else ""
+            if named in self._image_contexts or named in self._local_contexts:
+                from_image = False
             # dockerfile2llb: no stage label in a one-stage file, even a named one; stage-N when unnamed
             label = (stage.name or f"stage-{stage_index}") if len(self._names) > 1 else ""
             p = self._stages[stage_index] = _StageProgress(
                 label + " " if label else "",
                 int(from_image) + sum(1 for c in stage.commands if c.cmd in VERTEX_COMMANDS))
+            if named in self._image_contexts:
+                try:
+                    shown = str(parse_reference(self._image_contexts[named]))
+                except HTTPError:
+                    shown = self._image_contexts[named]
+                p.current = self._job.vertex(f"[context {named}] {shown}", self._last)
             if not from_image:
                 return
             try:
@@ -238,6 +270,14 @@ def _step_text(ins: Instruction) -> str:
     return word.upper() + (" " + rest.strip() if rest else "")
 
 
+def _ignore_patterns(path: str) -> list[str]:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return dockerignore.read_patterns(f.read())
+    except FileNotFoundError:
+        return []
+
+
 def _needs_context(stages: list[dockerfile.Stage]) -> bool:
     return any(ins.cmd in ("add", "copy") and not ins.flags.get("from") for s in stages for ins in s.commands)
 
@@ -265,6 +305,32 @@ class DockerfileSolve:
         job.complete(v)
         return v
 
+    async def _load_ignore(self, name: str, local: str, dest: str) -> str:
+        """Fetch only the .dockerignore of a local dir; the path it has here (absent when there is none)."""
+        os.makedirs(dest, exist_ok=True)
+        await self._sync(name, SyncRequest(local, follow=[".dockerignore"]), dest, f"transferring {local}:")
+        return os.path.join(dest, ".dockerignore")
+
+    def _local_context(self, key: str, local: str, folder: str) -> Callable[[], Awaitable[str]]:
+        """A named local context, fetched (its .dockerignore first, then the rest with it) when the build
+        first reads it; later reads get the same directory."""
+        lock = asyncio.Lock()
+        fetched: list[str] = []
+
+        async def load() -> str:
+            async with lock:
+                if not fetched:
+                    ignore = await self._load_ignore(f"[context {key}] load .dockerignore", local,
+                                                     os.path.join(folder, "ignore"))
+                    dest = os.path.join(folder, "files")
+                    os.makedirs(dest)
+                    await self._sync(f"[context {key}] load from client",
+                                     SyncRequest(local, exclude=_ignore_patterns(ignore)), dest,
+                                     f"transferring {local}:")
+                    fetched.append(dest)
+            return fetched[0]
+        return load
+
     async def build(self, req: FrontendRequest) -> str:
         """The image ID of the build (its steps in the cache, untagged)."""
         root = tempfile.mkdtemp(prefix="buildkit-", dir=self._backend.tmp_dir)
@@ -275,7 +341,7 @@ class DockerfileSolve:
 
     async def _build(self, req: FrontendRequest, root: str) -> str:
         from pyd.daemon.build import dockerfile
-        from pyd.daemon.build.builder import BuildError, Builder, BuildOptions
+        from pyd.daemon.build.builder import BuildError, Builder, BuildOptions, NamedContext
         from pyd.daemon.errors import BadParameter
 
         job, backend = self._job, self._backend
@@ -297,6 +363,9 @@ class DockerfileSolve:
             from pyd.daemon.buildkit.secrets import get_secret
             return await get_secret(session, secret_id)
         opts.secret_source = secret
+        opts.contexts = {key: NamedContext(image=ref) for key, ref in req.image_contexts.items()}
+        for i, (key, local) in enumerate(sorted(req.local_contexts.items())):
+            opts.contexts[key] = NamedContext(load=self._local_context(key, local, os.path.join(root, f"named-{i}")))
 
         async def ignore_text(msg: dict) -> None:
             return None     # the classic stream: the steps come through StageSteps instead
@@ -311,7 +380,8 @@ class DockerfileSolve:
                 return stage.base
 
         all_names: list[str] = []
-        steps = StageSteps(job, all_names, expand_base, [definition.digest])
+        steps = StageSteps(job, all_names, expand_base, [definition.digest], dict(req.image_contexts),
+                           frozenset(req.local_contexts))
         builder = Builder(backend.graph, backend.containers, backend.pull, context_dir, opts, ignore_text, steps,
                           dockerfile_dir=df_dir)
         holder.append(builder)
@@ -325,14 +395,9 @@ class DockerfileSolve:
         if _needs_context(builder.stages):
             ignore_file = os.path.join(df_dir, name + ".dockerignore")
             if not os.path.isfile(ignore_file):
-                await self._sync("[internal] load .dockerignore", SyncRequest("context", follow=[".dockerignore"]),
-                                 ignore_dir, "transferring context:")
-                ignore_file = os.path.join(ignore_dir, ".dockerignore")
-            patterns: list[str] = []
-            if os.path.isfile(ignore_file):
-                with open(ignore_file, encoding="utf-8", errors="replace") as f:
-                    patterns = dockerignore.read_patterns(f.read())
-            await self._sync("[internal] load build context", SyncRequest("context", exclude=patterns),
+                ignore_file = await self._load_ignore("[internal] load .dockerignore", "context", ignore_dir)
+            await self._sync("[internal] load build context",
+                             SyncRequest("context", exclude=_ignore_patterns(ignore_file)),
                              context_dir, "transferring context:")
 
         self._running.add(builder)

@@ -350,3 +350,47 @@ def test_secrets_come_from_the_client_session_and_stay_out_of_the_image(daemon, 
     out = buildx("build", "--progress=plain", str(tmp_path), timeout=120)
     assert out.returncode == 1, out.describe()
     assert "secret nope: not found" in out.stderr, out.stderr
+
+
+NAMED_CONTEXTS = """\
+FROM registry.invalid/base:1 AS base
+COPY --from=extra . /extra/
+COPY --from=tools /bin/busybox /tools-busybox
+RUN --mount=from=extra,target=/mnt cat /mnt/greeting.txt > /mounted.txt
+"""
+
+
+def test_named_contexts_local_dirs_and_images(daemon, busybox, buildx, registry, tmp_path):
+    """--build-context: a local dir (fetched through the session under the name buildx gives it, its own
+    .dockerignore applied) for COPY --from and RUN --mount from=; images from the store and from a registry
+    standing in for FROM and COPY --from names that would otherwise be pulled."""
+    ctx, extra = tmp_path / "ctx", tmp_path / "extra"
+    ctx.mkdir()
+    extra.mkdir()
+    (ctx / "Dockerfile").write_text(NAMED_CONTEXTS)
+    (extra / "greeting.txt").write_text("hello from a named context\n")
+    (extra / "skip.txt").write_text("ignored\n")
+    (extra / ".dockerignore").write_text("skip.txt\n")
+    daemon.docker("tag", "busybox:latest", "bkx/named-base:1", check=True)
+    tools = f"{registry}/bkx/tools:1"
+    daemon.docker("tag", "busybox:latest", tools, check=True)
+    daemon.docker("push", tools, check=True, timeout=120)
+    daemon.docker("rmi", tools, check=True)
+    out = buildx("build", "--progress=plain", "-t", "bkx:named", "--build-context", f"extra={extra}",
+                 "--build-context", "registry.invalid/base:1=docker-image://bkx/named-base:1",
+                 "--build-context", f"tools=docker-image://{tools}", str(ctx), timeout=180)
+    assert out.returncode == 0, out.describe()
+    assert "[context extra] load .dockerignore" in out.stderr and "[context extra] load from client" in out.stderr, \
+        out.stderr
+    assert "[context registry.invalid/base:1] docker.io/bkx/named-base:1" in out.stderr, out.stderr
+    run = daemon.docker("run", "--rm", "bkx:named", "sh", "-c",
+                        "cat /extra/greeting.txt /mounted.txt; test -e /extra/skip.txt || echo no-skip; "
+                        "test -x /tools-busybox && echo tools", check=True)
+    assert run.stdout == "hello from a named context\n" * 2 + "no-skip\ntools\n"
+    assert daemon.docker("image", "inspect", tools).returncode == 0      # pulled from the registry for the build
+
+    (ctx / "Dockerfile").write_text("FROM busybox:latest\nCOPY --from=gone /x /x\n")
+    out = buildx("build", "--progress=plain", "--build-context", "gone=https://example.invalid/x.tar", str(ctx),
+                 timeout=120)
+    assert out.returncode == 1, out.describe()
+    assert "named context gone: https sources are not supported by this daemon" in out.stderr, out.stderr

@@ -109,8 +109,14 @@ def test_frontend_attributes_and_exporters():
     assert parse_frontend_attrs({}, "linux/amd64").filename == "Dockerfile"
     with pytest.raises(grpc.GrpcError, match="builds for linux/amd64 only, not linux/s390x"):
         parse_frontend_attrs({"platform": "linux/s390x"}, "linux/amd64")
-    with pytest.raises(grpc.GrpcError, match="named build contexts"):
-        parse_frontend_attrs({"context:base": "docker-image://x"}, "linux/amd64")
+    named = parse_frontend_attrs({"context:base": "docker-image://x", "context:docker.io/library/busybox:latest":
+                                  "local:busybox", "context:ubuntu:22.04": "docker-image://u"}, "linux/amd64")
+    assert named.image_contexts == {"base": "x", "ubuntu:22.04": "u"}
+    assert named.local_contexts == {"busybox": "busybox"}     # BuildKit's key: familiar, without :latest
+    with pytest.raises(grpc.GrpcError, match="named context g: git sources are not supported"):
+        parse_frontend_attrs({"context:g": "git://example.invalid/r.git"}, "linux/amd64")
+    with pytest.raises(grpc.GrpcError, match="unsupported context source nope for n"):
+        parse_frontend_attrs({"context:n": "nope:x"}, "linux/amd64")
     export = parse_exporters([{"Type": "moby", "Attrs": {"name": "x,registry.local:5000/y:1,x"}}], "", {})
     assert export.names == ["docker.io/library/x:latest", "registry.local:5000/y:1"]
     assert parse_exporters([], "image", {"name": "z"}).names == ["docker.io/library/z:latest"]
