@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable, Protocol
 
 from pyd.daemon.storage import archive
 from pyd.daemon.build import copying, dockerfile, platforms, remote, run_heredocs, runmounts, stages as stage_graph
+from pyd.daemon.build.ordered import OrderedOutput
 from pyd.formats import dockerignore, rfc3339
 from pyd.formats.platforms import Platform, config_fields, image_platform
 from pyd.formats.reference import parse_reference
@@ -60,8 +61,8 @@ class StepProgress(Protocol):
     cache hits, and the output of the RUN in progress (which then stays out of the text stream)."""
     async def step(self, stage_index: int, stage: dockerfile.Stage, ins: Instruction | None) -> None: ...
     def stage_done(self, stage_index: int) -> None: ...
-    def cached(self) -> None: ...
-    async def log(self, stream: int, data: bytes) -> None: ...
+    def cached(self, stage_index: int) -> None: ...
+    async def log(self, stage_index: int, stream: int, data: bytes) -> None: ...
 
 
 DEFAULT_SHELL = ["/bin/sh", "-c"]
@@ -196,8 +197,13 @@ class Builder:
         self.order: list[int] = []               # the stages the target needs, in Dockerfile order
         self.platform_args: dict[str, str] = {}  # TARGETPLATFORM, BUILDARCH, ...: usable once declared
         self._state: _Stage | None = None
-        self._building: set[int] = set()
         self._step, self._total = 0, 0
+        self._tasks: dict[int, asyncio.Task[str]] = {}     # stage index -> its build (stages run at once)
+        self._task_stage: dict[asyncio.Task, int] = {}    # the other way round: whose output, who waits
+        self._waits: dict[int, int] = {}                  # stage -> the stage it waits for now
+        self._first_step: dict[int, int] = {}             # stage -> the number of its FROM step
+        self._output = OrderedOutput(emit)
+        self.failed_stage: int | None = None              # the stage whose step failed the build
 
     def held_images(self) -> set[str]:
         return self.held | {i for i in self.results.values() if i}
@@ -205,7 +211,12 @@ class Builder:
     # ---- output -----------------------------------------------------------------------------------
     async def out(self, text: str) -> None:
         if not self.opts.quiet:
-            await self._emit({"stream": text})
+            await self._send({"stream": text})
+
+    async def _send(self, message: dict) -> None:
+        """A message of the classic stream, in the order of the stage it belongs to (ordered.py)."""
+        task = asyncio.current_task()
+        await self._output.send(self._task_stage.get(task) if task is not None else None, message)
 
     # ---- parse ------------------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -288,7 +299,9 @@ class Builder:
             self._step += 1
             await self.out(f"Step {self._step}/{self._total} : {ins.original}\n")
         for index in self.order:
-            await self._build_stage(index)
+            self._first_step[index] = self._step + 1
+            self._step += 1 + len(self.stages[index].commands)
+        await self._build_stages()
         state = self._state
         unused = sorted(k for k in self.opts.buildargs if k not in self.used_args and k not in PROXY_ARGS)
         if unused:
@@ -297,14 +310,71 @@ class Builder:
             raise BuildError("No image was generated. Is your Dockerfile empty?")
         return state.image_id
 
+    async def _build_stages(self) -> None:
+        """Every stage the target needs, each in its own task: a stage waits only where it reads another
+        (FROM, COPY --from, RUN --mount from=), so independent stages run at once. The first failure
+        cancels the others; the stream then gets what they had written so far."""
+        for index in self.order:
+            self._stage_task(index)
+        try:
+            while True:
+                pending = [t for t in self._tasks.values() if not t.done()]
+                if not pending:
+                    break
+                await asyncio.wait(pending, return_when=asyncio.FIRST_EXCEPTION)
+                failed = sorted((i != self.failed_stage, i) for i, t in self._tasks.items()
+                                if t.done() and not t.cancelled() and t.exception())
+                if failed:       # the stage whose own step failed first, before those waiting on it
+                    raise self._tasks[failed[0][1]].exception()     # type: ignore[misc]
+        finally:
+            for task in self._tasks.values():
+                task.cancel()
+            await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+            await self._output.flush()
+
+    def _stage_task(self, index: int) -> asyncio.Task[str]:
+        task = self._tasks.get(index)
+        if task is None:
+            if index not in self._first_step:     # reached only through a reference expanded late
+                self._first_step[index] = self._total + 1
+                self._total += 1 + len(self.stages[index].commands)
+            self._output.add(index)
+            task = self._tasks[index] = asyncio.get_running_loop().create_task(self._stage_run(index))
+            self._task_stage[task] = index
+        return task
+
+    async def _stage_run(self, index: int) -> str:
+        try:
+            image_id = await self._run_stage(index)
+        except Exception as exc:
+            if self.failed_stage is None and not getattr(exc, "from_stage", False):
+                self.failed_stage = index
+            exc.from_stage = True      # type: ignore[attr-defined]   # the stages waiting on it fail with it
+            raise
+        await self._output.finished(index)
+        return image_id
+
     async def _build_stage(self, index: int) -> str:
-        """Build stage `index` (once); its image ID."""
-        if str(index) in self.results:
-            return self.results[str(index)]
+        """Stage `index`'s image ID, once its build (started now if it was not yet) is done."""
+        task = asyncio.current_task()
+        me = self._task_stage.get(task) if task is not None else None
+        if me is not None:
+            waited = index
+            while waited != me and waited in self._waits:
+                waited = self._waits[waited]
+            if waited == me:
+                stage = self.stages[index]
+                raise BuildError(f"circular dependency detected on stage: {stage.name or index}")
+            self._waits[me] = index
+        try:
+            return await asyncio.shield(self._stage_task(index))
+        finally:
+            if me is not None:
+                self._waits.pop(me, None)
+
+    async def _run_stage(self, index: int) -> str:
+        """Build stage `index`; its image ID."""
         stage = self.stages[index]
-        if index in self._building:
-            raise BuildError(f"circular dependency detected on stage: {stage.name or index}")
-        self._building.add(index)
         replaced = self._context(stage.name) if stage.name else None
         if replaced is not None:   # a named context of the stage's name stands in for the whole stage
             image = await self._context_image(replaced, stage.name)
@@ -312,16 +382,16 @@ class Builder:
             if image is not None:
                 config.update(copy.deepcopy(image.container_config()))
             return self._stage_built(index, stage, _Stage(image, config, index=index))
-        self._step += 1
-        await self.out(f"Step {self._step}/{self._total} : {stage.from_.original}\n")
+        step = self._first_step[index]
+        await self.out(f"Step {step}/{self._total} : {stage.from_.original}\n")
         if self.steps is not None:
             await self.steps.step(index, stage, None)
         state = await self._from(stage, index)
         self.held.add(state.image_id)
         await self.out(f" ---> {short(state.image_id)}\n")
         for ins in stage.commands:
-            self._step += 1
-            await self.out(f"Step {self._step}/{self._total} : {ins.original}\n")
+            step += 1
+            await self.out(f"Step {step}/{self._total} : {ins.original}\n")
             if self.steps is not None:
                 await self.steps.step(index, stage, ins)
             await self.dispatch(state, ins)
@@ -329,7 +399,7 @@ class Builder:
         if self.steps is not None:
             self.steps.stage_done(index)
         if state.image_id:
-            await self._emit({"aux": {"ID": state.image_id}})
+            await self._send({"aux": {"ID": state.image_id}})
         return self._stage_built(index, stage, state)
 
     def _stage_built(self, index: int, stage: dockerfile.Stage, state: _Stage) -> str:
@@ -351,7 +421,7 @@ class Builder:
         if ctx.load is None:
             return await self._find_image(ctx.image)
         path = await ctx.load()
-        state = _Stage(None, dict(_default_config()))
+        state = _Stage(None, dict(_default_config()), index=-1)
         digest = await asyncio.to_thread(copying.hash_sources, [(path, ".")])
         cache_config = dict(state.config, Cmd=DEFAULT_SHELL + ["#(nop) ", f"FROM context {name} {digest}"])
         if not await self._probe(state, cache_config):
@@ -448,7 +518,7 @@ class Builder:
         except BadParameter as exc:
             raise BuildError(exc.message) from None
         try:
-            return await self.pull(name, getattr(self.opts, "auth_configs", {}), None if self.opts.quiet else self._emit)
+            return await self.pull(name, getattr(self.opts, "auth_configs", {}), None if self.opts.quiet else self._send)
         except HTTPError as exc:
             raise BuildError(exc.message) from None
 
@@ -507,7 +577,7 @@ class Builder:
         hit = max(candidates, key=lambda i: i.created)
         self.held.add(hit.id)
         if self.steps is not None:
-            self.steps.cached()
+            self.steps.cached(state.index)
         await self.out(" ---> Using cache\n")
         state.image = hit
         return True
@@ -797,7 +867,7 @@ class Builder:
         ok = False
         try:
             made = await asyncio.to_thread(self._missing_paths, cid, stubs) if stubs else []
-            code = await self._run_container(cid)
+            code = await self._run_container(cid, state.index)
             if code != 0:
                 raise BuildError(f"The command '{' '.join(argv)}' returned a non-zero code: {code}", code)
             if made:
@@ -845,7 +915,7 @@ class Builder:
         finally:
             self.graph.unmount_rw(cid)
 
-    async def _run_container(self, cid: str) -> int:
+    async def _run_container(self, cid: str, stage_index: int) -> int:
         containers = self.containers
         c = containers.get(cid)
         queue: asyncio.Queue = asyncio.Queue()
@@ -863,7 +933,7 @@ class Builder:
                     break
                 stream, data = item
                 if self.steps is not None:
-                    await self.steps.log(stream, data)
+                    await self.steps.log(stage_index, stream, data)
                     continue
                 text = decoders.get(stream, decoders[1]).decode(data)
                 if text:

@@ -157,6 +157,8 @@ def buildkit_message(message: str) -> str:
 class _StageProgress:
     prefix: str           # "build " or ""
     total: int            # the stage's vertexes, as dockerfile2llb counts them
+    last: list[str]       # the inputs of its next vertex: its previous one (or what it starts from)
+    base: int | None = None   # the stage it starts from
     index: int = 0
     current: Vertex | None = None
     cached: bool = False
@@ -164,8 +166,8 @@ class _StageProgress:
 
 class StageSteps:
     """The builder's StepProgress for one Solve: each step that dockerfile2llb makes a vertex becomes one,
-    named `[stage i/n] TEXT`; it ends at the next step of its stage or the stage's end. A stage may be
-    built in the middle of another's step (COPY --from): cache hits and logs go to the stage that ran last."""
+    named `[stage i/n] TEXT`; it ends at the next step of its stage or the stage's end. Stages may run at
+    once: each has its own vertex under way, which gets that stage's cache hits and logs."""
 
     def __init__(self, job: Job, stage_names: list[str], expand_base: Callable[[dockerfile.Stage], str],
                  first_inputs: list[str], image_contexts: dict[str, str] | None = None,
@@ -176,14 +178,14 @@ class StageSteps:
         self._names = stage_names          # every stage of the Dockerfile, lower-case ("" unnamed)
         self._expand = expand_base
         self._stages: dict[int, _StageProgress] = {}
-        self._active: list[int] = []       # stages under way, the innermost last
-        self._last: list[str] = list(first_inputs)
+        self._first = list(first_inputs)
+        self._last: list[str] = list(first_inputs)     # the vertex that ended last: the exporter's input
         self._metadata_done: set[str] = set()
 
     def _close(self, p: _StageProgress, error: str = "") -> None:
         if p.current is not None:
             self._job.complete(p.current, cached=p.cached, error=error)
-            self._last = [p.current.digest]
+            p.last = self._last = [p.current.digest]
         p.current, p.cached = None, False
 
     def _open(self, p: _StageProgress, text: str) -> None:
@@ -191,16 +193,16 @@ class StageSteps:
         if p.total:
             p.index += 1
             name = f"[{p.prefix}{p.index:>{len(str(p.total))}}/{p.total}] {text}"
-        p.current = self._job.vertex(name, self._last)
+        if p.base is not None and p.last == self._first and p.base in self._stages:
+            p.last = self._stages[p.base].last
+        p.current = self._job.vertex(name, p.last)
 
     async def step(self, stage_index: int, stage: dockerfile.Stage, ins: Instruction | None) -> None:
-        if stage_index in self._active:
-            self._active.remove(stage_index)
-        self._active.append(stage_index)
         if ins is None:
             from pyd.daemon.build.builder import context_key
             base = self._expand(stage)
-            from_image = base.lower() not in self._names[:stage_index] and base != "scratch"
+            earlier = self._names[:stage_index]
+            from_image = base.lower() not in earlier and base != "scratch"
             named = context_key(base) if from_image else ""
             if named in self._image_contexts or named in self._local_contexts:
                 from_image = False
@@ -208,13 +210,14 @@ class StageSteps:
             label = (stage.name or f"stage-{stage_index}") if len(self._names) > 1 else ""
             p = self._stages[stage_index] = _StageProgress(
                 label + " " if label else "",
-                int(from_image) + sum(1 for c in stage.commands if c.cmd in VERTEX_COMMANDS))
+                int(from_image) + sum(1 for c in stage.commands if c.cmd in VERTEX_COMMANDS), list(self._first),
+                earlier.index(base.lower()) if base.lower() in earlier and base else None)
             if named in self._image_contexts:
                 try:
                     shown = str(parse_reference(self._image_contexts[named]))
                 except HTTPError:
                     shown = self._image_contexts[named]
-                p.current = self._job.vertex(f"[context {named}] {shown}", self._last)
+                p.current = self._job.vertex(f"[context {named}] {shown}", p.last)
             if not from_image:
                 return
             try:
@@ -235,27 +238,22 @@ class StageSteps:
         p = self._stages.get(stage_index)
         if p is not None:
             self._close(p)
-        if stage_index in self._active:
-            self._active.remove(stage_index)
 
-    def _innermost(self) -> _StageProgress | None:
-        return self._stages.get(self._active[-1]) if self._active else None
-
-    def cached(self) -> None:
-        p = self._innermost()
+    def cached(self, stage_index: int) -> None:
+        p = self._stages.get(stage_index)
         if p is not None:
             p.cached = True
 
-    async def log(self, stream: int, data: bytes) -> None:
-        p = self._innermost()
+    async def log(self, stage_index: int, stream: int, data: bytes) -> None:
+        p = self._stages.get(stage_index)
         if p is not None and p.current is not None:
             self._job.log(p.current, stream, data)
 
-    def end(self, error: str = "") -> None:
-        """The build ended: the step under way carries the error; the others just end."""
-        innermost = self._innermost()
-        if error and innermost is not None:
-            self._close(innermost, error)
+    def end(self, error: str = "", failed_stage: int | None = None) -> None:
+        """The build ended: the failed stage's step under way carries the error; the others just end."""
+        failed = self._stages.get(failed_stage) if failed_stage is not None else None
+        if error and failed is not None:
+            self._close(failed, error)
         for p in self._stages.values():
             self._close(p)
 
@@ -405,11 +403,11 @@ class DockerfileSolve:
             image_id = await builder.run()
         except BuildError as exc:
             message = buildkit_message(exc.message)
-            steps.end(message)
+            steps.end(message, builder.failed_stage)
             raise GrpcError(UNKNOWN, message) from None
         except (BadParameter, OSError) as exc:
             message = getattr(exc, "message", None) or str(exc)
-            steps.end(message)
+            steps.end(message, builder.failed_stage)
             raise GrpcError(UNKNOWN, message) from None
         finally:
             self._running.discard(builder)

@@ -394,3 +394,31 @@ def test_named_contexts_local_dirs_and_images(daemon, busybox, buildx, registry,
                  timeout=120)
     assert out.returncode == 1, out.describe()
     assert "named context gone: https sources are not supported by this daemon" in out.stderr, out.stderr
+
+
+MEETING = """\
+FROM busybox:latest AS left
+ARG TOKEN
+RUN --mount=type=cache,id=meet-$TOKEN,target=/meet touch /meet/left && i=0 && \\
+    while [ ! -e /meet/right ]; do i=$((i+1)); [ $i -le 300 ] || exit 7; sleep 0.1; done && echo left met
+FROM busybox:latest AS right
+ARG TOKEN
+RUN --mount=type=cache,id=meet-$TOKEN,target=/meet touch /meet/right && i=0 && \\
+    while [ ! -e /meet/left ]; do i=$((i+1)); [ $i -le 300 ] || exit 7; sleep 0.1; done && echo right met
+FROM busybox:latest
+COPY --from=left /etc/passwd /left
+COPY --from=right /etc/passwd /right
+"""
+
+
+def test_independent_stages_run_at_once(daemon, busybox, buildx, tmp_path):
+    """Each stage leaves a marker in a shared cache mount and waits (30 s at most) for the other's: built
+    one after the other, the first would fail with exit code 7."""
+    (tmp_path / "Dockerfile").write_text(MEETING)
+    out = buildx("build", "--progress=plain", "--build-arg", f"TOKEN={tmp_path.name}", "-t", "bkx:meeting",
+                 str(tmp_path), timeout=180)
+    assert out.returncode == 0, out.describe()
+    for name in ("left", "right"):      # each RUN's output under its own vertex
+        assert re.search(rf"#(\d+) \[{name} 2/2\] RUN --mount=type=cache.*\n(#\1 .*\n)*#\1 [\d.]+ {name} met\n",
+                         out.stderr), out.stderr
+    assert daemon.docker("run", "--rm", "bkx:meeting", "ls", "/left", "/right", check=True).stdout == "/left\n/right\n"

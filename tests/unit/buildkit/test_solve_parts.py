@@ -151,7 +151,7 @@ def test_steps_are_named_as_dockerfile2llb_names_them():
             for ins in stage.commands:
                 await steps.step(i, stage, ins)
                 if ins.cmd == "workdir":
-                    steps.cached()
+                    steps.cached(i)
             steps.stage_done(i)
         steps.end()
     run(body)
@@ -160,6 +160,28 @@ def test_steps_are_named_as_dockerfile2llb_names_them():
                            "[build 3/3] RUN echo   hi", "[stage-1 1/1] COPY a b"]
     assert [v.cached for v in job.vertexes] == [False, False, True, False, False]
     assert all(v.completed is not None for v in job.vertexes)
+    assert job.vertexes[-1].inputs == [job.vertexes[-2].digest]     # stage-1 starts where build ended
+
+
+def test_steps_of_stages_at_once_keep_their_own_vertex():
+    df = dockerfile.parse("FROM busybox AS a\nRUN one\nFROM busybox AS b\nRUN two\n")
+    _, stages = dockerfile.split_stages(df)
+    job = Job("ref")
+    steps = StageSteps(job, [s.name for s in stages], lambda s: s.base, [])
+
+    async def body() -> None:
+        for i, stage in enumerate(stages):
+            await steps.step(i, stage, None)
+            await steps.step(i, stage, stage.commands[0])
+        await steps.log(0, 1, b"from a\n")
+        steps.cached(1)
+        steps.end("it failed", failed_stage=0)
+    run(body)
+    by_name = {v.name: v for v in job.vertexes}
+    assert by_name["[a 2/2] RUN one"].error == "it failed" and not by_name["[a 2/2] RUN one"].cached
+    assert by_name["[b 2/2] RUN two"].cached and not by_name["[b 2/2] RUN two"].error
+    logs = [u for u in (m.STATUS_RESPONSE.decode(raw) for raw in job.updates) if u["logs"]]
+    assert [log["vertex"] for u in logs for log in u["logs"]] == [by_name["[a 2/2] RUN one"].digest]
 
 
 def test_status_replays_a_solve_from_its_start():
