@@ -120,6 +120,7 @@ class BuildOptions:
     # asked for a secret id not in `secrets` when a step mounts it (a BuildKit session's Secrets service)
     secret_source: Callable[[str], Awaitable[bytes | None]] | None = None
     platform: str = ""                                            # the target platform ("" the host's)
+    ssh_source: runmounts.OpenAgent | None = None                 # RUN --mount=type=ssh: the client's agents
     contexts: dict[str, NamedContext] = field(default_factory=dict)   # context_key(name) -> context
 
 
@@ -769,6 +770,9 @@ class Builder:
         env_keys = {e.partition("=")[0] for e in state.config.get("Env") or []}
         values = self._arg_values(state)
         build_env = [f"{k}={v}" for k, v in values.items() if v is not None and k not in env_keys]
+        ssh = [m for m in mounts if m.type == "ssh"]
+        if ssh and "SSH_AUTH_SOCK" not in env_keys:     # BuildKit points it at the first agent socket
+            build_env.append(f"SSH_AUTH_SOCK={ssh[0].target}")
         keyed = sorted(f"{k}={v}" for k, v in values.items()
                        if v is not None and k not in env_keys and (k in state.args or k not in PROXY_ARGS))
         save_cmd = ([f"|{len(keyed)}", *keyed] + argv) if build_env else argv
@@ -789,7 +793,8 @@ class Builder:
         if self.opts.memory:
             host_config["Memory"] = self.opts.memory
         made = runmounts.Mounted(mounts, context=self.context, data_root=self.graph.root, tmp=self.graph.tmp,
-                                 secrets=self.opts.secrets, open_root=self._open_root)
+                                 secrets=self.opts.secrets, open_root=self._open_root,
+                                 open_agent=self.opts.ssh_source)
         try:
             async with made as api_mounts, run_heredocs.ScriptFile(script, self.graph.tmp) as script_mount:
                 host_config["Mounts"] = api_mounts + script_mount

@@ -184,6 +184,8 @@ def parse(spec: str, expand: Callable[[str], str], workdir: str = "/") -> RunMou
 
 # a stage's or an image's root: open(ref) -> (path, close()); the builder's own graph mounts
 OpenRoot = Callable[[str], Awaitable[tuple[str, Callable[[], Awaitable[None]]]]]
+# a unix socket reaching the client's SSH agent for an ssh mount: (path, close()), None if not forwarded
+OpenAgent = Callable[["RunMount"], Awaitable["tuple[str, Callable[[], Awaitable[None]]] | None"]]
 
 
 def cache_mounts_dir(data_root: str) -> str:
@@ -255,9 +257,9 @@ class Mounted:
     """The HostConfig.Mounts of one RUN, made on enter and undone on exit."""
 
     def __init__(self, mounts: list[RunMount], *, context: str, data_root: str, tmp: str,
-                 secrets: dict[str, bytes], open_root: OpenRoot) -> None:
+                 secrets: dict[str, bytes], open_root: OpenRoot, open_agent: OpenAgent | None = None) -> None:
         self.mounts, self.context, self.data_root, self.tmp = mounts, context, data_root, tmp
-        self.secrets, self.open_root = secrets, open_root
+        self.secrets, self.open_root, self.open_agent = secrets, open_root, open_agent
         self.api: list[dict[str, Any]] = []
         self._closers: list[Callable[[], Awaitable[None]]] = []
 
@@ -317,9 +319,14 @@ class Mounted:
             await asyncio.to_thread(_write_secret, path, data, m)
             return dict(bind, Source=path, ReadOnly=True)
         if m.type == "ssh":
-            if m.required:
-                raise MountError(f'no SSH key "{m.id}" forwarded from the client')
-            return None
+            agent = await self.open_agent(m) if self.open_agent is not None else None
+            if agent is None:
+                if m.required:
+                    raise MountError(f'no SSH key "{m.id}" forwarded from the client')
+                return None
+            path, close = agent
+            self._closers.append(close)
+            return dict(bind, Source=path, ReadOnly=False)
         # bind
         if m.from_:
             root, close = await self.open_root(m.from_)

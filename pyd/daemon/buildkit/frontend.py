@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from pyd.daemon.build import dockerfile
     from pyd.daemon.build.builder import BuildContainers, Builder, PullForBuild
     from pyd.daemon.build.dockerfile import Instruction
+    from pyd.daemon.build.runmounts import RunMount
     from pyd.daemon.buildkit.session import Session
     from pyd.daemon.events import EventBus
     from pyd.daemon.storage.graph import Graph
@@ -361,6 +362,11 @@ class DockerfileSolve:
             from pyd.daemon.buildkit.secrets import get_secret
             return await get_secret(session, secret_id)
         opts.secret_source = secret
+
+        async def agent(mount: RunMount) -> tuple[str, Callable[[], Awaitable[None]]] | None:
+            from pyd.daemon.buildkit.sshforward import open_agent
+            return await open_agent(session, mount, self._backend.tmp_dir)
+        opts.ssh_source = agent
         opts.contexts = {key: NamedContext(image=ref) for key, ref in req.image_contexts.items()}
         for i, (key, local) in enumerate(sorted(req.local_contexts.items())):
             opts.contexts[key] = NamedContext(load=self._local_context(key, local, os.path.join(root, f"named-{i}")))

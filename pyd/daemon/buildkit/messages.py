@@ -95,3 +95,6 @@ RETURN_RESPONSE = Message("moby.buildkit.v1.frontend.ReturnResponse")
 GET_SECRET_REQUEST = Message("moby.buildkit.secrets.v1.GetSecretRequest",
                              Field(1, "ID", "string"), Field(2, "annotations", Map("string", "string")))
 GET_SECRET_RESPONSE = Message("moby.buildkit.secrets.v1.GetSecretResponse", Field(1, "data", "bytes"))
+
+# ---- moby.sshforward.v1 (session/sshforward/ssh.proto); ForwardAgent streams BYTES_MESSAGE both ways
+CHECK_AGENT_REQUEST = Message("moby.sshforward.v1.CheckAgentRequest", Field(1, "ID", "string"))

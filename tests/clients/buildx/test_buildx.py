@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import shutil
 import signal
 import re
 import subprocess
@@ -422,3 +423,52 @@ def test_independent_stages_run_at_once(daemon, busybox, buildx, tmp_path):
         assert re.search(rf"#(\d+) \[{name} 2/2\] RUN --mount=type=cache.*\n(#\1 .*\n)*#\1 [\d.]+ {name} met\n",
                          out.stderr), out.stderr
     assert daemon.docker("run", "--rm", "bkx:meeting", "ls", "/left", "/right", check=True).stdout == "/left\n/right\n"
+
+
+def _host_tool_tree(dest: Path, tool: str) -> None:
+    """A host binary and the libraries it loads, at their paths under dest (to COPY onto busybox)."""
+    listed = subprocess.run(["ldd", tool], capture_output=True, text=True, check=True).stdout
+    paths = [tool] + re.findall(r"(?:=> |^\s*)(/\S+) \(0x", listed, re.M)
+    for path in paths:
+        target = dest / path.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(os.path.realpath(path), target)
+
+
+SSH_DOCKERFILE = """\
+FROM busybox:latest
+COPY tools/ /
+RUN --mount=type=ssh echo "sock=$SSH_AUTH_SOCK" > /agent && ssh-add -l >> /agent
+RUN --mount=type=ssh,id=notforwarded echo optional-ssh-skipped > /optional
+"""
+
+
+def test_ssh_agent_forwarded_into_run(daemon, busybox, buildx, tmp_path):
+    """--ssh default=$SSH_AUTH_SOCK: a real ssh-agent holding a key; ssh-add -l in the RUN lists it through
+    the session's sshforward service."""
+    _host_tool_tree(tmp_path / "tools", shutil.which("ssh-add") or "/usr/bin/ssh-add")
+    (tmp_path / "Dockerfile").write_text(SSH_DOCKERFILE)
+    sock = tmp_path.parent / f"{tmp_path.name[:40]}.agent"
+    started = subprocess.run(["ssh-agent", "-s", "-a", str(sock)], capture_output=True, text=True, check=True)
+    agent_pid = int(re.search(r"SSH_AGENT_PID=(\d+)", started.stdout)[1])
+    try:
+        key = tmp_path.parent / f"{tmp_path.name}-key"
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "pyd-build-key", "-f", str(key)],
+                       check=True, capture_output=True)
+        agent_env = {**os.environ, "SSH_AUTH_SOCK": str(sock)}
+        subprocess.run(["ssh-add", str(key)], env=agent_env, check=True, capture_output=True)
+        listed = subprocess.run(["ssh-add", "-l"], env=agent_env, check=True, capture_output=True, text=True).stdout
+        assert "pyd-build-key" in listed
+        out = buildx("build", "--progress=plain", "-t", "bkx:ssh", "--ssh", f"default={sock}", str(tmp_path),
+                     timeout=180)
+        assert out.returncode == 0, out.describe()
+        run = daemon.docker("run", "--rm", "bkx:ssh", "sh", "-c",
+                            "cat /agent /optional; ls /run/buildkit 2>/dev/null || echo no-socket-kept", check=True)
+        assert run.stdout == "sock=/run/buildkit/ssh_agent.0\n" + listed + "optional-ssh-skipped\nno-socket-kept\n"
+
+        (tmp_path / "Dockerfile").write_text("FROM busybox:latest\nRUN --mount=type=ssh,id=other,required=true true\n")
+        out = buildx("build", "--progress=plain", "--ssh", f"default={sock}", str(tmp_path), timeout=120)
+        assert out.returncode == 1, out.describe()
+        assert 'no SSH key "other" forwarded from the client' in out.stderr, out.stderr
+    finally:
+        os.kill(agent_pid, signal.SIGTERM)
