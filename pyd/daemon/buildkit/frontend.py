@@ -26,12 +26,12 @@ from pyd.formats.reference import parse_reference
 
 if TYPE_CHECKING:
     from pyd.daemon.build import dockerfile
-    from pyd.daemon.build.builder import BuildContainers, Builder, PullForBuild
+    from pyd.daemon.build.builder import BuildContainers, Builder, Emit, PullForBuild
     from pyd.daemon.build.dockerfile import Instruction
     from pyd.daemon.build.runmounts import RunMount
     from pyd.daemon.buildkit.session import Session
     from pyd.daemon.events import EventBus
-    from pyd.daemon.storage.graph import Graph
+    from pyd.daemon.storage.graph import Graph, Image
 
 FRONTEND = "dockerfile.v0"
 IMAGE_EXPORTERS = ("moby", "image")
@@ -304,6 +304,16 @@ class DockerfileSolve:
         job.complete(v)
         return v
 
+    async def _pull(self, name: str, auth_configs: dict[str, dict], emit: Emit | None) -> Image:
+        """The builder's pull, with the client's credentials for the registry (from its session)."""
+        from pyd.daemon.buildkit.auth import credentials
+        domain = parse_reference(name).domain
+        if domain not in auth_configs:
+            found = await credentials(self._session, domain)
+            if found is not None:
+                auth_configs = {**auth_configs, domain: found}
+        return await self._backend.pull(name, auth_configs, emit)
+
     async def _load_ignore(self, name: str, local: str, dest: str) -> str:
         """Fetch only the .dockerignore of a local dir; the path it has here (absent when there is none)."""
         os.makedirs(dest, exist_ok=True)
@@ -386,7 +396,7 @@ class DockerfileSolve:
         all_names: list[str] = []
         steps = StageSteps(job, all_names, expand_base, [definition.digest], dict(req.image_contexts),
                            frozenset(req.local_contexts))
-        builder = Builder(backend.graph, backend.containers, backend.pull, context_dir, opts, ignore_text, steps,
+        builder = Builder(backend.graph, backend.containers, self._pull, context_dir, opts, ignore_text, steps,
                           dockerfile_dir=df_dir)
         holder.append(builder)
         try:
