@@ -213,16 +213,28 @@ def _cache_dir(root: str, m: RunMount, seed: str = "") -> tuple[str, int]:
             index += 1     # private: the next instance nobody holds
             continue
         if not os.path.isdir(path):
-            tmp = path + ".new"
-            shutil.rmtree(tmp, ignore_errors=True)
-            if seed and os.path.isdir(seed):
-                shutil.copytree(seed, tmp, symlinks=True)
-            else:
-                os.mkdir(tmp)
-            os.chmod(tmp, m.mode if m.mode is not None else 0o755)
-            os.chown(tmp, m.uid or 0, m.gid or 0)
-            os.rename(tmp, path)
+            _make_cache_dir(root, path, m, seed)
         return path, fd
+
+
+def _make_cache_dir(root: str, path: str, m: RunMount, seed: str) -> None:
+    """A new cache directory, made once when steps that share it start at once."""
+    guard = os.open(os.path.join(root, ".create.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(guard, fcntl.LOCK_EX)
+        if os.path.isdir(path):
+            return
+        tmp = path + ".new"
+        shutil.rmtree(tmp, ignore_errors=True)
+        if seed and os.path.isdir(seed):
+            shutil.copytree(seed, tmp, symlinks=True)
+        else:
+            os.mkdir(tmp)
+        os.chmod(tmp, m.mode if m.mode is not None else 0o755)
+        os.chown(tmp, m.uid or 0, m.gid or 0)
+        os.rename(tmp, path)
+    finally:
+        os.close(guard)
 
 
 def prune_cache_mounts(data_root: str) -> int:
@@ -235,7 +247,7 @@ def prune_cache_mounts(data_root: str) -> int:
     except FileNotFoundError:
         return 0
     for name in names:
-        if not name.endswith(".lock"):
+        if not name.endswith(".lock") or name.startswith("."):     # .create.lock guards no mount
             continue
         path = os.path.join(root, name[:-5])
         fd = os.open(os.path.join(root, name), os.O_RDWR | os.O_CLOEXEC)
