@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable, Protocol
 
 from pyd.daemon.storage import archive
 from pyd.daemon.build import copying, dockerfile, platforms, remote, run_heredocs, runmounts, stages as stage_graph
+from pyd.daemon.build.cache_from import CacheSources
 from pyd.daemon.build.ordered import OrderedOutput
 from pyd.formats import dockerignore, rfc3339
 from pyd.formats.platforms import Platform, config_fields, image_platform
@@ -116,6 +117,7 @@ class BuildOptions:
     shmsize: int = 0
     memory: int = 0
     auth_configs: dict[str, dict] = field(default_factory=dict)   # X-Registry-Config: registry -> credentials
+    cache_from: list[str] = field(default_factory=list)           # images whose steps are the cache
     secrets: dict[str, bytes] = field(default_factory=dict)       # RUN --mount=type=secret: id -> content
     # asked for a secret id not in `secrets` when a step mounts it (a BuildKit session's Secrets service)
     secret_source: Callable[[str], Awaitable[bytes | None]] | None = None
@@ -204,6 +206,8 @@ class Builder:
         self._waits: dict[int, int] = {}                  # stage -> the stage it waits for now
         self._first_step: dict[int, int] = {}             # stage -> the number of its FROM step
         self._output = OrderedOutput(emit)
+        # cache_from: only those images (and what they stand on) are cache sources
+        self._cache_sources = CacheSources(graph, opts.cache_from) if opts.cache_from else None
         self.failed_stage: int | None = None              # the stage whose step failed the build
 
     def held_images(self) -> set[str]:
@@ -572,10 +576,15 @@ class Builder:
         key = _canonical(cache_config)
         candidates = [i for i in self.graph.images() if i.parent == state.image_id
                       and _canonical(i.config.get("container_config")) == key]
-        if not candidates:
+        sources = self._cache_sources
+        if sources is not None:
+            candidates = [i for i in candidates if sources.allows(i.id)]
+        hit = max(candidates, key=lambda i: i.created) if candidates else None
+        if hit is None and sources is not None:
+            hit = sources.restore(state.image, " ".join(cache_config.get("Cmd") or []), state.config, cache_config)
+        if hit is None:
             state.busted = True
             return False
-        hit = max(candidates, key=lambda i: i.created)
         self.held.add(hit.id)
         if self.steps is not None:
             self.steps.cached(state.index)
@@ -941,8 +950,8 @@ class Builder:
                     await self.steps.log(stage_index, stream, data)
                     continue
                 text = decoders.get(stream, decoders[1]).decode(data)
-                if text:
-                    await self.out(text)
+                if text:     # dockerd colours each write of a step's stderr red
+                    await self.out(f"\x1b[91m{text}\x1b[0m" if stream == 2 else text)
         finally:
             containers.unsubscribe(c, queue)
         result = await containers.wait(cid)
