@@ -67,6 +67,7 @@ class StepProgress(Protocol):
 
 
 DEFAULT_SHELL = ["/bin/sh", "-c"]
+DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 PROXY_ARGS = ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY", "ftp_proxy",
               "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy")
 _EXPAND = {"add", "copy", "env", "expose", "label", "stopsignal", "user", "volume", "workdir"}
@@ -501,6 +502,8 @@ class Builder:
         config = dict(_default_config())
         if image is not None:
             config.update(copy.deepcopy(image.container_config()))
+        if not any(e.startswith("PATH=") for e in config.get("Env") or []):
+            config["Env"] = list(config.get("Env") or []) + [DEFAULT_PATH]    # dockerd's setDefaultPath
         state = _Stage(image, config, index=index)
         triggers = list(config.get("OnBuild") or [])
         if triggers:

@@ -295,3 +295,12 @@ def test_cache_from_a_pulled_image_and_only_from_it(daemon, busybox, registry, t
     none = daemon.docker("build", "--cache-from", "no/such:image", str(ctx), timeout=120)
     assert none.returncode == 0, none.describe()
     assert "Using cache" not in none.stdout and none.stdout.count("Running in") == 2, none.stdout
+
+
+def test_a_base_image_without_path_gets_the_default_one(daemon, busybox, tmp_path):
+    """The test busybox has no Env: the stage starts with dockerd's default PATH, so $PATH expands to it."""
+    ctx = _make_context(tmp_path, {"Dockerfile": "FROM busybox\nENV PATH=/opt/x:$PATH\nRUN chmod 755 /bin\n"})
+    r = daemon.docker("build", "-q", "-t", "py:path", str(ctx), timeout=120)
+    assert r.returncode == 0, r.describe()
+    env = json.loads(daemon.docker("image", "inspect", "-f", "{{json .Config.Env}}", "py:path", check=True).stdout)
+    assert env == ["PATH=/opt/x:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]
