@@ -304,3 +304,14 @@ def test_a_base_image_without_path_gets_the_default_one(daemon, busybox, tmp_pat
     assert r.returncode == 0, r.describe()
     env = json.loads(daemon.docker("image", "inspect", "-f", "{{json .Config.Env}}", "py:path", check=True).stdout)
     assert env == ["PATH=/opt/x:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]
+
+
+def test_dockerfile_from_stdin_with_and_without_a_context(daemon, busybox, tmp_path):
+    ctx = _make_context(tmp_path, {"file.txt": "from the context\n"})
+    text = "FROM busybox\nCOPY file.txt /file.txt\n"
+    r = daemon.docker("build", "-q", "-t", "py:stdin", "-f", "-", str(ctx), input=text, timeout=120)
+    assert r.returncode == 0, r.describe()
+    assert daemon.docker("run", "--rm", "py:stdin", "cat", "/file.txt", check=True).stdout == "from the context\n"
+    r = daemon.docker("build", "-q", "-t", "py:stdin2", "-", input="FROM busybox\nRUN echo only > /only\n", timeout=120)
+    assert r.returncode == 0, r.describe()
+    assert daemon.docker("run", "--rm", "py:stdin2", "cat", "/only", check=True).stdout == "only\n"
