@@ -352,10 +352,9 @@ class Builder:
     async def _stage_run(self, index: int) -> str:
         try:
             image_id = await self._run_stage(index)
-        except Exception as exc:
-            if self.failed_stage is None and not getattr(exc, "from_stage", False):
+        except Exception:
+            if self.failed_stage is None:    # the first to fail: those waiting on it fail after it
                 self.failed_stage = index
-            exc.from_stage = True      # type: ignore[attr-defined]   # the stages waiting on it fail with it
             raise
         await self._output.finished(index)
         return image_id
@@ -881,7 +880,7 @@ class Builder:
             raise BuildError(exc.message) from None
         cid = created["Id"]
         await self.out(f" ---> Running in {cid[:12]}\n")
-        ok = False
+        ok = cancelled = False
         try:
             made = await asyncio.to_thread(self._missing_paths, cid, stubs) if stubs else []
             code = await self._run_container(cid, state.index)
@@ -892,8 +891,11 @@ class Builder:
             layer = await asyncio.to_thread(self.graph.commit_rw, cid)
             self._commit(state, layer, cache_config, cid)
             ok = True
+        except asyncio.CancelledError:      # another stage failed, or the client went: not a step's failure
+            cancelled = True
+            raise
         finally:
-            if self.opts.forcerm or (self.opts.rm and ok):
+            if self.opts.forcerm or cancelled or (self.opts.rm and ok):
                 try:
                     await containers.remove(cid, force=True, volumes=True)   # its VOLUMEs' changes go too
                     if ok:

@@ -7,6 +7,7 @@ import http.server
 import platform
 import re
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -381,3 +382,19 @@ def test_independent_stages_run_at_once_and_the_stream_stays_in_order(daemon, bu
     steps = [int(n) for n in re.findall(r"^Step (\d+)/9 : ", r.stdout, re.M)]
     assert steps == list(range(1, 10)), r.stdout        # stage after stage, as dockerd writes them
     assert r.stdout.index("FROM busybox AS right") > r.stdout.index("Removed intermediate container"), r.stdout
+
+
+def test_a_failing_stage_stops_the_others_and_leaves_only_its_container(daemon, busybox, tmp_path):
+    ctx = _context(tmp_path, {"Dockerfile": "FROM busybox AS slow\nRUN echo slow-started; sleep 60\n"
+                                            "FROM busybox AS bad\nRUN sleep 1; echo bad-failing; exit 5\n"
+                                            "FROM busybox\nCOPY --from=slow /etc/passwd /a\nCOPY --from=bad /etc/passwd /b\n"})
+    before = set(daemon.docker("ps", "-aq", check=True).stdout.split())
+    started = time.monotonic()
+    r = _build(daemon, ctx, ok=False)
+    assert time.monotonic() - started < 40, "the slow stage ran to its end"
+    assert "returned a non-zero code: 5" in r.stderr and "bad-failing" in r.stdout, r.describe()
+    assert "slow-started" in r.stdout, r.stdout      # what it wrote before it was stopped
+    left = set(daemon.docker("ps", "-aq", check=True).stdout.split()) - before
+    commands = [daemon.docker("inspect", "-f", "{{json .Config.Cmd}}", c, check=True).stdout for c in left]
+    assert len(commands) == 1 and "exit 5" in commands[0], commands      # dockerd keeps the failed step's
+    daemon.docker("rm", "-f", *left, check=True)
