@@ -278,7 +278,19 @@ def _ignore_patterns(path: str) -> list[str]:
 
 
 def _needs_context(stages: list[dockerfile.Stage]) -> bool:
-    return any(ins.cmd in ("add", "copy") and not ins.flags.get("from") for s in stages for ins in s.commands)
+    """COPY/ADD without --from, or RUN --mount=type=bind (the default type) without from=, reads the context."""
+    from pyd.daemon.build import runmounts
+    for ins in (i for s in stages for i in s.commands):
+        if ins.cmd in ("add", "copy") and not ins.flags.get("from"):
+            return True
+        for spec in ins.lists.get("mount", []) if ins.cmd == "run" else []:
+            try:
+                mount = runmounts.parse(spec, lambda v: v)
+            except runmounts.MountError:
+                return True     # the step reports it; the context may be what it wanted
+            if mount.type == "bind" and not mount.from_:
+                return True
+    return False
 
 
 class DockerfileSolve:

@@ -520,3 +520,12 @@ def test_from_a_registry_that_wants_basic_auth_uses_the_clients_login(daemon, bu
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def test_a_run_bind_mount_of_the_context_alone_loads_the_context(daemon, busybox, buildx, tmp_path):
+    (tmp_path / "Dockerfile").write_text("FROM busybox:latest\nRUN --mount=target=/src cat /src/data.txt > /seen\n")
+    (tmp_path / "data.txt").write_text("bound from the context\n")
+    out = buildx("build", "--progress=plain", "-t", "bkx:bind", str(tmp_path), timeout=120)
+    assert out.returncode == 0, out.describe()
+    assert "[internal] load build context" in out.stderr, out.stderr
+    assert daemon.docker("run", "--rm", "bkx:bind", "cat", "/seen", check=True).stdout == "bound from the context\n"

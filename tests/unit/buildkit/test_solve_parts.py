@@ -163,6 +163,17 @@ def test_steps_are_named_as_dockerfile2llb_names_them():
     assert job.vertexes[-1].inputs == [job.vertexes[-2].digest]     # stage-1 starts where build ended
 
 
+def test_which_dockerfiles_read_the_context():
+    from pyd.daemon.buildkit.frontend import _needs_context
+
+    def needs(text: str) -> bool:
+        return _needs_context(dockerfile.split_stages(dockerfile.parse(text))[1])
+    assert needs("FROM b\nCOPY a /a\n") and not needs("FROM b\nCOPY --from=x a /a\n")
+    assert needs("FROM b\nRUN --mount=target=/src ls /src\n")           # bind is the default type
+    assert needs("FROM b\nRUN --mount=type=bind,source=x,target=/x cat /x\n")
+    assert not needs("FROM b\nRUN --mount=type=bind,from=y,target=/y ls\nRUN --mount=type=cache,target=/c ls\n")
+
+
 def test_steps_of_stages_at_once_keep_their_own_vertex():
     df = dockerfile.parse("FROM busybox AS a\nRUN one\nFROM busybox AS b\nRUN two\n")
     _, stages = dockerfile.split_stages(df)
