@@ -477,25 +477,12 @@ def test_ssh_agent_forwarded_into_run(daemon, busybox, buildx, tmp_path):
 def test_from_a_registry_that_wants_basic_auth_uses_the_clients_login(daemon, busybox, buildx, tmp_path):
     """docker-registry with htpasswd on 127.0.0.1; after `docker login` in the CLI's config, FROM pulls with
     the credentials the session's auth service gives (the daemon has none of its own)."""
-    from conftest import DOCKER_REGISTRY
+    from conftest import Registry
     htpasswd = tmp_path / "htpasswd"
     subprocess.run(["htpasswd", "-Bbc", str(htpasswd), "dave", "pa55word"], check=True, capture_output=True)
-    host = f"127.0.0.1:{daemon.netns.free_port()}"
-    config = tmp_path / "registry.yml"
-    config.write_text("version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\n"
-                      f"storage:\n  filesystem:\n    rootdirectory: {tmp_path / 'storage'}\n"
-                      f"auth:\n  htpasswd:\n    realm: pyd-test\n    path: {htpasswd}\n"
-                      f"http:\n  addr: {host}\n")
-    proc = subprocess.Popen(daemon.netns.enter_argv() + [DOCKER_REGISTRY, "serve", str(config)],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    registry = Registry(daemon, "registry-auth", htpasswd)
+    host = str(registry)
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            with daemon.netns.socket() as s:
-                if s.connect_ex(("127.0.0.1", int(host.rsplit(":", 1)[1]))) == 0:
-                    break
-            assert time.monotonic() < deadline and proc.poll() is None, "the htpasswd registry did not start"
-            time.sleep(0.05)
         login = daemon.docker("login", "-u", "dave", "--password-stdin", host, input="pa55word\n")
         assert login.returncode == 0, login.describe()
         base = f"{host}/bkx/private:1"
@@ -514,12 +501,7 @@ def test_from_a_registry_that_wants_basic_auth_uses_the_clients_login(daemon, bu
         assert "pull access denied" in out.stderr or "authentication required" in out.stderr, out.stderr
     finally:
         daemon.docker("logout", host)
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        registry.stop()
 
 
 def test_a_run_bind_mount_of_the_context_alone_loads_the_context(daemon, busybox, buildx, tmp_path):

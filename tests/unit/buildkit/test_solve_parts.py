@@ -138,12 +138,15 @@ def _names(job: Job) -> list[str]:
     return [v.name for v in job.vertexes]
 
 
-def test_steps_are_named_as_dockerfile2llb_names_them():
-    df = dockerfile.parse("FROM busybox AS build\nENV A=1\nWORKDIR /w\nRUN echo \\\n  hi\n"
-                          "FROM build\nCOPY a b\nLABEL x=y\n")
-    _, stages = dockerfile.split_stages(df)
+def _stage_steps(text: str) -> tuple[list[dockerfile.Stage], Job, StageSteps]:
+    _, stages = dockerfile.split_stages(dockerfile.parse(text))
     job = Job("ref")
-    steps = StageSteps(job, [s.name for s in stages], lambda s: s.base, [])
+    return stages, job, StageSteps(job, [s.name for s in stages], lambda s: s.base, [])
+
+
+def test_steps_are_named_as_dockerfile2llb_names_them():
+    stages, job, steps = _stage_steps("FROM busybox AS build\nENV A=1\nWORKDIR /w\nRUN echo \\\n  hi\n"
+                                      "FROM build\nCOPY a b\nLABEL x=y\n")
 
     async def body() -> None:
         for i, stage in enumerate(stages):
@@ -175,10 +178,7 @@ def test_which_dockerfiles_read_the_context():
 
 
 def test_steps_of_stages_at_once_keep_their_own_vertex():
-    df = dockerfile.parse("FROM busybox AS a\nRUN one\nFROM busybox AS b\nRUN two\n")
-    _, stages = dockerfile.split_stages(df)
-    job = Job("ref")
-    steps = StageSteps(job, [s.name for s in stages], lambda s: s.base, [])
+    stages, job, steps = _stage_steps("FROM busybox AS a\nRUN one\nFROM busybox AS b\nRUN two\n")
 
     async def body() -> None:
         for i, stage in enumerate(stages):
