@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from pyd.daemon.errors import BadParameter, Conflict, Forbidden, NotFound
 from pyd.daemon.fsutil import atomic_write
+from pyd.daemon.network import links
 from pyd.formats import rfc3339
 
 if TYPE_CHECKING:
@@ -519,6 +520,8 @@ class NetworkController:
                 raise BadParameter("container cannot be disconnected from host network or connected to host network")
             c.NetworkSettings["Networks"][mode] = self._endpoint_settings(self.get(mode), c, {})
             return
+        if hc.get("Links") and mode in ("bridge", "default"):
+            hc["Links"] = links.normalize(hc["Links"], c, self.containers)
         # Like dockerd, an unknown network is no error at create: start fails with "network X not found"
         primary = self._lookup(mode)
         if primary and primary.Driver != "bridge":
@@ -593,15 +596,17 @@ class NetworkController:
         """Before execd starts: addresses, the namespace with its veths, DNS, /etc files, published ports.
         Errors carry Docker 28's prefix (and keep their status)."""
         from pyd.daemon.errors import HTTPError
+        on_bridge = "bridge" in (c.NetworkSettings.get("Networks") or {})
+        children = links.running_children(c, self.containers) if on_bridge else []   # unprefixed errors
         try:
-            await self._setup(c)
+            await self._setup(c, children)
         except HTTPError as e:
             if not e.message.startswith(NETWORKING_FAILED):
                 e.message = f"{NETWORKING_FAILED}: {e.message}"
                 e.args = (e.message,)
             raise
 
-    async def _setup(self, c: "Container") -> None:
+    async def _setup(self, c: "Container", children: list[tuple[str, "Container"]]) -> None:
         from pyd.daemon.containers import etcfiles
 
         mode = c.HostConfig.get("NetworkMode") or "bridge"
@@ -645,6 +650,7 @@ class NetworkController:
         extra = [tuple(h.split(":", 1)[::-1]) for h in hc.get("ExtraHosts") or [] if ":" in h]
         first = attached[0][1] if attached else None
         extra = [(attached[0][0].gateway if ip == "host-gateway" and first else ip, n) for ip, n in extra]
+        extra += [links.hosts_line(link_name, child) for link_name, child in children]
         if first:
             extra.append((first["IPAddress"], c.Config["Hostname"]))
         etcfiles.write_hosts(c.path("hosts"), extra)  # type: ignore[arg-type]
@@ -838,15 +844,23 @@ class NetworkController:
         c.save()
         self._connect_event("disconnect", net, c)
 
+    def linked_env(self, c: "Container") -> list[str]:
+        """The ALIAS_* variables of c's legacy links (default bridge only)."""
+        return links.linked_env(c, self.containers)
+
     # ---- name resolution for the DNS server
     def resolve(self, cid: str, name: str) -> list[str] | None:
-        """Addresses of `name` on the user networks container `cid` is attached to; None: not ours."""
-        name = name.rstrip(".").lower()
+        """Addresses of `name` on the user networks container `cid` is attached to; None: not ours.
+        On each network, a link alias of cid's endpoint there stands for the container it names."""
+        asked = name.rstrip(".").lower()
         found: list[str] = []
         containers = self.containers
+        me = containers.find(cid)
         for net in self._nets_of(cid):
             if net.Name == "bridge":
                 continue
+            mine = ((me.NetworkSettings.get("Networks") or {}).get(net.Name) or {}) if me else {}
+            name = links.endpoint_aliases(mine.get("Links")).get(asked, asked)
             for other_id, ep in net.endpoints.items():
                 other = containers.find(other_id)
                 settings = ((other.NetworkSettings.get("Networks") or {}).get(net.Name) or {}) if other else {}
