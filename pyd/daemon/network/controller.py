@@ -43,6 +43,7 @@ MS_BIND = 0x1000
 MNT_DETACH = 2
 DNS_ADDR = "127.0.0.11"
 PREDEFINED = ("bridge", "host", "none")
+MTU_OPTION = "com.docker.network.driver.mtu"
 DEFAULT_POOLS = [("172.17.0.0/16", 16), ("172.18.0.0/15", 16), ("172.20.0.0/14", 16), ("172.24.0.0/13", 16),
                  ("192.168.0.0/16", 20)]
 
@@ -329,7 +330,7 @@ class NetworkController:
                    "com.docker.network.bridge.enable_ip_masquerade": "true",
                    "com.docker.network.bridge.host_binding_ipv4": "0.0.0.0",
                    "com.docker.network.bridge.name": name,
-                   "com.docker.network.driver.mtu": str(self.mtu)}
+                   MTU_OPTION: str(self.mtu)}
         if current and (current.subnet != subnet or current.bridge != name):
             log.info("default bridge changed (%s %s -> %s %s)", current.bridge, current.subnet, name, subnet)
             current.endpoints.clear()
@@ -359,13 +360,17 @@ class NetworkController:
         """Create the bridge (or adopt the one left by the previous daemon), its address, firewall rules."""
         index = self.nl.link_index(net.bridge)
         if not index:
-            index = self.nl.add_bridge(net.bridge, self.mtu)
+            index = self.nl.add_bridge(net.bridge, self._mtu(net))
         else:
             self.nl.set_up(net.bridge)
         self.nl.add_address(index, f"{net.gateway}/{net.prefixlen}")
         if net.ipv6:
             self.nl.add_address(index, f"{net.ipv6.gateway}/{net.ipv6.prefixlen}")
         self.firewall.add_network(net.bridge, net.subnet, net.Internal)
+
+    def _mtu(self, net: Network) -> int:
+        """The network's com.docker.network.driver.mtu, else the daemon's --mtu."""
+        return int(net.Options.get(MTU_OPTION) or self.mtu)
 
     # ---- persistence and lookup
     def _save(self, net: Network) -> None:
@@ -428,6 +433,13 @@ class NetworkController:
                           Internal=bool(body.get("Internal")), Attachable=bool(body.get("Attachable")),
                           Labels=dict(body.get("Labels") or {}),
                           Options=dict(body.get("Options") or {}), EnableIPv6=bool(body.get("EnableIPv6")))
+            mtu = net.Options.get(MTU_OPTION)
+            if mtu is not None:
+                try:
+                    int(mtu)
+                except ValueError:
+                    raise BadParameter(f"failed to parse {MTU_OPTION} value: {mtu} (strconv.Atoi: parsing "
+                                       f"\"{mtu}\": invalid syntax)") from None
             ipam_options = (body.get("IPAM") or {}).get("Options")
             net.ipam_options = dict(ipam_options) if isinstance(ipam_options, dict) else None
             self._configure_ipam(net, [c for c in ipam_cfg if ":" not in (c.get("Subnet") or "")])
@@ -741,7 +753,7 @@ class NetworkController:
         if not master:
             self._ensure_bridge(net)
             master = self.nl.link_index(net.bridge)
-        self.nl.add_veth(host, master, self.mtu, ifname, fd, bytes.fromhex(ep["MacAddress"].replace(":", "")))
+        self.nl.add_veth(host, master, self._mtu(net), ifname, fd, bytes.fromhex(ep["MacAddress"].replace(":", "")))
         inner.set_up(ifname)
         index = inner.link_index(ifname)
         inner.add_address(index, f"{ep['IPAddress']}/{net.prefixlen}")
