@@ -182,8 +182,6 @@ int main(void) {
 def udpecho(daemon, tmp_path_factory) -> str:
     """An image with a static UDP echo server on port 5000 (busybox's nc has no -u here)."""
     import subprocess
-    import sys
-    from pathlib import Path
     import images
     d = tmp_path_factory.mktemp("udpecho")
     (d / "echo.c").write_text(UDP_ECHO_C)
@@ -255,19 +253,6 @@ def test_nothing_left_behind(daemon, busybox):
     names = [l["ifname"] for l in links(daemon)]
     assert [n for n in names if n.startswith("br-")] == [] and "pyd0" in names
     assert list((daemon.exec_root / "netns").iterdir()) == []
-
-
-def test_measure_start(daemon, busybox):
-    """`run --rm busybox true` on the default bridge vs --network none, interleaved (reported, loosely bounded)."""
-    times: dict[str, list[float]] = {"none": [], "bridge": []}
-    for _ in range(5):
-        for mode in times:
-            t = time.perf_counter()
-            daemon.docker("run", "--rm", "--network", mode, busybox, "true", check=True)
-            times[mode].append((time.perf_counter() - t) * 1000)
-    none, bridge = (sorted(v)[len(v) // 2] for v in times.values())
-    print(f"\nrun --rm busybox true (median of 5): --network none {none:.0f} ms, default bridge {bridge:.0f} ms")
-    assert bridge < none + 150
 
 
 def test_network_mtu_option_on_bridge_and_veths(daemon, busybox):
