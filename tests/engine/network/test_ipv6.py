@@ -64,6 +64,8 @@ def test_ipv6_network_errors_are_dockerds(daemon):
     assert r.returncode == 1 and "could not find an available, non-overlapping IPv6 address pool" in r.stderr
     with pytest.raises(docker.errors.NotFound, match="non-overlapping IPv6 address pool"):
         daemon.api.api.create_network("v6nopool2", enable_ipv6=True)
+    ours = daemon.pyd("network", "create", "--ipv6", "v6nopool3")    # pyd's own client sends EnableIPv6 too
+    assert (ours.returncode, ours.stderr) == (r.returncode, r.stderr)
     r = daemon.docker("network", "create", "--ipv6", "--subnet", "fd00:2::/64", "--subnet", "fd00:3::/64", "v6two")
     assert r.returncode == 1 and "bridge driver doesn't support multiple subnets" in r.stderr
     daemon.docker("network", "create", "--subnet", "fd00:4::/64", "v6off", check=True)   # recorded only
