@@ -594,6 +594,8 @@ class ContainerService:
             self.names.pop(full, None)
             raise
         self.names.pop(old, None)
+        for other in links.renamed(self.all(), old, full):   # legacy links name their containers
+            other.save()
         self.publish_event(c, "rename", oldName=old)
 
     async def prune(self, filters: dict[str, list[str]]) -> dict[str, Any]:

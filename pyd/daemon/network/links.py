@@ -47,11 +47,13 @@ def children(parent: "Container", containers: Containers) -> list[tuple[str, "Co
     out = []
     for text in parent.HostConfig.get("Links") or []:
         child_name, _, link_name = str(text).partition(":")
+        if not link_name.startswith(parent.Name + "/"):   # not registered (kept as given off the bridge)
+            continue
         try:
             child = containers.get(child_name)
         except NotFound:
             child = None
-        out.append((link_name or f"{parent.Name}/{child_name.strip('/')}", child))
+        out.append((link_name, child))
     return out
 
 
@@ -156,6 +158,26 @@ def endpoint_aliases(links: Iterable[str] | None) -> dict[str, str]:
         if name:
             out[alias.lower()] = name.lower()
     return out
+
+
+def renamed(containers: Iterable["Container"], old: str, new: str) -> list["Container"]:
+    """After a rename from `old` to `new` ("/name"): the links it is a child or a parent in, renamed as
+    well; returns the containers whose HostConfig.Links changed."""
+    changed = []
+    for c in containers:
+        links = c.HostConfig.get("Links") or []
+        out = []
+        for text in links:
+            child, sep, link = str(text).partition(":")
+            if child == old:
+                child = new
+            if link.startswith(old + "/"):
+                link = new + link[len(old):]
+            out.append(child + sep + link)
+        if out != list(links):
+            c.HostConfig["Links"] = out
+            changed.append(c)
+    return changed
 
 
 def remove(parent: "Container", alias: str) -> str:

@@ -102,3 +102,18 @@ def test_link_on_user_network_is_a_name_only_the_linker_resolves(daemon, busybox
     finally:
         daemon.docker("rm", "-f", "lkclient", "lkupstream")
         daemon.docker("network", "rm", "lknet")
+
+
+def test_links_follow_renames(daemon, busybox, child):
+    daemon.docker("create", "--name", "lkren", "--link", f"{child}:al", busybox, "sh", "-c", "echo $AL_NAME",
+                  check=True)
+    try:
+        daemon.docker("rename", child, "lkchild2", check=True)
+        daemon.docker("rename", "lkren", "lkren2", check=True)
+        hc = json.loads(daemon.docker("inspect", "lkren2", check=True).stdout)[0]["HostConfig"]
+        assert hc["Links"] == ["/lkchild2:/lkren2/al"]
+        r = daemon.docker("start", "-a", "lkren2")
+        assert r.returncode == 0 and r.stdout == "/lkren2/al\n", r.describe()
+    finally:
+        daemon.docker("rm", "-f", "lkren", "lkren2")
+        daemon.docker("rename", "lkchild2", child)
