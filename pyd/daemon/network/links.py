@@ -49,12 +49,15 @@ def children(parent: "Container", containers: Containers) -> list[tuple[str, "Co
         child_name, _, link_name = str(text).partition(":")
         if not link_name.startswith(parent.Name + "/"):   # not registered (kept as given off the bridge)
             continue
-        try:
-            child = containers.get(child_name)
-        except NotFound:
-            child = None
-        out.append((link_name, child))
+        out.append((link_name, _find(containers, child_name)))
     return out
+
+
+def _find(containers: Containers, name: str) -> "Container | None":
+    try:
+        return containers.get(name)
+    except NotFound:
+        return None
 
 
 def names_by_child(parents: Iterable["Container"], containers: Containers) -> dict[str, list[str]]:
@@ -72,13 +75,17 @@ def bridge_ip(c: "Container") -> str:
 
 
 def running_children(parent: "Container", containers: Containers) -> list[tuple[str, "Container"]]:
-    """The children at the parent's start: each must run on the default bridge (dockerd's errors)."""
+    """The children at the parent's start: each must run on the default bridge (dockerd's errors; a removed
+    child counts as not running, as in dockerd)."""
     out = []
-    for link_name, child in children(parent, containers):
-        if child is None:   # removed since: dockerd's link index forgot it with the container
+    for text in parent.HostConfig.get("Links") or []:
+        child_name, _, link_name = str(text).partition(":")
+        if not link_name.startswith(parent.Name + "/"):
             continue
-        if not child.State.Running:
-            raise ServerError(f"Cannot link to a non running container: {child.Name} AS {link_name}")
+        child = _find(containers, child_name)
+        if child is None or not child.State.Running:
+            shown = child.Name if child else child_name
+            raise ServerError(f"Cannot link to a non running container: {shown} AS {link_name}")
         if not bridge_ip(child):
             raise ServerError(f"Cannot link to {child.Name}, as it does not belong to the default network")
         out.append((link_name, child))

@@ -117,3 +117,16 @@ def test_links_follow_renames(daemon, busybox, child):
     finally:
         daemon.docker("rm", "-f", "lkren", "lkren2")
         daemon.docker("rename", "lkchild2", child)
+
+
+def test_start_after_the_child_was_removed_fails_as_dockerd(daemon, busybox):
+    daemon.docker("run", "-d", "--name", "lkgone", busybox, "sleep", "300", check=True)
+    daemon.docker("create", "--name", "lkorphan", "--link", "lkgone:al", busybox, "true", check=True)
+    try:
+        daemon.docker("rm", "-f", "lkgone", check=True)
+        hc = json.loads(daemon.docker("inspect", "lkorphan", check=True).stdout)[0]["HostConfig"]
+        assert hc["Links"] == ["/lkgone:/lkorphan/al"]
+        r = daemon.docker("start", "-a", "lkorphan")
+        assert r.returncode != 0 and "Cannot link to a non running container: /lkgone AS /lkorphan/al" in r.stderr
+    finally:
+        daemon.docker("rm", "-f", "lkorphan")
