@@ -253,3 +253,19 @@ def test_nothing_left_behind(daemon, busybox):
     names = [l["ifname"] for l in links(daemon)]
     assert [n for n in names if n.startswith("br-")] == [] and "pyd0" in names
     assert list((daemon.exec_root / "netns").iterdir()) == []
+
+
+def test_network_mtu_option_on_bridge_and_veths(daemon, busybox):
+    daemon.docker("network", "create", "-o", "com.docker.network.driver.mtu=1400", "mtunet", check=True)
+    try:
+        daemon.docker("run", "-d", "--name", "mtuc", "--network", "mtunet", busybox, "sleep", "60", check=True)
+        inside = daemon.docker("exec", "mtuc", "ip", "link", "show", "eth0", check=True).stdout
+        assert " mtu 1400 " in inside, inside
+        bridge = "br-" + json.loads(daemon.docker("network", "inspect", "mtunet", check=True).stdout)[0]["Id"][:12]
+        host_side = {l["ifname"]: l["mtu"] for l in links(daemon) if l.get("master") == bridge or l["ifname"] == bridge}
+        assert len(host_side) == 2 and set(host_side.values()) == {1400}, host_side
+        bad = daemon.docker("network", "create", "-o", "com.docker.network.driver.mtu=abc", "mtubad")
+        assert bad.returncode == 1 and 'failed to parse com.docker.network.driver.mtu value: abc' in bad.stderr
+    finally:
+        daemon.docker("rm", "-f", "mtuc")
+        daemon.docker("network", "rm", "mtunet")
