@@ -206,7 +206,7 @@ class Builder:
         self._task_stage: dict[asyncio.Task, int] = {}    # the other way round: whose output, who waits
         self._waits: dict[int, int] = {}                  # stage -> the stage it waits for now
         self._first_step: dict[int, int] = {}             # stage -> the number of its FROM step
-        self._output = OrderedOutput(emit)
+        self._output = OrderedOutput(emit, str(graph.tmp))
         # cache_from: only those images (and what they stand on) are cache sources
         self._cache_sources = CacheSources(graph, opts.cache_from) if opts.cache_from else None
         self.failed_stage: int | None = None              # the stage whose step failed the build
