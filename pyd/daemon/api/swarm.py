@@ -10,6 +10,7 @@ from pyd.daemon.errors import BadParameter, NotImplementedFeature, Unavailable
 NOT_A_MANAGER = ('This node is not a swarm manager. Use "docker swarm init" or "docker swarm join" to connect '
                  "this node to swarm and try again.")
 NOT_IN_A_SWARM = "This node is not part of a swarm"
+CLUSTER_VOLUMES_ONLY = "volume update only valid for cluster volumes, but swarm is unavailable"
 # the object kinds of swarm mode: GET (list), GET/DELETE {id}, POST create, POST {id}/update
 OBJECTS = ("nodes", "services", "tasks", "secrets", "configs")
 
@@ -54,5 +55,9 @@ def register(router: Any) -> None:
             router.add("DELETE", f"/{objects}/{{id}}", not_a_manager)
             router.add("POST", f"/{objects}/create", not_a_manager)
             router.add("POST", f"/{objects}/{{id}}/update", updater(objects[:-1]))
+    async def volume_update(req: Any, name: str) -> None:
+        raise Unavailable(CLUSTER_VOLUMES_ONLY)   # only cluster volumes update, before any other check
+
+    router.add("PUT", "/volumes/{name}", volume_update)
     router.add("GET", "/services/{id}/logs", not_a_manager)
     router.add("GET", "/tasks/{id}/logs", not_a_manager)

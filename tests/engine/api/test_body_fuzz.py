@@ -4,7 +4,7 @@ description's own types, against a real daemon over its socket.
 - Wrong types (a field somewhere in the body, or the whole body, of a JSON kind its Go type cannot hold)
   are refused with 400 and Go's decoder words, before any handler runs.
 - Well-typed random bodies on the routes where that is safe here never get a 5xx (but the swarm routes'
-  503 "not a swarm manager", which is dockerd's answer outside a swarm).
+  503 "not a swarm manager" and a cluster volume update's 503, dockerd's answers outside a swarm).
 - The daemon logs no traceback for any of it.
 
 Bounded: EXAMPLES per route, no shrinking database, loopback only."""
@@ -40,7 +40,7 @@ PINNED = {"POST /containers/create": {"Image": st.just("busybox:latest"), "Cmd":
           "POST /networks/{id}/connect": {"Container": st.just("fz")},
           "POST /networks/{id}/disconnect": {"Container": st.just("fz")},
           "POST /volumes/create": {"Driver": st.just("local"), "Name": NAME}}
-SWARM = re.compile(r"^POST /(swarm|services|secrets|configs|nodes)/")
+SWARM = re.compile(r"^(POST /(swarm|services|secrets|configs|nodes)/|PUT /volumes/)")
 
 
 # ------------------------------------------------------------------------------------------ the daemon side
@@ -81,7 +81,7 @@ def targets(daemon, busybox):
 
 
 def served(daemon, route: str, targets: dict[str, str]) -> tuple[str, str]:
-    """The route's method and URL; skips a route this daemon does not serve (PUT /volumes/{name}: swarm's)."""
+    """The route's method and URL; skips a route this daemon does not serve."""
     method, path = url(route, targets)
     if post(daemon.sock, method, path, b"") == (404, "page not found"):
         pytest.skip(f"{route} is not served")

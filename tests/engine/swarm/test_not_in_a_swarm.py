@@ -57,3 +57,14 @@ def test_plugins_none_installed(daemon):
     r = daemon.docker("plugin", "rm", "vieux/sshfs:latest")
     assert r.returncode == 1 and 'plugin "vieux/sshfs:latest" not found' in r.stderr
     assert daemon.api.plugins.list() == []
+
+
+def test_volume_update_is_for_cluster_volumes(daemon):
+    daemon.docker("volume", "create", "localvol", check=True)
+    r = daemon.docker("volume", "update", "--availability", "drain", "localvol")
+    assert r.returncode == 1 and r.stderr.strip() == "can only update cluster volumes", r.describe()
+    api = daemon.api.api     # the CLI asks inspect first; a client that does not is told by the daemon
+    r = api._put(api._url("/volumes/{0}", "localvol"), params={"version": "1"}, data="{}")
+    assert r.status_code == 503
+    assert r.json()["message"] == "volume update only valid for cluster volumes, but swarm is unavailable"
+    daemon.docker("volume", "rm", "localvol", check=True)
