@@ -196,8 +196,9 @@ static int
 setup_container(struct spec *s, const struct stdio_pipes *p, const sigset_t *mask, execd_error_t *err)
 {
 	umask(0);
+	/* before the namespaces: the host's /proc shows this process whichever pid namespace it joins */
 	if (restore_signals(mask, err) < 0 || setup_stdio(p, err) < 0 || join_cgroups(s, err) < 0 ||
-	    enter_namespaces(s, err) < 0 || (!s->exec_pid && setup_rootfs(s, err) < 0) || setup_console(s, err) < 0)
+	    set_oom_score_adj(&s->sec, err) < 0 || enter_namespaces(s, err) < 0 || (!s->exec_pid && setup_rootfs(s, err) < 0) || setup_console(s, err) < 0)
 		return -1;
 	if ((s->clone_flags & CLONE_NEWNET) && bring_up_loopback(err) < 0)
 		return error_wrap(err, "bring up lo");

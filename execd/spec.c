@@ -238,6 +238,16 @@ spec_security(struct security *sec, const char *key, const char *val, execd_erro
 		sec->shm_size = n;
 		return 0;
 	}
+	if (strcmp(key, KEY_OOM_SCORE_ADJ) == 0) {
+		char *end;
+		errno = 0;
+		long v = strtol(val, &end, 10);
+		if (errno || end == val || *end || v < -1000 || v > 1000)
+			return error_msg(err, EINVAL, "invalid number \"%s\" for \"%s\"", val, key);
+		sec->has_oom_score_adj = true;
+		sec->oom_score_adj = (int) v;
+		return 0;
+	}
 	return 1;
 }
 

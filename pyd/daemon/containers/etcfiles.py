@@ -32,6 +32,12 @@ def write_hosts(path: str, extra: list[tuple[str, str]]) -> None:
     atomic_write(path, (HOSTS_BASE + lines).encode(), durable=False)
 
 
+def hosts_names(hostname: str, domainname: str | None) -> str:
+    """The container's own names in /etc/hosts, as libnetwork writes them: the FQDN, then the bare name."""
+    fqdn = f"{hostname}.{domainname}" if domainname else hostname
+    return f"{fqdn} {fqdn.split('.', 1)[0]}" if "." in fqdn else fqdn
+
+
 def write_hostname(path: str, hostname: str) -> None:
     atomic_write(path, (hostname + "\n").encode(), durable=False)
 

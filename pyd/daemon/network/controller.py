@@ -646,7 +646,7 @@ class NetworkController:
         first = attached[0][1] if attached else None
         extra = [(attached[0][0].gateway if ip == "host-gateway" and first else ip, n) for ip, n in extra]
         if first:
-            extra.append((first["IPAddress"], c.Config["Hostname"]))
+            extra.append((first["IPAddress"], etcfiles.hosts_names(c.Config["Hostname"], c.Config.get("Domainname"))))
         etcfiles.write_hosts(c.path("hosts"), extra)  # type: ignore[arg-type]
         if user:
             etcfiles.write_resolv_conf(c.path("resolv.conf"), dns=[DNS_ADDR], search=hc.get("DnsSearch"),
