@@ -12,6 +12,7 @@ from pyd.daemon.containers.attach import AttachOptions, Attachments
 from pyd.daemon.containers.logstream import LogOptions, LogStream
 from pyd.daemon.containers.model import Container
 from pyd.formats import rfc3339
+from pyd.formats.rfc3339 import ZERO_TIME
 from pyd.daemon.errors import BadParameter, NotFound
 from pyd.daemon.storage.trees import tree_size
 from pyd.http.server import Response
@@ -274,10 +275,12 @@ def inspect_entry(c: Container, svc: ContainerService, graph: Graph) -> dict[str
                 "SecondaryIPv6Addresses": None, "EndpointID": "", "Gateway": "", "GlobalIPv6Address": "",
                 "GlobalIPv6PrefixLen": 0, "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "", "MacAddress": "",
                 **_network_settings(c), **c.NetworkSettings}
+    ran = c.State.StartedAt != ZERO_TIME       # dockerd names the /etc files from the first start on
     return {
         "Id": c.ID, "Created": c.Created, "Path": c.Path, "Args": c.Args, "State": c.State.to_json(),
-        "Image": c.Image, "ResolvConfPath": c.path("resolv.conf"), "HostnamePath": c.path("hostname"),
-        "HostsPath": c.path("hosts"), "LogPath": c.log_path, "Name": c.Name, "RestartCount": c.RestartCount,
+        "Image": c.Image, "ResolvConfPath": c.path("resolv.conf") if ran else "",
+        "HostnamePath": c.path("hostname") if ran else "", "HostsPath": c.path("hosts") if ran else "",
+        "LogPath": c.log_path, "Name": c.Name, "RestartCount": c.RestartCount,
         "Driver": c.Driver, "Platform": "linux", "MountLabel": "", "ProcessLabel": "", "AppArmorProfile": "",
         "ExecIDs": svc.execs.ids_for(c), "HostConfig": c.HostConfig,
         "GraphDriver": {"Name": c.Driver, "Data": graph_data}, "Mounts": mounts.inspect_mounts(c), "Config": c.Config,

@@ -21,7 +21,9 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Iterator
 from pyd.daemon.runtime import native
 from pyd.daemon.storage.archive import TAR_END, XATTR_PAX_PREFIX, clean_member_name, tar_header, tar_padding
 from pyd.daemon.errors import BadParameter, NotFound, ServerError
+from pyd.daemon.containers.etcfiles import ETC_FILES
 from pyd.formats import rfc3339
+from pyd.formats.rfc3339 import ZERO_TIME
 
 if TYPE_CHECKING:
     from pyd.daemon.containers.model import Container
@@ -106,7 +108,7 @@ def locate(c: "Container", rootfs: str, path: str, live: int | None = None) -> L
     if live is not None:
         return Located(f"/proc/self/fd/{live}", clean.lstrip("/"), "/", _writable(c, clean))
     best = None
-    for dest, mp in (getattr(c, "MountPoints", None) or {}).items():
+    for dest, mp in _mounts_of(c).items():
         if mp.get("Type") not in ("volume", "bind") or not mp.get("Source"):
             continue
         if clean == dest or clean.startswith(dest.rstrip("/") + "/"):
@@ -120,6 +122,16 @@ def locate(c: "Container", rootfs: str, path: str, live: int | None = None) -> L
         return Located(os.path.dirname(source), os.path.basename(source) if not rest else "\0",
                        posixpath.dirname(dest), bool(mp.get("RW", True)))
     return Located(source, rest, dest, bool(mp.get("RW", True)))
+
+
+def _mounts_of(c: "Container") -> dict[str, dict]:
+    """The user's mount points, and the /etc files of a container that has run: dockerd mounts those for
+    a copy (one that never ran has only its init layer's empty files)."""
+    etc: dict[str, dict] = {}
+    state = getattr(c, "State", None)
+    if state is not None and state.StartedAt != ZERO_TIME:
+        etc = {f"/etc/{n}": {"Type": "bind", "Source": c.path(n), "RW": True} for n in ETC_FILES}
+    return {**etc, **(getattr(c, "MountPoints", None) or {})}
 
 
 def _mount_point_of(c: "Container", clean: str) -> dict | None:

@@ -15,7 +15,7 @@ import signal as signal_mod
 import time
 from typing import TYPE_CHECKING, Any
 
-from pyd.daemon.containers import etcfiles
+from pyd.daemon.containers import etcfiles, initlayer
 from pyd.daemon.containers import mounts
 from pyd.daemon.containers.execs import ExecService
 from pyd.daemon.containers.health import HealthMonitor
@@ -160,6 +160,7 @@ class ContainerService:
         try:
             os.makedirs(root, mode=0o710)
             await asyncio.to_thread(self.graph.create_rw, cid, image.id)
+            await asyncio.to_thread(self._init_layer, cid)
             c.MountPoints = await asyncio.to_thread(mounts.resolve, self.volumes, self.store, self.graph, c)
             self._write_etc_files(c)
             await c.persist()                    # fsyncs off the loop; durable before the 201
@@ -170,6 +171,13 @@ class ContainerService:
         self.by_id[cid] = c
         self.publish_event(c, "create")
         return {"Id": cid, "Warnings": warnings}
+
+    def _init_layer(self, cid: str) -> None:
+        rootfs = self.graph.mount_rw(cid)
+        try:
+            initlayer.populate(rootfs)
+        finally:
+            self.graph.unmount_rw(cid)
 
     def _write_etc_files(self, c: Container) -> None:
         hc = c.HostConfig
