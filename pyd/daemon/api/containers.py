@@ -5,7 +5,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
-from pyd.daemon.containers import mounts
+from pyd.daemon.containers import initlayer, mounts
 from pyd.daemon.api.container_filters import filter_containers, parse_filters
 from pyd.daemon.api.util import filters_arg, parse_time_arg
 from pyd.daemon.containers.attach import AttachOptions, Attachments
@@ -73,7 +73,11 @@ def register(router: Router, svc: ContainerService, networks: NetworkController,
         return entries
 
     async def inspect(req, id: str) -> dict:
-        return inspect_entry(svc.get(id), svc, graph)
+        c = svc.get(id)
+        entry = inspect_entry(c, svc, graph)
+        if req.arg_bool("size"):         # inspect -s
+            entry.update(await asyncio.to_thread(container_sizes, graph, c.ID, c.Image))
+        return entry
 
     async def start(req, id: str) -> None:
         await svc.start(id)
@@ -257,7 +261,8 @@ def list_entry(c: Container, networks: NetworkController) -> dict[str, Any]:
 def container_sizes(graph: Graph, container_id: str, image_id: str) -> dict[str, int]:
     """SizeRw (the container's own files) and SizeRootFs (those and its image's), as `ps -s` shows them."""
     try:
-        rw = tree_size(graph.rw_dir(container_id))
+        top = graph.rw_dir(container_id)
+        rw = tree_size(top) - initlayer.entries_size(top)     # dockerd's init layer is not the container's
     except (NotFound, OSError):      # no layer (yet): nothing of its own
         rw = 0
     image = graph.find_image(image_id) if image_id else None

@@ -178,13 +178,16 @@ class Builder:
         self._state: _Stage | None = None
         self._building: set[int] = set()
         self._step, self._total = 0, 0
+        self.suppressed: list[str] = []          # quiet: the step log, which dockerd sends only on failure
 
     def held_images(self) -> set[str]:
         return self.held | {i for i in self.results.values() if i}
 
     # ---- output -----------------------------------------------------------------------------------
     async def out(self, text: str) -> None:
-        if not self.opts.quiet:
+        if self.opts.quiet:
+            self.suppressed.append(text)
+        else:
             await self._emit({"stream": text})
 
     # ---- parse ------------------------------------------------------------------------------------
@@ -794,8 +797,8 @@ class Builder:
                     await self.steps.log(stream, data)
                     continue
                 text = decoders.get(stream, decoders[1]).decode(data)
-                if text:
-                    await self.out(text)
+                if text:     # each stderr write in red, as dockerd's stream formatter marks it
+                    await self.out(f"\x1b[91m{text}\x1b[0m" if stream == 2 else text)
         finally:
             containers.unsubscribe(c, queue)
         result = await containers.wait(cid)

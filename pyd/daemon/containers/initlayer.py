@@ -34,6 +34,19 @@ def _lstat(path: str) -> os.stat_result | None:
         return None
 
 
+def entries_size(top: str) -> int:
+    """Bytes the init layer's files and link take in a writable layer (what `ps -s` leaves out)."""
+    total = 0
+    for rel in (*FILES, *LINKS):
+        try:
+            st = os.lstat(os.path.join(top, rel))
+        except OSError:
+            continue
+        if not stat.S_ISDIR(st.st_mode):
+            total += st.st_size
+    return total
+
+
 def populate(rootfs: str) -> None:
     """Create the init layer's entries in a mounted container root (not yet running)."""
     for rel in DIRS:
