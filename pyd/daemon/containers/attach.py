@@ -127,8 +127,10 @@ class AttachSession:
 
 async def _pump_stdin(reader: StreamIn, c: Container, scanner: DetachScanner | None,
                       queue: asyncio.Queue) -> None:
-    """Client stdin → container stdin; EOF closes the container's stdin when StdinOnce (docker run -i).
-    With a tty the detach keys end the session: False goes into the output queue."""
+    """Client stdin → container stdin. EOF closes the container's stdin when StdinOnce without a tty
+    (docker run -i); otherwise it ends the session, the container's stdin left open, as dockerd does: the
+    CLI that saw the detach keys itself just closes its side (`docker attach` later types into the same
+    shell). With a tty the detach keys end the session too: False goes into the output queue."""
     while True:
         data = await reader.read(1 << 16)
         if scanner is not None and data:
@@ -146,8 +148,10 @@ async def _pump_stdin(reader: StreamIn, c: Container, scanner: DetachScanner | N
         if c.execd is None:
             return
         if not data:
-            if c.Config.get("StdinOnce"):
+            if c.Config.get("StdinOnce") and not c.tty:
                 c.execd.close_stdin()
+            else:
+                queue.put_nowait(None)     # the session's end, no detach event: dockerd saw no keys
             return
         c.execd.write_stdin(data)
 
@@ -206,13 +210,16 @@ class ExecAttachment:
 
 
 async def _pump_exec_stdin(reader: StreamIn, inst: ExecInstance, scanner: DetachScanner | None) -> str:
-    """Client stdin → the exec's stdin; EOF closes it. "detached" when the detach keys were typed."""
+    """Client stdin → the exec's stdin; EOF closes it without a tty, else ends the session as the detach
+    keys do ("detached"), the process going on (dockerd's rule for a tty)."""
     while True:
         data = await reader.read(1 << 16)
         execd = inst.execd
         if execd is None:
             return "gone"
         if not data:
+            if scanner is not None:
+                return "detached"
             execd.close_stdin()
             return "eof"
         if scanner is not None:
