@@ -158,6 +158,8 @@ CASES = [
     C("events-attach", "attach cx-ev", "!sleep 1.1",
       "events --since 30s --until 0s --filter container=cx-ev --format '{{.Type}} {{.Action}}'",
       setup=("run -d --name cx-ev busybox sh -c 'sleep 1; echo bye'",), cleanup=("rm -f cx-ev",)),
+    C("load-bad-archive", "load -i {ctx}/short.tar", "load -i {ctx}/garbage.tar",
+      files={"short.tar": "not a tar\n", "garbage.tar": "x" * 1024}),
     C("build-quiet-failure", "build -q {ctx}", "build -q -f ok.Dockerfile {ctx}",
       files={"Dockerfile": "FROM busybox\nRUN echo step-output\nRUN echo to-stderr >&2; exit 3\n",
              "ok.Dockerfile": "FROM busybox\nRUN true\n"}),

@@ -570,7 +570,8 @@ def _open_tar(src: _TarSource) -> tarfile.TarFile | None:
     except tarfile.ReadError:
         if src.pos == 0:
             return None
-        raise ArchiveError("invalid tar header") from None
+        # Go's archive/tar words, which dockerd reports: a first block cut short, or one that is no header
+        raise ArchiveError("unexpected EOF" if src.pos < BLOCK else "archive/tar: invalid tar header") from None
 
 
 # ---------------------------------------------------------------------------------------------------
