@@ -590,7 +590,8 @@ class ContainerService:
         for key in filters:
             if key not in ("until", "label", "label!"):
                 raise BadParameter(f"invalid filter '{key}'")
-        until = [_until(v) for v in filters.get("until") or []]
+        from pyd.daemon.api.util import until_filter
+        until = [until_filter(v) for v in filters.get("until") or []]
         deleted, reclaimed = [], 0
         for c in list(self.by_id.values()):
             if c.State.Running or c.State.Status == "removing":
@@ -667,22 +668,6 @@ class ContainerService:
                 c.execd.detach()
             return
         await asyncio.gather(*(self._stop(c, None, None) for c in running), return_exceptions=True)
-
-
-def _until(value: str) -> float:
-    """dockerd's GetTimestamp: unix seconds, RFC 3339, or a Go duration ago ("24h", "1h30m", "90s")."""
-    try:
-        return float(value)
-    except ValueError:
-        pass
-    parts = re.findall(r"(\d+(?:\.\d+)?)(ns|us|ms|s|m|h)", value)
-    if parts and "".join(n + u for n, u in parts) == value:
-        scale = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
-        return time.time() - sum(float(n) * scale[u] for n, u in parts)
-    try:
-        return rfc3339.parse(value)
-    except ValueError:
-        raise BadParameter(f"invalid filter 'until={value}'") from None
 
 
 def _label_ok(labels: dict[str, str], expr: str) -> bool:

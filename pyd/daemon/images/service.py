@@ -144,7 +144,7 @@ class ImageService:
 
     def _prune(self, filters: dict[str, list[str]]) -> dict[str, Any]:
         """Dangling images (or, with dangling=false, every unused image), filtered. In a worker thread."""
-        from pyd.daemon.api.util import parse_time_arg
+        from pyd.daemon.api.util import until_filter
         graph, in_use = self.graph, self.containers.image_in_use
         dangling_only = True
         if filters.get("dangling"):
@@ -152,7 +152,7 @@ class ImageService:
             if v not in ("true", "false", "1", "0"):
                 raise BadParameter(f"invalid filter 'dangling={filters['dangling'][0]}'")
             dangling_only = v in ("true", "1")
-        until = min((parse_time_arg(u, "until") for u in filters.get("until", [])), default=None)
+        until = min((until_filter(u) for u in filters.get("until", [])), default=None)
         sizes = {}
         deleted: list[dict] = []
         for img in sorted(graph.images(), key=lambda i: i.created, reverse=True):

@@ -484,10 +484,13 @@ class NetworkController:
         self.firewall.remove_network(net.bridge, net.subnet, net.Internal)
         self.nl.delete_link(net.bridge)
 
-    async def prune(self, labels: list[str] | None = None) -> list[str]:
+    async def prune(self, labels: list[str] | None = None, until: float | None = None) -> list[str]:
+        """until: only networks created before it (unix seconds)."""
         gone = []
         for net in list(self.networks.values()):
             if net.Name in PREDEFINED or net.endpoints or self.referenced(net):
+                continue
+            if until is not None and net.Created and rfc3339.parse(net.Created) >= until:
                 continue
             if labels and not all(label_match(net.Labels, lab) for lab in labels):
                 continue
