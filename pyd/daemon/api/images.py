@@ -37,6 +37,9 @@ def register(router: Router, images: ImageService, graph: Graph, tmp_dir: str) -
     async def list_(req) -> list:
         filters = filters_arg(req)
         check_filter_keys(filters, LIST_FILTERS)
+        dangling = filters.get("dangling") or []
+        if dangling and "true" not in dangling and "false" not in dangling:
+            raise BadParameter(f"Invalid filter 'dangling=[{' '.join(dangling)}]'")     # dockerd's ExactMatch
         compat.image_list_filters(api_version(req), filters, req.arg("filter"))
         return compat.image_list(api_version(req), images.summaries(filters, req.arg_bool("all")))
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from pyd.daemon.containers.execs import DetachScanner, ExecInstance, ExecService, detach_keys_arg
 from pyd.daemon.containers.logs import LogReader
 from pyd.daemon.runtime.execdriver import ATTACH_RAW, ATTACH_STDERR, ATTACH_STDOUT, ATTACH_WAIT
+from pyd.daemon.errors import BadParameter
 from pyd.formats.stdcopy import stdcopy_frame
 
 if TYPE_CHECKING:
@@ -174,9 +175,10 @@ class ExecAttachment:
         multiplexed = self.multiplexed
         try:
             await self.execs.start(inst, with_stdin=cfg.attach_stdin)
-        except ExecError as e:
+        except (ExecError, BadParameter) as e:
             # dockerd writes the failure into the stream; the client reads the exit code from inspect
-            text = f"OCI runtime exec failed: exec failed: unable to start container process: {e.message}: unknown\r\n"
+            text = (f"OCI runtime exec failed: exec failed: unable to start container process: {e.message}: unknown"
+                    if isinstance(e, ExecError) else e.message) + "\r\n"
             writer.write(stdcopy_frame(1, text.encode()) if multiplexed else text.encode())
             await writer.drain()
             return

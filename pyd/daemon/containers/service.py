@@ -146,6 +146,8 @@ class ContainerService:
             raise BadParameter(f"the working directory '{working_dir}' is invalid, it needs to be an absolute path")
         if not config.get("Cmd") and not config.get("Entrypoint"):
             raise BadParameter("no command specified")
+        if config.get("StopSignal"):
+            parse_signal(config["StopSignal"])       # dockerd refuses a bad one at create
         warnings: list[str] = list(platform_warnings)
         host_config = normalize_host_config(host_config, warnings, self.settings.log_driver)
         cid = secrets.token_hex(32)
