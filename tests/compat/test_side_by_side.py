@@ -70,6 +70,8 @@ CASES = [
     C("run-bad-log-driver", "run --rm --log-driver bogus busybox true"),
     C("run-name-conflict", "create --name cx-dup busybox true", "create --name cx-dup busybox true",
       cleanup=("rm -f cx-dup",)),
+    C("start-a-again", "start -a cx-sa", "start -a cx-sa", setup=("create --name cx-sa busybox sh -c 'echo ran; exit 4'",),
+      cleanup=("rm -f cx-sa",)),
     C("create-start-inspect", "create --name cx-life busybox true", "start -a cx-life",
       "inspect -f '{{.State.Status}} {{.State.ExitCode}}' cx-life", "rm cx-life"),
     C("ps-format", "ps -a --filter name=cx-ps --format '{{.Names}} {{.Image}} {{.Command}}'",

@@ -94,7 +94,8 @@ class AttachSession:
                 if wants.get(entry.stream):
                     writer.write(entry.data if raw else stdcopy_frame(entry.stream, entry.data))
             await writer.drain()
-        if not opts.stream or (not c.State.Running and c.State.Status != "created"):
+        # a stopped container's streams wait for its next run, as dockerd's do (`start -a` attaches first)
+        if not opts.stream or c.State.Status in ("removing", "dead"):
             return
         if opts.stdin and c.Config.get("OpenStdin"):
             self.pump = asyncio.ensure_future(_pump_stdin(reader, c, self.scanner, self.queue))

@@ -228,6 +228,7 @@ class ContainerService:
             c.State.set_stopped(e.exit_code, error=e.message)
             c.save()
             self.publish_event(c, "die", exitCode=str(e.exit_code))
+            self._end_attaches(c)
             if c.HostConfig.get("AutoRemove"):  # `run --rm` waits for the removal, as dockerd does it
                 await self.remove(c.ID, force=True, volumes=True)   # --rm takes anonymous volumes too
             status = 400 if e.exit_code in (126, 127) else 500
@@ -235,6 +236,7 @@ class ContainerService:
                 f"failed to create task for container: failed to start container process: {e.message}: unknown")
         except BaseException as e:
             await self._undo_start(c, steps)
+            self._end_attaches(c)
             if isinstance(e, Exception) and c.HostConfig.get("AutoRemove"):   # dockerd removes --rm ones too
                 await self.remove(c.ID, force=True)
             raise
@@ -247,6 +249,12 @@ class ContainerService:
         saved = c.persist()                      # snapshot now: a quick exit's state is staged after it
         self.publish_event(c, "start")
         await saved                              # durable before the 204
+
+    @staticmethod
+    def _end_attaches(c: Container) -> None:
+        """A start that failed ends the attach streams waiting for it, as an exit does."""
+        for queue in c.subscribers:
+            queue.put_nowait(None)
 
     def spec_sources(self) -> SpecSources:
         """Where the inputs of a container's spec come from (start, and exec, which builds it again)."""

@@ -333,6 +333,21 @@ def test_tty_exec_session_ends_when_the_client_closes_stdin(daemon, busybox):
         daemon.docker("rm", "-f", cid)
 
 
+def test_start_a_again_shows_the_new_run(daemon, busybox):
+    # the CLI attaches before it starts: a stopped container's attach waits for its next run
+    daemon.docker("create", "--name", "start-again", busybox, "sh", "-c", "echo ran; exit 4", check=True)
+    try:
+        for _ in range(2):
+            r = daemon.docker("start", "-a", "start-again", timeout=30)
+            assert (r.returncode, r.stdout) == (4, "ran\n"), r.describe()
+        daemon.docker("rm", "start-again", check=True)
+        daemon.docker("create", "--name", "start-again", busybox, "no-such-command", check=True)
+        r = daemon.docker("start", "-a", "start-again", timeout=30)     # a failed start ends the attach
+        assert r.returncode == 1 and "executable file not found" in r.stderr, r.describe()
+    finally:
+        daemon.docker("rm", "-f", "start-again")
+
+
 def test_docker_attach_gets_output_and_exit_code(daemon, busybox):
     cid = daemon.docker("run", "-d", busybox, "sh", "-c", "sleep 1; echo done; exit 3", check=True).stdout.strip()
     r = daemon.docker("attach", cid, timeout=30)
