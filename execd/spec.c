@@ -346,7 +346,7 @@ spec_validate(const struct spec *s, execd_error_t *err)
 		return error_msg(err, EINVAL, "rootfs must be an absolute path");
 	if (s->state_dir == NULL || s->state_dir[0] != '/')
 		return error_msg(err, EINVAL, "state_dir must be an absolute path");
-	if (s->args.n == 0 || s->args.v[0][0] == '\0')
+	if (s->args.n == 0)   /* an empty arg0 is looked up, and not found, as runc does */
 		return error_msg(err, EINVAL, "no command specified");
 	if (s->cwd[0] != '/')
 		return error_msg(err, EINVAL, "cwd \"%s\" is not an absolute path", s->cwd);

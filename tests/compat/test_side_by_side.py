@@ -163,6 +163,8 @@ CASES = [
     C("prune-until", "network prune -f --filter until=1h", "network ls -q --filter name=nx-pu",
       "container prune -f --filter until=bogus", "image prune -f --filter until=24h",
       setup=("network create nx-pu",), cleanup=("network rm nx-pu",)),
+    C("run-refusals", "run --rm busybox ''", "run --rm --group-add nosuch busybox true",
+      "run --rm --isolation bogus busybox true", "run --rm --storage-opt size=1g busybox true"),
     C("create-refusals", "create --stop-signal bogus busybox true", "create --mount type=bogus,dst=/x busybox true",
       "volume create --driver bogus vx-bad", "images --filter dangling=maybe"),
     C("exec-missing-user-or-dir", "exec -u nosuch cx-exu id", "exec -w /nonexist cx-exu pwd",

@@ -133,7 +133,7 @@ def lookup_user(rootfs: str, spec: str, group_add: list[str] | None = None) -> E
         result.groups = [int(g[2]) for g in groups_file
                          if len(g) >= 4 and name and name in g[3].split(",") and g[2].isdigit()]
     for extra in group_add or []:
-        gid = _group_id(groups_file, extra)
+        gid = _group_id(groups_file, extra, "Unable")     # the additional groups' lookup says it so
         if gid not in result.groups:
             result.groups.append(gid)
     # dockerd's AdditionalGids start with the primary group (containerd since CVE-2023-25173)
@@ -141,13 +141,13 @@ def lookup_user(rootfs: str, spec: str, group_add: list[str] | None = None) -> E
     return result
 
 
-def _group_id(groups_file: list[list[str]], group: str) -> int:
+def _group_id(groups_file: list[list[str]], group: str, unable: str = "unable") -> int:
     entry = next((g for g in groups_file if len(g) >= 3 and (g[0] == group or g[2] == group)), None)
     if entry:
         return int(entry[2])
     if group.isdigit():
         return int(group)
-    raise BadParameter(f"unable to find group {group}: no matching entries in group file")
+    raise BadParameter(f"{unable} to find group {group}: no matching entries in group file")
 
 
 def ensure_dir(path: str) -> None:

@@ -150,6 +150,8 @@ class ContainerService:
             parse_signal(config["StopSignal"])       # dockerd refuses a bad one at create
         warnings: list[str] = list(platform_warnings)
         host_config = normalize_host_config(host_config, warnings, self.settings.log_driver)
+        if host_config.get("StorageOpt") and self.graph.driver_name == "overlay2":   # no xfs project quotas here
+            raise BadParameter("--storage-opt is supported only for overlay over xfs with 'pquota' mount option")
         cid = secrets.token_hex(32)
         config["Hostname"] = config.get("Hostname") or cid[:12]
         path, args = entrypoint_and_args(config)
@@ -747,6 +749,9 @@ def normalize_host_config(hc: dict[str, Any], warnings: list[str] | None = None,
         validate_log_config(hc.get("LogConfig") or {})
     except ValueError as e:
         raise BadParameter(f"failed to create container: {e}") from None
+    isolation = hc.get("Isolation") or ""
+    if isolation.lower() not in ("", "default"):
+        raise BadParameter(f'Invalid isolation: "{isolation}" - linux only supports \'default\'')
     restart = hc.get("RestartPolicy") or {}
     if restart.get("Name") and hc.get("AutoRemove") and restart["Name"] != "no":
         raise BadParameter("can't create 'AutoRemove' container with restart policy")

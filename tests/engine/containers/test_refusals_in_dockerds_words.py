@@ -8,6 +8,8 @@ import pytest
 @pytest.mark.parametrize("args, message", [
     (["--stop-signal", "bogus"], "Invalid signal: bogus"),
     (["--mount", "type=bogus,dst=/x"], 'invalid mount config for type "bogus": mount type unknown'),
+    (["--isolation", "bogus"], 'Invalid isolation: "bogus" - linux only supports \'default\''),
+    (["--storage-opt", "size=1g"], "--storage-opt is supported only for overlay over xfs with 'pquota' mount option"),
 ])
 def test_create_refuses(daemon, busybox, args, message):
     r = daemon.docker("create", *args, busybox, "true")
@@ -24,6 +26,13 @@ def test_exec_of_a_missing_user_or_directory(daemon, busybox):
         assert 'chdir to cwd ("/nonexist") set in config.json failed: no such file or directory' in r.stdout
     finally:
         daemon.docker("rm", "-f", cid)
+
+
+def test_run_refusals_at_start(daemon, busybox):
+    r = daemon.docker("run", "--rm", busybox, "")
+    assert r.returncode == 127 and 'exec: "": executable file not found in $PATH' in r.stderr, r.stderr
+    r = daemon.docker("run", "--rm", "--group-add", "nosuch", busybox, "true")
+    assert r.returncode == 125 and "Unable to find group nosuch: no matching entries in group file" in r.stderr
 
 
 def test_update_checks_without_the_cannot_update_prefix(daemon, busybox):
