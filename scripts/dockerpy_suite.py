@@ -8,7 +8,8 @@ or Debian's dockerd, offline: an outside measure of Engine API compatibility, no
 
 What it does, each run from scratch except the cached checkout and virtualenv:
 1. Checks docker-py's tests out of --source (a git repository or URL) at the tag of --docker-py (the
-   version installed from PyPI into a virtualenv beside it, with pytest, pytest-timeout and paramiko),
+   version installed from PyPI, with its websockets extra, into a virtualenv beside it, with pytest,
+   pytest-timeout and paramiko),
    under --scratch (default /var/tmp/dockerpy-suite; never inside this repository).
 2. Starts the daemon on private paths (data-root, exec-root, socket, pidfile, cgroup parent) in a network
    namespace of its own, with loopback only, and loads the busybox image built by tests/kit/images.py from
@@ -78,12 +79,13 @@ def checkout(source: str, version: str, scratch: Path) -> Path:
 
 
 def virtualenv(version: str, scratch: Path) -> Path:
-    """A virtualenv with docker==version from PyPI and what its tests import; returns its python."""
-    venv = scratch / f"venv-{version}"
+    """A virtualenv with docker==version from PyPI and what its tests import (the websockets extra for
+    attach over a websocket); returns its python."""
+    venv = scratch / f"venv-{version}-ws"
     python = venv / "bin" / "python"
     if not python.exists():
         sh([sys.executable, "-m", "venv", str(venv)])
-        sh([str(python), "-m", "pip", "install", "-q", f"docker=={version}", "pytest==7.4.2",
+        sh([str(python), "-m", "pip", "install", "-q", f"docker[websockets]=={version}", "pytest==7.4.2",
             "pytest-timeout==2.1.0", "paramiko"])
     return python
 

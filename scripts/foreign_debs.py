@@ -26,23 +26,46 @@ def _apt_options(state: Path, arch: str) -> list[str]:
             "-o", f"APT::Architectures={arch}", "-o", "Debug::NoLocking=1", "-o", "APT::Sandbox::User=root", "-q"]
 
 
-def sysroot(arch: str, cache: Path, packages: list[str]) -> Path:
-    """CACHE/root-ARCH with `packages` unpacked into it (each once: a stamp file per package)."""
-    state, root = cache / f"apt-{arch}", cache / f"root-{arch}"
-    stamps = root / ".debs"
-    missing = [p for p in packages if not (stamps / p).exists()]
-    if not missing:
-        return root
-    for folder in (state / "state" / "lists" / "partial", state / "cache" / "archives" / "partial", stamps):
+def _apt(arch: str, cache: Path) -> tuple[Path, list[str]]:
+    """The private apt state for `arch` under CACHE (made, with its package lists, the first time)."""
+    state = cache / f"apt-{arch}"
+    for folder in (state / "state" / "lists" / "partial", state / "cache" / "archives" / "partial"):
         folder.mkdir(parents=True, exist_ok=True)
     (state / "status").touch()
     (state / "sources.list").write_text(f"deb [signed-by={KEYRING}] {MIRROR} {SUITE} main\n")
     options = _apt_options(state, arch)
     if not any((state / "state" / "lists").glob("*Packages*")):
         subprocess.run(["apt-get", *options, "update"], check=True)
+    return state, options
+
+
+def depends(arch: str, cache: Path, package: str) -> list[str]:
+    """The packages `package` depends on (names only): what a metapackage such as linux-image-arm64
+    stands for today."""
+    _, options = _apt(arch, cache)
+    out = subprocess.run(["apt-cache", *options, "show", "--no-all-versions", package], check=True,
+                         capture_output=True, text=True).stdout
+    for line in out.splitlines():
+        if line.startswith("Depends:"):
+            return [alt.split("|")[0].split()[0] for alt in line[len("Depends:"):].split(",")]
+    return []
+
+
+def sysroot(arch: str, cache: Path, packages: list[str]) -> Path:
+    """CACHE/root-ARCH with `packages` unpacked into it (each once: a stamp file per package)."""
+    root = cache / f"root-{arch}"
+    stamps = root / ".debs"
+    missing = [p for p in packages if not (stamps / p).exists()]
+    if not missing:
+        return root
+    stamps.mkdir(parents=True, exist_ok=True)
+    state, options = _apt(arch, cache)
     debs = state / "debs"
     debs.mkdir(exist_ok=True)
-    subprocess.run(["apt-get", *options, "download", *missing], check=True, cwd=debs)
+    if subprocess.run(["apt-get", *options, "download", *missing], cwd=debs).returncode != 0:
+        # lists fetched long ago may name versions the mirror no longer has
+        subprocess.run(["apt-get", *options, "update"], check=True)
+        subprocess.run(["apt-get", *options, "download", *missing], check=True, cwd=debs)
     for package in missing:
         found = sorted(debs.glob(f"{package}_*_{arch}.deb")) or sorted(debs.glob(f"{package}_*_all.deb"))
         if not found:

@@ -152,3 +152,16 @@ def test_container_wide_mac_address_is_the_primary_endpoints(daemon, busybox):
     with pytest.raises(docker.errors.APIError) as info:
         api.create_container(busybox, ["true"], mac_address="nope")
     assert info.value.explanation == "nope is not a valid mac address"
+
+
+def test_field_names_in_another_case_reach_the_config(daemon, busybox):
+    """docker-py spells HostConfig.CpuRealtimePeriod as CPURealtimePeriod; dockerd's Go decoder takes it."""
+    api = daemon.api.api
+    c = api.create_container(busybox, "true", host_config=api.create_host_config(cpu_rt_period=1000,
+                                                                                 cpu_rt_runtime=500))
+    try:
+        hc = api.inspect_container(c)["HostConfig"]
+        assert (hc["CpuRealtimePeriod"], hc["CpuRealtimeRuntime"]) == (1000, 500)
+        assert "CPURealtimePeriod" not in hc
+    finally:
+        api.remove_container(c, force=True)

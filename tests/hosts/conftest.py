@@ -27,13 +27,11 @@ import foreign_debs  # noqa: E402  (scripts/foreign_debs.py)
 DOCKER_CLI = Path("/usr/local/bin/docker")
 RUNS = pytest.StashKey[dict]()
 LAB = pytest.StashKey[Lab]()
-# PYD_HOSTS=bookworm-arm64,trixie: boot only these (the others' tests are skipped). By default the x86_64
-# hosts: the emulated arm64 guest's image takes ~30 min to build under TCG, beyond CI's budget
-# (`make test-hosts-arm64` boots it).
-_DEFAULT = ",".join(h.name for h in HOSTS if h.arch == "amd64")
+# PYD_HOSTS=bookworm-arm64,trixie: boot only these (the others' tests are skipped); by default every host
+_DEFAULT = ",".join(h.name for h in HOSTS)
 SELECTED = tuple(h for h in HOSTS if h.name in os.environ.get("PYD_HOSTS", _DEFAULT).split(","))
-# guests booted at once (PYD_HOSTS_PARALLEL=1: one after another)
-PARALLEL = max(1, int(os.environ.get("PYD_HOSTS_PARALLEL", len(SELECTED) or 1)))
+# guests booted at once (PYD_HOSTS_PARALLEL=1: one after another); an emulated one boots after them (lab.py)
+PARALLEL = max(1, int(os.environ.get("PYD_HOSTS_PARALLEL", sum(qemu.MACHINES[h.arch].kvm for h in SELECTED) or 1)))
 # Another architecture's guest gets its own file (dist/pyd-ARCH), docker CLI and busybox, the last two
 # from Debian's packages of that architecture (unpacked under build/ by scripts/foreign_debs.py).
 FOREIGN = {"arm64": ("aarch64", "usr/bin/docker", "bin/busybox")}
@@ -116,7 +114,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatu
         run = runs[name]
         facts = run.boot.closing.get("facts", {}) if run.boot else {}
         built = f", image built in {run.image.build_seconds:.0f}s" if run.image and run.image.build_seconds else ""
-        write(f"{name}: {run.seconds:.0f}s wall{built}; {run.describe()}")
+        scenarios = sum(r.get("seconds", 0) for r in run.boot.results.values()) if run.boot else 0
+        write(f"{name}: {run.seconds:.0f}s wall ({scenarios:.0f}s of scenarios){built}; {run.describe()}")
         if facts:
             write(f"    kernel {facts.get('kernel')}, python {facts.get('python')}, init {facts.get('init')}, "
                   f"cgroup {facts.get('cgroup_driver')}/v{facts.get('cgroup_version')}, storage "

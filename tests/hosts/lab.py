@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,7 +38,9 @@ class Lab:
     """The session's shared parts: the inputs disk, the accelerator choice, a temp folder, the runs.
     Images are built one after another in a background thread and each host boots as soon as its image
     is there, up to `parallel` guests at once: a guest under TCG leaves most of a core idle (timers,
-    udev, sleeps), so booting them side by side costs far less than one after another."""
+    udev, sleeps), so booting them side by side costs far less than one after another. An emulated
+    guest (another architecture) keeps its CPUs busy translating instructions: it boots after the
+    others have finished, so that it neither slows them past their timeout nor is slowed itself."""
 
     def __init__(self, workdir: Path, inputs: dict[str, Path], runs: dict[str, HostRun], hosts: tuple[Host, ...],
                  parallel: int) -> None:
@@ -53,7 +55,13 @@ class Lab:
             label = vmimage.image_label(host.suite, host.arch)
             if label not in self._images:
                 self._images[label] = self._builder.submit(vmimage.guest_image, host.suite, host.arch)
-        self._boots = {host.name: self._booter.submit(self._run, host) for host in hosts}
+        self._emulator = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pyd-hosts-emulated")
+        self._boots = {host.name: self._booter.submit(self._run, host) for host in hosts
+                       if qemu.MACHINES[host.arch].kvm}
+        natives = list(self._boots.values())
+        for host in hosts:
+            if host.name not in self._boots:
+                self._boots[host.name] = self._emulator.submit(self._run_after, natives, host)
 
     def close(self) -> None:
         """Stop what still runs (qemu killed by its PID, builds not yet begun dropped) and wait for it."""
@@ -61,6 +69,7 @@ class Lab:
         for future in [*self._boots.values(), *self._images.values()]:
             future.cancel()
         self._booter.shutdown(wait=True)
+        self._emulator.shutdown(wait=True)
         self._builder.shutdown(wait=True)
 
     def run(self, host: Host) -> HostRun:
@@ -69,12 +78,18 @@ class Lab:
         self.runs[host.name] = run
         return run
 
+    def _run_after(self, others: list[Future[HostRun]], host: Host) -> HostRun:
+        wait(others)
+        return self._run(host)
+
     def _run(self, host: Host) -> HostRun:
         began = time.monotonic()
         try:
             image = self._images[vmimage.image_label(host.suite, host.arch)].result()
         except Exception as e:                        # noqa: BLE001  (reported as every scenario's failure)
             return HostRun(host, None, None, time.monotonic() - began, f"no {host.suite} image: {e}")
+        if self._cancel.is_set():
+            return HostRun(host, image, None, 0.0, "the run was stopped before this host booted")
         began = time.monotonic()                      # a host's wall time is its boot, not the wait for its image
         folder = self.workdir / host.name
         folder.mkdir()

@@ -1,7 +1,11 @@
 """Debian guest images for the host tests, built with debootstrap from Debian's packages and cached under
-/var/tmp/pyd-hosts/<suite>-<key>/ (<suite>-<arch>-<key>/ for another architecture than amd64: debootstrap
---arch, its second stage run through Debian's qemu-user-static by binfmt_misc): the root file system as a raw ext4 image made with `mke2fs -d` (no loop
-mount), and the guest's own kernel and initrd beside it. The key covers the suite, the package list and
+/var/tmp/pyd-hosts/<suite>-<key>/: the root file system as a raw ext4 image made with `mke2fs -d` (no loop
+mount), and the guest's own kernel and initrd beside it.
+
+Another architecture than amd64 (<suite>-<arch>-<key>/) is built for the bare init only, so that its
+emulated part stays short: debootstrap --arch with its second stage run through Debian's qemu-user-static
+(binfmt_misc) installs python3 and the few tools the scenarios use, no systemd, udev or kernel; the stock
+kernel package is unpacked and its initramfs made on the build machine (hostkernel.py). The key covers the suite, the package list and
 RECIPE_VERSION; an image is built in a temp folder and renamed into place, so a half-built one is never
 used, and a second run finds it and takes no debootstrap time.
 
@@ -26,12 +30,18 @@ from typing import Iterator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "kit"))
 from hostkit import unmount_under  # noqa: E402  (tests/kit/hostkit.py)
+import hostkernel  # noqa: E402
 
 CACHE = Path(os.environ.get("PYD_HOSTS_CACHE", "/var/tmp/pyd-hosts"))
 MIRROR = "http://deb.debian.org/debian"
 # Bump when anything below changes what ends up in an image (the guest files, the mke2fs options).
 RECIPE_VERSION = 1
 PACKAGES = ("linux-image-amd64", "systemd-sysv", "udev", "kmod", "python3", "procps", "iproute2")
+# another architecture's root: what the bare init, the scenarios and pyd run (kmod: the kernel's module
+# loader, for overlay), nothing that boots with systemd; its kernel comes from hostkernel.py
+FOREIGN_PACKAGES = ("kmod", "python3", "procps", "iproute2")
+# Bump when the foreign build (hostkernel.py, initramfs/init) changes what ends up in its images.
+FOREIGN_RECIPE_VERSION = 2
 ROOT_SIZE = "4G"
 DEBOOTSTRAP_TIMEOUT = 1800
 GUEST_FILES = Path(__file__).resolve().parent / "guest"
@@ -55,14 +65,15 @@ class GuestImage:
 
 
 def packages_for(arch: str) -> tuple[str, ...]:
-    return tuple(f"linux-image-{arch}" if p == "linux-image-amd64" else p for p in PACKAGES)
+    return PACKAGES if arch == NATIVE_ARCH else FOREIGN_PACKAGES
 
 
 def cache_key(suite: str, packages: tuple[str, ...] = PACKAGES, arch: str = NATIVE_ARCH) -> str:
     guest = b"".join(p.name.encode() + p.read_bytes() for p in sorted(GUEST_FILES.iterdir()) if p.is_file())
     fields: dict[str, object] = {"suite": suite, "packages": sorted(packages), "recipe": RECIPE_VERSION}
     if arch != NATIVE_ARCH:
-        fields["arch"] = arch
+        fields.update(arch=arch, foreign_recipe=FOREIGN_RECIPE_VERSION)
+        guest += hostkernel.INIT.read_bytes()
     return hashlib.sha256(json.dumps(fields).encode() + guest).hexdigest()[:16]
 
 
@@ -96,8 +107,10 @@ def _run(argv: list[str], timeout: float, log: Path) -> None:
     with open(log, "ab") as out:
         out.write(("$ " + " ".join(argv) + "\n").encode())
         out.flush()
+        began = time.monotonic()
         proc = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, timeout=timeout,
                               env={"PATH": SBIN_PATH, "LC_ALL": "C", "DEBIAN_FRONTEND": "noninteractive"})
+        out.write(f"[{argv[0]}: exit {proc.returncode} after {time.monotonic() - began:.0f}s]\n".encode())
     if proc.returncode != 0:
         tail = log.read_text(errors="replace")[-3000:]
         raise RuntimeError(f"{argv[0]} exited {proc.returncode}; last of {log}:\n{tail}")
@@ -131,8 +144,9 @@ def _foreign_binaries(arch: str, log: Path) -> Iterator[None]:
             _run(["umount", str(BINFMT)], 30, log)
 
 
-def _customize(root: Path, suite: str) -> None:
-    """What turns a debootstrap tree into a guest that runs the scenarios and powers off."""
+def _customize(root: Path, suite: str, systemd: bool) -> None:
+    """What turns a debootstrap tree into a guest that runs the scenarios and powers off (`systemd`: the
+    unit that runs them when systemd is init, too)."""
     (root / "etc/hostname").write_text(f"pyd-{suite}\n")
     (root / "etc/hosts").write_text(f"127.0.0.1 localhost\n127.0.1.1 pyd-{suite}\n")
     (root / "etc/fstab").write_text("/dev/vda / ext4 rw,errors=remount-ro 0 1\n")
@@ -141,6 +155,14 @@ def _customize(root: Path, suite: str) -> None:
     for name in ("pyd-hosts-run", "pyd-hosts-init"):
         shutil.copyfile(GUEST_FILES / name, sbin / name)
         os.chmod(sbin / name, 0o755)
+    (root / "etc/machine-id").write_text("")
+    for deb in (root / "var/cache/apt/archives").glob("*.deb"):
+        deb.unlink()
+    if systemd:
+        _systemd_units(root)
+
+
+def _systemd_units(root: Path) -> None:
     units = root / "etc/systemd/system"
     shutil.copyfile(GUEST_FILES / "pyd-hosts.service", units / "pyd-hosts.service")
     wants = units / "multi-user.target.wants"
@@ -151,9 +173,6 @@ def _customize(root: Path, suite: str) -> None:
                  "e2scrub_reap.service", "systemd-timesyncd.service"):
         (units / unit).unlink(missing_ok=True)
         (units / unit).symlink_to("/dev/null")
-    (root / "etc/machine-id").write_text("")
-    for deb in (root / "var/cache/apt/archives").glob("*.deb"):
-        deb.unlink()
 
 
 def _build(suite: str, arch: str, key: str, final: Path) -> None:
@@ -169,24 +188,40 @@ def _build(suite: str, arch: str, key: str, final: Path) -> None:
             _run(["debootstrap", *arch_args, "--variant=minbase", "--components=main",
                   "--include=" + ",".join(packages), suite, str(root), MIRROR], DEBOOTSTRAP_TIMEOUT, log)
         unmount_under(str(root))        # nothing debootstrap mounted may stay in the tree mke2fs copies
-        _customize(root, suite)
-        kernels = sorted((root / "boot").glob("vmlinuz-*"))
-        initrds = sorted((root / "boot").glob("initrd.img-*"))
-        if not kernels or not initrds:
-            raise RuntimeError(f"no kernel or initrd in {root}/boot after debootstrap")
+        _customize(root, suite, systemd=arch == NATIVE_ARCH)
         out = work / "out"
         out.mkdir()
-        shutil.copyfile(kernels[-1], out / "vmlinuz")
-        shutil.copyfile(initrds[-1], out / "initrd.img")
+        kernel = _boot_files(root, arch, work, out, log)
         _run(["mke2fs", "-q", "-F", "-t", "ext4", "-L", "pyd-root", "-E", "root_owner=0:0", "-d", str(root),
               str(out / "rootfs.img"), ROOT_SIZE], 900, log)
         manifest = {"suite": suite, "packages": list(packages), "recipe": RECIPE_VERSION,
-                    "kernel": kernels[-1].name, "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+                    "kernel": kernel, "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         (out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
         os.rename(out, final)                       # the one step that makes the image visible
     finally:
         unmount_under(str(work))
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _boot_files(root: Path, arch: str, work: Path, out: Path, log: Path) -> str:
+    """out/vmlinuz and out/initrd.img: the ones debootstrap installed (amd64), or made here from the stock
+    kernel package (another architecture). Returns the kernel's name."""
+    if arch == NATIVE_ARCH:
+        kernels = sorted((root / "boot").glob("vmlinuz-*"))
+        initrds = sorted((root / "boot").glob("initrd.img-*"))
+        if not kernels or not initrds:
+            raise RuntimeError(f"no kernel or initrd in {root}/boot after debootstrap")
+        shutil.copyfile(kernels[-1], out / "vmlinuz")
+        shutil.copyfile(initrds[-1], out / "initrd.img")
+        return kernels[-1].name
+    began = time.monotonic()
+    kernel = hostkernel.unpack_kernel(arch, CACHE / "debs")
+    hostkernel.install_modules(kernel, root)
+    hostkernel.make_initramfs(kernel, root, out / "initrd.img", work)
+    shutil.copyfile(kernel.vmlinuz, out / "vmlinuz")
+    with open(log, "a") as out_log:
+        out_log.write(f"kernel {kernel.package} unpacked, initramfs made in {time.monotonic() - began:.0f}s\n")
+    return kernel.vmlinuz.name
 
 
 def guest_image(suite: str, arch: str = NATIVE_ARCH) -> GuestImage:

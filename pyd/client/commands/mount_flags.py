@@ -60,6 +60,8 @@ def parse_mount_flag(raw: str) -> dict[str, Any]:
             bind["CreateMountpoint"] = _truthy(key, val)
         elif key == "volume-nocopy":
             vol["NoCopy"] = _truthy(key, val)
+        elif key == "volume-subpath":
+            vol["Subpath"] = value
         elif key == "volume-label":
             k, _, v = value.partition("=")
             vol.setdefault("Labels", {})[k] = v

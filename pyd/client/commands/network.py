@@ -47,6 +47,7 @@ SPECS = {
         Flag("ip-range", "", LIST, metavar="strings", help="Allocate container ip from a sub-range", validate=_csv),
         Flag("ipam-driver", "", STRING, "default", help="IP Address Management Driver"),
         Flag("ipam-opt", "", LIST, metavar="map", help="Set IPAM driver specific options", validate=_key_value),
+        Flag("ipv6", "", BOOL, help="Enable or disable IPv6 networking"),
         Flag("label", "", LIST, help="Set metadata on a network"),
         Flag("opt", "o", LIST, metavar="map", help="Set driver specific options", validate=_key_value),
         Flag("scope", "", STRING, help="Control the network's scope"),
@@ -91,7 +92,7 @@ def cmd_network_create(cli: Cli, opts: Options, args: list[str]) -> int:
     except ValueError as exc:
         raise StatusError(1, str(exc)) from None
     body = {"Name": args[0], "Driver": opts.driver, "Scope": opts.scope or "", "Internal": opts.internal,
-            "Attachable": opts.attachable,
+            "Attachable": opts.attachable, **({"EnableIPv6": True} if opts.ipv6 else {}),
             "IPAM": {"Driver": opts.ipam_driver, "Config": ipam,
                      "Options": dict(o.partition("=")[::2] for o in opts.ipam_opt)},
             "Options": dict(o.partition("=")[::2] for o in opts.opt),

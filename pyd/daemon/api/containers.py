@@ -11,9 +11,10 @@ from pyd.daemon.api.util import filters_arg, parse_time_arg
 from pyd.daemon.containers.attach import AttachOptions, Attachments
 from pyd.daemon.containers.logstream import LogOptions, LogStream
 from pyd.daemon.containers.model import Container
+from pyd.daemon.network import links
 from pyd.formats import rfc3339
 from pyd.formats.rfc3339 import ZERO_TIME
-from pyd.daemon.errors import BadParameter, NotFound
+from pyd.daemon.errors import BadParameter, NotFound, ServerError
 from pyd.daemon.storage.trees import tree_size
 from pyd.http.server import Response
 from pyd.daemon.api.hijack import hijack
@@ -66,6 +67,9 @@ def register(router: Router, svc: ContainerService, networks: NetworkController,
         if limit > 0:
             items = items[:limit]
         entries = [list_entry(c, networks) for c in items]
+        link_names = links.names_by_child(svc.all(), svc.store)   # a linked container is also /PARENT/ALIAS
+        for entry in entries:
+            entry["Names"] += link_names.get(entry["Id"], [])
         if req.arg_bool("size"):
             sizes = await asyncio.to_thread(lambda: [container_sizes(graph, c.ID, c.Image) for c in items])
             for entry, size in zip(entries, sizes):
@@ -121,7 +125,17 @@ def register(router: Router, svc: ContainerService, networks: NetworkController,
             result.cancel()
 
     async def remove(req, id: str) -> None:
+        if req.arg_bool("link"):
+            svc.get(id)
+            raise ServerError("Conflict, cannot remove the default link name of the container")
         await svc.remove(id, force=req.arg_bool("force"), volumes=req.arg_bool("v"))
+
+    async def remove_link(req, id: str, alias: str) -> None:
+        """DELETE /containers/PARENT/ALIAS: ?link=1 drops the legacy link, else removes the linked container."""
+        if req.arg_bool("link"):
+            await svc.remove_link(id, alias)
+        else:
+            await svc.remove(svc.linked(id, alias).ID, force=req.arg_bool("force"), volumes=req.arg_bool("v"))
 
     async def attach(req, id: str) -> None:
         await attach_stream(req, attachments, svc.get(id))
@@ -147,6 +161,7 @@ def register(router: Router, svc: ContainerService, networks: NetworkController,
     router.add("POST", "/containers/{id}/resize", lambda req, id: resize_container(req, svc.store, id))
     router.add("GET", "/containers/{id}/logs", logs)
     router.add("DELETE", "/containers/{id}", remove)
+    router.add("DELETE", "/containers/{id}/{alias}", remove_link)
 
     async def rename(req, id: str) -> None:
         await svc.rename(id, req.arg("name") or "")

@@ -105,14 +105,23 @@ def _check_value(value: Any, td: tuple, struct: str, path: list[str]) -> None:
 
 
 def _check_struct(obj: dict, key: str, path: list[str]) -> None:
+    """Check obj's fields, and name them as the struct does: Go matches names case-insensitively (docker-py
+    sends `CPURealtimePeriod`), and of two spellings of one field the later one wins."""
     from pyd.daemon.api.body_schema import DEFS
 
     struct, _, fields = DEFS[key]
     folded = {name.casefold(): name for name in fields}
-    for name, value in obj.items():
-        field = name if name in fields else folded.get(name.casefold())   # Go matches names case-insensitively
+    items = list(obj.items())
+    renamed = False
+    for name, value in items:
+        field = name if name in fields else folded.get(name.casefold())
         if field is not None:
             _check_value(value, fields[field], struct, [*path, field])
+            renamed = renamed or field != name
+    if renamed:
+        obj.clear()
+        for name, value in items:
+            obj[name if name in fields else folded.get(name.casefold(), name)] = value
 
 
 def check_body(route: str, body: Any) -> None:

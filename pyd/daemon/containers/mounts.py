@@ -4,7 +4,8 @@ resolves them, into MountPoints (stored in config.v2.json, shown by inspect) and
 A MountPoint is Docker's shape, keyed by destination:
   {"Type": "bind"|"volume"|"tmpfs", "Name", "Source", "Destination", "Driver", "Mode", "RW", "Propagation"}
 plus private keys (leading underscore) that inspect does not show: "_NoCopy", "_Tmpfs" (fs options),
-"_NonRecursive".
+"_NonRecursive", "_Subpath" (VolumeOptions.Subpath) and "_Bound" (the directory of the volume a subpath
+mount binds, found at each start).
 """
 from __future__ import annotations
 
@@ -137,6 +138,12 @@ def parse_api_mount(m: Any) -> dict[str, Any]:
     elif kind == "volume":
         opts = m.get("VolumeOptions") or {}
         driver = ((opts.get("DriverConfig") or {}).get("Name")) or "local"
+        subpath = str(opts.get("Subpath") or "")
+        if subpath and (subpath.startswith("/") or ".." in subpath.split("/")):
+            raise BadParameter(f'invalid mount config for type "volume": subpath must be a relative path within '
+                               "the volume")
+        if subpath:
+            mp["_Subpath"] = posixpath.normpath(subpath)
         mp.update(Name=src, Driver=driver, _NoCopy=bool(opts.get("NoCopy")),
                   _Labels=opts.get("Labels") or {}, _Options=(opts.get("DriverConfig") or {}).get("Options") or {})
     else:
@@ -242,7 +249,8 @@ def resolve(store: "VolumeStore", containers: "ContainerStore", layers: RootfsMo
         v = store.create(mp["Name"] or None, mp.get("Driver") or "local", mp.pop("_Labels", None),
                          mp.pop("_Options", None))
         mp["Name"], mp["Source"] = v.name, v.mountpoint
-        if not mp.get("_NoCopy") and not store.needs_mount(v) and _is_empty_dir(v.mountpoint):
+        if (not mp.get("_NoCopy") and not mp.get("_Subpath") and not store.needs_mount(v)
+                and _is_empty_dir(v.mountpoint)):
             copy_up.append(mp)
     if copy_up:
         _copy_up(layers, c, copy_up)
@@ -284,12 +292,25 @@ def activate(volumes: "VolumeStore", c: "Container") -> None:
             if mp["Type"] == "volume":
                 mp["Source"] = volumes.mount(mp["Name"], c.ID)
                 done.append(mp["Name"])
+                if mp.get("_Subpath"):
+                    mp["_Bound"] = subpath_source(mp["Source"], mp["_Subpath"])
             elif mp["Type"] == "bind" and mp.get("_CreateSource") and not os.path.exists(mp["Source"]):
                 os.makedirs(mp["Source"], 0o755, exist_ok=True)
     except BaseException:
         for name in done:
             volumes.unmount(name, c.ID)
         raise
+
+
+def subpath_source(root: str, subpath: str) -> str:
+    """root/subpath, which must exist and, symbolic links followed, stay inside the volume."""
+    real_root = os.path.realpath(root)
+    full = os.path.realpath(os.path.join(real_root, subpath))
+    if os.path.commonpath([real_root, full]) != real_root:
+        raise BadParameter(f"cannot access path {os.path.join(root, subpath)}: the subpath leaves the volume")
+    if not os.path.exists(full):
+        raise NotFound(f"cannot access path {os.path.join(root, subpath)}: no such file or directory")
+    return full
 
 
 def deactivate(volumes: "VolumeStore", c: "Container") -> None:

@@ -25,7 +25,8 @@ from pyd.formats import rfc3339
 from pyd.daemon.containers.restart import RestartManager
 from pyd.daemon.containers.settings import ContainerSettings
 from pyd.daemon.containers.store import ContainerStore
-from pyd.daemon.errors import BadParameter, Conflict, NotModified, ServerError
+from pyd.daemon.errors import BadParameter, Conflict, NotFound, NotModified, ServerError
+from pyd.daemon.network import links
 from pyd.daemon.storage.trees import tree_size
 from pyd.daemon.api.validate import strslice
 
@@ -514,6 +515,24 @@ class ContainerService:
         self.publish_event(c, "unpause")
 
     # ------------------------------------------------------------ remove
+    def linked(self, parent_ref: str, alias: str) -> Container:
+        """The container the legacy link PARENT/ALIAS names."""
+        try:
+            parent = self.get(parent_ref)
+        except NotFound:
+            raise NotFound(f"No such container: {parent_ref}/{alias}") from None
+        for link_name, child in links.children(parent, self.store):
+            if child is not None and link_name == f"{parent.Name}/{alias}":
+                return child
+        raise NotFound(f"No such container: {parent_ref}/{alias}")
+
+    async def remove_link(self, parent_ref: str, alias: str) -> None:
+        """DELETE /containers/PARENT/ALIAS?link=1: the parent forgets the link (both containers stay)."""
+        self.linked(parent_ref, alias)
+        parent = self.get(parent_ref)
+        links.remove(parent, alias)
+        await parent.persist()
+
     async def remove(self, ref: str, force: bool = False, volumes: bool = False) -> None:
         c = self.get(ref)
         if c.State.Status == "removing":
@@ -595,6 +614,8 @@ class ContainerService:
             self.names.pop(full, None)
             raise
         self.names.pop(old, None)
+        for other in links.renamed(self.all(), old, full):   # legacy links name their containers
+            other.save()
         self.publish_event(c, "rename", oldName=old)
 
     async def prune(self, filters: dict[str, list[str]]) -> dict[str, Any]:

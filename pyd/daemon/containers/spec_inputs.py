@@ -27,6 +27,7 @@ class NetworkFiles(Protocol):
     """What the network controller knows of a started container."""
     def join_for(self, c: Container) -> dict[str, str]: ...
     def etc_file(self, c: Container, name: str) -> str: ...
+    def linked_env(self, c: Container) -> list[str]: ...
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,7 @@ def gather(c: Container, rootfs: str, src: SpecSources) -> tuple[SpecInputs, shm
         network_join=join, peer_namespaces=peers,
         cgroup=CgroupPlacement(src.cgroups.dirs(c.ID, hc), src.cgroups.mount_points),
         shm_source=ipc.source,
+        linked_env=tuple(src.networks.linked_env(c)) if src.networks else (),
     )
     return inputs, ipc
 

@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from pyd.daemon.errors import BadParameter, Conflict, Forbidden, NotFound
 from pyd.daemon.fsutil import atomic_write
+from pyd.daemon.network import ipv6, links
+from pyd.daemon.network.ipv6 import Subnet6
 from pyd.formats import rfc3339
 
 if TYPE_CHECKING:
@@ -41,6 +43,7 @@ MS_BIND = 0x1000
 MNT_DETACH = 2
 DNS_ADDR = "127.0.0.11"
 PREDEFINED = ("bridge", "host", "none")
+MTU_OPTION = "com.docker.network.driver.mtu"
 DEFAULT_POOLS = [("172.17.0.0/16", 16), ("172.18.0.0/15", 16), ("172.20.0.0/14", 16), ("172.24.0.0/13", 16),
                  ("192.168.0.0/16", 20)]
 
@@ -146,17 +149,31 @@ class Network:
     endpoints: dict[str, dict[str, Any]] = field(default_factory=dict)   # container id -> endpoint
     ipam_options: dict[str, str] | None = None   # IPAM.Options as given (null when none was)
     aux_addresses: dict[str, str] = field(default_factory=dict)   # --aux-address: reserved, never handed out
+    EnableIPv6: bool = False
+    v6: Subnet6 | None = None   # the IPv6 subnet (handed out from only with EnableIPv6)
 
     FIELDS = ("Name", "Id", "Driver", "Created", "Internal", "Attachable", "Labels", "Options", "subnet",
               "gateway", "ip_range", "user_subnet", "bridge", "cursor", "endpoints", "ipam_options",
-              "aux_addresses")
+              "aux_addresses", "EnableIPv6", "v6")
 
     def to_disk(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.FIELDS}
+        out = {k: getattr(self, k) for k in self.FIELDS}
+        out["v6"] = self.v6.to_disk() if self.v6 else None
+        return out
 
     @classmethod
     def from_disk(cls, data: dict[str, Any]) -> "Network":
-        return cls(**{k: v for k, v in data.items() if k in cls.FIELDS})
+        net = cls(**{k: v for k, v in data.items() if k in cls.FIELDS and k != "v6"})
+        net.v6 = Subnet6.from_disk(data.get("v6"))
+        return net
+
+    @property
+    def ipv6(self) -> Subnet6 | None:
+        """The IPv6 subnet containers get addresses from (None: IPv4 only)."""
+        return self.v6 if self.EnableIPv6 and self.v6 and self.v6.gateway else None
+
+    def used6(self) -> set[str]:
+        return {ep["IPv6Address"] for ep in self.endpoints.values() if ep.get("IPv6Address")}
 
     @property
     def is_bridge(self) -> bool:
@@ -203,14 +220,17 @@ class Network:
             if self.aux_addresses:
                 entry["AuxiliaryAddresses"] = dict(self.aux_addresses)
             cfg.append(entry)
+        if self.v6:
+            cfg.append(self.v6.ipam_entry())
         containers = {}
         for cid, ep in self.endpoints.items():
+            v6 = ep.get("IPv6Address")
             containers[cid] = {"Name": ep.get("Name", ""), "EndpointID": ep.get("EndpointID", ""),
                                "MacAddress": ep.get("MacAddress", ""),
                                "IPv4Address": f"{ep['IPAddress']}/{self.prefixlen}" if ep.get("IPAddress") else "",
-                               "IPv6Address": ""}
+                               "IPv6Address": f"{v6}/{self.v6.prefixlen}" if v6 and self.v6 else ""}
         return {"Name": self.Name, "Id": self.Id, "Created": self.Created, "Scope": "local",
-                "Driver": self.Driver, "EnableIPv4": True, "EnableIPv6": False,
+                "Driver": self.Driver, "EnableIPv4": True, "EnableIPv6": self.EnableIPv6,
                 "IPAM": {"Driver": "default", "Options": self.ipam_options, "Config": cfg},
                 "Internal": self.Internal, "Attachable": self.Attachable, "Ingress": False,
                 "ConfigFrom": {"Network": ""}, "ConfigOnly": False, "Containers": containers,
@@ -310,7 +330,7 @@ class NetworkController:
                    "com.docker.network.bridge.enable_ip_masquerade": "true",
                    "com.docker.network.bridge.host_binding_ipv4": "0.0.0.0",
                    "com.docker.network.bridge.name": name,
-                   "com.docker.network.driver.mtu": str(self.mtu)}
+                   MTU_OPTION: str(self.mtu)}
         if current and (current.subnet != subnet or current.bridge != name):
             log.info("default bridge changed (%s %s -> %s %s)", current.bridge, current.subnet, name, subnet)
             current.endpoints.clear()
@@ -340,11 +360,17 @@ class NetworkController:
         """Create the bridge (or adopt the one left by the previous daemon), its address, firewall rules."""
         index = self.nl.link_index(net.bridge)
         if not index:
-            index = self.nl.add_bridge(net.bridge, self.mtu)
+            index = self.nl.add_bridge(net.bridge, self._mtu(net))
         else:
             self.nl.set_up(net.bridge)
         self.nl.add_address(index, f"{net.gateway}/{net.prefixlen}")
+        if net.ipv6:
+            self.nl.add_address(index, f"{net.ipv6.gateway}/{net.ipv6.prefixlen}")
         self.firewall.add_network(net.bridge, net.subnet, net.Internal)
+
+    def _mtu(self, net: Network) -> int:
+        """The network's com.docker.network.driver.mtu, else the daemon's --mtu."""
+        return int(net.Options.get(MTU_OPTION) or self.mtu)
 
     # ---- persistence and lookup
     def _save(self, net: Network) -> None:
@@ -401,17 +427,24 @@ class NetworkController:
             raise NotFound(f"plugin \"{driver}\" not found")
         if self._by_name(name):
             raise Conflict(f"network with name {name} already exists")
-        if body.get("EnableIPv6"):
-            raise BadParameter("IPv6 networks are not supported by pyd")
         ipam_cfg = ((body.get("IPAM") or {}).get("Config") or [])
         async with self.lock:
             net = Network(Name=name, Id=secrets.token_hex(32), Created=rfc3339.now(),
                           Internal=bool(body.get("Internal")), Attachable=bool(body.get("Attachable")),
                           Labels=dict(body.get("Labels") or {}),
-                          Options=dict(body.get("Options") or {}))
+                          Options=dict(body.get("Options") or {}), EnableIPv6=bool(body.get("EnableIPv6")))
+            mtu = net.Options.get(MTU_OPTION)
+            if mtu is not None:
+                try:
+                    int(mtu)
+                except ValueError:
+                    raise BadParameter(f"failed to parse {MTU_OPTION} value: {mtu} (strconv.Atoi: parsing "
+                                       f"\"{mtu}\": invalid syntax)") from None
             ipam_options = (body.get("IPAM") or {}).get("Options")
             net.ipam_options = dict(ipam_options) if isinstance(ipam_options, dict) else None
-            self._configure_ipam(net, ipam_cfg)
+            self._configure_ipam(net, [c for c in ipam_cfg if ":" not in (c.get("Subnet") or "")])
+            net.v6 = ipv6.configure([c for c in ipam_cfg if ":" in (c.get("Subnet") or "")], net.EnableIPv6,
+                                    [n.v6 for n in self.networks.values() if n.v6])
             net.bridge = net.Options.get("com.docker.network.bridge.name") or "br-" + net.Id[:12]
             if len(net.bridge) > 15:
                 raise BadParameter(f"bridge name {net.bridge!r} is longer than 15 characters")
@@ -422,8 +455,7 @@ class NetworkController:
         self.events.publish("network", "create", net.Id, {"name": name, "type": "bridge"})
         return {"Id": net.Id, "Warning": ""}
 
-    def _configure_ipam(self, net: Network, ipam_cfg: list[dict[str, Any]]) -> None:
-        v4 = [c for c in ipam_cfg if ":" not in (c.get("Subnet") or "")]
+    def _configure_ipam(self, net: Network, v4: list[dict[str, Any]]) -> None:
         if len(v4) > 1:
             raise BadParameter("pyd supports one IPv4 subnet per network")
         conf = v4[0] if v4 else {}
@@ -522,6 +554,8 @@ class NetworkController:
                 raise BadParameter("container cannot be disconnected from host network or connected to host network")
             c.NetworkSettings["Networks"][mode] = self._endpoint_settings(self.get(mode), c, {})
             return
+        if hc.get("Links") and mode in ("bridge", "default"):
+            hc["Links"] = links.normalize(hc["Links"], c, self.containers)
         # Like dockerd, an unknown network is no error at create: start fails with "network X not found"
         primary = self._lookup(mode)
         if primary and primary.Driver != "bridge":
@@ -559,6 +593,11 @@ class NetworkController:
                                        "this network's subnets")
             except ValueError:
                 raise BadParameter(f"invalid IPv4 address: {ipam['IPv4Address']}") from None
+        if net is not None and ipam and ipam.get("IPv6Address"):
+            if net.ipv6 is None:
+                raise BadParameter("user specified IP address is supported only when connecting to networks "
+                                   "with user configured subnets")
+            net.ipv6.check(ipam["IPv6Address"])
         mac = conf.get("MacAddress") or ""
         if mac and not MAC_RE.match(mac):
             raise BadParameter(f"{mac} is not a valid mac address")
@@ -596,15 +635,17 @@ class NetworkController:
         """Before execd starts: addresses, the namespace with its veths, DNS, /etc files, published ports.
         Errors carry Docker 28's prefix (and keep their status)."""
         from pyd.daemon.errors import HTTPError
+        on_bridge = "bridge" in (c.NetworkSettings.get("Networks") or {})
+        children = links.running_children(c, self.containers) if on_bridge else []   # unprefixed errors
         try:
-            await self._setup(c)
+            await self._setup(c, children)
         except HTTPError as e:
             if not e.message.startswith(NETWORKING_FAILED):
                 e.message = f"{NETWORKING_FAILED}: {e.message}"
                 e.args = (e.message,)
             raise
 
-    async def _setup(self, c: "Container") -> None:
+    async def _setup(self, c: "Container", children: list[tuple[str, "Container"]]) -> None:
         from pyd.daemon.containers import etcfiles
 
         mode = c.HostConfig.get("NetworkMode") or "bridge"
@@ -648,8 +689,12 @@ class NetworkController:
         extra = [tuple(h.split(":", 1)[::-1]) for h in hc.get("ExtraHosts") or [] if ":" in h]
         first = attached[0][1] if attached else None
         extra = [(attached[0][0].gateway if ip == "host-gateway" and first else ip, n) for ip, n in extra]
+        extra += [links.hosts_line(link_name, child) for link_name, child in children]
         if first:
-            extra.append((first["IPAddress"], etcfiles.hosts_names(c.Config["Hostname"], c.Config.get("Domainname"))))
+            names = etcfiles.hosts_names(c.Config["Hostname"], c.Config.get("Domainname"))
+            extra.append((first["IPAddress"], names))
+            if first.get("GlobalIPv6Address"):
+                extra.append((first["GlobalIPv6Address"], names))
         etcfiles.write_hosts(c.path("hosts"), extra)  # type: ignore[arg-type]
         if user:
             etcfiles.write_resolv_conf(c.path("resolv.conf"), dns=[DNS_ADDR], search=hc.get("DnsSearch"),
@@ -664,14 +709,18 @@ class NetworkController:
         ip = net.allocate(requested)
         name = c.Name.lstrip("/")
         user_mac = bool(ep.get("MacAddress"))
+        ip6 = net.ipv6.allocate(net.used6(), (ep.get("IPAMConfig") or {}).get("IPv6Address") or "") \
+            if net.ipv6 else ""
         ep.update({"NetworkID": net.Id, "EndpointID": secrets.token_hex(32), "Gateway": net.gateway,
-                   "IPAddress": ip, "IPPrefixLen": net.prefixlen, "MacAddress": ep.get("MacAddress") or mac_for(ip)})
+                   "IPAddress": ip, "IPPrefixLen": net.prefixlen, "MacAddress": ep.get("MacAddress") or mac_for(ip),
+                   "IPv6Gateway": net.ipv6.gateway if net.ipv6 else "", "GlobalIPv6Address": ip6,
+                   "GlobalIPv6PrefixLen": net.ipv6.prefixlen if net.ipv6 else 0})
         if net.Name != "bridge":
             ep["DNSNames"] = [name, c.ID[:12], *(a for a in ep.get("Aliases") or [] if a not in (name, c.ID[:12]))]
         taken = {n.endpoints[c.ID]["ifname"] for n in self._nets_of(c.ID)}
         ifname = next(f"eth{i}" for i in range(len(taken) + 1) if f"eth{i}" not in taken)
         net.endpoints[c.ID] = {"Name": name, "EndpointID": ep["EndpointID"], "MacAddress": ep["MacAddress"],
-                               "IPAddress": ip, "ifname": ifname, "user_mac": user_mac}
+                               "IPAddress": ip, "IPv6Address": ip6, "ifname": ifname, "user_mac": user_mac}
         if save:
             self._save(net)
 
@@ -708,12 +757,16 @@ class NetworkController:
         if not master:
             self._ensure_bridge(net)
             master = self.nl.link_index(net.bridge)
-        self.nl.add_veth(host, master, self.mtu, ifname, fd, bytes.fromhex(ep["MacAddress"].replace(":", "")))
+        self.nl.add_veth(host, master, self._mtu(net), ifname, fd, bytes.fromhex(ep["MacAddress"].replace(":", "")))
         inner.set_up(ifname)
         index = inner.link_index(ifname)
         inner.add_address(index, f"{ep['IPAddress']}/{net.prefixlen}")
+        if ep.get("GlobalIPv6Address") and net.ipv6:
+            inner.add_address(index, f"{ep['GlobalIPv6Address']}/{net.ipv6.prefixlen}")
         if default_route and not net.Internal:
             inner.add_default_route(net.gateway, index)
+            if ep.get("GlobalIPv6Address") and net.ipv6:
+                inner.add_default_route(net.ipv6.gateway, index)
 
     def _set_summary(self, c: "Container") -> None:
         """The top-level IPAddress/Gateway/MacAddress fields mirror the default bridge endpoint."""
@@ -771,7 +824,8 @@ class NetworkController:
                 user_macs.add(net.Name)
             self._save(net)
         for name, ep in (c.NetworkSettings.get("Networks") or {}).items():
-            ep.update({"EndpointID": "", "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "DNSNames": None})
+            ep.update({"EndpointID": "", "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "DNSNames": None,
+                       "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0})
             if name not in user_macs:
                 ep["MacAddress"] = ""
         if c.NetworkSettings.get("Networks"):
@@ -841,21 +895,29 @@ class NetworkController:
         c.save()
         self._connect_event("disconnect", net, c)
 
+    def linked_env(self, c: "Container") -> list[str]:
+        """The ALIAS_* variables of c's legacy links (default bridge only)."""
+        return links.linked_env(c, self.containers)
+
     # ---- name resolution for the DNS server
     def resolve(self, cid: str, name: str) -> list[str] | None:
-        """Addresses of `name` on the user networks container `cid` is attached to; None: not ours."""
-        name = name.rstrip(".").lower()
+        """Addresses of `name` on the user networks container `cid` is attached to; None: not ours.
+        On each network, a link alias of cid's endpoint there stands for the container it names."""
+        asked = name.rstrip(".").lower()
         found: list[str] = []
         containers = self.containers
+        me = containers.find(cid)
         for net in self._nets_of(cid):
             if net.Name == "bridge":
                 continue
+            mine = ((me.NetworkSettings.get("Networks") or {}).get(net.Name) or {}) if me else {}
+            name = links.endpoint_aliases(mine.get("Links")).get(asked, asked)
             for other_id, ep in net.endpoints.items():
                 other = containers.find(other_id)
                 settings = ((other.NetworkSettings.get("Networks") or {}).get(net.Name) or {}) if other else {}
                 names = [n.lower() for n in settings.get("DNSNames") or [ep.get("Name", ""), other_id[:12]]]
-                if name in names and ep.get("IPAddress") and ep["IPAddress"] not in found:
-                    found.append(ep["IPAddress"])
+                if name in names:
+                    found += [a for a in (ep.get("IPAddress"), ep.get("IPv6Address")) if a and a not in found]
         return found or None
 
     def ndots_set(self, cid: str) -> bool:

@@ -50,11 +50,13 @@ def parse_question(msg: bytes) -> tuple[int, str, int, int, int]:
 
 
 def answer(msg: bytes, end: int, flags: int, addresses: list[str], rcode: int = 0) -> bytes:
-    """A response to the query `msg` (question up to `end`) with A records for `addresses`."""
+    """A response to the query `msg` (question up to `end`) with A (or AAAA, for IPv6 ones) records for
+    `addresses`."""
     qid = HEADER.unpack_from(msg)[0]
     out_flags = 0x8000 | (flags & 0x7900) | 0x0080 | rcode     # QR, opcode+RD kept, RA
     head = HEADER.pack(qid, out_flags, 1, len(addresses), 0, 0)
-    records = b"".join(struct.pack(">HHHIH", 0xC00C, TYPE_A, CLASS_IN, TTL, 4) + socket.inet_aton(a)
+    records = b"".join(struct.pack(">HHHIH", 0xC00C, TYPE_AAAA, CLASS_IN, TTL, 16) + socket.inet_pton(socket.AF_INET6, a)
+                       if ":" in a else struct.pack(">HHHIH", 0xC00C, TYPE_A, CLASS_IN, TTL, 4) + socket.inet_aton(a)
                        for a in addresses)
     return head + msg[HEADER.size:end] + records
 
@@ -145,7 +147,8 @@ class DnsServer:
             return None
         local = self.controller.resolve(cid, name)
         if local is not None:
-            return answer(msg, end, flags, local if qtype == TYPE_A else [])
+            wanted = [a for a in local if (":" in a) == (qtype == TYPE_AAAA)] if qtype in (TYPE_A, TYPE_AAAA) else []
+            return answer(msg, end, flags, wanted)
         if "." not in name.rstrip(".") and qtype in (TYPE_A, TYPE_AAAA) and self.controller.ndots_set(cid):
             # Docker forwards single-label names unless the user set ndots: then an empty answer lets the
             # client retry with its search domains

@@ -22,6 +22,7 @@ IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_MASTER, IFLA_LINKINFO, IFLA_NET_NS_FD 
 IFLA_INFO_KIND, IFLA_INFO_DATA = 1, 2
 VETH_INFO_PEER = 1
 IFA_ADDRESS, IFA_LOCAL, IFA_BROADCAST = 1, 2, 4
+IFA_F_NODAD = 0x02
 RTA_DST, RTA_OIF, RTA_GATEWAY = 1, 4, 5
 IFF_UP = 0x1
 RT_TABLE_MAIN, RTPROT_BOOT, RT_SCOPE_UNIVERSE, RTN_UNICAST = 254, 3, 0, 1
@@ -170,11 +171,17 @@ class Netlink:
 
     # ---- addresses and routes
     def add_address(self, index: int, cidr: str) -> None:
-        iface = ipaddress.IPv4Interface(cidr)
+        """An IPv4 or IPv6 address; IPv6 ones without duplicate address detection (usable at once, as
+        dockerd's are: the addresses are handed out by IPAM, so no duplicate can exist)."""
+        iface = ipaddress.ip_interface(cidr)
         packed = iface.ip.packed
-        body = (IFADDRMSG.pack(socket.AF_INET, iface.network.prefixlen, 0, RT_SCOPE_UNIVERSE, index)
-                + attr(IFA_LOCAL, packed) + attr(IFA_ADDRESS, packed)
-                + attr(IFA_BROADCAST, iface.network.broadcast_address.packed))
+        if iface.version == 6:
+            body = (IFADDRMSG.pack(socket.AF_INET6, iface.network.prefixlen, IFA_F_NODAD, RT_SCOPE_UNIVERSE, index)
+                    + attr(IFA_LOCAL, packed) + attr(IFA_ADDRESS, packed))
+        else:
+            body = (IFADDRMSG.pack(socket.AF_INET, iface.network.prefixlen, 0, RT_SCOPE_UNIVERSE, index)
+                    + attr(IFA_LOCAL, packed) + attr(IFA_ADDRESS, packed)
+                    + attr(IFA_BROADCAST, iface.network.broadcast_address.packed))
         try:
             self.request(RTM_NEWADDR, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, body, f"add address {cidr}")
         except NetlinkError as e:
@@ -182,8 +189,10 @@ class Netlink:
                 raise
 
     def add_default_route(self, gateway: str, index: int) -> None:
-        body = (RTMSG.pack(socket.AF_INET, 0, 0, 0, RT_TABLE_MAIN, RTPROT_BOOT, RT_SCOPE_UNIVERSE, RTN_UNICAST, 0)
-                + attr(RTA_GATEWAY, ipaddress.IPv4Address(gateway).packed) + attr(RTA_OIF, index))
+        gw = ipaddress.ip_address(gateway)
+        family = socket.AF_INET6 if gw.version == 6 else socket.AF_INET
+        body = (RTMSG.pack(family, 0, 0, 0, RT_TABLE_MAIN, RTPROT_BOOT, RT_SCOPE_UNIVERSE, RTN_UNICAST, 0)
+                + attr(RTA_GATEWAY, gw.packed) + attr(RTA_OIF, index))
         self.request(RTM_NEWROUTE, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, body, f"add default route via {gateway}")
 
 

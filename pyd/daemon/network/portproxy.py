@@ -54,14 +54,41 @@ def wanted_bindings(bindings: dict[str, Any], exposed: dict[str, Any], publish_a
     for key, binds in bindings.items():
         port, proto = _split_key(key)
         key = f"{port}/{proto}"
-        out[key] = [(port, proto, (b or {}).get("HostIp") or "0.0.0.0", int((b or {}).get("HostPort") or 0))
+        out[key] = [(port, proto, ((b or {}).get("HostIp") or "").strip("[]"), int((b or {}).get("HostPort") or 0))
                     for b in binds or [{}]]
     for key in exposed or {}:
         port, proto = _split_key(key)
         key = f"{port}/{proto}"
         if key not in out:
-            out[key] = [(port, proto, "0.0.0.0", 0)] if publish_all else []
+            out[key] = [(port, proto, "", 0)] if publish_all else []
     return out
+
+
+WILDCARDS = ("0.0.0.0", "::")
+
+
+def _socket(proto: str, host_ip: str, port: int) -> socket.socket:
+    """A bound socket (listening for TCP); IPv6 ones are IPv6 only, beside their IPv4 twin."""
+    family = socket.AF_INET6 if ":" in host_ip else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM)
+    try:
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        if proto == "tcp":
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host_ip, port))
+        if proto == "tcp":
+            sock.listen(128)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _no_ipv6(e: OSError) -> bool:
+    """The host (or its namespace) has no IPv6: dockerd then publishes on IPv4 only."""
+    return e.errno in (errno.EAFNOSUPPORT, errno.EADDRNOTAVAIL, errno.EPROTONOSUPPORT)
 
 
 class _UdpFront(asyncio.DatagramProtocol):
@@ -130,6 +157,10 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
         writer.close()
 
 
+class _Retry(Exception):
+    """The random port of a wildcard binding is taken on the other family: pick another."""
+
+
 class PortProxy:
     def __init__(self) -> None:
         self.by_container: dict[str, list[Any]] = {}
@@ -138,12 +169,14 @@ class PortProxy:
 
     def _taken(self, proto: str, host_ip: str, port: int) -> bool:
         """Whether a container holds the port already: dockerd's port allocator refuses it, in its words."""
-        return port != 0 and any(p == proto and n == port and ("0.0.0.0" in (h, host_ip) or h == host_ip)
+        def clash(held_ip: str) -> bool:   # dockerd's allocator: only 0.0.0.0 covers other addresses
+            return held_ip == host_ip or ("0.0.0.0" in (held_ip, host_ip) and ":" not in held_ip + host_ip)
+        return port != 0 and any(p == proto and n == port and clash(h)
                                  for held in self.allocated.values() for p, h, n in held)
 
     async def publish(self, cid: str, ip: str, wanted: dict[str, list[Binding]]) -> dict[str, Any]:
-        """Listen for every binding; returns NetworkSettings.Ports. All or nothing."""
-        loop = asyncio.get_running_loop()
+        """Listen for every binding; returns NetworkSettings.Ports. All or nothing. A binding without a host
+        address listens on 0.0.0.0 and [::] (the same port), as dockerd's does."""
         handles: list[Any] = []
         ports: dict[str, Any] = {}
         taken: list[tuple[str, str, int]] = []
@@ -154,33 +187,66 @@ class PortProxy:
                     continue
                 ports[key] = []
                 for cport, proto, host_ip, host_port in binds:
-                    if self._taken(proto, host_ip, host_port):
-                        raise OSError(errno.EADDRINUSE, f"Bind for {host_ip}:{host_port} failed: port is already "
-                                                        "allocated")
-                    if proto == "udp":
-                        transport, _ = await loop.create_datagram_endpoint(
-                            lambda t=(ip, cport): _UdpFront(t), local_addr=(host_ip, host_port))
-                        handles.append(transport)
-                        bound = transport.get_extra_info("sockname")[1]
-                    elif proto == "tcp":
-                        server = await asyncio.start_server(self._tcp_handler(ip, cport), host_ip, host_port,
-                                                            reuse_address=True)
-                        handles.append(server)
-                        bound = server.sockets[0].getsockname()[1]
-                    else:
-                        raise OSError(0, f"protocol {proto} is not supported by the userland proxy")
-                    ports[key].append({"HostIp": host_ip, "HostPort": str(bound)})
-                    taken.append((proto, host_ip, bound))
-        except OSError as e:
+                    for bound_ip, bound in await self._listen(ip, cport, proto, host_ip, host_port, handles):
+                        ports[key].append({"HostIp": bound_ip, "HostPort": str(bound)})
+                        taken.append((proto, bound_ip, bound))
+        except OSError:
             for h in handles:
                 h.close()
-            if e.errno == errno.EADDRINUSE and "allocated" not in str(e.strerror):   # not a container's: another program's
-                raise OSError(e.errno, f"Error starting userland proxy: listen {proto}4 {host_ip}:{host_port}: bind: "
-                                       "address already in use") from None
             raise
         self.by_container.setdefault(cid, []).extend(handles)
         self.allocated.setdefault(cid, []).extend(taken)
         return ports
+
+    async def _listen(self, ip: str, cport: int, proto: str, host_ip: str, host_port: int,
+                      handles: list[Any]) -> list[tuple[str, int]]:
+        """The (host IP, port) pairs bound for one binding; their handles appended to `handles`."""
+        if proto not in ("tcp", "udp"):
+            raise OSError(0, f"protocol {proto} is not supported by the userland proxy")
+        addrs = [host_ip] if host_ip else list(WILDCARDS)
+        for attempt in range(8):   # a random IPv4 port may be taken on IPv6: another one for both
+            socks: list[socket.socket] = []
+            port = host_port
+            try:
+                for addr in addrs:
+                    if self._taken(proto, addr, port):
+                        raise OSError(errno.EADDRINUSE, f"Bind for {addr}:{port} failed: port is already allocated")
+                    try:
+                        socks.append(_socket(proto, addr, port))
+                    except OSError as e:
+                        if not host_ip and ":" in addr and _no_ipv6(e):
+                            continue
+                        if e.errno == errno.EADDRINUSE and not host_port and socks and attempt < 7:
+                            raise _Retry() from None
+                        if e.errno == errno.EADDRINUSE:
+                            shown = f"[{addr}]" if ":" in addr else addr
+                            raise OSError(e.errno, f"Error starting userland proxy: listen {proto}"
+                                                   f"{'6' if ':' in addr else '4'} {shown}:{port}: bind: "
+                                                   "address already in use") from None
+                        raise
+                    port = socks[-1].getsockname()[1]
+            except _Retry:
+                for sock in socks:
+                    sock.close()
+                continue
+            except BaseException:
+                for sock in socks:
+                    sock.close()
+                raise
+            out = []
+            for sock in socks:
+                handles.append(await self._serve(sock, proto, (ip, cport)))
+                out.append((addrs[0] if len(addrs) == 1 else ("::" if sock.family == socket.AF_INET6 else "0.0.0.0"),
+                            sock.getsockname()[1]))
+            return out
+        raise OSError(errno.EADDRINUSE, "no free port for both IPv4 and IPv6")
+
+    async def _serve(self, sock: socket.socket, proto: str, target: tuple[str, int]) -> Any:
+        loop = asyncio.get_running_loop()
+        if proto == "udp":
+            transport, _ = await loop.create_datagram_endpoint(lambda: _UdpFront(target), sock=sock)
+            return transport
+        return await asyncio.start_server(self._tcp_handler(*target), sock=sock)
 
     def _tcp_handler(self, ip: str, port: int):
         async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

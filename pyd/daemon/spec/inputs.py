@@ -61,6 +61,7 @@ class SpecInputs:
     peer_namespaces: Mapping[str, str] = field(default_factory=dict)   # kind -> path, for container:<id> modes
     cgroup: CgroupPlacement = CgroupPlacement()
     shm_source: str | None = None                 # host directory bound at /dev/shm; None: a private tmpfs
+    linked_env: tuple[str, ...] = ()              # the legacy links' ALIAS_* variables
 
 
 # A step of build_spec: fills its part of the spec from the inputs, nothing else.

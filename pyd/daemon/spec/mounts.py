@@ -24,7 +24,7 @@ def volume_mounts(points: Mapping[str, Mapping[str, Any]]) -> list[Mount]:
                              options=list(mp.get("_Tmpfs") or TMPFS_DEFAULTS) + ro))
             continue
         bind = "bind" if mp.get("_NonRecursive") else "rbind"
-        out.append(Mount(destination=mp["Destination"], type="bind", source=mp["Source"],
+        out.append(Mount(destination=mp["Destination"], type="bind", source=mp.get("_Bound") or mp["Source"],
                          options=[bind, mp.get("Propagation") or DEFAULT_PROPAGATION, *ro]))
     return out
 

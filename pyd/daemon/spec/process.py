@@ -22,11 +22,13 @@ def console_size(value: Any) -> tuple[int, int] | None:
     return (h, w) if h and w else None
 
 
-def process_env(config: Mapping[str, Any], home: str) -> list[str]:
-    """What the process sees: PATH and HOSTNAME defaults (and TERM for a TTY), then the config's Env."""
+def process_env(config: Mapping[str, Any], home: str, linked: tuple[str, ...] = ()) -> list[str]:
+    """What the process sees: PATH and HOSTNAME defaults (and TERM for a TTY), the legacy links' variables,
+    then the config's Env."""
     env = [f"PATH={DEFAULT_PATH}", f"HOSTNAME={config['Hostname']}"]
     if config.get("Tty"):
         env.append("TERM=xterm")
+    env += linked
     env = merge_env(env, config.get("Env") or [])
     if not any(e.startswith("HOME=") for e in env):
         env.append(f"HOME={home}")
@@ -53,7 +55,7 @@ def with_user(spec: ContainerSpec, inputs: SpecInputs) -> None:
 
 
 def with_env(spec: ContainerSpec, inputs: SpecInputs) -> None:
-    spec.process.env = process_env(inputs.config, inputs.user.home)
+    spec.process.env = process_env(inputs.config, inputs.user.home, inputs.linked_env)
 
 
 def with_log(spec: ContainerSpec, inputs: SpecInputs) -> None:

@@ -117,7 +117,7 @@ def test_reboot_restart_policies_and_repair(bdaemon):
     log_start = d.log_size()
     d.start()
     assert wait_for(lambda: inspect(d, "always")["State"]["Running"] and inspect(d, "unless")["State"]["Running"]
-                    and inspect(d, "onfail")["State"]["Running"])   # 255 is a failure
+                    and inspect(d, "onfail")["State"]["Running"], 30)   # 255 is a failure; 30 s: a loaded CI box
     never = inspect(d, "never")["State"]
     assert never["Status"] == "exited" and never["ExitCode"] == 255
     # the rootfs left mounted by the dead container is unmounted; its exec state is gone

@@ -216,3 +216,28 @@ def test_volumes_and_mounts_survive_a_daemon_restart(daemon, busybox):
     daemon.docker("rm", "-v", cid, check=True)
     assert anon not in _volumes(daemon) and "persist" in _volumes(daemon)
     daemon.docker("volume", "rm", "persist", check=True)
+
+
+def test_volume_subpath_mount(daemon, busybox):
+    """--mount type=volume,volume-subpath=DIR (API 1.45): only that directory of the volume, no copy-up."""
+    daemon.docker("volume", "create", "subvol", check=True)
+    try:
+        daemon.docker("run", "--rm", "-v", "subvol:/vol", busybox, "sh", "-c",
+                      "mkdir -p /vol/sub/deeper && echo inside > /vol/sub/f && echo top > /vol/top "
+                      "&& ln -s ../.. /vol/sub/up", check=True)
+        r = daemon.docker("run", "--rm", "--mount", "type=volume,src=subvol,dst=/mnt,volume-subpath=sub,readonly",
+                          busybox, "sh", "-c", "cat /mnt/f; ls /mnt; touch /mnt/x", check=False)
+        assert r.stdout.split() == ["inside", "deeper", "f", "up"] and "Read-only file system" in r.stderr, r.describe()
+        r = daemon.pyd("run", "--rm", "--mount", "type=volume,src=subvol,dst=/mnt,volume-subpath=sub/deeper",
+                       busybox, "sh", "-c", "touch /mnt/made && ls /mnt", check=True)
+        assert r.stdout == "made\n"
+        r = daemon.docker("run", "--rm", "--mount", "type=volume,src=subvol,dst=/mnt,volume-subpath=nothere",
+                          busybox, "true")
+        assert r.returncode != 0 and "no such file or directory" in r.stderr, r.describe()
+        r = daemon.docker("run", "--rm", "--mount", "type=volume,src=subvol,dst=/mnt,volume-subpath=sub/up",
+                          busybox, "true")
+        assert r.returncode != 0 and "the subpath leaves the volume" in r.stderr, r.describe()
+        r = daemon.docker("create", "--mount", "type=volume,src=subvol,dst=/mnt,volume-subpath=../x", busybox, "true")
+        assert r.returncode != 0 and "subpath must be a relative path within the volume" in r.stderr, r.describe()
+    finally:
+        daemon.docker("volume", "rm", "-f", "subvol")

@@ -129,3 +129,14 @@ def test_the_generated_schema_matches_the_api_description(tmp_path, monkeypatch)
     monkeypatch.setattr("sys.argv", ["gen_api_schema.py", str(SPEC)])
     gen.main()
     assert (tmp_path / "body_schema.py").read_text() == (REPO / "pyd/daemon/api/body_schema.py").read_text()
+
+
+def test_field_names_take_the_structs_spelling():
+    """docker-py sends HostConfig.CPURealtimePeriod; Go decodes it into CpuRealtimePeriod (the later of two
+    spellings wins), and maps keep their keys."""
+    body = {"Image": "x", "hostconfig": {"CPURealtimePeriod": 1000, "CpuRealtimeRuntime": 1, "cpurealtimeruntime": 500,
+                                         "Unknown": 1},
+            "Labels": {"CPURealtimePeriod": "kept"}}
+    check_body(CREATE, body)
+    assert body == {"Image": "x", "HostConfig": {"CpuRealtimePeriod": 1000, "CpuRealtimeRuntime": 500, "Unknown": 1},
+                    "Labels": {"CPURealtimePeriod": "kept"}}

@@ -472,10 +472,9 @@ def test_hijack_of_an_unknown_route_raises_api_error(client: APIClient) -> None:
     assert info.value.status == 404
 
 
-def test_hijacked_stream_throughput(any_server: ServerThread) -> None:
+def test_hijacked_stream_carries_every_frame(any_server: ServerThread) -> None:
     n = 2048  # 64 MiB of stdcopy frames through the hijacked connection
     with APIClient(any_server.host, timeout=5) as c:
-        t0 = time.perf_counter()
         conn = c.hijack("GET", "/blast", {"n": n})
         demux = StdcopyDemuxer()
         total = 0
@@ -491,10 +490,8 @@ def test_hijacked_stream_throughput(any_server: ServerThread) -> None:
                 chunk = got
             for _, data in demux.feed(chunk):
                 total += len(data)
-        elapsed = time.perf_counter() - t0
         conn.close()
-    assert total == n * (32 << 10)
-    assert total / elapsed > 110e6, f"{total / elapsed / 1e6:.0f} MB/s"
+    assert total == n * (32 << 10)   # its speed is bench's "throughput" figure
 
 
 def test_daemon_unreachable_message(tmp_path: Path) -> None:
