@@ -183,6 +183,9 @@ CASES = [
     C("update-refusals", "update --memory 1k cx-upr", "update --cpus -1 cx-upr",
       setup=("create --name cx-upr busybox true",), cleanup=("rm -f cx-upr",)),
     C("dev-shm", "run --rm --shm-size 1m busybox sh -c 'grep \" /dev/shm \" /proc/mounts | cut -d\" \" -f1-3'"),
+    C("rm-running", "rm cx-rmr", setup=("run -d --name cx-rmr busybox sleep 300",), cleanup=("rm -f cx-rmr",)),
+    C("save-layout", "!tar save busybox"),
+    C("run-network-missing", "run --rm --network no-such-network busybox true"),
     C("load-bad-archive", "load -i {ctx}/short.tar", "load -i {ctx}/garbage.tar",
       files={"short.tar": "not a tar\n", "garbage.tar": "x" * 1024}),
     C("build-quiet-failure", "build -q {ctx}", "build -q -f ok.Dockerfile {ctx}",
@@ -201,6 +204,12 @@ CASES = [
 KEPT: dict[str, str] = {
     "exec-not-found": "exit 127 for a command that is not found, as dockerd since 23.0 answers (20.10: 126)",
     "exec-stopped": "'container ... is not running' in the lower case current dockerd uses (20.10: 'Container')",
+    "rm-running": "current dockerd's words ('cannot remove container \"/x\": container is running: stop the "
+                  "container before removing or force remove'); 20.10: 'You cannot remove a running container'",
+    "save-layout": "docker save writes the OCI layout with manifest.json beside it, as dockerd since 25.0 "
+                   "(20.10: the legacy ID/layer.tar folders only); both load everywhere",
+    "run-network-missing": "a start that cannot join its network says 'failed to set up container networking: ', "
+                           "as current dockerd (20.10: the bare 'network x not found')",
     "update": "dockerd 20.10 refuses a memory update when the container has no swap limit on this cgroup v1 "
               "host ('should be smaller than already set memoryswap limit'); current dockerd applies it, as pyd",
 }
