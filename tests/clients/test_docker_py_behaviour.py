@@ -165,3 +165,10 @@ def test_field_names_in_another_case_reach_the_config(daemon, busybox):
         assert "CPURealtimePeriod" not in hc
     finally:
         api.remove_container(c, force=True)
+
+
+def test_image_inspect_keys_as_dockerds(daemon, busybox):
+    info = daemon.api.api.inspect_image(busybox)
+    # an empty Variant is left out (omitempty); the Config keeps every key, empty ones too
+    assert "Variant" not in info and {"Architecture", "Os", "RootFS", "Metadata"} <= set(info)
+    assert {"Hostname", "User", "Env", "Cmd", "Entrypoint", "Labels", "OnBuild", "Volumes"} <= set(info["Config"])

@@ -174,7 +174,8 @@ def image_inspect(graph: Graph, img: Image) -> dict[str, Any]:
         "Comment": cfg.get("comment", ""),
         "Created": img.created, "DockerVersion": cfg.get("docker_version", ""), "Author": cfg.get("author", ""),
         "Config": img.container_config(), "Architecture": cfg.get("architecture", "amd64"),
-        "Variant": cfg.get("variant"), "Os": cfg.get("os", "linux"), "Size": img.size,
+        **({"Variant": cfg["variant"]} if cfg.get("variant") else {}),      # omitempty, as dockerd's
+        "Os": cfg.get("os", "linux"), "Size": img.size,
         "GraphDriver": graph.graph_driver(image_id=img.id),
         "RootFS": {"Type": "layers", **({"Layers": img.diff_ids()} if img.diff_ids() else {})},
         "Metadata": {"LastTagTime": "0001-01-01T00:00:00Z"},
