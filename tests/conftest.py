@@ -246,9 +246,10 @@ class Daemon:
 class Registry:
     """Debian's docker-registry (distribution v2) serving on 127.0.0.1:PORT inside a daemon's network
     namespace (where that daemon pulls and pushes), storage under the daemon's temp dir.
-    str(registry) is "127.0.0.1:PORT", so f"{registry}/busybox:1" is an image name."""
+    str(registry) is "127.0.0.1:PORT", so f"{registry}/busybox:1" is an image name. With `htpasswd` (a
+    file made by `htpasswd -B`) it wants HTTP basic auth."""
 
-    def __init__(self, daemon: Daemon, name: str = "registry") -> None:
+    def __init__(self, daemon: Daemon, name: str = "registry", htpasswd: Path | None = None) -> None:
         if not os.access(DOCKER_REGISTRY, os.X_OK):
             pytest.fail(f"this test needs {DOCKER_REGISTRY} (apt-get install docker-registry)", pytrace=False)
         self.daemon = daemon
@@ -258,10 +259,11 @@ class Registry:
         self.addr = f"127.0.0.1:{self.port}"
         self.log_path = self.root / "registry.log"
         config = self.root / "config.yml"
+        auth = f"auth:\n  htpasswd:\n    realm: pyd-test\n    path: {htpasswd}\n" if htpasswd else ""
         config.write_text(
             "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\n"
             f"storage:\n  filesystem:\n    rootdirectory: {self.root / 'storage'}\n  delete:\n    enabled: true\n"
-            f"http:\n  addr: {self.addr}\n")
+            f"{auth}http:\n  addr: {self.addr}\n")
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(daemon.netns.enter_argv() + [DOCKER_REGISTRY, "serve", str(config)],
                                          stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
@@ -269,7 +271,7 @@ class Registry:
 
     def _wait_ready(self, timeout: float = 20) -> None:
         deadline = time.monotonic() + timeout
-        while self.status("/v2/") != 200:
+        while self.status("/v2/") not in (200, 401):
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 self.stop()
                 pytest.fail(f"docker-registry did not start on {self.addr}:\n{self.log_path.read_text()}",

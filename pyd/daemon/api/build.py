@@ -116,18 +116,23 @@ def _options(req: Request) -> BuildOptions:
     labels = req.arg_json("labels", None) or {}
     if not isinstance(buildargs, dict) or not isinstance(labels, dict):
         raise BadParameter("buildargs and labels must be JSON objects")
+    cache_from = req.arg_json("cachefrom", None) or []
+    if not isinstance(cache_from, list) or not all(isinstance(c, str) for c in cache_from):
+        raise BadParameter("cachefrom must be a JSON array of image references")
     extrahosts = []
     for value in req.query.get("extrahosts", []):
         extrahosts.extend(h for h in value.replace(",", " ").split() if h)
     return BuildOptions(
-        dockerfile=req.arg("dockerfile") or "Dockerfile", tags=tags,
+        # the first value, as dockerd reads it: docker-py sends a Dockerfile from outside the context as
+        # dockerfile=<its name in the tar>&dockerfile=<its content>
+        dockerfile=(req.query.get("dockerfile") or [""])[0] or "Dockerfile", tags=tags,
         buildargs={str(k): (None if v is None else str(v)) for k, v in buildargs.items()},
         target=req.arg("target") or "", nocache=req.arg_bool("nocache"), rm=req.arg_bool("rm", True),
         forcerm=req.arg_bool("forcerm"), labels={str(k): str(v) for k, v in labels.items()},
         quiet=req.arg_bool("q"), networkmode=req.arg("networkmode") or "", extrahosts=extrahosts,
         shmsize=req.arg_int("shmsize", 0) or 0, memory=req.arg_int("memory", 0) or 0,
         auth_configs=decode_registry_config(req.headers.get("x-registry-config")),
-        platform=req.arg("platform") or "")
+        platform=req.arg("platform") or "", cache_from=cache_from)
 
 
 async def _receive_context(req: Request, context: str) -> None:

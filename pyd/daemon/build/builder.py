@@ -25,8 +25,11 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable, Protocol
 
 from pyd.daemon.storage import archive
 from pyd.daemon.build import copying, dockerfile, platforms, remote, run_heredocs, runmounts, stages as stage_graph
+from pyd.daemon.build.cache_from import CacheSources
+from pyd.daemon.build.ordered import OrderedOutput
 from pyd.formats import dockerignore, rfc3339
 from pyd.formats.platforms import Platform, config_fields, image_platform
+from pyd.formats.reference import parse_reference
 from pyd.daemon.build.dockerfile import DockerfileError, Instruction, Lexer
 from pyd.daemon.errors import BadParameter, NotFound
 from pyd.daemon.errors import HTTPError
@@ -59,11 +62,12 @@ class StepProgress(Protocol):
     cache hits, and the output of the RUN in progress (which then stays out of the text stream)."""
     async def step(self, stage_index: int, stage: dockerfile.Stage, ins: Instruction | None) -> None: ...
     def stage_done(self, stage_index: int) -> None: ...
-    def cached(self) -> None: ...
-    async def log(self, stream: int, data: bytes) -> None: ...
+    def cached(self, stage_index: int) -> None: ...
+    async def log(self, stage_index: int, stream: int, data: bytes) -> None: ...
 
 
 DEFAULT_SHELL = ["/bin/sh", "-c"]
+DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 PROXY_ARGS = ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY", "ftp_proxy",
               "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy")
 _EXPAND = {"add", "copy", "env", "expose", "label", "stopsignal", "user", "volume", "workdir"}
@@ -78,6 +82,24 @@ class BuildError(Exception):
     def __init__(self, message: str, code: int = 0):
         super().__init__(message)
         self.message, self.code = message, code
+
+
+@dataclass(frozen=True)
+class NamedContext:
+    """A named build context (BuildKit's `--build-context NAME=...`): an image reference, or a directory
+    fetched when the build first reads it (`load()` gives its path)."""
+    image: str = ""
+    load: Callable[[], Awaitable[str]] | None = None
+
+
+def context_key(ref: str) -> str:
+    """The name a reference looks up among the named contexts: its familiar form without `:latest`
+    (BuildKit's rule: `FROM busybox:latest` and `FROM docker.io/library/busybox` both find `busybox`)."""
+    try:
+        familiar = parse_reference(ref).familiar()
+    except HTTPError:
+        return ref
+    return familiar[:-len(":latest")] if familiar.endswith(":latest") else familiar
 
 
 @dataclass
@@ -96,10 +118,13 @@ class BuildOptions:
     shmsize: int = 0
     memory: int = 0
     auth_configs: dict[str, dict] = field(default_factory=dict)   # X-Registry-Config: registry -> credentials
+    cache_from: list[str] = field(default_factory=list)           # images whose steps are the cache
     secrets: dict[str, bytes] = field(default_factory=dict)       # RUN --mount=type=secret: id -> content
     # asked for a secret id not in `secrets` when a step mounts it (a BuildKit session's Secrets service)
     secret_source: Callable[[str], Awaitable[bytes | None]] | None = None
     platform: str = ""                                            # the target platform ("" the host's)
+    ssh_source: runmounts.OpenAgent | None = None                 # RUN --mount=type=ssh: the client's agents
+    contexts: dict[str, NamedContext] = field(default_factory=dict)   # context_key(name) -> context
 
 
 @dataclass
@@ -176,19 +201,35 @@ class Builder:
         self.order: list[int] = []               # the stages the target needs, in Dockerfile order
         self.platform_args: dict[str, str] = {}  # TARGETPLATFORM, BUILDARCH, ...: usable once declared
         self._state: _Stage | None = None
-        self._building: set[int] = set()
         self._step, self._total = 0, 0
         self.suppressed: list[str] = []          # quiet: the step log, which dockerd sends only on failure
+        self._tasks: dict[int, asyncio.Task[str]] = {}     # stage index -> its build (stages run at once)
+        self._task_stage: dict[asyncio.Task, int] = {}    # the other way round: whose output, who waits
+        self._waits: dict[int, int] = {}                  # stage -> the stage it waits for now
+        self._first_step: dict[int, int] = {}             # stage -> the number of its FROM step
+        self._output = OrderedOutput(self._deliver, str(graph.tmp))
+        # cache_from: only those images (and what they stand on) are cache sources
+        self._cache_sources = CacheSources(graph, opts.cache_from) if opts.cache_from else None
+        self.failed_stage: int | None = None              # the stage whose step failed the build
 
     def held_images(self) -> set[str]:
         return self.held | {i for i in self.results.values() if i}
 
     # ---- output -----------------------------------------------------------------------------------
     async def out(self, text: str) -> None:
-        if self.opts.quiet:
-            self.suppressed.append(text)
+        await self._send({"stream": text})
+
+    async def _send(self, message: dict) -> None:
+        """A message of the classic stream, in the order of the stage it belongs to (ordered.py)."""
+        task = asyncio.current_task()
+        await self._output.send(self._task_stage.get(task) if task is not None else None, message)
+
+    async def _deliver(self, message: dict) -> None:
+        """What goes out, in order; with -q the step log is kept back (sent only should the build fail)."""
+        if self.opts.quiet and "stream" in message:
+            self.suppressed.append(message["stream"])
         else:
-            await self._emit({"stream": text})
+            await self._emit(message)
 
     # ---- parse ------------------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -259,8 +300,9 @@ class Builder:
         for ins in self.meta:   # the global ARGs first: stage references may name them
             self._meta_arg(ins)
         try:
+            replaced = {i for i, s in enumerate(self.stages) if s.name and self._context(s.name) is not None}
             self.order = stage_graph.needed(self.stages, self.target,
-                                            lambda ref: self.lexer.word(ref, self._global_env()))
+                                            lambda ref: self.lexer.word(ref, self._global_env()), replaced)
         except DockerfileError as exc:
             raise BuildError(exc.message) from None
         except stage_graph.StageError as exc:
@@ -270,7 +312,9 @@ class Builder:
             self._step += 1
             await self.out(f"Step {self._step}/{self._total} : {ins.original}\n")
         for index in self.order:
-            await self._build_stage(index)
+            self._first_step[index] = self._step + 1
+            self._step += 1 + len(self.stages[index].commands)
+        await self._build_stages()
         state = self._state
         unused = sorted(k for k in self.opts.buildargs if k not in self.used_args and k not in PROXY_ARGS)
         if unused:
@@ -279,24 +323,87 @@ class Builder:
             raise BuildError("No image was generated. Is your Dockerfile empty?")
         return state.image_id
 
+    async def _build_stages(self) -> None:
+        """Every stage the target needs, each in its own task: a stage waits only where it reads another
+        (FROM, COPY --from, RUN --mount from=), so independent stages run at once. The first failure
+        cancels the others; the stream then gets what they had written so far."""
+        for index in self.order:
+            self._stage_task(index)
+        try:
+            while True:
+                pending = [t for t in self._tasks.values() if not t.done()]
+                if not pending:
+                    break
+                await asyncio.wait(pending, return_when=asyncio.FIRST_EXCEPTION)
+                failed = sorted((i != self.failed_stage, i) for i, t in self._tasks.items()
+                                if t.done() and not t.cancelled() and t.exception())
+                if failed:       # the stage whose own step failed first, before those waiting on it
+                    raise self._tasks[failed[0][1]].exception()     # type: ignore[misc]
+        finally:
+            for task in self._tasks.values():
+                task.cancel()
+            await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+            await self._output.flush()
+
+    def _stage_task(self, index: int) -> asyncio.Task[str]:
+        task = self._tasks.get(index)
+        if task is None:
+            if index not in self._first_step:     # reached only through a reference expanded late
+                self._first_step[index] = self._total + 1
+                self._total += 1 + len(self.stages[index].commands)
+            self._output.add(index)
+            task = self._tasks[index] = asyncio.get_running_loop().create_task(self._stage_run(index))
+            self._task_stage[task] = index
+        return task
+
+    async def _stage_run(self, index: int) -> str:
+        try:
+            image_id = await self._run_stage(index)
+        except Exception:
+            if self.failed_stage is None:    # the first to fail: those waiting on it fail after it
+                self.failed_stage = index
+            raise
+        await self._output.finished(index)
+        return image_id
+
     async def _build_stage(self, index: int) -> str:
-        """Build stage `index` (once); its image ID."""
-        if str(index) in self.results:
-            return self.results[str(index)]
+        """Stage `index`'s image ID, once its build (started now if it was not yet) is done."""
+        task = asyncio.current_task()
+        me = self._task_stage.get(task) if task is not None else None
+        if me is not None:
+            waited = index
+            while waited != me and waited in self._waits:
+                waited = self._waits[waited]
+            if waited == me:
+                stage = self.stages[index]
+                raise BuildError(f"circular dependency detected on stage: {stage.name or index}")
+            self._waits[me] = index
+        try:
+            return await asyncio.shield(self._stage_task(index))
+        finally:
+            if me is not None:
+                self._waits.pop(me, None)
+
+    async def _run_stage(self, index: int) -> str:
+        """Build stage `index`; its image ID."""
         stage = self.stages[index]
-        if index in self._building:
-            raise BuildError(f"circular dependency detected on stage: {stage.name or index}")
-        self._building.add(index)
-        self._step += 1
-        await self.out(f"Step {self._step}/{self._total} : {stage.from_.original}\n")
+        replaced = self._context(stage.name) if stage.name else None
+        if replaced is not None:   # a named context of the stage's name stands in for the whole stage
+            image = await self._context_image(replaced, stage.name)
+            config = dict(_default_config())
+            if image is not None:
+                config.update(copy.deepcopy(image.container_config()))
+            return self._stage_built(index, stage, _Stage(image, config, index=index))
+        step = self._first_step[index]
+        await self.out(f"Step {step}/{self._total} : {stage.from_.original}\n")
         if self.steps is not None:
             await self.steps.step(index, stage, None)
         state = await self._from(stage, index)
         self.held.add(state.image_id)
         await self.out(f" ---> {short(state.image_id)}\n")
         for ins in stage.commands:
-            self._step += 1
-            await self.out(f"Step {self._step}/{self._total} : {ins.original}\n")
+            step += 1
+            await self.out(f"Step {step}/{self._total} : {ins.original}\n")
             if self.steps is not None:
                 await self.steps.step(index, stage, ins)
             await self.dispatch(state, ins)
@@ -304,13 +411,52 @@ class Builder:
         if self.steps is not None:
             self.steps.stage_done(index)
         if state.image_id:
-            await self._emit({"aux": {"ID": state.image_id}})
+            await self._send({"aux": {"ID": state.image_id}})
+        return self._stage_built(index, stage, state)
+
+    def _stage_built(self, index: int, stage: dockerfile.Stage, state: _Stage) -> str:
+        if state.image_id:
+            self.held.add(state.image_id)
         self.results[str(index)] = state.image_id
         if stage.name:
             self.results[stage.name] = state.image_id
         if index == self.target:
             self._state = state
         return state.image_id
+
+    # ---- named contexts ---------------------------------------------------------------------------
+    def _context(self, ref: str) -> NamedContext | None:
+        return self.opts.contexts.get(context_key(ref)) if self.opts.contexts else None
+
+    async def _context_image(self, ctx: NamedContext, name: str) -> "Image | None":
+        """The image a named context stands for: its image, or its directory as a one-layer image."""
+        if ctx.load is None:
+            return await self._find_image(ctx.image)
+        path = await ctx.load()
+        state = _Stage(None, dict(_default_config()), index=-1)
+        digest = await asyncio.to_thread(copying.hash_sources, [(path, ".")])
+        cache_config = dict(state.config, Cmd=DEFAULT_SHELL + ["#(nop) ", f"FROM context {name} {digest}"])
+        if not await self._probe(state, cache_config):
+            layer = await self._in_scratch_layer(
+                state, lambda root: shutil.copytree(path, root, symlinks=True, dirs_exist_ok=True))
+            self._commit(state, layer, cache_config)
+        return state.image
+
+    async def _image_or_context(self, ref: str) -> "Image | None":
+        """An image reference, or the named context of that name."""
+        ctx = self._context(ref)
+        return await self._find_image(ref) if ctx is None else await self._context_image(ctx, ref)
+
+    async def _source(self, ref: str) -> tuple["Image | None", str]:
+        """What COPY --from and RUN --mount from= read: a stage's or an image's root, or a named context's
+        directory (image None, its path)."""
+        is_stage, image = await self._stage_image(ref)
+        if is_stage:
+            return image, ""
+        ctx = self._context(ref)
+        if ctx is not None and ctx.load is not None:
+            return None, await ctx.load()
+        return await self._image_or_context(ref), ""
 
     async def _stage_image(self, ref: str, before: int | None = None) -> tuple[bool, "Image | None"]:
         """(True, image) when `ref` names a stage (before `before` for FROM; any for COPY --from and --mount
@@ -358,10 +504,12 @@ class Builder:
         if is_stage:
             pass
         elif name != "scratch":
-            image = await self._find_image(name)
+            image = await self._image_or_context(name)
         config = dict(_default_config())
         if image is not None:
             config.update(copy.deepcopy(image.container_config()))
+        if not any(e.startswith("PATH=") for e in config.get("Env") or []):
+            config["Env"] = list(config.get("Env") or []) + [DEFAULT_PATH]    # dockerd's setDefaultPath
         state = _Stage(image, config, index=index)
         triggers = list(config.get("OnBuild") or [])
         if triggers:
@@ -384,7 +532,7 @@ class Builder:
         except BadParameter as exc:
             raise BuildError(exc.message) from None
         try:
-            return await self.pull(name, getattr(self.opts, "auth_configs", {}), None if self.opts.quiet else self._emit)
+            return await self.pull(name, getattr(self.opts, "auth_configs", {}), None if self.opts.quiet else self._send)
         except HTTPError as exc:
             raise BuildError(exc.message) from None
 
@@ -437,13 +585,18 @@ class Builder:
         key = _canonical(cache_config)
         candidates = [i for i in self.graph.images() if i.parent == state.image_id
                       and _canonical(i.config.get("container_config")) == key]
-        if not candidates:
+        sources = self._cache_sources
+        if sources is not None:
+            candidates = [i for i in candidates if sources.allows(i.id)]
+        hit = max(candidates, key=lambda i: i.created) if candidates else None
+        if hit is None and sources is not None:
+            hit = sources.restore(state.image, " ".join(cache_config.get("Cmd") or []), state.config, cache_config)
+        if hit is None:
             state.busted = True
             return False
-        hit = max(candidates, key=lambda i: i.created)
         self.held.add(hit.id)
         if self.steps is not None:
-            self.steps.cached()
+            self.steps.cached(state.index)
         await self.out(" ---> Using cache\n")
         state.image = hit
         return True
@@ -635,6 +788,9 @@ class Builder:
         env_keys = {e.partition("=")[0] for e in state.config.get("Env") or []}
         values = self._arg_values(state)
         build_env = [f"{k}={v}" for k, v in values.items() if v is not None and k not in env_keys]
+        ssh = [m for m in mounts if m.type == "ssh"]
+        if ssh and "SSH_AUTH_SOCK" not in env_keys:     # BuildKit points it at the first agent socket
+            build_env.append(f"SSH_AUTH_SOCK={ssh[0].target}")
         keyed = sorted(f"{k}={v}" for k, v in values.items()
                        if v is not None and k not in env_keys and (k in state.args or k not in PROXY_ARGS))
         save_cmd = ([f"|{len(keyed)}", *keyed] + argv) if build_env else argv
@@ -655,7 +811,8 @@ class Builder:
         if self.opts.memory:
             host_config["Memory"] = self.opts.memory
         made = runmounts.Mounted(mounts, context=self.context, data_root=self.graph.root, tmp=self.graph.tmp,
-                                 secrets=self.opts.secrets, open_root=self._open_root)
+                                 secrets=self.opts.secrets, open_root=self._open_root,
+                                 open_agent=self.opts.ssh_source)
         try:
             async with made as api_mounts, run_heredocs.ScriptFile(script, self.graph.tmp) as script_mount:
                 host_config["Mounts"] = api_mounts + script_mount
@@ -693,9 +850,12 @@ class Builder:
         if m.type not in ("bind", "cache") or (m.type == "cache" and not m.from_):
             return key
         if m.from_:
-            is_stage, image = await self._stage_image(m.from_)
-            if not is_stage:
-                image = await self._find_image(m.from_)
+            image, directory = await self._source(m.from_)
+            if directory:
+                source = archive.secure_join(directory, m.source.lstrip("/")) if m.source.strip("/") else directory
+                if not os.path.lexists(source):
+                    return key
+                return key + "," + await asyncio.to_thread(copying.hash_sources, [(source, ".")])
             return key + f",image={image.id if image else 'scratch'}"
         rel = m.source.lstrip("/") or "."
         path = archive.secure_join(self.context, rel) if rel != "." else self.context
@@ -705,9 +865,11 @@ class Builder:
 
     async def _open_root(self, ref: str) -> tuple[str, Callable[[], Awaitable[None]]]:
         """A stage's or an image's root filesystem, mounted until close() (RUN --mount from=)."""
-        is_stage, image = await self._stage_image(ref)
-        if not is_stage:
-            image = await self._find_image(ref)
+        image, directory = await self._source(ref)
+        if directory:
+            async def nothing() -> None:
+                return None
+            return directory, nothing
         return await self._open_root_of(image)
 
     async def _run_step(self, state: _Stage, argv: list[str], *, body_env: list[str], host_config: dict,
@@ -725,10 +887,10 @@ class Builder:
             raise BuildError(exc.message) from None
         cid = created["Id"]
         await self.out(f" ---> Running in {cid[:12]}\n")
-        ok = False
+        ok = cancelled = False
         try:
             made = await asyncio.to_thread(self._missing_paths, cid, stubs) if stubs else []
-            code = await self._run_container(cid)
+            code = await self._run_container(cid, state.index)
             if code != 0:
                 raise BuildError(f"The command '{' '.join(argv)}' returned a non-zero code: {code}", code)
             if made:
@@ -736,8 +898,11 @@ class Builder:
             layer = await asyncio.to_thread(self.graph.commit_rw, cid)
             self._commit(state, layer, cache_config, cid)
             ok = True
+        except asyncio.CancelledError:      # another stage failed, or the client went: not a step's failure
+            cancelled = True
+            raise
         finally:
-            if self.opts.forcerm or (self.opts.rm and ok):
+            if self.opts.forcerm or cancelled or (self.opts.rm and ok):
                 try:
                     await containers.remove(cid, force=True, volumes=True)   # its VOLUMEs' changes go too
                     if ok:
@@ -776,7 +941,7 @@ class Builder:
         finally:
             self.graph.unmount_rw(cid)
 
-    async def _run_container(self, cid: str) -> int:
+    async def _run_container(self, cid: str, stage_index: int) -> int:
         containers = self.containers
         c = containers.get(cid)
         queue: asyncio.Queue = asyncio.Queue()
@@ -794,10 +959,10 @@ class Builder:
                     break
                 stream, data = item
                 if self.steps is not None:
-                    await self.steps.log(stream, data)
+                    await self.steps.log(stage_index, stream, data)
                     continue
                 text = decoders.get(stream, decoders[1]).decode(data)
-                if text:     # each stderr write in red, as dockerd's stream formatter marks it
+                if text:     # dockerd colours each write of a step's stderr red
                     await self.out(f"\x1b[91m{text}\x1b[0m" if stream == 2 else text)
         finally:
             containers.unsubscribe(c, queue)
@@ -849,12 +1014,10 @@ class Builder:
             raise BuildError(exc.message) from None
         exclude = dockerignore.Matcher(excludes) if excludes else None
         parents = flags.get("parents", "false") != "false"
-        source_image = None
+        source_image, source_dir = None, ""
         from_ref = flags.get("from", "")
         if from_ref:
-            is_stage, source_image = await self._stage_image(from_ref)
-            if not is_stage:
-                source_image = await self._find_image(from_ref)
+            source_image, source_dir = await self._source(from_ref)
         workdir = state.config.get("WorkingDir") or "/"
         dest_is_dir = dest.endswith("/") or dest in (".", "..") or dest.endswith("/.") or parents
         if not posixpath.isabs(dest):
@@ -871,8 +1034,8 @@ class Builder:
         chown = flags.get("chown", "")
 
         async def with_source_root(fn):
-            if not from_ref:
-                return await asyncio.to_thread(fn, self.context)
+            if not from_ref or source_dir:
+                return await asyncio.to_thread(fn, source_dir or self.context)
             root, close = await self._open_root_of(source_image)
             try:
                 return await asyncio.to_thread(fn, root)

@@ -184,6 +184,8 @@ def parse(spec: str, expand: Callable[[str], str], workdir: str = "/") -> RunMou
 
 # a stage's or an image's root: open(ref) -> (path, close()); the builder's own graph mounts
 OpenRoot = Callable[[str], Awaitable[tuple[str, Callable[[], Awaitable[None]]]]]
+# a unix socket reaching the client's SSH agent for an ssh mount: (path, close()), None if not forwarded
+OpenAgent = Callable[["RunMount"], Awaitable["tuple[str, Callable[[], Awaitable[None]]] | None"]]
 
 
 def cache_mounts_dir(data_root: str) -> str:
@@ -211,16 +213,28 @@ def _cache_dir(root: str, m: RunMount, seed: str = "") -> tuple[str, int]:
             index += 1     # private: the next instance nobody holds
             continue
         if not os.path.isdir(path):
-            tmp = path + ".new"
-            shutil.rmtree(tmp, ignore_errors=True)
-            if seed and os.path.isdir(seed):
-                shutil.copytree(seed, tmp, symlinks=True)
-            else:
-                os.mkdir(tmp)
-            os.chmod(tmp, m.mode if m.mode is not None else 0o755)
-            os.chown(tmp, m.uid or 0, m.gid or 0)
-            os.rename(tmp, path)
+            _make_cache_dir(root, path, m, seed)
         return path, fd
+
+
+def _make_cache_dir(root: str, path: str, m: RunMount, seed: str) -> None:
+    """A new cache directory, made once when steps that share it start at once."""
+    guard = os.open(os.path.join(root, ".create.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(guard, fcntl.LOCK_EX)
+        if os.path.isdir(path):
+            return
+        tmp = path + ".new"
+        shutil.rmtree(tmp, ignore_errors=True)
+        if seed and os.path.isdir(seed):
+            shutil.copytree(seed, tmp, symlinks=True)
+        else:
+            os.mkdir(tmp)
+        os.chmod(tmp, m.mode if m.mode is not None else 0o755)
+        os.chown(tmp, m.uid or 0, m.gid or 0)
+        os.rename(tmp, path)
+    finally:
+        os.close(guard)
 
 
 def prune_cache_mounts(data_root: str) -> int:
@@ -233,7 +247,7 @@ def prune_cache_mounts(data_root: str) -> int:
     except FileNotFoundError:
         return 0
     for name in names:
-        if not name.endswith(".lock"):
+        if not name.endswith(".lock") or name.startswith("."):     # .create.lock guards no mount
             continue
         path = os.path.join(root, name[:-5])
         fd = os.open(os.path.join(root, name), os.O_RDWR | os.O_CLOEXEC)
@@ -255,9 +269,9 @@ class Mounted:
     """The HostConfig.Mounts of one RUN, made on enter and undone on exit."""
 
     def __init__(self, mounts: list[RunMount], *, context: str, data_root: str, tmp: str,
-                 secrets: dict[str, bytes], open_root: OpenRoot) -> None:
+                 secrets: dict[str, bytes], open_root: OpenRoot, open_agent: OpenAgent | None = None) -> None:
         self.mounts, self.context, self.data_root, self.tmp = mounts, context, data_root, tmp
-        self.secrets, self.open_root = secrets, open_root
+        self.secrets, self.open_root, self.open_agent = secrets, open_root, open_agent
         self.api: list[dict[str, Any]] = []
         self._closers: list[Callable[[], Awaitable[None]]] = []
 
@@ -317,9 +331,14 @@ class Mounted:
             await asyncio.to_thread(_write_secret, path, data, m)
             return dict(bind, Source=path, ReadOnly=True)
         if m.type == "ssh":
-            if m.required:
-                raise MountError(f'no SSH key "{m.id}" forwarded from the client')
-            return None
+            agent = await self.open_agent(m) if self.open_agent is not None else None
+            if agent is None:
+                if m.required:
+                    raise MountError(f'no SSH key "{m.id}" forwarded from the client')
+                return None
+            path, close = agent
+            self._closers.append(close)
+            return dict(bind, Source=path, ReadOnly=False)
         # bind
         if m.from_:
             root, close = await self.open_root(m.from_)

@@ -45,8 +45,10 @@ def references(stage: Stage) -> list[str]:
     return refs
 
 
-def needed(stages: list[Stage], target: int, expand: Callable[[str], str]) -> list[int]:
-    """The indexes of the stages the target needs, itself included, in Dockerfile order."""
+def needed(stages: list[Stage], target: int, expand: Callable[[str], str],
+           replaced: set[int] | frozenset[int] = frozenset()) -> list[int]:
+    """The indexes of the stages the target needs, itself included, in Dockerfile order. A `replaced`
+    stage (a named context of its name stands in for it) needs nothing."""
     def name_of(ref: str) -> str:
         try:
             return expand(ref)
@@ -54,7 +56,9 @@ def needed(stages: list[Stage], target: int, expand: Callable[[str], str]) -> li
             return ref
 
     def deps(i: int) -> list[int]:
-        out = []
+        out: list[int] = []
+        if i in replaced:
+            return out
         base = name_of(stages[i].base)
         if not base.isdigit():
             dep = find(stages, base, i)

@@ -15,7 +15,7 @@ import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Awaitable, Callable
 
 from pyd.daemon.buildkit.filesync import SyncError, SyncRequest, receive
 from pyd.daemon.buildkit.grpc import INVALID_ARGUMENT, UNIMPLEMENTED, UNKNOWN, GrpcError
@@ -26,11 +26,12 @@ from pyd.formats.reference import parse_reference
 
 if TYPE_CHECKING:
     from pyd.daemon.build import dockerfile
-    from pyd.daemon.build.builder import BuildContainers, Builder, PullForBuild
+    from pyd.daemon.build.builder import BuildContainers, Builder, Emit, PullForBuild
     from pyd.daemon.build.dockerfile import Instruction
+    from pyd.daemon.build.runmounts import RunMount
     from pyd.daemon.buildkit.session import Session
     from pyd.daemon.events import EventBus
-    from pyd.daemon.storage.graph import Graph
+    from pyd.daemon.storage.graph import Graph, Image
 
 FRONTEND = "dockerfile.v0"
 IMAGE_EXPORTERS = ("moby", "image")
@@ -57,6 +58,9 @@ class FrontendRequest:
     network: str = ""
     extrahosts: list[str] = field(default_factory=list)
     shmsize: int = 0
+    # named contexts by context_key(name): a local dir of the session (its name there), or an image reference
+    local_contexts: dict[str, str] = field(default_factory=dict)
+    image_contexts: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -73,8 +77,7 @@ def parse_frontend_attrs(attrs: dict[str, str], host_platform: str) -> FrontendR
         elif key.startswith("label:"):
             out.labels[key[len("label:"):]] = value
         elif key.startswith("context:"):
-            raise GrpcError(UNIMPLEMENTED, f"named build contexts ({key[len('context:'):]}) are not supported "
-                                           "by this daemon")
+            _named_context(out, key[len("context:"):], value)
     out.nocache = "no-cache" in attrs     # "" is every stage; pyd's cache cannot skip single stages
     network = attrs.get("force-network-mode", "")
     if network not in ("", "default", "none", "host", "sandbox"):
@@ -89,6 +92,23 @@ def parse_frontend_attrs(attrs: dict[str, str], host_platform: str) -> FrontendR
         if _platform(wanted) != _platform(host_platform):
             raise GrpcError(UNIMPLEMENTED, f"this daemon builds for {host_platform} only, not {wanted}")
     return out
+
+
+def _named_context(out: FrontendRequest, name: str, value: str) -> None:
+    """`context:NAME` (buildx's --build-context): `local:LOCAL` (a local dir of the session) or
+    `docker-image://REF`; BuildKit's other sources are refused with its words."""
+    from pyd.daemon.build.builder import context_key
+    kind, _, rest = value.partition(":")
+    key = context_key(name)
+    if kind == "local" and rest:
+        out.local_contexts[key] = rest
+    elif kind == "docker-image" and rest.startswith("//") and rest[2:]:
+        out.image_contexts[key] = rest[2:]
+    elif kind in ("git", "http", "https", "oci-layout", "input", "target"):
+        raise GrpcError(UNIMPLEMENTED, f"named context {name}: {kind} sources are not supported by this daemon "
+                                       "(local directories and docker-image:// are)")
+    else:
+        raise GrpcError(INVALID_ARGUMENT, f"unsupported context source {kind} for {name}")
 
 
 def _platform(spec: str) -> str:
@@ -138,6 +158,8 @@ def buildkit_message(message: str) -> str:
 class _StageProgress:
     prefix: str           # "build " or ""
     total: int            # the stage's vertexes, as dockerfile2llb counts them
+    last: list[str]       # the inputs of its next vertex: its previous one (or what it starts from)
+    base: int | None = None   # the stage it starts from
     index: int = 0
     current: Vertex | None = None
     cached: bool = False
@@ -145,23 +167,26 @@ class _StageProgress:
 
 class StageSteps:
     """The builder's StepProgress for one Solve: each step that dockerfile2llb makes a vertex becomes one,
-    named `[stage i/n] TEXT`; it ends at the next step of its stage or the stage's end. A stage may be
-    built in the middle of another's step (COPY --from): cache hits and logs go to the stage that ran last."""
+    named `[stage i/n] TEXT`; it ends at the next step of its stage or the stage's end. Stages may run at
+    once: each has its own vertex under way, which gets that stage's cache hits and logs."""
 
     def __init__(self, job: Job, stage_names: list[str], expand_base: Callable[[dockerfile.Stage], str],
-                 first_inputs: list[str]) -> None:
+                 first_inputs: list[str], image_contexts: dict[str, str] | None = None,
+                 local_contexts: set[str] | frozenset[str] = frozenset()) -> None:
         self._job = job
+        self._image_contexts = image_contexts or {}    # named contexts: FROM one is not a FROM vertex
+        self._local_contexts = local_contexts
         self._names = stage_names          # every stage of the Dockerfile, lower-case ("" unnamed)
         self._expand = expand_base
         self._stages: dict[int, _StageProgress] = {}
-        self._active: list[int] = []       # stages under way, the innermost last
-        self._last: list[str] = list(first_inputs)
+        self._first = list(first_inputs)
+        self._last: list[str] = list(first_inputs)     # the vertex that ended last: the exporter's input
         self._metadata_done: set[str] = set()
 
     def _close(self, p: _StageProgress, error: str = "") -> None:
         if p.current is not None:
             self._job.complete(p.current, cached=p.cached, error=error)
-            self._last = [p.current.digest]
+            p.last = self._last = [p.current.digest]
         p.current, p.cached = None, False
 
     def _open(self, p: _StageProgress, text: str) -> None:
@@ -169,20 +194,31 @@ class StageSteps:
         if p.total:
             p.index += 1
             name = f"[{p.prefix}{p.index:>{len(str(p.total))}}/{p.total}] {text}"
-        p.current = self._job.vertex(name, self._last)
+        if p.base is not None and p.last == self._first and p.base in self._stages:
+            p.last = self._stages[p.base].last
+        p.current = self._job.vertex(name, p.last)
 
     async def step(self, stage_index: int, stage: dockerfile.Stage, ins: Instruction | None) -> None:
-        if stage_index in self._active:
-            self._active.remove(stage_index)
-        self._active.append(stage_index)
         if ins is None:
+            from pyd.daemon.build.builder import context_key
             base = self._expand(stage)
-            from_image = base.lower() not in self._names[:stage_index] and base != "scratch"
+            earlier = self._names[:stage_index]
+            from_image = base.lower() not in earlier and base != "scratch"
+            named = context_key(base) if from_image else ""
+            if named in self._image_contexts or named in self._local_contexts:
+                from_image = False
             # dockerfile2llb: no stage label in a one-stage file, even a named one; stage-N when unnamed
             label = (stage.name or f"stage-{stage_index}") if len(self._names) > 1 else ""
             p = self._stages[stage_index] = _StageProgress(
                 label + " " if label else "",
-                int(from_image) + sum(1 for c in stage.commands if c.cmd in VERTEX_COMMANDS))
+                int(from_image) + sum(1 for c in stage.commands if c.cmd in VERTEX_COMMANDS), list(self._first),
+                earlier.index(base.lower()) if base.lower() in earlier and base else None)
+            if named in self._image_contexts:
+                try:
+                    shown = str(parse_reference(self._image_contexts[named]))
+                except HTTPError:
+                    shown = self._image_contexts[named]
+                p.current = self._job.vertex(f"[context {named}] {shown}", p.last)
             if not from_image:
                 return
             try:
@@ -203,27 +239,22 @@ class StageSteps:
         p = self._stages.get(stage_index)
         if p is not None:
             self._close(p)
-        if stage_index in self._active:
-            self._active.remove(stage_index)
 
-    def _innermost(self) -> _StageProgress | None:
-        return self._stages.get(self._active[-1]) if self._active else None
-
-    def cached(self) -> None:
-        p = self._innermost()
+    def cached(self, stage_index: int) -> None:
+        p = self._stages.get(stage_index)
         if p is not None:
             p.cached = True
 
-    async def log(self, stream: int, data: bytes) -> None:
-        p = self._innermost()
+    async def log(self, stage_index: int, stream: int, data: bytes) -> None:
+        p = self._stages.get(stage_index)
         if p is not None and p.current is not None:
             self._job.log(p.current, stream, data)
 
-    def end(self, error: str = "") -> None:
-        """The build ended: the step under way carries the error; the others just end."""
-        innermost = self._innermost()
-        if error and innermost is not None:
-            self._close(innermost, error)
+    def end(self, error: str = "", failed_stage: int | None = None) -> None:
+        """The build ended: the failed stage's step under way carries the error; the others just end."""
+        failed = self._stages.get(failed_stage) if failed_stage is not None else None
+        if error and failed is not None:
+            self._close(failed, error)
         for p in self._stages.values():
             self._close(p)
 
@@ -238,8 +269,28 @@ def _step_text(ins: Instruction) -> str:
     return word.upper() + (" " + rest.strip() if rest else "")
 
 
+def _ignore_patterns(path: str) -> list[str]:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return dockerignore.read_patterns(f.read())
+    except FileNotFoundError:
+        return []
+
+
 def _needs_context(stages: list[dockerfile.Stage]) -> bool:
-    return any(ins.cmd in ("add", "copy") and not ins.flags.get("from") for s in stages for ins in s.commands)
+    """COPY/ADD without --from, or RUN --mount=type=bind (the default type) without from=, reads the context."""
+    from pyd.daemon.build import runmounts
+    for ins in (i for s in stages for i in s.commands):
+        if ins.cmd in ("add", "copy") and not ins.flags.get("from"):
+            return True
+        for spec in ins.lists.get("mount", []) if ins.cmd == "run" else []:
+            try:
+                mount = runmounts.parse(spec, lambda v: v)
+            except runmounts.MountError:
+                return True     # the step reports it; the context may be what it wanted
+            if mount.type == "bind" and not mount.from_:
+                return True
+    return False
 
 
 class DockerfileSolve:
@@ -265,6 +316,42 @@ class DockerfileSolve:
         job.complete(v)
         return v
 
+    async def _pull(self, name: str, auth_configs: dict[str, dict], emit: Emit | None) -> Image:
+        """The builder's pull, with the client's credentials for the registry (from its session)."""
+        from pyd.daemon.buildkit.auth import credentials
+        domain = parse_reference(name).domain
+        if domain not in auth_configs:
+            found = await credentials(self._session, domain)
+            if found is not None:
+                auth_configs = {**auth_configs, domain: found}
+        return await self._backend.pull(name, auth_configs, emit)
+
+    async def _load_ignore(self, name: str, local: str, dest: str) -> str:
+        """Fetch only the .dockerignore of a local dir; the path it has here (absent when there is none)."""
+        os.makedirs(dest, exist_ok=True)
+        await self._sync(name, SyncRequest(local, follow=[".dockerignore"]), dest, f"transferring {local}:")
+        return os.path.join(dest, ".dockerignore")
+
+    def _local_context(self, key: str, local: str, folder: str) -> Callable[[], Awaitable[str]]:
+        """A named local context, fetched (its .dockerignore first, then the rest with it) when the build
+        first reads it; later reads get the same directory."""
+        lock = asyncio.Lock()
+        fetched: list[str] = []
+
+        async def load() -> str:
+            async with lock:
+                if not fetched:
+                    ignore = await self._load_ignore(f"[context {key}] load .dockerignore", local,
+                                                     os.path.join(folder, "ignore"))
+                    dest = os.path.join(folder, "files")
+                    os.makedirs(dest)
+                    await self._sync(f"[context {key}] load from client",
+                                     SyncRequest(local, exclude=_ignore_patterns(ignore)), dest,
+                                     f"transferring {local}:")
+                    fetched.append(dest)
+            return fetched[0]
+        return load
+
     async def build(self, req: FrontendRequest) -> str:
         """The image ID of the build (its steps in the cache, untagged)."""
         root = tempfile.mkdtemp(prefix="buildkit-", dir=self._backend.tmp_dir)
@@ -275,7 +362,7 @@ class DockerfileSolve:
 
     async def _build(self, req: FrontendRequest, root: str) -> str:
         from pyd.daemon.build import dockerfile
-        from pyd.daemon.build.builder import BuildError, Builder, BuildOptions
+        from pyd.daemon.build.builder import BuildError, Builder, BuildOptions, NamedContext
         from pyd.daemon.errors import BadParameter
 
         job, backend = self._job, self._backend
@@ -298,6 +385,14 @@ class DockerfileSolve:
             return await get_secret(session, secret_id)
         opts.secret_source = secret
 
+        async def agent(mount: RunMount) -> tuple[str, Callable[[], Awaitable[None]]] | None:
+            from pyd.daemon.buildkit.sshforward import open_agent
+            return await open_agent(session, mount, self._backend.tmp_dir)
+        opts.ssh_source = agent
+        opts.contexts = {key: NamedContext(image=ref) for key, ref in req.image_contexts.items()}
+        for i, (key, local) in enumerate(sorted(req.local_contexts.items())):
+            opts.contexts[key] = NamedContext(load=self._local_context(key, local, os.path.join(root, f"named-{i}")))
+
         async def ignore_text(msg: dict) -> None:
             return None     # the classic stream: the steps come through StageSteps instead
 
@@ -311,8 +406,9 @@ class DockerfileSolve:
                 return stage.base
 
         all_names: list[str] = []
-        steps = StageSteps(job, all_names, expand_base, [definition.digest])
-        builder = Builder(backend.graph, backend.containers, backend.pull, context_dir, opts, ignore_text, steps,
+        steps = StageSteps(job, all_names, expand_base, [definition.digest], dict(req.image_contexts),
+                           frozenset(req.local_contexts))
+        builder = Builder(backend.graph, backend.containers, self._pull, context_dir, opts, ignore_text, steps,
                           dockerfile_dir=df_dir)
         holder.append(builder)
         try:
@@ -325,14 +421,9 @@ class DockerfileSolve:
         if _needs_context(builder.stages):
             ignore_file = os.path.join(df_dir, name + ".dockerignore")
             if not os.path.isfile(ignore_file):
-                await self._sync("[internal] load .dockerignore", SyncRequest("context", follow=[".dockerignore"]),
-                                 ignore_dir, "transferring context:")
-                ignore_file = os.path.join(ignore_dir, ".dockerignore")
-            patterns: list[str] = []
-            if os.path.isfile(ignore_file):
-                with open(ignore_file, encoding="utf-8", errors="replace") as f:
-                    patterns = dockerignore.read_patterns(f.read())
-            await self._sync("[internal] load build context", SyncRequest("context", exclude=patterns),
+                ignore_file = await self._load_ignore("[internal] load .dockerignore", "context", ignore_dir)
+            await self._sync("[internal] load build context",
+                             SyncRequest("context", exclude=_ignore_patterns(ignore_file)),
                              context_dir, "transferring context:")
 
         self._running.add(builder)
@@ -340,11 +431,11 @@ class DockerfileSolve:
             image_id = await builder.run()
         except BuildError as exc:
             message = buildkit_message(exc.message)
-            steps.end(message)
+            steps.end(message, builder.failed_stage)
             raise GrpcError(UNKNOWN, message) from None
         except (BadParameter, OSError) as exc:
             message = getattr(exc, "message", None) or str(exc)
-            steps.end(message)
+            steps.end(message, builder.failed_stage)
             raise GrpcError(UNKNOWN, message) from None
         finally:
             self._running.discard(builder)

@@ -95,3 +95,11 @@ RETURN_RESPONSE = Message("moby.buildkit.v1.frontend.ReturnResponse")
 GET_SECRET_REQUEST = Message("moby.buildkit.secrets.v1.GetSecretRequest",
                              Field(1, "ID", "string"), Field(2, "annotations", Map("string", "string")))
 GET_SECRET_RESPONSE = Message("moby.buildkit.secrets.v1.GetSecretResponse", Field(1, "data", "bytes"))
+
+# ---- moby.filesync.v1.Auth (session/auth/auth.proto)
+CREDENTIALS_REQUEST = Message("moby.filesync.v1.CredentialsRequest", Field(1, "Host", "string"))
+CREDENTIALS_RESPONSE = Message("moby.filesync.v1.CredentialsResponse",
+                               Field(1, "Username", "string"), Field(2, "Secret", "string"))
+
+# ---- moby.sshforward.v1 (session/sshforward/ssh.proto); ForwardAgent streams BYTES_MESSAGE both ways
+CHECK_AGENT_REQUEST = Message("moby.sshforward.v1.CheckAgentRequest", Field(1, "ID", "string"))

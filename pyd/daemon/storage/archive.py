@@ -541,13 +541,22 @@ def extract_layer(stream: BinaryIO | Iterable[bytes] | bytes, dest: str, whiteou
         src = _TarSource(decompressed(stream), split, limit)
         extractor = _Extractor(dest, whiteouts, src, split)
         tar = _open_tar(src)
+        last: tarfile.TarInfo | None = None
         try:
             while tar is not None:
-                info = tar.next()
+                try:
+                    info = tar.next()
+                except tarfile.ReadError:
+                    # Go's tar reader ends the archive at an EOF within the last entry's padding (the docker
+                    # CLI's `build -f -` context ends so, without padding or end blocks); tarfile refuses it
+                    if last is not None and src.pos >= last.offset_data + last.size:
+                        break
+                    raise
                 if info is None:
                     break
                 tar.members.clear()   # tarfile keeps every member otherwise: unbounded on big layers
                 extractor.member(info)
+                last = info
         except tarfile.TarError as exc:
             raise ArchiveError(f"invalid tar: {exc}") from None
         src.drain()   # the end-of-archive blocks and padding belong to the diff ID too

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import shutil
 import signal
 import re
 import subprocess
@@ -350,3 +351,163 @@ def test_secrets_come_from_the_client_session_and_stay_out_of_the_image(daemon, 
     out = buildx("build", "--progress=plain", str(tmp_path), timeout=120)
     assert out.returncode == 1, out.describe()
     assert "secret nope: not found" in out.stderr, out.stderr
+
+
+NAMED_CONTEXTS = """\
+FROM registry.invalid/base:1 AS base
+COPY --from=extra . /extra/
+COPY --from=tools /bin/busybox /tools-busybox
+RUN --mount=from=extra,target=/mnt cat /mnt/greeting.txt > /mounted.txt
+"""
+
+
+def test_named_contexts_local_dirs_and_images(daemon, busybox, buildx, registry, tmp_path):
+    """--build-context: a local dir (fetched through the session under the name buildx gives it, its own
+    .dockerignore applied) for COPY --from and RUN --mount from=; images from the store and from a registry
+    standing in for FROM and COPY --from names that would otherwise be pulled."""
+    ctx, extra = tmp_path / "ctx", tmp_path / "extra"
+    ctx.mkdir()
+    extra.mkdir()
+    (ctx / "Dockerfile").write_text(NAMED_CONTEXTS)
+    (extra / "greeting.txt").write_text("hello from a named context\n")
+    (extra / "skip.txt").write_text("ignored\n")
+    (extra / ".dockerignore").write_text("skip.txt\n")
+    daemon.docker("tag", "busybox:latest", "bkx/named-base:1", check=True)
+    tools = f"{registry}/bkx/tools:1"
+    daemon.docker("tag", "busybox:latest", tools, check=True)
+    daemon.docker("push", tools, check=True, timeout=120)
+    daemon.docker("rmi", tools, check=True)
+    out = buildx("build", "--progress=plain", "-t", "bkx:named", "--build-context", f"extra={extra}",
+                 "--build-context", "registry.invalid/base:1=docker-image://bkx/named-base:1",
+                 "--build-context", f"tools=docker-image://{tools}", str(ctx), timeout=180)
+    assert out.returncode == 0, out.describe()
+    assert "[context extra] load .dockerignore" in out.stderr and "[context extra] load from client" in out.stderr, \
+        out.stderr
+    assert "[context registry.invalid/base:1] docker.io/bkx/named-base:1" in out.stderr, out.stderr
+    run = daemon.docker("run", "--rm", "bkx:named", "sh", "-c",
+                        "cat /extra/greeting.txt /mounted.txt; test -e /extra/skip.txt || echo no-skip; "
+                        "test -x /tools-busybox && echo tools", check=True)
+    assert run.stdout == "hello from a named context\n" * 2 + "no-skip\ntools\n"
+    assert daemon.docker("image", "inspect", tools).returncode == 0      # pulled from the registry for the build
+
+    (ctx / "Dockerfile").write_text("FROM busybox:latest\nCOPY --from=gone /x /x\n")
+    out = buildx("build", "--progress=plain", "--build-context", "gone=https://example.invalid/x.tar", str(ctx),
+                 timeout=120)
+    assert out.returncode == 1, out.describe()
+    assert "named context gone: https sources are not supported by this daemon" in out.stderr, out.stderr
+
+
+MEETING = """\
+FROM busybox:latest AS left
+ARG TOKEN
+RUN --mount=type=cache,id=meet-$TOKEN,target=/meet touch /meet/left && i=0 && \\
+    while [ ! -e /meet/right ]; do i=$((i+1)); [ $i -le 300 ] || exit 7; sleep 0.1; done && echo left met
+FROM busybox:latest AS right
+ARG TOKEN
+RUN --mount=type=cache,id=meet-$TOKEN,target=/meet touch /meet/right && i=0 && \\
+    while [ ! -e /meet/left ]; do i=$((i+1)); [ $i -le 300 ] || exit 7; sleep 0.1; done && echo right met
+FROM busybox:latest
+COPY --from=left /etc/passwd /left
+COPY --from=right /etc/passwd /right
+"""
+
+
+def test_independent_stages_run_at_once(daemon, busybox, buildx, tmp_path):
+    """Each stage leaves a marker in a shared cache mount and waits (30 s at most) for the other's: built
+    one after the other, the first would fail with exit code 7."""
+    (tmp_path / "Dockerfile").write_text(MEETING)
+    out = buildx("build", "--progress=plain", "--build-arg", f"TOKEN={tmp_path.name}", "-t", "bkx:meeting",
+                 str(tmp_path), timeout=180)
+    assert out.returncode == 0, out.describe()
+    for name in ("left", "right"):      # each RUN's output under its own vertex
+        assert re.search(rf"#(\d+) \[{name} 2/2\] RUN --mount=type=cache.*\n(#\1 .*\n)*#\1 [\d.]+ {name} met\n",
+                         out.stderr), out.stderr
+    assert daemon.docker("run", "--rm", "bkx:meeting", "ls", "/left", "/right", check=True).stdout == "/left\n/right\n"
+
+
+def _host_tool_tree(dest: Path, tool: str) -> None:
+    """A host binary and the libraries it loads, at their paths under dest (to COPY onto busybox)."""
+    listed = subprocess.run(["ldd", tool], capture_output=True, text=True, check=True).stdout
+    paths = [tool] + re.findall(r"(?:=> |^\s*)(/\S+) \(0x", listed, re.M)
+    for path in paths:
+        target = dest / path.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(os.path.realpath(path), target)
+
+
+SSH_DOCKERFILE = """\
+FROM busybox:latest
+COPY tools/ /
+RUN --mount=type=ssh echo "sock=$SSH_AUTH_SOCK" > /agent && ssh-add -l >> /agent
+RUN --mount=type=ssh,id=notforwarded echo optional-ssh-skipped > /optional
+"""
+
+
+def test_ssh_agent_forwarded_into_run(daemon, busybox, buildx, tmp_path):
+    """--ssh default=$SSH_AUTH_SOCK: a real ssh-agent holding a key; ssh-add -l in the RUN lists it through
+    the session's sshforward service."""
+    _host_tool_tree(tmp_path / "tools", shutil.which("ssh-add") or "/usr/bin/ssh-add")
+    (tmp_path / "Dockerfile").write_text(SSH_DOCKERFILE)
+    sock = tmp_path.parent / f"{tmp_path.name[:40]}.agent"
+    started = subprocess.run(["ssh-agent", "-s", "-a", str(sock)], capture_output=True, text=True, check=True)
+    agent_pid = int(re.search(r"SSH_AGENT_PID=(\d+)", started.stdout)[1])
+    try:
+        key = tmp_path.parent / f"{tmp_path.name}-key"
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "pyd-build-key", "-f", str(key)],
+                       check=True, capture_output=True)
+        agent_env = {**os.environ, "SSH_AUTH_SOCK": str(sock)}
+        subprocess.run(["ssh-add", str(key)], env=agent_env, check=True, capture_output=True)
+        listed = subprocess.run(["ssh-add", "-l"], env=agent_env, check=True, capture_output=True, text=True).stdout
+        assert "pyd-build-key" in listed
+        out = buildx("build", "--progress=plain", "-t", "bkx:ssh", "--ssh", f"default={sock}", str(tmp_path),
+                     timeout=180)
+        assert out.returncode == 0, out.describe()
+        run = daemon.docker("run", "--rm", "bkx:ssh", "sh", "-c",
+                            "cat /agent /optional; ls /run/buildkit 2>/dev/null || echo no-socket-kept", check=True)
+        assert run.stdout == "sock=/run/buildkit/ssh_agent.0\n" + listed + "optional-ssh-skipped\nno-socket-kept\n"
+
+        (tmp_path / "Dockerfile").write_text("FROM busybox:latest\nRUN --mount=type=ssh,id=other,required=true true\n")
+        out = buildx("build", "--progress=plain", "--ssh", f"default={sock}", str(tmp_path), timeout=120)
+        assert out.returncode == 1, out.describe()
+        assert 'no SSH key "other" forwarded from the client' in out.stderr, out.stderr
+    finally:
+        os.kill(agent_pid, signal.SIGTERM)
+
+
+def test_from_a_registry_that_wants_basic_auth_uses_the_clients_login(daemon, busybox, buildx, tmp_path):
+    """docker-registry with htpasswd on 127.0.0.1; after `docker login` in the CLI's config, FROM pulls with
+    the credentials the session's auth service gives (the daemon has none of its own)."""
+    from conftest import Registry
+    htpasswd = tmp_path / "htpasswd"
+    subprocess.run(["htpasswd", "-Bbc", str(htpasswd), "dave", "pa55word"], check=True, capture_output=True)
+    registry = Registry(daemon, "registry-auth", htpasswd)
+    host = str(registry)
+    try:
+        login = daemon.docker("login", "-u", "dave", "--password-stdin", host, input="pa55word\n")
+        assert login.returncode == 0, login.describe()
+        base = f"{host}/bkx/private:1"
+        daemon.docker("tag", "busybox:latest", base, check=True)
+        daemon.docker("push", base, check=True, timeout=120)
+        daemon.docker("rmi", base, check=True)
+        (tmp_path / "Dockerfile").write_text(f"FROM {base}\nRUN echo built-on-private > /p\n")
+        out = buildx("build", "--progress=plain", "-t", "bkx:private", str(tmp_path), timeout=180)
+        assert out.returncode == 0, out.describe()
+        assert daemon.docker("run", "--rm", "bkx:private", "cat", "/p", check=True).stdout == "built-on-private\n"
+
+        daemon.docker("rmi", base, check=True)
+        daemon.docker("logout", host, check=True)
+        out = buildx("build", "--progress=plain", str(tmp_path), timeout=180)
+        assert out.returncode == 1, out.describe()
+        assert "pull access denied" in out.stderr or "authentication required" in out.stderr, out.stderr
+    finally:
+        daemon.docker("logout", host)
+        registry.stop()
+
+
+def test_a_run_bind_mount_of_the_context_alone_loads_the_context(daemon, busybox, buildx, tmp_path):
+    (tmp_path / "Dockerfile").write_text("FROM busybox:latest\nRUN --mount=target=/src cat /src/data.txt > /seen\n")
+    (tmp_path / "data.txt").write_text("bound from the context\n")
+    out = buildx("build", "--progress=plain", "-t", "bkx:bind", str(tmp_path), timeout=120)
+    assert out.returncode == 0, out.describe()
+    assert "[internal] load build context" in out.stderr, out.stderr
+    assert daemon.docker("run", "--rm", "bkx:bind", "cat", "/seen", check=True).stdout == "bound from the context\n"

@@ -264,3 +264,67 @@ def test_docker_py_build_and_intermediate_images_hidden(daemon, busybox, tmp_pat
     listed = [i["Id"] for i in daemon.api.api.images()]
     every = [i["Id"] for i in daemon.api.api.images(all=True)]
     assert image.id in listed and len(every) > len(listed), (len(listed), len(every))   # steps: only with -a
+
+
+def test_stderr_of_a_step_is_red_in_the_stream(daemon, busybox, tmp_path):
+    ctx = _make_context(tmp_path, {"Dockerfile": "FROM busybox\nRUN echo to-stdout && echo to-stderr >&2\n"})
+    chunks = [c.get("stream", "") for c in daemon.api.api.build(path=str(ctx), nocache=True, decode=True)]
+    assert "to-stdout\n" in chunks and "\x1b[91mto-stderr\n\x1b[0m" in chunks, chunks     # dockerd's colours
+
+
+def test_dockerfile_outside_the_context(daemon, busybox, tmp_path):
+    """docker-py puts such a Dockerfile into the tar under a random name and sends dockerfile=<that name>
+    &dockerfile=<its content>: the first value names it, as dockerd reads it."""
+    ctx = _make_context(tmp_path / "ctx", {"file.txt": "in the context\n"})
+    outside = tmp_path / "elsewhere.Dockerfile"
+    outside.write_text("FROM busybox\nCOPY file.txt /file.txt\n")
+    image, _ = daemon.api.images.build(path=str(ctx), dockerfile=str(outside), tag="py:outside")
+    assert daemon.api.containers.run("py:outside", ["cat", "/file.txt"], remove=True) == b"in the context\n"
+
+
+CACHED = "FROM busybox\nENV STEP=one\nRUN echo two > /two\nRUN echo three > /three\n"
+
+
+def test_cache_from_a_pulled_image_and_only_from_it(daemon, busybox, registry, tmp_path):
+    """--cache-from: the steps of an image pulled from a registry (no parent chain here) are the cache,
+    and the result is that image; cache sources that name nothing leave no cache at all (dockerd's rule)."""
+    ctx = _make_context(tmp_path, {"Dockerfile": CACHED})
+    name = f"{registry}/cache/from:1"
+    built = daemon.docker("build", "-q", "-t", name, str(ctx), timeout=120)
+    assert built.returncode == 0, built.describe()
+    image_id = built.stdout.strip()
+    daemon.docker("push", name, check=True, timeout=120)
+    daemon.docker("rmi", name, check=True)
+    daemon.docker("builder", "prune", "-af", check=True)
+    assert daemon.docker("image", "inspect", image_id).returncode == 1       # no step of it is left here
+    daemon.docker("pull", name, check=True, timeout=120)
+
+    again = daemon.docker("build", "--cache-from", name, "-t", "cache:again", str(ctx), timeout=120)
+    assert again.returncode == 0, again.describe()
+    assert again.stdout.count(" ---> Using cache") == 3 and "Running in" not in again.stdout, again.stdout
+    assert daemon.docker("image", "inspect", "-f", "{{.Id}}", "cache:again", check=True).stdout.strip() == image_id
+    assert daemon.docker("run", "--rm", "cache:again", "cat", "/two", "/three", check=True).stdout == "two\nthree\n"
+
+    none = daemon.docker("build", "--cache-from", "no/such:image", str(ctx), timeout=120)
+    assert none.returncode == 0, none.describe()
+    assert "Using cache" not in none.stdout and none.stdout.count("Running in") == 2, none.stdout
+
+
+def test_a_base_image_without_path_gets_the_default_one(daemon, busybox, tmp_path):
+    """The test busybox has no Env: the stage starts with dockerd's default PATH, so $PATH expands to it."""
+    ctx = _make_context(tmp_path, {"Dockerfile": "FROM busybox\nENV PATH=/opt/x:$PATH\nRUN chmod 755 /bin\n"})
+    r = daemon.docker("build", "-q", "-t", "py:path", str(ctx), timeout=120)
+    assert r.returncode == 0, r.describe()
+    env = json.loads(daemon.docker("image", "inspect", "-f", "{{json .Config.Env}}", "py:path", check=True).stdout)
+    assert env == ["PATH=/opt/x:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]
+
+
+def test_dockerfile_from_stdin_with_and_without_a_context(daemon, busybox, tmp_path):
+    ctx = _make_context(tmp_path, {"file.txt": "from the context\n"})
+    text = "FROM busybox\nCOPY file.txt /file.txt\n"
+    r = daemon.docker("build", "-q", "-t", "py:stdin", "-f", "-", str(ctx), input=text, timeout=120)
+    assert r.returncode == 0, r.describe()
+    assert daemon.docker("run", "--rm", "py:stdin", "cat", "/file.txt", check=True).stdout == "from the context\n"
+    r = daemon.docker("build", "-q", "-t", "py:stdin2", "-", input="FROM busybox\nRUN echo only > /only\n", timeout=120)
+    assert r.returncode == 0, r.describe()
+    assert daemon.docker("run", "--rm", "py:stdin2", "cat", "/only", check=True).stdout == "only\n"

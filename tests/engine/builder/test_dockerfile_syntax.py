@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import http.server
 import platform
+import re
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -352,3 +354,47 @@ def test_syntax_and_check_directives(daemon, busybox, tmp_path):
     ctx = _context(tmp_path / "bad", {"Dockerfile": "# syntax=example.com/frontend:1\nFROM busybox\n"})
     r = _build(daemon, ctx, ok=False)
     assert r.returncode == 1 and 'unsupported frontend "example.com/frontend:1"' in r.stderr, r.describe()
+
+
+# ---- independent stages run at once -----------------------------------------------------------------
+
+# each stage leaves its marker in a shared cache mount and waits (30 s at most) for the other's: built one
+# after the other, the first one waits in vain and fails with exit code 7
+MEETING = """\
+FROM busybox AS left
+ARG TOKEN
+RUN --mount=type=cache,id=meet-$TOKEN,target=/meet touch /meet/left && i=0 && \\
+    while [ ! -e /meet/right ]; do i=$((i+1)); [ $i -le 300 ] || exit 7; sleep 0.1; done && echo met > /left
+FROM busybox AS right
+ARG TOKEN
+RUN --mount=type=cache,id=meet-$TOKEN,target=/meet touch /meet/right && i=0 && \\
+    while [ ! -e /meet/left ]; do i=$((i+1)); [ $i -le 300 ] || exit 7; sleep 0.1; done && echo met > /right
+FROM busybox
+COPY --from=left /left /left
+COPY --from=right /right /right
+"""
+
+
+def test_independent_stages_run_at_once_and_the_stream_stays_in_order(daemon, busybox, tmp_path):
+    ctx = _context(tmp_path, {"Dockerfile": MEETING})
+    r = _build(daemon, ctx, "--build-arg", f"TOKEN={tmp_path.name}", "-t", "stages:meeting")
+    assert _sh(daemon, "stages:meeting", "cat /left /right") == "met\nmet\n"
+    steps = [int(n) for n in re.findall(r"^Step (\d+)/9 : ", r.stdout, re.M)]
+    assert steps == list(range(1, 10)), r.stdout        # stage after stage, as dockerd writes them
+    assert r.stdout.index("FROM busybox AS right") > r.stdout.index("Removed intermediate container"), r.stdout
+
+
+def test_a_failing_stage_stops_the_others_and_leaves_only_its_container(daemon, busybox, tmp_path):
+    ctx = _context(tmp_path, {"Dockerfile": "FROM busybox AS slow\nRUN echo slow-started; sleep 60\n"
+                                            "FROM busybox AS bad\nRUN sleep 1; echo bad-failing; exit 5\n"
+                                            "FROM busybox\nCOPY --from=slow /etc/passwd /a\nCOPY --from=bad /etc/passwd /b\n"})
+    before = set(daemon.docker("ps", "-aq", check=True).stdout.split())
+    started = time.monotonic()
+    r = _build(daemon, ctx, ok=False)
+    assert time.monotonic() - started < 40, "the slow stage ran to its end"
+    assert "returned a non-zero code: 5" in r.stderr and "bad-failing" in r.stdout, r.describe()
+    assert "slow-started" in r.stdout, r.stdout      # what it wrote before it was stopped
+    left = set(daemon.docker("ps", "-aq", check=True).stdout.split()) - before
+    commands = [daemon.docker("inspect", "-f", "{{json .Config.Cmd}}", c, check=True).stdout for c in left]
+    assert len(commands) == 1 and "exit 5" in commands[0], commands      # dockerd keeps the failed step's
+    daemon.docker("rm", "-f", *left, check=True)

@@ -724,3 +724,24 @@ def test_delete_image_in_use_by_a_container(g, busybox):
         assert os.path.exists(os.path.join(root, "bin/busybox"))
     finally:
         g.remove_rw(cid)
+
+
+def test_a_tar_that_ends_in_its_last_entrys_padding_is_complete(tmp_path):
+    """The docker CLI's `build -f - DIR` context ends right after its last file's content (no padding, no
+    end blocks); Go's tar reader takes that as the end, so does extract_layer. Cut inside content, it fails."""
+    from pyd.daemon.storage import archive
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as t:
+        for name, data in (("a.txt", b"first\n"), (".dockerignore", b"x\n" * 20)):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            t.addfile(info, io.BytesIO(data))
+    whole = buf.getvalue()
+    cut = whole[:512 * 3 + 40]          # a's header and block, the last header, its 40 bytes
+    (tmp_path / "ok").mkdir()
+    archive.extract_layer(cut, str(tmp_path / "ok"))
+    assert (tmp_path / "ok" / ".dockerignore").read_bytes() == b"x\n" * 20
+    assert (tmp_path / "ok" / "a.txt").read_bytes() == b"first\n"
+    (tmp_path / "short").mkdir()
+    with pytest.raises(archive.ArchiveError):
+        archive.extract_layer(whole[:512 * 3 + 30], str(tmp_path / "short"))

@@ -109,8 +109,14 @@ def test_frontend_attributes_and_exporters():
     assert parse_frontend_attrs({}, "linux/amd64").filename == "Dockerfile"
     with pytest.raises(grpc.GrpcError, match="builds for linux/amd64 only, not linux/s390x"):
         parse_frontend_attrs({"platform": "linux/s390x"}, "linux/amd64")
-    with pytest.raises(grpc.GrpcError, match="named build contexts"):
-        parse_frontend_attrs({"context:base": "docker-image://x"}, "linux/amd64")
+    named = parse_frontend_attrs({"context:base": "docker-image://x", "context:docker.io/library/busybox:latest":
+                                  "local:busybox", "context:ubuntu:22.04": "docker-image://u"}, "linux/amd64")
+    assert named.image_contexts == {"base": "x", "ubuntu:22.04": "u"}
+    assert named.local_contexts == {"busybox": "busybox"}     # BuildKit's key: familiar, without :latest
+    with pytest.raises(grpc.GrpcError, match="named context g: git sources are not supported"):
+        parse_frontend_attrs({"context:g": "git://example.invalid/r.git"}, "linux/amd64")
+    with pytest.raises(grpc.GrpcError, match="unsupported context source nope for n"):
+        parse_frontend_attrs({"context:n": "nope:x"}, "linux/amd64")
     export = parse_exporters([{"Type": "moby", "Attrs": {"name": "x,registry.local:5000/y:1,x"}}], "", {})
     assert export.names == ["docker.io/library/x:latest", "registry.local:5000/y:1"]
     assert parse_exporters([], "image", {"name": "z"}).names == ["docker.io/library/z:latest"]
@@ -132,12 +138,15 @@ def _names(job: Job) -> list[str]:
     return [v.name for v in job.vertexes]
 
 
-def test_steps_are_named_as_dockerfile2llb_names_them():
-    df = dockerfile.parse("FROM busybox AS build\nENV A=1\nWORKDIR /w\nRUN echo \\\n  hi\n"
-                          "FROM build\nCOPY a b\nLABEL x=y\n")
-    _, stages = dockerfile.split_stages(df)
+def _stage_steps(text: str) -> tuple[list[dockerfile.Stage], Job, StageSteps]:
+    _, stages = dockerfile.split_stages(dockerfile.parse(text))
     job = Job("ref")
-    steps = StageSteps(job, [s.name for s in stages], lambda s: s.base, [])
+    return stages, job, StageSteps(job, [s.name for s in stages], lambda s: s.base, [])
+
+
+def test_steps_are_named_as_dockerfile2llb_names_them():
+    stages, job, steps = _stage_steps("FROM busybox AS build\nENV A=1\nWORKDIR /w\nRUN echo \\\n  hi\n"
+                                      "FROM build\nCOPY a b\nLABEL x=y\n")
 
     async def body() -> None:
         for i, stage in enumerate(stages):
@@ -145,7 +154,7 @@ def test_steps_are_named_as_dockerfile2llb_names_them():
             for ins in stage.commands:
                 await steps.step(i, stage, ins)
                 if ins.cmd == "workdir":
-                    steps.cached()
+                    steps.cached(i)
             steps.stage_done(i)
         steps.end()
     run(body)
@@ -154,6 +163,36 @@ def test_steps_are_named_as_dockerfile2llb_names_them():
                            "[build 3/3] RUN echo   hi", "[stage-1 1/1] COPY a b"]
     assert [v.cached for v in job.vertexes] == [False, False, True, False, False]
     assert all(v.completed is not None for v in job.vertexes)
+    assert job.vertexes[-1].inputs == [job.vertexes[-2].digest]     # stage-1 starts where build ended
+
+
+def test_which_dockerfiles_read_the_context():
+    from pyd.daemon.buildkit.frontend import _needs_context
+
+    def needs(text: str) -> bool:
+        return _needs_context(dockerfile.split_stages(dockerfile.parse(text))[1])
+    assert needs("FROM b\nCOPY a /a\n") and not needs("FROM b\nCOPY --from=x a /a\n")
+    assert needs("FROM b\nRUN --mount=target=/src ls /src\n")           # bind is the default type
+    assert needs("FROM b\nRUN --mount=type=bind,source=x,target=/x cat /x\n")
+    assert not needs("FROM b\nRUN --mount=type=bind,from=y,target=/y ls\nRUN --mount=type=cache,target=/c ls\n")
+
+
+def test_steps_of_stages_at_once_keep_their_own_vertex():
+    stages, job, steps = _stage_steps("FROM busybox AS a\nRUN one\nFROM busybox AS b\nRUN two\n")
+
+    async def body() -> None:
+        for i, stage in enumerate(stages):
+            await steps.step(i, stage, None)
+            await steps.step(i, stage, stage.commands[0])
+        await steps.log(0, 1, b"from a\n")
+        steps.cached(1)
+        steps.end("it failed", failed_stage=0)
+    run(body)
+    by_name = {v.name: v for v in job.vertexes}
+    assert by_name["[a 2/2] RUN one"].error == "it failed" and not by_name["[a 2/2] RUN one"].cached
+    assert by_name["[b 2/2] RUN two"].cached and not by_name["[b 2/2] RUN two"].error
+    logs = [u for u in (m.STATUS_RESPONSE.decode(raw) for raw in job.updates) if u["logs"]]
+    assert [log["vertex"] for u in logs for log in u["logs"]] == [by_name["[a 2/2] RUN one"].digest]
 
 
 def test_status_replays_a_solve_from_its_start():

@@ -107,6 +107,8 @@ def test_needed_stages():
     # COPY --from and --mount from= may name a later stage (d); FROM only an earlier one
     assert [names[i] for i in stages.needed(st, len(st) - 1, expand)] == ["a", "b", "c", "d", "last"]
     assert [names[i] for i in stages.needed(st, names.index("unused"), expand)] == ["unused"]
+    # a named context standing in for stage c: what c reads is not built
+    assert [names[i] for i in stages.needed(st, len(st) - 1, expand, {names.index("c")})] == ["a", "c", "last"]
     _, loop = split_stages(parse("FROM busybox AS x\nCOPY --from=y /a /a\nFROM busybox AS y\nCOPY --from=x /b /b\n"))
     with pytest.raises(stages.StageError, match="circular dependency detected on stage: y"):
         stages.needed(loop, 1, lambda r: r)
