@@ -111,7 +111,7 @@ def parse_api_mount(m: Any) -> dict[str, Any]:
         raise BadParameter("invalid mount config: mount must be an object")
     kind = m.get("Type") or ""
     if kind not in ("bind", "volume", "tmpfs"):
-        raise BadParameter(f'invalid mount config: mount type unknown: "{kind}"')
+        raise BadParameter(f'invalid mount config for type "{kind}": mount type unknown')
     dest = _check_dest(m.get("Target") or "", kind)
     src = m.get("Source") or ""
     rw = not m.get("ReadOnly")
