@@ -10,7 +10,8 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from pyd.daemon.containers.execs import DetachScanner, ExecInstance, ExecService, detach_keys_arg
+from pyd.daemon.containers.execs import ExecInstance, ExecService, detach_keys_arg
+from pyd.formats.detachkeys import DetachScanner
 from pyd.daemon.containers.logs import LogReader
 from pyd.daemon.runtime.execdriver import ATTACH_RAW, ATTACH_STDERR, ATTACH_STDOUT, ATTACH_WAIT
 from pyd.daemon.errors import BadParameter

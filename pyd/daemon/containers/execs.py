@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from pyd.daemon.containers.model import DEFAULT_PATH, Container, merge_env
-from pyd.formats.detachkeys import DEFAULT_DETACH_KEYS, DetachScanner, parse_detach_keys  # noqa: F401 (DetachScanner for attach)
+from pyd.formats.detachkeys import DEFAULT_DETACH_KEYS, parse_detach_keys
 from pyd.daemon.errors import BadParameter, Conflict, NotFound
 from pyd.daemon.api.validate import strslice
 

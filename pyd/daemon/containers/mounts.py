@@ -140,7 +140,7 @@ def parse_api_mount(m: Any) -> dict[str, Any]:
         driver = ((opts.get("DriverConfig") or {}).get("Name")) or "local"
         subpath = str(opts.get("Subpath") or "")
         if subpath and (subpath.startswith("/") or ".." in subpath.split("/")):
-            raise BadParameter(f'invalid mount config for type "volume": subpath must be a relative path within '
+            raise BadParameter('invalid mount config for type "volume": subpath must be a relative path within '
                                "the volume")
         if subpath:
             mp["_Subpath"] = posixpath.normpath(subpath)

@@ -20,7 +20,7 @@ from pyd.daemon.containers import mounts
 from pyd.daemon.containers.execs import ExecService
 from pyd.daemon.containers.health import HealthMonitor
 from pyd.daemon.containers.image_platform import check_platform
-from pyd.daemon.containers.model import Container, config_env, merge_env
+from pyd.daemon.containers.model import Container, config_env
 from pyd.formats import rfc3339
 from pyd.daemon.containers.restart import RestartManager
 from pyd.daemon.containers.settings import ContainerSettings
