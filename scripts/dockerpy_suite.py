@@ -13,7 +13,8 @@ What it does, each run from scratch except the cached checkout and virtualenv:
    under --scratch (default /var/tmp/dockerpy-suite; never inside this repository).
 2. Starts the daemon on private paths (data-root, exec-root, socket, pidfile, cgroup parent) in a network
    namespace of its own, with loopback only, and loads the busybox image built by tests/kit/images.py from
-   Debian's busybox-static, tagged as every name the suite runs (alpine:3.10, alpine:latest, busybox).
+   Debian's busybox-static, as busybox and, with alpine's postgres user and /var/opt, as alpine:3.10 and
+   alpine:latest (the names the suite runs).
 3. Runs the suite inside that namespace (published ports are reached on its loopback), leaving out what
    cannot work offline or is out of scope: swarm (and its services, secrets, configs, nodes), plugins,
    logins and credential stores, and every test that pulls from Docker Hub (found by reading the tests).
@@ -43,7 +44,8 @@ from hostkit import SBIN_PATH, NetNamespace, remove_cgroups, remove_tree  # noqa
 DOCKERD = "/usr/sbin/dockerd"
 DOCKER_CLI = "/usr/local/bin/docker"
 DEFAULT_SOURCE = "https://github.com/docker/docker-py.git"
-# the image names the suite runs (TEST_IMG is alpine:3.10); busybox stands in for all of them
+# the image names the suite runs (TEST_IMG is alpine:3.10); busybox stands in for all of them, with alpine's
+# postgres user and /var/opt under the alpine names
 IMAGE_NAMES = ("alpine:3.10", "alpine:latest")
 # out of scope or impossible offline, whole files
 LEFT_OUT_FILES = {
@@ -54,6 +56,15 @@ LEFT_OUT_FILES = {
 # a test whose source says one of these is left out (Docker Hub pulls, swarm, plugins, logins)
 LEFT_OUT_WORDS = {".pull(": "pulls from Docker Hub", "init_swarm(": "swarm", "plugin(": "plugins",
                   ".login(": "login"}
+
+
+def alpine_stand_in() -> bytes:
+    """busybox with what the suite's tests expect of alpine: a postgres user (exec -u) and /var/opt (exec -w)."""
+    entries = [e for e in images.busybox_entries() if e.path not in ("etc/passwd", "etc/group")]
+    entries += [images.file("etc/passwd", images.PASSWD + "postgres:x:70:70::/var/lib/postgresql:/bin/sh\n"),
+                images.file("etc/group", images.GROUP + "postgres:x:70:\n"), images.directory("var/opt")]
+    layer = images.tar_bytes(entries)
+    return images.docker_archive([layer], images.image_config([layer], cmd=["sh"]), list(IMAGE_NAMES))
 
 
 def sh(argv: list[str], **kw) -> subprocess.CompletedProcess:
@@ -242,8 +253,8 @@ def main(argv: list[str]) -> int:
         archive = engine.root / "busybox.tar"
         archive.write_bytes(images.busybox_archive())
         engine.docker("load", "-i", str(archive))
-        for name in IMAGE_NAMES:
-            engine.docker("tag", "busybox:latest", name)
+        archive.write_bytes(alpine_stand_in())
+        engine.docker("load", "-i", str(archive))
         env = {k: v for k, v in os.environ.items() if not k.startswith(("DOCKER_", "PYD_"))}
         env.update(DOCKER_HOST=f"unix://{engine.sock}", DOCKER_TEST_API_VERSION=args.api,
                    DOCKER_CONFIG=str(engine.root / "cli"), PATH=SBIN_PATH)
