@@ -133,6 +133,14 @@ join_cgroups(const struct spec *s, execd_error_t *err)
 	return 0;
 }
 
+static int
+unshare_cgroup_namespace(const struct spec *s, execd_error_t *err)
+{
+	if ((s->clone_flags & CLONE_NEWCGROUP) && unshare(CLONE_NEWCGROUP) < 0)
+		return error_errno(err, errno, "unshare cgroup namespace");
+	return 0;
+}
+
 /* -t: a pty from the container's own devpts (after pivot_root or setns, /dev/ptmx is the container's); the
  * slave becomes the controlling terminal and stdio, the master goes back to execd over console_sock. */
 static int
@@ -198,7 +206,7 @@ setup_container(struct spec *s, const struct stdio_pipes *p, const sigset_t *mas
 	umask(0);
 	/* before the namespaces: the host's /proc shows this process whichever pid namespace it joins */
 	if (restore_signals(mask, err) < 0 || setup_stdio(p, err) < 0 || join_cgroups(s, err) < 0 ||
-	    set_oom_score_adj(&s->sec, err) < 0 || enter_namespaces(s, err) < 0 || (!s->exec_pid && setup_rootfs(s, err) < 0) || setup_console(s, err) < 0)
+	    unshare_cgroup_namespace(s, err) < 0 || set_oom_score_adj(&s->sec, err) < 0 || enter_namespaces(s, err) < 0 || (!s->exec_pid && setup_rootfs(s, err) < 0) || setup_console(s, err) < 0)
 		return -1;
 	if ((s->clone_flags & CLONE_NEWNET) && bring_up_loopback(err) < 0)
 		return error_wrap(err, "bring up lo");
@@ -266,7 +274,9 @@ start_container(struct spec *s, struct stdio_pipes *p, const sigset_t *mask, exe
 	cleanup_fd int console_w = console[1];
 	s->console_sock = console_w;
 	/* raw clone: fork semantics in the new namespaces (no stack to manage) */
-	pid_t pid = (pid_t) syscall(SYS_clone, (unsigned long) (SIGCHLD | s->clone_flags), NULL, NULL, NULL, NULL);
+	/* the cgroup namespace is unshared by the child once in its cgroups: its root is the cgroup it is in */
+	unsigned long flags = SIGCHLD | ((unsigned long) s->clone_flags & ~(unsigned long) CLONE_NEWCGROUP);
+	pid_t pid = (pid_t) syscall(SYS_clone, flags, NULL, NULL, NULL, NULL);
 	if (pid < 0)
 		return error_errno(err, errno, "clone");
 	if (pid == 0)

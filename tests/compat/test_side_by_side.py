@@ -132,6 +132,12 @@ CASES = [
     C("etc-files-over-a-volume", "run --rm -v vx-etc:/etc --hostname hv busybox sh -c "
       "'cat /etc/hostname; ls /etc; grep -c localhost /etc/hosts'", "volume rm vx-etc"),
     C("etc-files-over-a-tmpfs", "run --rm --tmpfs /etc busybox ls /etc"),
+    C("cgroupns", "run --rm --cgroupns private busybox cat /proc/self/cgroup",
+      "inspect -f '{{.HostConfig.CgroupnsMode}}' cx-cgns", "run --rm --cgroupns bogus busybox true",
+      "exec cx-cgns sh -c 'grep -c :/$ /proc/self/cgroup'",
+      setup=("run -d --name cx-cgns --cgroupns private busybox sleep 300",), cleanup=("rm -f cx-cgns",)),
+    C("cgroupns-default", "inspect -f '{{.HostConfig.CgroupnsMode}}' cx-cgdef",
+      setup=("create --name cx-cgdef busybox true",), cleanup=("rm -f cx-cgdef",)),
     C("oom-score-adj", "run --rm --oom-score-adj 300 busybox cat /proc/1/oom_score_adj",
       "exec cx-oom cat /proc/self/oom_score_adj", "run --rm --oom-score-adj 1001 busybox true",
       setup=("run -d --name cx-oom --oom-score-adj 200 busybox sleep 300",), cleanup=("rm -f cx-oom",)),

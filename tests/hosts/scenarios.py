@@ -178,6 +178,10 @@ def run_echo(g: Guest) -> None:
     out = g.docker("run", "--rm", "busybox", "echo", "hello from the guest")
     if out != "hello from the guest":
         raise Failed(f"docker run --rm busybox echo printed {out!r}")
+    # every guest is cgroup v2: a container gets its own cgroup namespace by default, as with dockerd
+    out = g.docker("run", "--rm", "busybox", "cat", "/proc/self/cgroup")
+    if out != "0::/":
+        raise Failed(f"/proc/self/cgroup in a container is {out!r}, not a private namespace's 0::/")
 
 
 def limits(g: Guest) -> None:

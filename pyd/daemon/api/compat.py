@@ -34,6 +34,10 @@ def create_body(version: str, body: dict[str, Any]) -> dict[str, Any]:
         for m in mounts:
             if isinstance(m.get("BindOptions"), dict):
                 m["BindOptions"].pop("NonRecursive", None)
+    if before(version, "1.41"):
+        if body.get("HostConfig") is None:
+            body["HostConfig"] = host
+        host.setdefault("CgroupnsMode", "host")    # older clients expect the host's namespace on any host
     if before(version, "1.42"):
         host.pop("ConsoleSize", None)
         for m in mounts:

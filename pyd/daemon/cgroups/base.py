@@ -59,6 +59,9 @@ def device_rules(hc: Mapping[str, Any]) -> list[DeviceRule]:
 class Cgroups:
     """The cgroupfs driver's interface; this base is the host without cgroups (nothing to make or limit)."""
 
+    # a container's cgroup namespace when its HostConfig names none (dockerd's default for the host)
+    default_cgroupns = "host"
+
     def __init__(self, parent: str = "pyd") -> None:
         self.parent = parent.strip("/") or "pyd"
 

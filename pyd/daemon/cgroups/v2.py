@@ -20,6 +20,8 @@ def present() -> bool:
 
 
 class CgroupsV2(Cgroups):
+    default_cgroupns = "private"
+
     def __init__(self, parent: str = "pyd", root: str = ROOT) -> None:
         super().__init__(parent)
         self.root = root            # the unified hierarchy's mount (tests: a hybrid host's cgroup2 mount)

@@ -151,6 +151,10 @@ class ContainerService:
             parse_signal(config["StopSignal"])       # dockerd refuses a bad one at create
         warnings: list[str] = list(platform_warnings)
         host_config = normalize_host_config(host_config, warnings, self.settings.log_driver)
+        cgroupns = host_config.get("CgroupnsMode") or self.cgroups.default_cgroupns
+        if cgroupns not in ("host", "private"):
+            raise BadParameter(f"invalid cgroup namespace mode: {cgroupns}")
+        host_config["CgroupnsMode"] = cgroupns
         if host_config.get("StorageOpt") and self.graph.driver_name == "overlay2":   # no xfs project quotas here
             raise BadParameter("--storage-opt is supported only for overlay over xfs with 'pquota' mount option")
         cid = secrets.token_hex(32)

@@ -15,6 +15,8 @@ def namespaces_for(hc: Mapping[str, Any]) -> list[str]:
     ns = ["mnt", "pid", "uts", "ipc"]
     if hc.get("NetworkMode") != "host":
         ns.append("net")
+    if hc.get("CgroupnsMode") == "private":
+        ns.append("cgroup")
     return ns
 
 
