@@ -71,7 +71,8 @@ class SystemInfo:
             "RegistryConfig": _registry_config(self.cfg),
             "NCPU": os.cpu_count() or 1, "MemTotal": mem, "DockerRootDir": self.cfg.data_root,
             "Name": socket.gethostname(), "Labels": [], "ExperimentalBuild": False,
-            "ServerVersion": __version__, "Runtimes": {"execd": {"path": "execd"}}, "DefaultRuntime": "execd",
+            "ServerVersion": __version__, "Runtimes": {"execd": {"path": "execd"}, "runc": {"path": "execd"}},
+            "DefaultRuntime": "runc",   # the name containers report (clients compare them); execd runs both
             "Swarm": {"LocalNodeState": "inactive", "NodeID": "", "NodeAddr": "", "ControlAvailable": False,
                       "Error": "", "RemoteManagers": None},
             "LiveRestoreEnabled": self.cfg.live_restore, "Isolation": "", "InitBinary": "execd",

@@ -74,6 +74,14 @@ def test_runtime_is_reported_and_unknown_ones_refused(daemon, busybox):
     with pytest.raises(docker.errors.APIError) as info:
         api.create_container(busybox, ["true"], host_config=api.create_host_config(runtime="nope"))
     assert info.value.explanation == "Unknown runtime specified nope"
+    # the default a container gets is the one info names, and info lists it
+    c = api.create_container(busybox, ["true"])
+    try:
+        info = api.info()
+        assert api.inspect_container(c)["HostConfig"]["Runtime"] == info["DefaultRuntime"] == "runc"
+        assert "runc" in info["Runtimes"]
+    finally:
+        api.remove_container(c, force=True)
 
 
 def test_exec_framing_follows_the_start_request(daemon, busybox):
