@@ -175,7 +175,7 @@ def main(argv: list[str]) -> int:
         if not args.no_podman and os.access(PODMAN, os.X_OK):
             candidates.append(Podman(roots / "m"))
         archive = work / "busybox.tar"
-        subprocess.run([sys.executable, str(REPO / "tests" / "images.py"), "archive", str(archive)], check=True)
+        subprocess.run([sys.executable, str(REPO / "tests" / "kit" / "images.py"), "archive", str(archive)], check=True)
         clients, by_column = {}, {}
         for engine in candidates:
             log(f"starting {engine.name}")
