@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from procs import SBIN_PATH, NetNamespace, kill_pid, remove_cgroups, remove_tree
+from procs import SBIN_PATH, NetNamespace, answers_ping, kill_pid, remove_cgroups, remove_tree
 
 DOCKER_CLI = "/usr/local/bin/docker"
 DOCKERD = "/usr/sbin/dockerd"
@@ -54,17 +53,6 @@ class Client:
         start = time.perf_counter()
         self.run(*args, timeout=timeout)
         return time.perf_counter() - start
-
-
-def _ping(sock: str) -> bool:
-    try:
-        with socket.socket(socket.AF_UNIX) as s:
-            s.settimeout(2)
-            s.connect(sock)
-            s.sendall(b"GET /_ping HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-            return s.recv(64).split(b" ")[1:2] == [b"200"]
-    except (OSError, IndexError):
-        return False
 
 
 def docker_cli_env(host: str, config_dir: Path) -> dict[str, str]:
@@ -111,7 +99,7 @@ class Engine:
             self.proc = subprocess.Popen(self.netns.enter_argv() + self.command(), stdin=subprocess.DEVNULL,
                                          stdout=log, stderr=subprocess.STDOUT, env=self.env(), cwd=self.root)
         deadline = time.monotonic() + timeout
-        while not _ping(self.sock):
+        while not answers_ping(self.sock):
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise NotAvailable(f"{self.name} did not start: {self.log_tail()}")
             time.sleep(0.05)

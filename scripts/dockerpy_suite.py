@@ -26,8 +26,6 @@ from __future__ import annotations
 import argparse
 import ast
 import os
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -39,7 +37,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests" / "kit"))
 import images  # noqa: E402  (tests/kit/images.py)
-from hostkit import SBIN_PATH, NetNamespace, remove_cgroups, remove_tree  # noqa: E402
+from hostkit import SBIN_PATH, NetNamespace, answers_ping, remove_cgroups, remove_tree, terminate  # noqa: E402
 
 DOCKERD = "/usr/sbin/dockerd"
 DOCKER_CLI = "/usr/local/bin/docker"
@@ -127,17 +125,6 @@ def left_out(suite: Path) -> tuple[list[str], list[str], Counter]:
 
 # -- the daemons -----------------------------------------------------------------------------------------
 
-def ping(sock: str) -> bool:
-    try:
-        with socket.socket(socket.AF_UNIX) as s:
-            s.settimeout(2)
-            s.connect(sock)
-            s.sendall(b"GET /_ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            return s.recv(64).split(b" ")[1:2] == [b"200"]
-    except (OSError, IndexError):
-        return False
-
-
 class Engine:
     """pyd or dockerd on private paths under `root`, in its own network namespace."""
 
@@ -170,7 +157,7 @@ class Engine:
             self.proc = subprocess.Popen(self.netns.enter_argv() + self.command(), stdin=subprocess.DEVNULL,
                                          stdout=log, stderr=subprocess.STDOUT, env=self.env(), cwd=self.root)
         deadline = time.monotonic() + timeout
-        while not ping(self.sock):
+        while not answers_ping(self.sock):
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"{self.kind} did not start:\n{self.log_path.read_text()[-3000:]}")
             time.sleep(0.1)
@@ -187,12 +174,7 @@ class Engine:
                                      timeout=60).stdout.split()
                 if ids:
                     subprocess.run([DOCKER_CLI, "rm", "-f", *ids], env=env, capture_output=True, timeout=300)
-                self.proc.send_signal(signal.SIGTERM)
-                try:
-                    self.proc.wait(30)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait()
+                terminate(self.proc)
         finally:
             remove_tree(self.root)
             remove_cgroups(self.cgroup_parent)

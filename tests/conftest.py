@@ -15,7 +15,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "kit"))
 import images  # noqa: E402  (tests/kit/images.py)
 from hostkit import (  # noqa: E402,F401  (the clean-up kit, shared with bench/; re-exported for tests)
     CLONE_NEWNET, MNT_DETACH, SBIN_PATH, NetNamespace, kill_processes_under, mounts_under, remove_cgroups,
-    remove_tree, socket_in_netns, unmount_under, _http_status,
+    remove_tree, socket_in_netns, unmount_under, _http_status, answers_ping,
 )
 
 REPO = Path(__file__).resolve().parent.parent
@@ -143,13 +142,7 @@ class Daemon:
         return self
 
     def ping(self) -> bool:
-        try:
-            with socket.socket(socket.AF_UNIX) as s:
-                s.settimeout(2)
-                s.connect(str(self.sock))
-                return _http_status(s, "/_ping") == 200
-        except OSError:
-            return False
+        return answers_ping(self.sock)
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> int | None:
         """SIGTERM by PID, wait up to `timeout`, then SIGKILL. Returns the exit status (None: not started)."""

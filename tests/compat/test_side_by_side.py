@@ -12,8 +12,6 @@ import io
 import os
 import re
 import shlex
-import signal
-import socket
 import subprocess
 import tarfile
 import tempfile
@@ -24,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from conftest import DOCKER_CLI, SBIN_PATH, Result, run_command
-from hostkit import NetNamespace, remove_cgroups, remove_tree
+from hostkit import NetNamespace, answers_ping, remove_cgroups, remove_tree, terminate
 
 DOCKERD = "/usr/sbin/dockerd"
 DOCKERD_CGROUP_PARENT = "pyd-compat-dockerd"
@@ -266,21 +264,11 @@ class Dockerd:
             self.proc = subprocess.Popen(self.netns.enter_argv() + argv, stdin=subprocess.DEVNULL, stdout=log,
                                          stderr=subprocess.STDOUT, env={**os.environ, "PATH": SBIN_PATH})
         deadline = time.monotonic() + timeout
-        while not self.ping():
+        while not answers_ping(self.sock):
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"dockerd did not start: {(self.root / 'dockerd.log').read_text()[-2000:]}",
                             pytrace=False)
             time.sleep(0.1)
-
-    def ping(self) -> bool:
-        try:
-            with socket.socket(socket.AF_UNIX) as s:
-                s.settimeout(2)
-                s.connect(self.sock)
-                s.sendall(b"GET /_ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                return s.recv(64).split(b" ")[1:2] == [b"200"]
-        except (OSError, IndexError):
-            return False
 
     def docker(self, *args: str, timeout: float = 60) -> Result:
         env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
@@ -293,12 +281,7 @@ class Dockerd:
             ids = self.docker("ps", "-aq").stdout.split()
             if ids:
                 self.docker("rm", "-f", *ids, timeout=120)
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+            terminate(self.proc)
         remove_tree(self.root)
         remove_cgroups(DOCKERD_CGROUP_PARENT)
         self.netns.close()

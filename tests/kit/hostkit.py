@@ -199,6 +199,26 @@ def _http_status(sock: socket.socket, path: str, host: str = "localhost") -> int
     return int(head[1]) if len(head) > 1 and head[1].isdigit() else 0
 
 
+def answers_ping(sock_path: str | Path) -> bool:
+    """True when a daemon answers GET /_ping with 200 on the unix socket at sock_path."""
+    try:
+        with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(2)
+            s.connect(str(sock_path))
+            return _http_status(s, "/_ping") == 200
+    except OSError:
+        return False
+
+
+def terminate(proc: subprocess.Popen, wait: float = 30) -> int:
+    """SIGTERM the process we started, SIGKILL it after `wait` s; its exit status."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(wait)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait()
+
 
 class NetNamespace:
     """A network namespace with lo up, held open by a sleeping process so that a daemon can be stopped and
