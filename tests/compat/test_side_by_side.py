@@ -134,6 +134,7 @@ CASES = [
       "inspect -f '{{.HostConfig.CgroupnsMode}}' cx-cgns", "run --rm --cgroupns bogus busybox true",
       "exec cx-cgns sh -c 'grep -c :/$ /proc/self/cgroup'",
       setup=("run -d --name cx-cgns --cgroupns private busybox sleep 300",), cleanup=("rm -f cx-cgns",)),
+    C("blkio-weight", "run --rm --blkio-weight 5 busybox echo ran", "run --rm --blkio-weight 500 busybox echo ran"),
     C("cgroupns-default", "inspect -f '{{.HostConfig.CgroupnsMode}}' cx-cgdef",
       setup=("create --name cx-cgdef busybox true",), cleanup=("rm -f cx-cgdef",)),
     C("oom-score-adj", "run --rm --oom-score-adj 300 busybox cat /proc/1/oom_score_adj",

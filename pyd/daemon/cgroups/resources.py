@@ -59,13 +59,13 @@ def check_resources(hc: dict[str, Any], update: bool = False) -> list[str]:
             raise BadParameter(f"Requested CPUs are not available - requested {cpus}, available: "
                                f"{read_file(_cpuset_root() + '/cpuset.cpus') or f'0-{ncpu - 1}'}")
     weight = hc["BlkioWeight"]
-    if weight and not 10 <= weight <= 1000:
-        raise BadParameter("Range of blkio weight is from 10 to 1000")
     if weight and not blkio_weight_supported():
-        # dockerd's verifyPlatformContainerResources: warn and discard
+        # dockerd's verifyPlatformContainerResources: warn and discard, before the range is looked at
         warnings.append("Your kernel does not support Block I/O weight or the cgroup is not mounted. "
                         "Weight discarded.")
-        hc["BlkioWeight"] = 0
+        hc["BlkioWeight"] = weight = 0
+    if weight and not 10 <= weight <= 1000:
+        raise BadParameter("Range of blkio weight is from 10 to 1000")
     pids = hc.get("PidsLimit")
     if pids is not None and pids <= 0:
         hc["PidsLimit"] = None if not update else 0   # 0 and -1 mean unlimited

@@ -163,7 +163,6 @@ def test_cgroup_parent(daemon, busybox):
     (["-m", "32m", "--memory-swap", "16m"], "Minimum memoryswap limit should be larger than memory limit"),
     (["--memory-reservation", "1k"], "Minimum memory reservation allowed is 6MB"),
     (["--cpus", "999"], "Range of CPUs is from 0.01 to"),
-    (["--blkio-weight", "5"], "Range of blkio weight is from 10 to 1000"),
     (["--cpuset-cpus", "999"], "Requested CPUs are not available"),
 ])
 def test_bad_values_have_dockers_messages(daemon, busybox, flags, message):
