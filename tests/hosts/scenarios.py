@@ -37,7 +37,7 @@ STOP_TIMEOUT = 90.0
 STEP_TIMEOUT = 150.0
 OUTPUT_LIMIT = 4000
 LIMIT_ARGS = ("--memory", "64m", "--pids-limit", "20", "--cpus", "0.5", "--cpu-shares", "512",
-              "--cpuset-cpus", "0")
+              "--cpuset-cpus", "0", "--device-read-bps", "/dev/vda:1mb", "--device-write-iops", "/dev/vda:200")
 # What Docker writes for LIMIT_ARGS on cgroup v2 (cpu.weight: runc's conversion of 512 shares).
 LIMIT_FILES = {"memory.max": "67108864", "pids.max": "20", "cpu.max": "50000 100000", "cpu.weight": "20",
                "cpuset.cpus": "0"}
@@ -195,6 +195,11 @@ def limits(g: Guest) -> None:
             got = str(e)
         if got != want:
             wrong[name] = f"{got!r} (want {want!r})"
+    vda = g.read("/sys/block/vda/dev")     # the guest's root disk: io.max names it by its numbers
+    want = f"{vda} rbps=1048576 wbps=max riops=max wiops=200"
+    got = g.read(f"{cgroup}/io.max")
+    if got != want:
+        wrong["io.max"] = f"{got!r} (want {want!r})"
     if wrong:
         raise Failed(f"cgroup files of {cgroup} after {' '.join(LIMIT_ARGS)}: {wrong}")
 

@@ -14,6 +14,7 @@ import signal
 import time
 from typing import Any, Mapping
 
+from pyd.daemon.cgroups.blkio_devices import device_io
 from pyd.daemon.cgroups.devices import DeviceRule, host_config_rules
 from pyd.daemon.errors import BadParameter
 
@@ -98,6 +99,7 @@ class Cgroups:
     def create(self, cid: str, hc: dict[str, Any]) -> list[str]:
         """Make the cgroup and apply every limit; returns the warnings. Removes what it made on failure."""
         rules = device_rules(hc)   # before anything is made: the requested devices must exist
+        device_io(hc)              # and those the block I/O settings name
         try:
             self._make(cid, hc)
             self._write_devices(cid, hc, rules)

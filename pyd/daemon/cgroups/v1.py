@@ -8,6 +8,7 @@ import os
 from typing import Any, Mapping
 
 from pyd.daemon.cgroups.base import Cgroups, cfs, read_file, write_file
+from pyd.daemon.cgroups.blkio_devices import THROTTLES, device_io
 from pyd.daemon.cgroups.devices import DeviceRule
 
 CONTROLLERS = ("memory", "cpu", "cpuacct", "cpuset", "pids", "blkio", "devices", "freezer")
@@ -112,7 +113,23 @@ class CgroupsV1(Cgroups):
             else:
                 warnings.append("Your kernel does not support Block I/O weight or the cgroup is not mounted. "
                                 "Weight discarded.")
+        if blkio_dir:
+            self._write_device_io(blkio_dir, hc)
         return warnings
+
+    @staticmethod
+    def _write_device_io(blkio_dir: str, hc: Mapping[str, Any]) -> None:
+        """One line per device and limit (a rate of 0 lifts it), as runc writes blkio.throttle.*."""
+        for dev in device_io(hc):
+            for _, name, v1_name in THROTTLES:
+                if name in dev.limits:
+                    write_file(os.path.join(blkio_dir, f"blkio.throttle.{v1_name}_device"),
+                               f"{dev.numbers} {dev.limits[name]}")
+            if dev.weight:
+                for weight_file in ("blkio.weight_device", "blkio.bfq.weight_device"):
+                    if os.path.exists(os.path.join(blkio_dir, weight_file)):
+                        write_file(os.path.join(blkio_dir, weight_file), f"{dev.numbers} {dev.weight}")
+                        break
 
     def _oom_file(self, dirs: Mapping[str, str]) -> str | None:
         return os.path.join(dirs["memory"], "memory.oom_control") if "memory" in dirs else None

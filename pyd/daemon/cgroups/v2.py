@@ -9,6 +9,7 @@ from typing import Any, Mapping
 
 from pyd.daemon.cgroups import device_filter
 from pyd.daemon.cgroups.base import Cgroups, cfs, read_file, write_file
+from pyd.daemon.cgroups.blkio_devices import THROTTLES, device_io
 from pyd.daemon.cgroups.devices import DeviceRule
 
 ROOT = "/sys/fs/cgroup"
@@ -89,6 +90,12 @@ class CgroupsV2(Cgroups):
         put("pids.max", limit if limit > 0 else "max")
         if hc.get("BlkioWeight"):
             put("io.bfq.weight", hc["BlkioWeight"])
+        for dev in device_io(hc):
+            if dev.limits:   # io.max: the keys named; 0 (and the others) unlimited
+                put("io.max", " ".join([dev.numbers] + [f"{name}={dev.limits.get(name) or 'max'}"
+                                                        for _, name, _ in THROTTLES]))
+            if dev.weight:
+                put("io.bfq.weight", f"{dev.numbers} {dev.weight}")
         return []
 
     def _oom_file(self, dirs: Mapping[str, str]) -> str | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 from conftest import remove_cgroups
@@ -202,3 +203,39 @@ def test_pyd_client_flags_and_update(daemon, busybox):
         assert r.returncode != 0
     finally:
         daemon.pyd("rm", "-f", cid)
+
+
+def _a_disk() -> str:
+    """A disk of this machine (not a loop, zram or ram device), for the per-device limits."""
+    for name in sorted(os.listdir("/sys/block")):
+        if not name.startswith(("loop", "zram", "ram")) and os.path.exists(f"/dev/{name}"):
+            return f"/dev/{name}"
+    pytest.fail("no disk found under /sys/block")
+
+
+def test_device_throttles_reach_the_cgroup(daemon, busybox):
+    dev = _a_disk()
+    numbers = Path(f"/sys/block/{dev[5:]}/dev").read_text().strip()
+    cid = daemon.docker("run", "-d", "--network", "none", "--device-read-bps", f"{dev}:1mb",
+                        "--device-write-iops", f"{dev}:200", busybox, "sleep", "300", check=True).stdout.strip()
+    try:
+        if os.path.isdir(V1):
+            blkio = host_cgroup("blkio", cid, daemon.cgroup_parent)
+            assert Path(f"{blkio}/blkio.throttle.read_bps_device").read_text().split() == [numbers, "1048576"]
+            assert Path(f"{blkio}/blkio.throttle.write_iops_device").read_text().split() == [numbers, "200"]
+        else:
+            io_max = Path(host_cgroup("io", cid, daemon.cgroup_parent), "io.max").read_text().split()
+            assert io_max[:3] == [numbers, "rbps=1048576", "wbps=max"] and "wiops=200" in io_max
+    finally:
+        daemon.docker("rm", "-f", cid)
+
+
+def test_a_missing_throttled_device_fails_the_start(daemon, busybox):
+    daemon.docker("create", "--name", "thr-missing", "--device-read-bps", "/dev/pyd-nosuch:1mb", busybox, "true",
+                  check=True)
+    try:
+        r = daemon.docker("start", "thr-missing")
+        assert r.returncode == 1
+        assert "Error response from daemon: stat /dev/pyd-nosuch: no such file or directory" in r.stderr
+    finally:
+        daemon.docker("rm", "-f", "thr-missing")
