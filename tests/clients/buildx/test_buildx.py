@@ -2,6 +2,7 @@
 driver: the builder, its worker and the build cache over /grpc, the session over /session."""
 from __future__ import annotations
 
+import json
 import os
 import platform
 import shutil
@@ -511,3 +512,69 @@ def test_a_run_bind_mount_of_the_context_alone_loads_the_context(daemon, busybox
     assert out.returncode == 0, out.describe()
     assert "[internal] load build context" in out.stderr, out.stderr
     assert daemon.docker("run", "--rm", "bkx:bind", "cat", "/seen", check=True).stdout == "bound from the context\n"
+
+
+CACHEABLE = "FROM busybox:latest\nRUN echo one > /one && date +%s%N > /stamp\nRUN echo two > /two\n"
+
+
+def _only_busybox_left(daemon) -> None:
+    assert daemon.docker("images", "-aq", check=True).stdout.split() == \
+        daemon.docker("images", "-q", "busybox", check=True).stdout.split()
+
+
+def test_cache_from_a_pushed_image_reuses_its_steps_once_the_local_cache_is_gone(daemon, busybox, buildx, registry,
+                                                                                  tmp_path):
+    (tmp_path / "Dockerfile").write_text(CACHEABLE)
+    name = f"{registry}/bkx/cache:1"
+    out = buildx("build", "--progress=plain", "--cache-to", "type=inline", "--push", "-t", name, str(tmp_path),
+                 timeout=180)
+    assert out.returncode == 0, out.describe()
+    stamp = daemon.docker("run", "--rm", name, "cat", "/stamp", check=True).stdout
+    daemon.docker("rmi", name, check=True)
+    _only_busybox_left(daemon)      # nothing local to hit: only the registry has the steps
+
+    again = buildx("build", "--progress=plain", "--cache-from", f"type=registry,ref={name}", "-t", "bkx:cached",
+                   str(tmp_path), timeout=180)
+    assert again.returncode == 0, again.describe()
+    err = again.stderr
+    assert f"importing cache manifest from {name}" in err, err
+    assert re.search(r"\[2/3\] RUN echo one > /one && date \+%s%N > /stamp\n#\d+ CACHED", err), err
+    assert re.search(r"\[3/3\] RUN echo two > /two\n#\d+ CACHED", err), err
+    assert daemon.docker("run", "--rm", "bkx:cached", "cat", "/stamp", check=True).stdout == stamp
+
+    daemon.docker("rmi", "bkx:cached", name, check=True)
+    _only_busybox_left(daemon)
+    fresh = buildx("build", "--progress=plain", "-t", "bkx:fresh", str(tmp_path), timeout=180)   # no cache-from
+    assert fresh.returncode == 0, fresh.describe()
+    assert "CACHED" not in fresh.stderr, fresh.stderr
+    assert daemon.docker("run", "--rm", "bkx:fresh", "cat", "/stamp", check=True).stdout != stamp
+    daemon.docker("rmi", "bkx:fresh", check=True)
+
+
+def test_cache_from_a_missing_image_warns_and_builds(daemon, busybox, buildx, registry, tmp_path):
+    (tmp_path / "Dockerfile").write_text("FROM busybox:latest\nRUN echo built > /b\n")
+    name = f"{registry}/bkx/never-pushed:1"
+    out = buildx("build", "--progress=plain", "--cache-from", f"type=registry,ref={name}", "-t", "bkx:nocache",
+                 str(tmp_path), timeout=180)
+    assert out.returncode == 0, out.describe()
+    assert re.search(rf"importing cache manifest from {re.escape(name)}\n#\d+ ERROR: failed to configure registry "
+                     "cache importer: ", out.stderr), out.stderr
+    assert daemon.docker("run", "--rm", "bkx:nocache", "cat", "/b", check=True).stdout == "built\n"
+
+
+def test_cache_importers_pyd_lacks_are_refused_by_type(daemon, busybox, buildx, tmp_path):
+    (tmp_path / "Dockerfile").write_text("FROM busybox:latest\n")
+    cache = tmp_path / "cache"      # an OCI layout naming a "latest": what the client needs to pass it on
+    (cache / "blobs" / "sha256").mkdir(parents=True)
+    (cache / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
+    (cache / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [
+        {"mediaType": "application/vnd.oci.image.index.v1+json", "digest": "sha256:" + "0" * 64, "size": 2,
+         "annotations": {"org.opencontainers.image.ref.name": "latest"}}]}))
+    out = buildx("build", "--progress=plain", "--cache-from", f"type=local,src={cache}", str(tmp_path), timeout=120)
+    assert out.returncode == 1, out.describe()
+    assert "ERROR: failed to solve: Unimplemented: cache importer 'local' is not supported by this daemon " \
+        "(type=registry is" in out.stderr, out.stderr
+    # cache exporters other than inline: buildx's docker driver refuses them before asking (as with dockerd)
+    out = buildx("build", "--progress=plain", "--cache-to", "type=local,dest=" + str(tmp_path / "out"), str(tmp_path),
+                 timeout=120)
+    assert out.returncode == 1 and "Cache export is not supported for the docker driver" in out.stderr, out.describe()
