@@ -2,11 +2,14 @@
 driver: the builder, its worker and the build cache over /grpc, the session over /session."""
 from __future__ import annotations
 
+import io
 import json
 import os
 import platform
 import shutil
 import signal
+import stat
+import tarfile
 import re
 import subprocess
 import time
@@ -578,3 +581,92 @@ def test_cache_importers_pyd_lacks_are_refused_by_type(daemon, busybox, buildx, 
     out = buildx("build", "--progress=plain", "--cache-to", "type=local,dest=" + str(tmp_path / "out"), str(tmp_path),
                  timeout=120)
     assert out.returncode == 1 and "Cache export is not supported for the docker driver" in out.stderr, out.describe()
+
+
+SCRATCH_OUTPUT = """\
+FROM busybox:latest AS make
+RUN mkdir -p /out/sub && echo built > /out/sub/made.txt && chmod 640 /out/sub/made.txt
+
+FROM scratch
+COPY --chmod=755 run.sh /run.sh
+COPY data/ /data/
+COPY --from=make /out/ /
+"""
+
+
+def _output_project(tmp_path: Path) -> Path:
+    ctx = tmp_path / "ctx"
+    (ctx / "data" / "deep").mkdir(parents=True)
+    (ctx / "Dockerfile").write_text(SCRATCH_OUTPUT)
+    (ctx / "run.sh").write_text("#!/bin/sh\necho run\n")
+    (ctx / "data" / "a.txt").write_text("a\n")
+    (ctx / "data" / "deep" / "b.bin").write_bytes(bytes(range(256)) * 4096)   # 1 MiB: several DATA packets
+    os.symlink("a.txt", ctx / "data" / "link")
+    return ctx
+
+
+SCRATCH_FILES = {"run.sh": 0o755, "data": 0o755, "data/a.txt": 0o644, "data/deep": 0o755, "data/deep/b.bin": 0o644,
+                 "data/link": None, "sub": 0o755, "sub/made.txt": 0o640}
+
+
+def test_local_exporter_writes_the_final_stage_into_a_directory(daemon, busybox, buildx, tmp_path):
+    ctx = _output_project(tmp_path)
+    for args, dest in ((["-o", f"type=local,dest={tmp_path / 'out1'}"], tmp_path / "out1"),
+                       (["-o", str(tmp_path / "out2")], tmp_path / "out2")):
+        out = buildx("build", "--progress=plain", *args, str(ctx), timeout=180)
+        assert out.returncode == 0, out.describe()
+        assert "exporting to client directory" in out.stderr and "exporting to image" not in out.stderr, out.stderr
+        found = {str(p.relative_to(dest)): p for p in dest.rglob("*")}
+        assert set(found) == set(SCRATCH_FILES), sorted(found)
+        for rel, mode in SCRATCH_FILES.items():
+            if mode is not None:
+                assert stat.S_IMODE(found[rel].lstat().st_mode) == mode, rel
+        assert os.readlink(dest / "data" / "link") == "a.txt"
+        assert (dest / "run.sh").read_text() == "#!/bin/sh\necho run\n"
+        assert (dest / "data" / "deep" / "b.bin").read_bytes() == bytes(range(256)) * 4096
+        assert (dest / "sub" / "made.txt").read_text() == "built\n"
+
+
+def _tar_members(data: bytes) -> dict[str, tarfile.TarInfo]:
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        return {m.name.rstrip("/"): m for m in tar.getmembers()}
+
+
+def test_tar_exporter_to_a_file_and_to_stdout(daemon, busybox, buildx, tmp_path):
+    ctx = _output_project(tmp_path)
+    out = buildx("build", "--progress=plain", "-o", f"type=tar,dest={tmp_path / 'out.tar'}", str(ctx), timeout=180)
+    assert out.returncode == 0, out.describe()
+    assert "exporting to client tarball" in out.stderr, out.stderr
+    members = _tar_members((tmp_path / "out.tar").read_bytes())
+    assert set(members) == set(SCRATCH_FILES), sorted(members)
+    for rel, mode in SCRATCH_FILES.items():
+        if mode is not None:
+            assert members[rel].mode == mode, rel
+    assert members["data/link"].issym() and members["data/link"].linkname == "a.txt"
+    assert members["data"].isdir() and members["sub/made.txt"].size == len("built\n")
+
+    piped = buildx("build", "--progress=plain", "-o", "-", str(ctx), timeout=180)
+    assert piped.returncode == 0, piped.describe()
+    members = _tar_members(piped.stdout_bytes)
+    assert set(members) == set(SCRATCH_FILES), sorted(members)
+    with tarfile.open(fileobj=io.BytesIO(piped.stdout_bytes)) as tar:
+        assert tar.extractfile("data/deep/b.bin").read() == bytes(range(256)) * 4096
+
+
+def test_compose_cache_from_reuses_a_pushed_images_steps(daemon, busybox, buildx, registry, tmp_path):
+    (tmp_path / "Dockerfile").write_text(CACHEABLE)
+    name = f"{registry}/bkx/compose-cache:1"
+    out = buildx("build", "--progress=plain", "--cache-to", "type=inline", "--push", "-t", name, str(tmp_path),
+                 timeout=180)
+    assert out.returncode == 0, out.describe()
+    daemon.docker("rmi", name, check=True)
+    _only_busybox_left(daemon)
+    (tmp_path / "compose.yaml").write_text(f"services:\n  app:\n    image: bkcc-app\n    build:\n      context: .\n"
+                                           f"      cache_from:\n        - {name}\n")
+    built = daemon.docker("compose", "--project-directory", str(tmp_path), "-p", "bkcc", "build", timeout=240,
+                          env={**CLI_ENV, "COMPOSE_PROGRESS": "plain"})
+    assert built.returncode == 0, built.describe()
+    shown = built.stdout + built.stderr
+    assert f"importing cache manifest from {name}" in shown, shown
+    assert re.search(r"\[app 3/3\] RUN echo two > /two\n#\d+ CACHED", shown), shown
+    daemon.docker("rmi", "bkcc-app", check=True)
