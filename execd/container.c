@@ -196,8 +196,9 @@ static int
 setup_container(struct spec *s, const struct stdio_pipes *p, const sigset_t *mask, execd_error_t *err)
 {
 	umask(0);
+	/* before the namespaces: the host's /proc shows this process whichever pid namespace it joins */
 	if (restore_signals(mask, err) < 0 || setup_stdio(p, err) < 0 || join_cgroups(s, err) < 0 ||
-	    enter_namespaces(s, err) < 0 || (!s->exec_pid && setup_rootfs(s, err) < 0) || setup_console(s, err) < 0)
+	    set_oom_score_adj(&s->sec, err) < 0 || enter_namespaces(s, err) < 0 || (!s->exec_pid && setup_rootfs(s, err) < 0) || setup_console(s, err) < 0)
 		return -1;
 	if ((s->clone_flags & CLONE_NEWNET) && bring_up_loopback(err) < 0)
 		return error_wrap(err, "bring up lo");
@@ -207,8 +208,13 @@ setup_container(struct spec *s, const struct stdio_pipes *p, const sigset_t *mas
 	if ((!s->exec_pid && make_cwd(s->cwd, err) < 0) || set_rlimits(&s->sec, err) < 0 ||
 	    secure_before_user(&s->sec, err) < 0 || set_user(s, err) < 0 || secure_after_user(&s->sec, err) < 0)
 		return -1;
-	if (chdir(s->cwd) < 0)
-		return error_errno(err, errno, "chdir to cwd %s", s->cwd);
+	if (chdir(s->cwd) < 0) {
+		int e = errno;
+		char why[128];
+		/* runc's words, which dockerd passes on */
+		return error_msg(err, e, "chdir to cwd (\"%s\") set in config.json failed: %s", s->cwd,
+				 lower_strerror(e, why, sizeof why));
+	}
 	umask(022);
 	/* nothing of execd but stdio may leak into the container */
 	if (close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) < 0)

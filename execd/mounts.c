@@ -60,7 +60,7 @@ mount_fs(int root_fd, const struct fs_mount *m, execd_error_t *err)
 	cleanup_fd int target = -1;
 	if (mount_point(root_fd, m->destination, true, &target, err) < 0)
 		return -1;
-	if (mount_on_fd(m->type, target, m->type, m->flags, m->data) < 0)
+	if (mount_on_fd(m->source ? m->source : m->type, target, m->type, m->flags, m->data) < 0)
 		return error_errno(err, errno, "mount %s", m->destination);
 	return 0;
 }

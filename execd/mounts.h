@@ -19,6 +19,7 @@ struct fs_mount {
 	const char *destination, *type;
 	unsigned long flags;
 	const char *data;
+	const char *source;   /* NULL: the type's name, as mount(8) shows it */
 };
 
 int mount_fs(int root_fd, const struct fs_mount *m, execd_error_t *err);

@@ -2,6 +2,7 @@
 #include "process.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <limits.h>
 #include <stdio.h>
@@ -14,6 +15,24 @@
 #include "util.h"
 
 #define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+int
+set_oom_score_adj(const struct security *sec, execd_error_t *err)
+{
+	if (!sec->has_oom_score_adj)
+		return 0;
+	char text[16];
+	int n = snprintf(text, sizeof text, "%d", sec->oom_score_adj);
+	int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return error_errno(err, errno, "open /proc/self/oom_score_adj");
+	ssize_t w = write(fd, text, (size_t) n);
+	int e = errno;
+	close(fd);
+	if (w != n)
+		return error_errno(err, w < 0 ? e : EIO, "write /proc/self/oom_score_adj");
+	return 0;
+}
 
 int
 set_rlimits(const struct security *sec, execd_error_t *err)

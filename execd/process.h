@@ -5,6 +5,9 @@
 #include "error.h"
 #include "spec.h"
 
+/* --oom-score-adj of the process (inherited by what it runs), through the /proc it can see now. */
+int set_oom_score_adj(const struct security *sec, execd_error_t *err);
+
 int set_rlimits(const struct security *sec, execd_error_t *err);
 
 /* HOME from the container's /etc/passwd, as runc does when the spec has none. */

@@ -79,6 +79,7 @@ enum attach_flags {
 #define KEY_RLIMIT "rlimit"                 /* list */
 #define KEY_DEVICE "device"                 /* list */
 #define KEY_SHM_SIZE "shm_size"
+#define KEY_OOM_SCORE_ADJ "oom_score_adj"
 
 /* Files in the state directory. */
 #define CONTROL_SOCKET "execd.sock"

@@ -76,7 +76,7 @@ mount_standard_filesystems(int root_fd, execd_error_t *err)
 	static const struct fs_mount dev = { "/dev", "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=755,size=65536k" };
 	static const struct fs_mount under_dev[] = {
 		{ "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5" },
-		{ "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777,size=65536k" },
+		{ "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777,size=65536k", "shm" },   /* runc's name */
 		{ "/dev/mqueue", "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL },
 	};
 	if (mount_fs(root_fd, &proc, err) < 0 || mount_fs(root_fd, &dev, err) < 0 || populate_dev(root_fd, err) < 0)

@@ -238,6 +238,16 @@ spec_security(struct security *sec, const char *key, const char *val, execd_erro
 		sec->shm_size = n;
 		return 0;
 	}
+	if (strcmp(key, KEY_OOM_SCORE_ADJ) == 0) {
+		char *end;
+		errno = 0;
+		long v = strtol(val, &end, 10);
+		if (errno || end == val || *end || v < -1000 || v > 1000)
+			return error_msg(err, EINVAL, "invalid number \"%s\" for \"%s\"", val, key);
+		sec->has_oom_score_adj = true;
+		sec->oom_score_adj = (int) v;
+		return 0;
+	}
 	return 1;
 }
 
@@ -336,7 +346,7 @@ spec_validate(const struct spec *s, execd_error_t *err)
 		return error_msg(err, EINVAL, "rootfs must be an absolute path");
 	if (s->state_dir == NULL || s->state_dir[0] != '/')
 		return error_msg(err, EINVAL, "state_dir must be an absolute path");
-	if (s->args.n == 0 || s->args.v[0][0] == '\0')
+	if (s->args.n == 0)   /* an empty arg0 is looked up, and not found, as runc does */
 		return error_msg(err, EINVAL, "no command specified");
 	if (s->cwd[0] != '/')
 		return error_msg(err, EINVAL, "cwd \"%s\" is not an absolute path", s->cwd);

@@ -47,6 +47,8 @@ struct security {
 	struct device_node *devices;
 	size_t ndevices;
 	unsigned long long shm_size;   /* bytes of /dev/shm; 0 keeps the default */
+	bool has_oom_score_adj;
+	int oom_score_adj;             /* -1000..1000 */
 };
 
 struct ns_join {

@@ -13,7 +13,7 @@ from pyd.http.headers import Headers, chunk, format_head, tokens
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Iterable
+    from typing import Any
 
 MAX_HEAD = 1 << 20                 # request/status line + headers (and, separately, trailers)
 MAX_CHUNK_LINE = 4096              # "size;extensions" line of a chunk

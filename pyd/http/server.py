@@ -228,12 +228,12 @@ class Request:
         if self._body is not None:
             return self._body
         parts, total = [], 0
-        async for chunk in self.body_stream():
-            total += len(chunk)
+        async for piece in self.body_stream():
+            total += len(piece)
             if total > limit:
                 self.keep_alive = False
                 raise HTTPError(f"request body is larger than {limit} bytes", 413)
-            parts.append(chunk)
+            parts.append(piece)
         self._body = b"".join(parts)
         return self._body
 

@@ -106,7 +106,10 @@ def test_load_of_a_bad_archive_is_an_error_in_the_stream(daemon, tmp_path):
     bad = tmp_path / "bad.tar"
     bad.write_bytes(b"abc")
     r = daemon.docker("load", "-i", str(bad))
-    assert r.returncode == 1 and "invalid tar header" in r.stderr
+    assert r.returncode == 1 and "Error processing tar file(exit status 1): unexpected EOF" in r.stderr, r.stderr
+    bad.write_bytes(bytes(range(256)) * 8)
+    r = daemon.docker("load", "-i", str(bad))
+    assert "Error processing tar file(exit status 1): archive/tar: invalid tar header" in r.stderr, r.stderr
 
 
 def test_network_names_and_ipam_options_as_given(daemon, busybox):
@@ -162,3 +165,10 @@ def test_field_names_in_another_case_reach_the_config(daemon, busybox):
         assert "CPURealtimePeriod" not in hc
     finally:
         api.remove_container(c, force=True)
+
+
+def test_image_inspect_keys_as_dockerds(daemon, busybox):
+    info = daemon.api.api.inspect_image(busybox)
+    # an empty Variant is left out (omitempty); the Config keeps every key, empty ones too
+    assert "Variant" not in info and {"Architecture", "Os", "RootFS", "Metadata"} <= set(info)
+    assert {"Hostname", "User", "Env", "Cmd", "Entrypoint", "Labels", "OnBuild", "Volumes"} <= set(info["Config"])

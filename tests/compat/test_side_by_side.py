@@ -8,12 +8,14 @@ shrinks with the fixes). The match rate is printed at the end of the module's ru
 """
 from __future__ import annotations
 
+import io
 import os
 import re
 import shlex
 import signal
 import socket
 import subprocess
+import tarfile
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -32,15 +34,19 @@ pytestmark = pytest.mark.slow
 @dataclass
 class Case:
     name: str
-    steps: list[list[str]]              # every step's result is compared, in order; "!sleep S" waits
+    # every step's result is compared, in order; "!sleep S" waits; "!tar ARGS" lists the tar `docker ARGS`
+    # writes (type, mode, size, name, link: no owner names or times, which current dockerd leaves out)
+    steps: list[list[str]]
     setup: list[list[str]] = field(default_factory=list)      # run first, results not compared
     cleanup: list[list[str]] = field(default_factory=list)
+    files: dict[str, str] = field(default_factory=dict)       # written into a fresh folder, named {ctx} in args
 
 
-def C(name: str, *steps: str, setup: tuple[str, ...] = (), cleanup: tuple[str, ...] = ()) -> Case:
+def C(name: str, *steps: str, setup: tuple[str, ...] = (), cleanup: tuple[str, ...] = (),
+      files: dict[str, str] | None = None) -> Case:
     """A case from docker command lines, split as a shell would."""
     return Case(name, [shlex.split(s) for s in steps], [shlex.split(s) for s in setup],
-                [shlex.split(s) for s in cleanup])
+                [shlex.split(s) for s in cleanup], files or {})
 
 
 CASES = [
@@ -64,6 +70,8 @@ CASES = [
     C("run-bad-log-driver", "run --rm --log-driver bogus busybox true"),
     C("run-name-conflict", "create --name cx-dup busybox true", "create --name cx-dup busybox true",
       cleanup=("rm -f cx-dup",)),
+    C("start-a-again", "start -a cx-sa", "start -a cx-sa", setup=("create --name cx-sa busybox sh -c 'echo ran; exit 4'",),
+      cleanup=("rm -f cx-sa",)),
     C("create-start-inspect", "create --name cx-life busybox true", "start -a cx-life",
       "inspect -f '{{.State.Status}} {{.State.ExitCode}}' cx-life", "rm cx-life"),
     C("ps-format", "ps -a --filter name=cx-ps --format '{{.Names}} {{.Image}} {{.Command}}'",
@@ -114,8 +122,75 @@ CASES = [
     C("network-life", "network create nx1", "network ls --filter name=nx1 --format '{{.Name}} {{.Driver}}'",
       "network rm nx1", "network rm nx1"),
     C("network-missing", "network inspect no-such-network"),
-    C("cp", "cp cx-cp:/etc/hostname -", "cp cx-cp:/no-such-file /tmp/x",
+    C("cp", "!tar cp cx-cp:/etc/hostname -", "!tar cp cx-cp:/.dockerenv -", "cp cx-cp:/no-such-file /tmp/x",
+      "inspect -f '[{{.HostnamePath}}]' cx-cp", "start -a cx-cp", "!tar cp cx-cp:/etc/mtab -",
       setup=("create --name cx-cp --hostname cph busybox true",), cleanup=("rm -f cx-cp",)),
+    # dockerd's init layer: in the container, in export, never in diff
+    C("export-init-layer", "!tar export cx-exp", "diff cx-exp",
+      setup=("create --name cx-exp busybox true",), cleanup=("rm -f cx-exp",)),
+    C("run-mtab", "run --rm busybox readlink /etc/mtab"),
+    C("etc-files-over-a-volume", "run --rm -v vx-etc:/etc --hostname hv busybox sh -c "
+      "'cat /etc/hostname; ls /etc; grep -c localhost /etc/hosts'", "volume rm vx-etc"),
+    C("etc-files-over-a-tmpfs", "run --rm --tmpfs /etc busybox ls /etc"),
+    C("oom-score-adj", "run --rm --oom-score-adj 300 busybox cat /proc/1/oom_score_adj",
+      "exec cx-oom cat /proc/self/oom_score_adj", "run --rm --oom-score-adj 1001 busybox true",
+      setup=("run -d --name cx-oom --oom-score-adj 200 busybox sleep 300",), cleanup=("rm -f cx-oom",)),
+    C("domainname", "run --rm --hostname h1 --domainname example.test busybox sh -c "
+      "'hostname; cat /proc/sys/kernel/domainname; tail -1 /etc/hosts | cut -f2'",
+      "run --rm --hostname a.b busybox sh -c 'tail -1 /etc/hosts | cut -f2'"),
+    # ps filters and their values as dockerd checks them
+    C("ps-filters-select", "ps -a --filter network=nx-ps --format {{.Names}}",
+      "ps -a --filter volume=vx-ps --format {{.Names}}", "ps -a --filter volume=/data --format {{.Names}}",
+      "ps -a --filter publish=18091 --format {{.Names}}", "ps -a --filter publish=80 --format {{.Names}}",
+      "ps -a --filter expose=80 --format {{.Names}}", "ps -a --filter expose=6990-7010/tcp --format {{.Names}}",
+      "ps -a --filter is-task=true --format {{.Names}}",
+      "ps -a --filter is-task=false --filter name=cx-psf --format {{.Names}}",
+      "ps -a --filter health=none --filter name=cx-psf --format {{.Names}}",
+      "ps -n 2 --format {{.Names}}", "ps -l --format {{.Names}}",
+      setup=("network create nx-ps", "volume create vx-ps",
+             "create --name cx-psf-a --network nx-ps -v vx-ps:/data --expose 7000 busybox true",
+             "run -d --name cx-psf-b -p 127.0.0.1:18091:80 --expose 7001 busybox sleep 300",
+             "create --name cx-psf-c busybox true"),
+      cleanup=("rm -f cx-psf-a cx-psf-b cx-psf-c", "network rm nx-ps", "volume rm vx-ps")),
+    C("ps-bad-filter-values", "ps --filter health=bogus", "ps --filter is-task=maybe", "ps --filter exited=x",
+      "ps --filter publish=1:2", "ps --filter expose=abc", "ps --filter publish=80-70",
+      "ps --filter expose=70000", "ps --filter publish=/tcp", "ps --filter before=no-such-container"),
+    C("ps-command-quoting", "ps -a --no-trunc --filter name=cx-cmd --format {{.Command}}",
+      setup=("create --name cx-cmd busybox sh -c 'echo a  b; true'",), cleanup=("rm -f cx-cmd",)),
+    C("inspect-size", "inspect -s -f '{{.SizeRw}} {{.SizeRootFs}}' cx-isz", "inspect -f '{{.SizeRw}}' cx-isz",
+      "inspect -f '{{.HostConfig.Runtime}}' cx-isz",
+      setup=("run --name cx-isz busybox sh -c 'head -c 3000 /dev/zero > /f'",), cleanup=("rm -f cx-isz",)),
+    C("images-reference-glob", "images --format {{.Repository}} --filter reference=*ix*",
+      "images --format {{.Repository}} --filter reference=*/ix*",
+      setup=("tag busybox ix/a:1", "tag busybox bix:1"), cleanup=("rmi ix/a:1 bix:1",)),
+    C("images-since-within-a-second", "images --format {{.Repository}} --filter since=ims-a:1",
+      "images --format {{.Repository}} --filter before=ims-b:1 --filter reference=ims-*",
+      setup=("create --name cx-ims busybox true", "commit cx-ims ims-a:1", "commit cx-ims ims-b:1"),
+      cleanup=("rm -f cx-ims", "rmi ims-a:1 ims-b:1")),
+    # the CLI sends --until in whole seconds: the sleep puts every event of the case before it
+    C("events-attach", "attach cx-ev", "!sleep 1.1",
+      "events --since 30s --until 0s --filter container=cx-ev --format '{{.Type}} {{.Action}}'",
+      setup=("run -d --name cx-ev busybox sh -c 'sleep 1; echo bye'",), cleanup=("rm -f cx-ev",)),
+    C("prune-until", "network prune -f --filter until=1h", "network ls -q --filter name=nx-pu",
+      "container prune -f --filter until=bogus", "image prune -f --filter until=24h",
+      setup=("network create nx-pu",), cleanup=("network rm nx-pu",)),
+    C("run-refusals", "run --rm busybox ''", "run --rm --group-add nosuch busybox true",
+      "run --rm --isolation bogus busybox true", "run --rm --storage-opt size=1g busybox true"),
+    C("create-refusals", "create --stop-signal bogus busybox true", "create --mount type=bogus,dst=/x busybox true",
+      "volume create --driver bogus vx-bad", "images --filter dangling=maybe"),
+    C("exec-missing-user-or-dir", "exec -u nosuch cx-exu id", "exec -w /nonexist cx-exu pwd",
+      setup=("run -d --name cx-exu busybox sleep 300",), cleanup=("rm -f cx-exu",)),
+    C("update-refusals", "update --memory 1k cx-upr", "update --cpus -1 cx-upr",
+      setup=("create --name cx-upr busybox true",), cleanup=("rm -f cx-upr",)),
+    C("dev-shm", "run --rm --shm-size 1m busybox sh -c 'grep \" /dev/shm \" /proc/mounts | cut -d\" \" -f1-3'"),
+    C("rm-running", "rm cx-rmr", setup=("run -d --name cx-rmr busybox sleep 300",), cleanup=("rm -f cx-rmr",)),
+    C("save-layout", "!tar save busybox"),
+    C("run-network-missing", "run --rm --network no-such-network busybox true"),
+    C("load-bad-archive", "load -i {ctx}/short.tar", "load -i {ctx}/garbage.tar",
+      files={"short.tar": "not a tar\n", "garbage.tar": "x" * 1024}),
+    C("build-quiet-failure", "build -q {ctx}", "build -q -f ok.Dockerfile {ctx}",
+      files={"Dockerfile": "FROM busybox\nRUN echo step-output\nRUN echo to-stderr >&2; exit 3\n",
+             "ok.Dockerfile": "FROM busybox\nRUN true\n"}),
     C("update", "update --memory 64m cx-upd", "inspect -f '{{.HostConfig.Memory}} {{.HostConfig.NanoCpus}}' cx-upd",
       "update --cpus 0.5 cx-upd", "inspect -f '{{.HostConfig.Memory}} {{.HostConfig.NanoCpus}}' cx-upd",
       setup=("run -d --name cx-upd busybox sleep 300",), cleanup=("rm -f cx-upd",)),
@@ -129,13 +204,17 @@ CASES = [
 KEPT: dict[str, str] = {
     "exec-not-found": "exit 127 for a command that is not found, as dockerd since 23.0 answers (20.10: 126)",
     "exec-stopped": "'container ... is not running' in the lower case current dockerd uses (20.10: 'Container')",
+    "rm-running": "current dockerd's words ('cannot remove container \"/x\": container is running: stop the "
+                  "container before removing or force remove'); 20.10: 'You cannot remove a running container'",
+    "save-layout": "docker save writes the OCI layout with manifest.json beside it, as dockerd since 25.0 "
+                   "(20.10: the legacy ID/layer.tar folders only); both load everywhere",
+    "run-network-missing": "a start that cannot join its network says 'failed to set up container networking: ', "
+                           "as current dockerd (20.10: the bare 'network x not found')",
     "update": "dockerd 20.10 refuses a memory update when the container has no swap limit on this cgroup v1 "
               "host ('should be smaller than already set memoryswap limit'); current dockerd applies it, as pyd",
 }
 # pyd bugs still open; each must still fail
 BUGS: dict[str, str] = {
-    "run-dockerenv": "/.dockerenv is missing",
-    "cp": "the etc files of a container that never ran are not found by docker cp",
 }
 
 
@@ -150,8 +229,12 @@ RUNTIME_WORDS = ("failed to create shim task: OCI runtime create failed: runc cr
                  "container process:", "failed to create task for container: failed to start container process:")
 
 
+# the classic builder's words for a removed step container: 20.10's, and current dockerd's (pyd's)
+REMOVED_WORDS = ("Removing intermediate container", " ---> Removed intermediate container")
+
+
 def normalise(text: str) -> str:
-    text = text.replace(*RUNTIME_WORDS)
+    text = text.replace(*RUNTIME_WORDS).replace(*REMOVED_WORDS)
     text = ID_RE.sub("<ID>", text)
     text = AGO_RE.sub("<AGO>", text)
     return TIME_RE.sub("<TIME>", text)
@@ -238,7 +321,29 @@ def pyd_side(daemon, busybox_archive: Path):
 RESULTS: dict[str, bool] = {}
 
 
-def _run_case(run, case: Case) -> list[tuple[int, str, str]]:
+def tar_listing(data: bytes) -> str:
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data)) as t:
+            return "".join(f"{m.type.decode()} {m.mode:o} {m.size} {m.name} {m.linkname}\n" for m in t)
+    except tarfile.TarError as e:
+        return f"not a tar: {e}\n"
+
+
+def _run_case(docker, case: Case) -> list[tuple[int, str, str]]:
+    ctx = tempfile.mkdtemp(prefix="pyd-compat-ctx-", dir="/tmp") if case.files else ""
+    for name, text in case.files.items():
+        Path(ctx, name).write_text(text)
+
+    def run(*args: str) -> Result:
+        return docker(*(a.replace("{ctx}", ctx) for a in args))
+    try:
+        return _run_steps(run, case)
+    finally:
+        if ctx:
+            remove_tree(Path(ctx))
+
+
+def _run_steps(run, case: Case) -> list[tuple[int, str, str]]:
     for step in case.setup:
         run(*step)
     try:
@@ -247,6 +352,10 @@ def _run_case(run, case: Case) -> list[tuple[int, str, str]]:
             if step[0] == "!sleep":          # let a daemon act on its own (a restart policy) before looking
                 time.sleep(float(step[1]))
                 out.append((0, "", ""))
+                continue
+            if step[0] == "!tar":
+                r = run(*step[1:])
+                out.append((r.returncode, tar_listing(r.stdout_bytes) if r.returncode == 0 else r.stdout, r.stderr))
                 continue
             r = run(*step)
             out.append((r.returncode, r.stdout, r.stderr))

@@ -55,7 +55,7 @@ def full_security(**kw) -> Security:
     seccomp = SeccompFilter(default_action=0, arches=["x86_64"], rules=["0 read 0"]).records()
     return Security(caps="0 0 0 0 0", no_new_privileges=True, privileged=True, masked_paths=["/p"],
                     readonly_paths=["/q"], seccomp=seccomp, rlimits=["7 1 1"], sysctls=["a=b"],
-                    devices=["c 1 3 666 /dev/x"], shm_size=1, **kw)
+                    devices=["c 1 3 666 /dev/x"], shm_size=1, oom_score_adj=-5, **kw)
 
 
 def test_protocol_version_and_limits() -> None:

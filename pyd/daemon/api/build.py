@@ -51,6 +51,7 @@ def register(router: Router, graph: Graph, containers: BuildContainers, in_use: 
             try:
                 image_id = await builder.run()
             except BuildError as exc:
+                await _send_suppressed(builder, out)
                 detail: dict[str, Any] = {"message": exc.message}
                 if exc.code:
                     detail["code"] = exc.code
@@ -58,6 +59,7 @@ def register(router: Router, graph: Graph, containers: BuildContainers, in_use: 
                 await out.close()
                 return
             except (BadParameter, OSError) as exc:
+                await _send_suppressed(builder, out)
                 message = getattr(exc, "message", None) or str(exc)
                 await out.write_json({"errorDetail": {"message": message}, "error": message})
                 await out.close()
@@ -91,6 +93,12 @@ def register(router: Router, graph: Graph, containers: BuildContainers, in_use: 
 
     router.add("POST", "/build", releasing_memory(build))
     router.add("POST", "/build/prune", prune)
+
+
+async def _send_suppressed(builder: Builder, out: StreamWriter) -> None:
+    """dockerd's build -q that fails: the step log it kept back, before the error."""
+    if builder.suppressed:
+        await out.write_json({"stream": "".join(builder.suppressed)})
 
 
 def _options(req: Request) -> BuildOptions:

@@ -3,16 +3,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from typing import TYPE_CHECKING, Any
 
-from pyd.daemon.containers import mounts
-from pyd.daemon.api.util import check_filter_keys, filters_arg, parse_time_arg
+from pyd.daemon.containers import initlayer, mounts
+from pyd.daemon.api.container_filters import filter_containers, parse_filters
+from pyd.daemon.api.util import filters_arg, parse_time_arg
 from pyd.daemon.containers.attach import AttachOptions, Attachments
 from pyd.daemon.containers.logstream import LogOptions, LogStream
 from pyd.daemon.containers.model import Container
 from pyd.daemon.network import links
 from pyd.formats import rfc3339
+from pyd.formats.rfc3339 import ZERO_TIME
 from pyd.daemon.errors import BadParameter, NotFound, ServerError
 from pyd.daemon.storage.trees import tree_size
 from pyd.http.server import Response
@@ -30,9 +31,6 @@ log = logging.getLogger("pyd")
 
 MULTIPLEXED = "application/vnd.docker.multiplexed-stream"
 RAW = "application/vnd.docker.raw-stream"
-STATUSES = ("created", "restarting", "running", "removing", "paused", "exited", "dead")
-LIST_FILTERS = {"id", "name", "label", "status", "exited", "ancestor", "before", "since", "network",
-                "health", "is-task", "volume", "expose", "publish"}
 
 
 def stream_type(req: Request, c: Container) -> str:
@@ -60,15 +58,12 @@ def register(router: Router, svc: ContainerService, networks: NetworkController,
 
     async def list_(req) -> list:
         filters = filters_arg(req)
-        check_filter_keys(filters, LIST_FILTERS)
-        for status in filters.get("status", []):
-            if status not in STATUSES:
-                raise BadParameter(f"Invalid filter 'status={status}'")
-        show_all = req.arg_bool("all")
+        flt = parse_filters(filters, svc)
         limit = req.arg_int("limit", -1) or -1
+        show_all = req.arg_bool("all") or limit > 0          # dockerd: a limit (ps -n, -l) lists stopped ones too
         items = sorted(svc.all(), key=lambda c: c.Created, reverse=True)
         items = [c for c in items if (show_all or c.State.Running or filters.get("status") or filters.get("exited"))]
-        items = filter_containers(items, filters, svc, graph)
+        items = filter_containers(items, flt, graph, lambda c: _network_settings(c)["Networks"], networks.ports_of)
         if limit > 0:
             items = items[:limit]
         entries = [list_entry(c, networks) for c in items]
@@ -82,7 +77,11 @@ def register(router: Router, svc: ContainerService, networks: NetworkController,
         return entries
 
     async def inspect(req, id: str) -> dict:
-        return inspect_entry(svc.get(id), svc, graph)
+        c = svc.get(id)
+        entry = inspect_entry(c, svc, graph)
+        if req.arg_bool("size"):         # inspect -s
+            entry.update(await asyncio.to_thread(container_sizes, graph, c.ID, c.Image))
+        return entry
 
     async def start(req, id: str) -> None:
         await svc.start(id)
@@ -253,55 +252,6 @@ async def log_stream(req: Request, svc: ContainerService, c: Container) -> None:
 
 # ---------------------------------------------------------------- shapes of list and inspect
 
-def filter_containers(items: list[Container], filters: dict[str, list[str]], svc: ContainerService,
-                      graph: Graph) -> list[Container]:
-    def ok(c: Container) -> bool:
-        for key, values in filters.items():
-            if not values:
-                continue
-            if key == "id" and not any(c.ID.startswith(v) for v in values):
-                return False
-            if key == "name" and not any(_regexp_match(v, c.Name) or _regexp_match(v, c.Name.lstrip("/"))
-                                         for v in values):
-                return False
-            if key == "status" and c.State.Status not in values:
-                return False
-            if key == "exited" and (c.State.Running or c.State.Status == "created"
-                                    or str(c.State.ExitCode) not in values):
-                return False
-            if key == "label":
-                labels = c.Config.get("Labels") or {}
-                for v in values:
-                    k, eq, val = v.partition("=")
-                    if k not in labels or (eq and labels[k] != val):
-                        return False
-            if key == "ancestor" and not any(_is_ancestor(c, v, graph) for v in values):
-                return False
-            if key in ("before", "since"):
-                ref = svc.get(values[0])
-                if key == "before" and not c.Created < ref.Created:
-                    return False
-                if key == "since" and not c.Created > ref.Created:
-                    return False
-        return True
-    return [c for c in items if ok(c)]
-
-
-def _regexp_match(pattern: str, text: str) -> bool:
-    """dockerd's filters.Match: a regular expression search; one that does not compile matches nothing."""
-    try:
-        return re.search(pattern, text) is not None
-    except re.error:
-        return False
-
-
-def _is_ancestor(c: Container, ref: str, graph: Graph) -> bool:
-    try:
-        return graph.resolve_image(ref).id == c.Image
-    except Exception:
-        return c.Config.get("Image") == ref
-
-
 def _network_settings(c: Container) -> dict[str, Any]:
     mode = c.HostConfig.get("NetworkMode", "none")
     endpoint = {"IPAMConfig": None, "Links": None, "Aliases": None, "MacAddress": "", "NetworkID": "",
@@ -326,7 +276,8 @@ def list_entry(c: Container, networks: NetworkController) -> dict[str, Any]:
 def container_sizes(graph: Graph, container_id: str, image_id: str) -> dict[str, int]:
     """SizeRw (the container's own files) and SizeRootFs (those and its image's), as `ps -s` shows them."""
     try:
-        rw = tree_size(graph.rw_dir(container_id))
+        top = graph.rw_dir(container_id)
+        rw = tree_size(top) - initlayer.entries_size(top)     # dockerd's init layer is not the container's
     except (NotFound, OSError):      # no layer (yet): nothing of its own
         rw = 0
     image = graph.find_image(image_id) if image_id else None
@@ -344,10 +295,12 @@ def inspect_entry(c: Container, svc: ContainerService, graph: Graph) -> dict[str
                 "SecondaryIPv6Addresses": None, "EndpointID": "", "Gateway": "", "GlobalIPv6Address": "",
                 "GlobalIPv6PrefixLen": 0, "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "", "MacAddress": "",
                 **_network_settings(c), **c.NetworkSettings}
+    ran = c.State.StartedAt != ZERO_TIME       # dockerd names the /etc files from the first start on
     return {
         "Id": c.ID, "Created": c.Created, "Path": c.Path, "Args": c.Args, "State": c.State.to_json(),
-        "Image": c.Image, "ResolvConfPath": c.path("resolv.conf"), "HostnamePath": c.path("hostname"),
-        "HostsPath": c.path("hosts"), "LogPath": c.log_path, "Name": c.Name, "RestartCount": c.RestartCount,
+        "Image": c.Image, "ResolvConfPath": c.path("resolv.conf") if ran else "",
+        "HostnamePath": c.path("hostname") if ran else "", "HostsPath": c.path("hosts") if ran else "",
+        "LogPath": c.log_path, "Name": c.Name, "RestartCount": c.RestartCount,
         "Driver": c.Driver, "Platform": "linux", "MountLabel": "", "ProcessLabel": "", "AppArmorProfile": "",
         "ExecIDs": svc.execs.ids_for(c), "HostConfig": c.HostConfig,
         "GraphDriver": {"Name": c.Driver, "Data": graph_data}, "Mounts": mounts.inspect_mounts(c), "Config": c.Config,

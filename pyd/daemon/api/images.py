@@ -37,6 +37,9 @@ def register(router: Router, images: ImageService, graph: Graph, tmp_dir: str) -
     async def list_(req) -> list:
         filters = filters_arg(req)
         check_filter_keys(filters, LIST_FILTERS)
+        dangling = filters.get("dangling") or []
+        if dangling and "true" not in dangling and "false" not in dangling:
+            raise BadParameter(f"Invalid filter 'dangling=[{' '.join(dangling)}]'")     # dockerd's ExactMatch
         compat.image_list_filters(api_version(req), filters, req.arg("filter"))
         return compat.image_list(api_version(req), images.summaries(filters, req.arg_bool("all")))
 
@@ -171,7 +174,8 @@ def image_inspect(graph: Graph, img: Image) -> dict[str, Any]:
         "Comment": cfg.get("comment", ""),
         "Created": img.created, "DockerVersion": cfg.get("docker_version", ""), "Author": cfg.get("author", ""),
         "Config": img.container_config(), "Architecture": cfg.get("architecture", "amd64"),
-        "Variant": cfg.get("variant"), "Os": cfg.get("os", "linux"), "Size": img.size,
+        **({"Variant": cfg["variant"]} if cfg.get("variant") else {}),      # omitempty, as dockerd's
+        "Os": cfg.get("os", "linux"), "Size": img.size,
         "GraphDriver": graph.graph_driver(image_id=img.id),
         "RootFS": {"Type": "layers", **({"Layers": img.diff_ids()} if img.diff_ids() else {})},
         "Metadata": {"LastTagTime": "0001-01-01T00:00:00Z"},

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from pyd.daemon.api.util import check_filter_keys, filters_arg
+from pyd.daemon.api.util import check_filter_keys, filters_arg, until_filter
 from pyd.daemon.errors import BadParameter
 from pyd.daemon.network.controller import PREDEFINED, label_match
 from pyd.http.server import Response
@@ -73,7 +73,8 @@ def register(router: Router, networks: NetworkController) -> None:
     async def prune(req) -> dict:
         filters = filters_arg(req)
         check_filter_keys(filters, {"label", "until"})
-        gone = await networks.prune(filters.get("label"))
+        until = [until_filter(v) for v in filters.get("until") or []]
+        gone = await networks.prune(filters.get("label"), min(until) if until else None)
         return {"NetworksDeleted": gone or None}
 
     router.add("GET", "/networks", list_)

@@ -82,6 +82,27 @@ def parse_time_arg(value: str | None, name: str) -> float:
         raise BadParameter(f"invalid value for {name}: {value}") from None
 
 
+def until_filter(value: str) -> float:
+    """A prune filter's `until` as dockerd's GetTimestamp reads it: a Go duration that long ago (whole
+    seconds), a unix timestamp, or an RFC 3339 time (local when it names no zone)."""
+    import math
+    import time
+    from pyd.formats.units import parse_duration
+    if value != "0":
+        try:
+            return float(math.floor(time.time() - parse_duration(value) / 1e9))
+        except ValueError:
+            pass
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        return rfc3339.parse(value, local=True)
+    except ValueError:
+        raise BadParameter(f'failed to parse value as time or duration: "{value}"') from None
+
+
 async def spool_body(req: Any, tmp_dir: str) -> str:
     """Write a (possibly huge) upload to a temp file, never holding it in memory; the caller unlinks it."""
     fd, path = tempfile.mkstemp(dir=tmp_dir, prefix="upload-")

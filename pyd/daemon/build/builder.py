@@ -202,11 +202,12 @@ class Builder:
         self.platform_args: dict[str, str] = {}  # TARGETPLATFORM, BUILDARCH, ...: usable once declared
         self._state: _Stage | None = None
         self._step, self._total = 0, 0
+        self.suppressed: list[str] = []          # quiet: the step log, which dockerd sends only on failure
         self._tasks: dict[int, asyncio.Task[str]] = {}     # stage index -> its build (stages run at once)
         self._task_stage: dict[asyncio.Task, int] = {}    # the other way round: whose output, who waits
         self._waits: dict[int, int] = {}                  # stage -> the stage it waits for now
         self._first_step: dict[int, int] = {}             # stage -> the number of its FROM step
-        self._output = OrderedOutput(emit, str(graph.tmp))
+        self._output = OrderedOutput(self._deliver, str(graph.tmp))
         # cache_from: only those images (and what they stand on) are cache sources
         self._cache_sources = CacheSources(graph, opts.cache_from) if opts.cache_from else None
         self.failed_stage: int | None = None              # the stage whose step failed the build
@@ -216,13 +217,19 @@ class Builder:
 
     # ---- output -----------------------------------------------------------------------------------
     async def out(self, text: str) -> None:
-        if not self.opts.quiet:
-            await self._send({"stream": text})
+        await self._send({"stream": text})
 
     async def _send(self, message: dict) -> None:
         """A message of the classic stream, in the order of the stage it belongs to (ordered.py)."""
         task = asyncio.current_task()
         await self._output.send(self._task_stage.get(task) if task is not None else None, message)
+
+    async def _deliver(self, message: dict) -> None:
+        """What goes out, in order; with -q the step log is kept back (sent only should the build fail)."""
+        if self.opts.quiet and "stream" in message:
+            self.suppressed.append(message["stream"])
+        else:
+            await self._emit(message)
 
     # ---- parse ------------------------------------------------------------------------------------
     def prepare(self) -> None:

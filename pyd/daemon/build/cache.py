@@ -7,8 +7,6 @@ Removing a leaf takes its untagged, childless parents with it (graph.delete_imag
 """
 from __future__ import annotations
 
-import re
-import time
 from typing import Any, Callable, Iterable
 
 from pyd.daemon.errors import Conflict, NotFound
@@ -67,17 +65,7 @@ def prune_build_cache(graph: Any, in_use: Callable[[str], str | None], held: Ite
     return {"CachesDeleted": deleted or None, "SpaceReclaimed": reclaimed}
 
 
-_GO_DURATION = re.compile(r"(\d+(?:\.\d*)?)(ns|us|µs|ms|s|m|h)")
-_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
 def until_arg(values: list[str]) -> float | None:
-    """The `until` filter: a Go duration ("24h", "1h30m": that long ago), a timestamp or RFC 3339."""
-    from pyd.daemon.api.util import parse_time_arg
-    if not values:
-        return None
-    value = values[0]
-    parts = _GO_DURATION.findall(value)
-    if parts and "".join(n + u for n, u in parts) == value:
-        return time.time() - sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
-    return parse_time_arg(value, "until")
+    """The `until` filter (dockerd's GetTimestamp); None without one."""
+    from pyd.daemon.api.util import until_filter
+    return until_filter(values[0]) if values else None

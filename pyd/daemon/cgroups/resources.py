@@ -116,6 +116,11 @@ def parse_exec_opts(opts: list[str]) -> dict[str, str]:
     return out
 
 
+class SwapBelowMemory(BadParameter):
+    """An update's memory over the swap limit already set: refused where dockerd applies the update,
+    so in its `Cannot update container` words (the other checks come before, without them)."""
+
+
 def update_host_config(hc: dict[str, Any], body: dict[str, Any], warnings: list[str] | None = None) -> dict[str, Any]:
     """The HostConfig after POST /containers/{id}/update (validated; dockerd's rules for swap)."""
     new = dict(hc)
@@ -129,7 +134,7 @@ def update_host_config(hc: dict[str, Any], body: dict[str, Any], warnings: list[
         new["RestartPolicy"] = body["RestartPolicy"]
     mem, swap = new.get("Memory") or 0, new.get("MemorySwap") or 0
     if body.get("Memory") and not body.get("MemorySwap") and swap > 0 and mem > swap:
-        raise BadParameter("Memory limit should be smaller than already set memoryswap limit, update the "
+        raise SwapBelowMemory("Memory limit should be smaller than already set memoryswap limit, update the "
                            "memoryswap at the same time")
     if body.get("Memory") and not (hc.get("Memory") or 0) and not body.get("MemorySwap"):
         new["MemorySwap"] = mem * 2

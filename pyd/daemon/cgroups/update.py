@@ -6,7 +6,7 @@ import os
 from typing import Any
 
 from pyd.daemon.cgroups.base import Cgroups
-from pyd.daemon.cgroups.resources import update_host_config
+from pyd.daemon.cgroups.resources import SwapBelowMemory, update_host_config
 from pyd.daemon.containers.model import Container
 from pyd.daemon.errors import BadParameter
 
@@ -18,7 +18,7 @@ def update_container(cg: Cgroups, c: Container, body: Any) -> list[str]:
     try:
         checked: list[str] = []
         new = update_host_config(c.HostConfig, body, checked)
-    except BadParameter as e:
+    except SwapBelowMemory as e:
         raise BadParameter(f"Cannot update container {c.ID}: {e}") from None
     warnings: list[str] = []
     if c.State.Running and os.path.isdir(cg.join_paths(c.ID, new)[0] if cg.join_paths(c.ID, new) else "/nonexistent"):

@@ -10,9 +10,11 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from pyd.daemon.containers.execs import DetachScanner, ExecInstance, ExecService, detach_keys_arg
+from pyd.daemon.containers.execs import ExecInstance, ExecService, detach_keys_arg
+from pyd.formats.detachkeys import DetachScanner
 from pyd.daemon.containers.logs import LogReader
 from pyd.daemon.runtime.execdriver import ATTACH_RAW, ATTACH_STDERR, ATTACH_STDOUT, ATTACH_WAIT
+from pyd.daemon.errors import BadParameter
 from pyd.formats.stdcopy import stdcopy_frame
 
 if TYPE_CHECKING:
@@ -93,7 +95,8 @@ class AttachSession:
                 if wants.get(entry.stream):
                     writer.write(entry.data if raw else stdcopy_frame(entry.stream, entry.data))
             await writer.drain()
-        if not opts.stream or (not c.State.Running and c.State.Status != "created"):
+        # a stopped container's streams wait for its next run, as dockerd's do (`start -a` attaches first)
+        if not opts.stream or c.State.Status in ("removing", "dead"):
             return
         if opts.stdin and c.Config.get("OpenStdin"):
             self.pump = asyncio.ensure_future(_pump_stdin(reader, c, self.scanner, self.queue))
@@ -127,8 +130,10 @@ class AttachSession:
 
 async def _pump_stdin(reader: StreamIn, c: Container, scanner: DetachScanner | None,
                       queue: asyncio.Queue) -> None:
-    """Client stdin → container stdin; EOF closes the container's stdin when StdinOnce (docker run -i).
-    With a tty the detach keys end the session: False goes into the output queue."""
+    """Client stdin → container stdin. EOF closes the container's stdin when StdinOnce without a tty
+    (docker run -i); otherwise it ends the session, the container's stdin left open, as dockerd does: the
+    CLI that saw the detach keys itself just closes its side (`docker attach` later types into the same
+    shell). With a tty the detach keys end the session too: False goes into the output queue."""
     while True:
         data = await reader.read(1 << 16)
         if scanner is not None and data:
@@ -146,8 +151,10 @@ async def _pump_stdin(reader: StreamIn, c: Container, scanner: DetachScanner | N
         if c.execd is None:
             return
         if not data:
-            if c.Config.get("StdinOnce"):
+            if c.Config.get("StdinOnce") and not c.tty:
                 c.execd.close_stdin()
+            else:
+                queue.put_nowait(None)     # the session's end, no detach event: dockerd saw no keys
             return
         c.execd.write_stdin(data)
 
@@ -170,9 +177,10 @@ class ExecAttachment:
         multiplexed = self.multiplexed
         try:
             await self.execs.start(inst, with_stdin=cfg.attach_stdin)
-        except ExecError as e:
+        except (ExecError, BadParameter) as e:
             # dockerd writes the failure into the stream; the client reads the exit code from inspect
-            text = f"OCI runtime exec failed: exec failed: unable to start container process: {e.message}: unknown\r\n"
+            text = (f"OCI runtime exec failed: exec failed: unable to start container process: {e.message}: unknown"
+                    if isinstance(e, ExecError) else e.message) + "\r\n"
             writer.write(stdcopy_frame(1, text.encode()) if multiplexed else text.encode())
             await writer.drain()
             return
@@ -206,13 +214,16 @@ class ExecAttachment:
 
 
 async def _pump_exec_stdin(reader: StreamIn, inst: ExecInstance, scanner: DetachScanner | None) -> str:
-    """Client stdin → the exec's stdin; EOF closes it. "detached" when the detach keys were typed."""
+    """Client stdin → the exec's stdin; EOF closes it without a tty, else ends the session as the detach
+    keys do ("detached"), the process going on (dockerd's rule for a tty)."""
     while True:
         data = await reader.read(1 << 16)
         execd = inst.execd
         if execd is None:
             return "gone"
         if not data:
+            if scanner is not None:
+                return "detached"
             execd.close_stdin()
             return "eof"
         if scanner is not None:

@@ -21,7 +21,9 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Iterator
 from pyd.daemon.runtime import native
 from pyd.daemon.storage.archive import TAR_END, XATTR_PAX_PREFIX, clean_member_name, tar_header, tar_padding
 from pyd.daemon.errors import BadParameter, NotFound, ServerError
+from pyd.daemon.containers.etcfiles import ETC_FILES
 from pyd.formats import rfc3339
+from pyd.formats.rfc3339 import ZERO_TIME
 
 if TYPE_CHECKING:
     from pyd.daemon.containers.model import Container
@@ -106,7 +108,7 @@ def locate(c: "Container", rootfs: str, path: str, live: int | None = None) -> L
     if live is not None:
         return Located(f"/proc/self/fd/{live}", clean.lstrip("/"), "/", _writable(c, clean))
     best = None
-    for dest, mp in (getattr(c, "MountPoints", None) or {}).items():
+    for dest, mp in _mounts_of(c).items():
         if mp.get("Type") not in ("volume", "bind") or not mp.get("Source"):
             continue
         if clean == dest or clean.startswith(dest.rstrip("/") + "/"):
@@ -120,6 +122,16 @@ def locate(c: "Container", rootfs: str, path: str, live: int | None = None) -> L
         return Located(os.path.dirname(source), os.path.basename(source) if not rest else "\0",
                        posixpath.dirname(dest), bool(mp.get("RW", True)))
     return Located(source, rest, dest, bool(mp.get("RW", True)))
+
+
+def _mounts_of(c: "Container") -> dict[str, dict]:
+    """The user's mount points, and the /etc files of a container that has run: dockerd mounts those for
+    a copy (one that never ran has only its init layer's empty files)."""
+    etc: dict[str, dict] = {}
+    state = getattr(c, "State", None)
+    if state is not None and state.StartedAt != ZERO_TIME:
+        etc = {f"/etc/{n}": {"Type": "bind", "Source": c.path(n), "RW": True} for n in ETC_FILES}
+    return {**etc, **(getattr(c, "MountPoints", None) or {})}
 
 
 def _mount_point_of(c: "Container", clean: str) -> dict | None:
@@ -198,6 +210,17 @@ def stat_header(info: dict[str, Any]) -> str:
 
 # ---------------------------------------------------------------- tar out (by fd)
 
+def _header(info: tarfile.TarInfo, st_mode: int) -> bytes:
+    """The member's header with the file type bits in its mode field, as dockerd's archive writes it
+    (Go 1.8's FileInfoHeader; tarfile keeps only the permission bits): the last block is the member's own."""
+    buf = bytearray(tar_header(info))
+    block = len(buf) - tarfile.BLOCKSIZE
+    buf[block + 100:block + 108] = b"%07o\0" % (st_mode & 0o7777777)
+    buf[block + 148:block + 156] = b" " * 8
+    buf[block + 148:block + 156] = b"%06o\0 " % sum(buf[block:block + tarfile.BLOCKSIZE])
+    return bytes(buf)
+
+
 def tar_entry(fd: int, arcname: str, inodes: dict | None = None) -> Iterator[bytes]:
     """Tar members for the entry held by O_PATH `fd` (recursively for a directory), named `arcname`."""
     inodes = {} if inodes is None else inodes
@@ -211,7 +234,7 @@ def tar_entry(fd: int, arcname: str, inodes: dict | None = None) -> Iterator[byt
     if stat.S_ISDIR(mode):
         info.type = tarfile.DIRTYPE
         info.name = arcname.rstrip("/") + "/" if arcname not in ("", ".") else "./"
-        yield tar_header(info)
+        yield _header(info, mode)
         dfd = _reopen(fd, os.O_RDONLY | os.O_DIRECTORY)
         try:
             for child in sorted(os.listdir(dfd)):
@@ -228,21 +251,21 @@ def tar_entry(fd: int, arcname: str, inodes: dict | None = None) -> Iterator[byt
             os.close(dfd)
     elif stat.S_ISLNK(mode):
         info.type, info.linkname = tarfile.SYMTYPE, os.readlink("", dir_fd=fd)
-        yield tar_header(info)
+        yield _header(info, mode)
     elif stat.S_ISREG(mode):
         key = (st.st_dev, st.st_ino)
         if st.st_nlink > 1 and key in inodes:
             info.type, info.linkname = tarfile.LNKTYPE, inodes[key]
-            yield tar_header(info)
+            yield _header(info, mode)
             return
         if st.st_nlink > 1:
             inodes[key] = arcname
-        yield from _file_member(fd, info, st.st_size)
+        yield from _file_member(fd, info, st.st_size, mode)
     elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISFIFO(mode):
         info.type = (tarfile.CHRTYPE if stat.S_ISCHR(mode) else tarfile.BLKTYPE if stat.S_ISBLK(mode)
                      else tarfile.FIFOTYPE)
         info.devmajor, info.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
-        yield tar_header(info)
+        yield _header(info, mode)
 
 
 def _record_xattrs(fd: int, info: tarfile.TarInfo) -> None:
@@ -267,9 +290,9 @@ def _apply_xattrs(via: str, m: tarfile.TarInfo) -> None:
                 raise
 
 
-def _file_member(fd: int, info: tarfile.TarInfo, size: int) -> Iterator[bytes]:
+def _file_member(fd: int, info: tarfile.TarInfo, size: int, st_mode: int) -> Iterator[bytes]:
     info.type, info.size = tarfile.REGTYPE, size
-    yield tar_header(info)
+    yield _header(info, st_mode)
     rfd = _reopen(fd, os.O_RDONLY | os.O_NONBLOCK)
     try:
         remaining = size

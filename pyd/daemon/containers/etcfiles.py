@@ -32,6 +32,12 @@ def write_hosts(path: str, extra: list[tuple[str, str]]) -> None:
     atomic_write(path, (HOSTS_BASE + lines).encode(), durable=False)
 
 
+def hosts_names(hostname: str, domainname: str | None) -> str:
+    """The container's own names in /etc/hosts, as libnetwork writes them: the FQDN, then the bare name."""
+    fqdn = f"{hostname}.{domainname}" if domainname else hostname
+    return f"{fqdn} {fqdn.split('.', 1)[0]}" if "." in fqdn else fqdn
+
+
 def write_hostname(path: str, hostname: str) -> None:
     atomic_write(path, (hostname + "\n").encode(), durable=False)
 
@@ -127,7 +133,7 @@ def lookup_user(rootfs: str, spec: str, group_add: list[str] | None = None) -> E
         result.groups = [int(g[2]) for g in groups_file
                          if len(g) >= 4 and name and name in g[3].split(",") and g[2].isdigit()]
     for extra in group_add or []:
-        gid = _group_id(groups_file, extra)
+        gid = _group_id(groups_file, extra, "Unable")     # the additional groups' lookup says it so
         if gid not in result.groups:
             result.groups.append(gid)
     # dockerd's AdditionalGids start with the primary group (containerd since CVE-2023-25173)
@@ -135,13 +141,13 @@ def lookup_user(rootfs: str, spec: str, group_add: list[str] | None = None) -> E
     return result
 
 
-def _group_id(groups_file: list[list[str]], group: str) -> int:
+def _group_id(groups_file: list[list[str]], group: str, unable: str = "unable") -> int:
     entry = next((g for g in groups_file if len(g) >= 3 and (g[0] == group or g[2] == group)), None)
     if entry:
         return int(entry[2])
     if group.isdigit():
         return int(group)
-    raise BadParameter(f"unable to find group {group}: no matching entries in group file")
+    raise BadParameter(f"{unable} to find group {group}: no matching entries in group file")
 
 
 def ensure_dir(path: str) -> None:

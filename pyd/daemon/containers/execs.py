@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from pyd.daemon.containers.model import DEFAULT_PATH, Container, merge_env
-from pyd.formats.detachkeys import DEFAULT_DETACH_KEYS, DetachScanner, parse_detach_keys  # noqa: F401 (DetachScanner for attach)
+from pyd.formats.detachkeys import DEFAULT_DETACH_KEYS, parse_detach_keys
 from pyd.daemon.errors import BadParameter, Conflict, NotFound
 from pyd.daemon.api.validate import strslice
 
@@ -173,7 +173,11 @@ class ExecService:
         c = inst.container
         check_running(c)
         inst.started = True
-        spec = self._spec(inst, with_stdin)
+        try:
+            spec = self._spec(inst, with_stdin)
+        except BadParameter:          # its user or group is not in the container's files: exit 126
+            self._finish(inst, 126, None)
+            raise
         self.containers.publish_event(c, "exec_start: " + " ".join(inst.config.cmd), execID=inst.id)
         try:
             os.makedirs(spec.state_dir, mode=0o700, exist_ok=True)
@@ -231,13 +235,14 @@ class ExecService:
             code = 137
         self._finish(inst, code, state_dir)
 
-    def _finish(self, inst: ExecInstance, code: int, state_dir: str) -> None:
+    def _finish(self, inst: ExecInstance, code: int, state_dir: str | None) -> None:
         inst.execd, inst.running, inst.exit_code = None, False, code
         inst.finished_at = time.time()
         for queue in inst.subscribers:
             queue.put_nowait(None)
         inst.done.set()
-        shutil.rmtree(state_dir, ignore_errors=True)
+        if state_dir is not None:
+            shutil.rmtree(state_dir, ignore_errors=True)
         if inst.started:
             self.containers.publish_event(inst.container, "exec_die", execID=inst.id, exitCode=str(code))
 

@@ -172,7 +172,8 @@ class Container:
         return bool(self.Config.get("Tty"))
 
     def command_line(self) -> str:
-        return " ".join([self.Path, *self.Args]).strip()
+        """The COMMAND of `docker ps`: dockerd quotes an argument that holds a space, and only those."""
+        return " ".join([self.Path, *(f"'{a}'" if " " in a else a for a in self.Args)]).strip()
 
     def status_text(self, now: float | None = None) -> str:
         """The STATUS column of `docker ps`."""

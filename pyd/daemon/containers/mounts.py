@@ -111,7 +111,7 @@ def parse_api_mount(m: Any) -> dict[str, Any]:
         raise BadParameter("invalid mount config: mount must be an object")
     kind = m.get("Type") or ""
     if kind not in ("bind", "volume", "tmpfs"):
-        raise BadParameter(f'invalid mount config: mount type unknown: "{kind}"')
+        raise BadParameter(f'invalid mount config for type "{kind}": mount type unknown')
     dest = _check_dest(m.get("Target") or "", kind)
     src = m.get("Source") or ""
     rw = not m.get("ReadOnly")
@@ -140,7 +140,7 @@ def parse_api_mount(m: Any) -> dict[str, Any]:
         driver = ((opts.get("DriverConfig") or {}).get("Name")) or "local"
         subpath = str(opts.get("Subpath") or "")
         if subpath and (subpath.startswith("/") or ".." in subpath.split("/")):
-            raise BadParameter(f'invalid mount config for type "volume": subpath must be a relative path within '
+            raise BadParameter('invalid mount config for type "volume": subpath must be a relative path within '
                                "the volume")
         if subpath:
             mp["_Subpath"] = posixpath.normpath(subpath)

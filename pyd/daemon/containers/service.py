@@ -15,12 +15,12 @@ import signal as signal_mod
 import time
 from typing import TYPE_CHECKING, Any
 
-from pyd.daemon.containers import etcfiles
+from pyd.daemon.containers import etcfiles, initlayer
 from pyd.daemon.containers import mounts
 from pyd.daemon.containers.execs import ExecService
 from pyd.daemon.containers.health import HealthMonitor
 from pyd.daemon.containers.image_platform import check_platform
-from pyd.daemon.containers.model import Container, config_env, merge_env
+from pyd.daemon.containers.model import Container, config_env
 from pyd.formats import rfc3339
 from pyd.daemon.containers.restart import RestartManager
 from pyd.daemon.containers.settings import ContainerSettings
@@ -147,8 +147,12 @@ class ContainerService:
             raise BadParameter(f"the working directory '{working_dir}' is invalid, it needs to be an absolute path")
         if not config.get("Cmd") and not config.get("Entrypoint"):
             raise BadParameter("no command specified")
+        if config.get("StopSignal"):
+            parse_signal(config["StopSignal"])       # dockerd refuses a bad one at create
         warnings: list[str] = list(platform_warnings)
         host_config = normalize_host_config(host_config, warnings, self.settings.log_driver)
+        if host_config.get("StorageOpt") and self.graph.driver_name == "overlay2":   # no xfs project quotas here
+            raise BadParameter("--storage-opt is supported only for overlay over xfs with 'pquota' mount option")
         cid = secrets.token_hex(32)
         config["Hostname"] = config.get("Hostname") or cid[:12]
         path, args = entrypoint_and_args(config)
@@ -161,6 +165,7 @@ class ContainerService:
         try:
             os.makedirs(root, mode=0o710)
             await asyncio.to_thread(self.graph.create_rw, cid, image.id)
+            await asyncio.to_thread(self._init_layer, cid)
             c.MountPoints = await asyncio.to_thread(mounts.resolve, self.volumes, self.store, self.graph, c)
             self._write_etc_files(c)
             await c.persist()                    # fsyncs off the loop; durable before the 201
@@ -171,6 +176,13 @@ class ContainerService:
         self.by_id[cid] = c
         self.publish_event(c, "create")
         return {"Id": cid, "Warnings": warnings}
+
+    def _init_layer(self, cid: str) -> None:
+        rootfs = self.graph.mount_rw(cid)
+        try:
+            initlayer.populate(rootfs)
+        finally:
+            self.graph.unmount_rw(cid)
 
     def _write_etc_files(self, c: Container) -> None:
         hc = c.HostConfig
@@ -219,6 +231,7 @@ class ContainerService:
             c.State.set_stopped(e.exit_code, error=e.message)
             c.save()
             self.publish_event(c, "die", exitCode=str(e.exit_code))
+            self._end_attaches(c)
             if c.HostConfig.get("AutoRemove"):  # `run --rm` waits for the removal, as dockerd does it
                 await self.remove(c.ID, force=True, volumes=True)   # --rm takes anonymous volumes too
             status = 400 if e.exit_code in (126, 127) else 500
@@ -226,6 +239,7 @@ class ContainerService:
                 f"failed to create task for container: failed to start container process: {e.message}: unknown")
         except BaseException as e:
             await self._undo_start(c, steps)
+            self._end_attaches(c)
             if isinstance(e, Exception) and c.HostConfig.get("AutoRemove"):   # dockerd removes --rm ones too
                 await self.remove(c.ID, force=True)
             raise
@@ -238,6 +252,12 @@ class ContainerService:
         saved = c.persist()                      # snapshot now: a quick exit's state is staged after it
         self.publish_event(c, "start")
         await saved                              # durable before the 204
+
+    @staticmethod
+    def _end_attaches(c: Container) -> None:
+        """A start that failed ends the attach streams waiting for it, as an exit does."""
+        for queue in c.subscribers:
+            queue.put_nowait(None)
 
     def spec_sources(self) -> SpecSources:
         """Where the inputs of a container's spec come from (start, and exec, which builds it again)."""
@@ -603,7 +623,8 @@ class ContainerService:
         for key in filters:
             if key not in ("until", "label", "label!"):
                 raise BadParameter(f"invalid filter '{key}'")
-        until = [_until(v) for v in filters.get("until") or []]
+        from pyd.daemon.api.util import until_filter
+        until = [until_filter(v) for v in filters.get("until") or []]
         deleted, reclaimed = [], 0
         for c in list(self.by_id.values()):
             if c.State.Running or c.State.Status == "removing":
@@ -682,22 +703,6 @@ class ContainerService:
         await asyncio.gather(*(self._stop(c, None, None) for c in running), return_exceptions=True)
 
 
-def _until(value: str) -> float:
-    """dockerd's GetTimestamp: unix seconds, RFC 3339, or a Go duration ago ("24h", "1h30m", "90s")."""
-    try:
-        return float(value)
-    except ValueError:
-        pass
-    parts = re.findall(r"(\d+(?:\.\d+)?)(ns|us|ms|s|m|h)", value)
-    if parts and "".join(n + u for n, u in parts) == value:
-        scale = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
-        return time.time() - sum(float(n) * scale[u] for n, u in parts)
-    try:
-        return rfc3339.parse(value)
-    except ValueError:
-        raise BadParameter(f"invalid filter 'until={value}'") from None
-
-
 def _label_ok(labels: dict[str, str], expr: str) -> bool:
     key, eq, value = expr.partition("=")
     return key in labels and (not eq or labels[key] == value)
@@ -765,6 +770,9 @@ def normalize_host_config(hc: dict[str, Any], warnings: list[str] | None = None,
         validate_log_config(hc.get("LogConfig") or {})
     except ValueError as e:
         raise BadParameter(f"failed to create container: {e}") from None
+    isolation = hc.get("Isolation") or ""
+    if isolation.lower() not in ("", "default"):
+        raise BadParameter(f'Invalid isolation: "{isolation}" - linux only supports \'default\'')
     restart = hc.get("RestartPolicy") or {}
     if restart.get("Name") and hc.get("AutoRemove") and restart["Name"] != "no":
         raise BadParameter("can't create 'AutoRemove' container with restart policy")

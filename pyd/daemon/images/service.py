@@ -4,11 +4,11 @@ work and its events are here."""
 from __future__ import annotations
 
 import asyncio
-import fnmatch
 import json
 from typing import TYPE_CHECKING, Any, AsyncIterator, Protocol
 
 from pyd.formats import rfc3339
+from pyd.formats.dockerignore import go_match
 from pyd.daemon.errors import BadParameter, Conflict, NotFound
 
 if TYPE_CHECKING:
@@ -77,13 +77,16 @@ class ImageService:
                         return False
             elif key == "reference":
                 names = entry["RepoTags"] + [t.rsplit(":", 1)[0] for t in entry["RepoTags"]]
-                if not any(fnmatch.fnmatchcase(n, v) for n in names for v in values):
+                if not any(go_match(v, n) for n in names for v in values):
                     return False
             elif key in ("before", "since"):
-                ref_created = int(rfc3339.parse(self.graph.resolve_image(values[0]).created))
-                if key == "before" and not entry["Created"] < ref_created:
+                # with the fraction, as dockerd compares them (the list shows whole seconds)
+                ref_created = rfc3339.parse(self.graph.resolve_image(values[0]).created)
+                img = self.graph.find_image(entry["Id"])
+                created = rfc3339.parse(img.created) if img else entry["Created"]
+                if key == "before" and not created < ref_created:
                     return False
-                if key == "since" and not entry["Created"] > ref_created:
+                if key == "since" and not created > ref_created:
                     return False
         return True
 
@@ -141,7 +144,7 @@ class ImageService:
 
     def _prune(self, filters: dict[str, list[str]]) -> dict[str, Any]:
         """Dangling images (or, with dangling=false, every unused image), filtered. In a worker thread."""
-        from pyd.daemon.api.util import parse_time_arg
+        from pyd.daemon.api.util import until_filter
         graph, in_use = self.graph, self.containers.image_in_use
         dangling_only = True
         if filters.get("dangling"):
@@ -149,7 +152,7 @@ class ImageService:
             if v not in ("true", "false", "1", "0"):
                 raise BadParameter(f"invalid filter 'dangling={filters['dangling'][0]}'")
             dangling_only = v in ("true", "1")
-        until = min((parse_time_arg(u, "until") for u in filters.get("until", [])), default=None)
+        until = min((until_filter(u) for u in filters.get("until", [])), default=None)
         sizes = {}
         deleted: list[dict] = []
         for img in sorted(graph.images(), key=lambda i: i.created, reverse=True):
@@ -305,7 +308,7 @@ def _ref_matches(ref: str, patterns: list[str]) -> bool:
     name = ref.split("@", 1)[0]
     last = name.rsplit("/", 1)[-1]
     bare = name.rsplit(":", 1)[0] if ":" in last else name
-    return any(fnmatch.fnmatchcase(n, p) for n in (ref, name, bare) for p in patterns)
+    return any(go_match(p, n) for n in (ref, name, bare) for p in patterns)
 
 
 def _labels_match(labels: dict[str, str], values: list[str], negate: bool) -> bool:

@@ -516,10 +516,13 @@ class NetworkController:
         self.firewall.remove_network(net.bridge, net.subnet, net.Internal)
         self.nl.delete_link(net.bridge)
 
-    async def prune(self, labels: list[str] | None = None) -> list[str]:
+    async def prune(self, labels: list[str] | None = None, until: float | None = None) -> list[str]:
+        """until: only networks created before it (unix seconds)."""
         gone = []
         for net in list(self.networks.values()):
             if net.Name in PREDEFINED or net.endpoints or self.referenced(net):
+                continue
+            if until is not None and net.Created and rfc3339.parse(net.Created) >= until:
                 continue
             if labels and not all(label_match(net.Labels, lab) for lab in labels):
                 continue
@@ -688,9 +691,10 @@ class NetworkController:
         extra = [(attached[0][0].gateway if ip == "host-gateway" and first else ip, n) for ip, n in extra]
         extra += [links.hosts_line(link_name, child) for link_name, child in children]
         if first:
-            extra.append((first["IPAddress"], c.Config["Hostname"]))
+            names = etcfiles.hosts_names(c.Config["Hostname"], c.Config.get("Domainname"))
+            extra.append((first["IPAddress"], names))
             if first.get("GlobalIPv6Address"):
-                extra.append((first["GlobalIPv6Address"], c.Config["Hostname"]))
+                extra.append((first["GlobalIPv6Address"], names))
         etcfiles.write_hosts(c.path("hosts"), extra)  # type: ignore[arg-type]
         if user:
             etcfiles.write_resolv_conf(c.path("resolv.conf"), dns=[DNS_ADDR], search=hc.get("DnsSearch"),

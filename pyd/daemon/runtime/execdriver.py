@@ -92,6 +92,7 @@ class Security:
     sysctls: list[str] = field(default_factory=list)     # "key=value"
     devices: list[str] = field(default_factory=list)     # "c|b MAJOR MINOR MODE(octal) PATH"
     shm_size: int = 0                                    # bytes of /dev/shm, 0: execd's default
+    oom_score_adj: int | None = None                     # None: inherited from execd
 
 
 @dataclass
@@ -214,6 +215,8 @@ def encode_security(sec: Security) -> list[bytes]:
     out += [_kv("device", d) for d in sec.devices]
     if sec.shm_size:
         out.append(_kv("shm_size", str(sec.shm_size)))
+    if sec.oom_score_adj is not None:
+        out.append(_kv("oom_score_adj", str(sec.oom_score_adj)))
     return out
 
 

@@ -18,7 +18,6 @@ STEPS: tuple[Step, ...] = (
     process.with_log,
     mounts.with_rootfs,
     mounts.with_shm,
-    mounts.with_etc_files,
     mounts.with_mounts,
     process.with_init,
     namespaces.with_namespaces,
@@ -30,7 +29,9 @@ STEPS: tuple[Step, ...] = (
     security.with_sysctls,
     security.with_devices,
     security.with_shm_size,
+    security.with_oom_score_adj,
     mounts.with_tmpfs,
+    mounts.with_etc_files,      # after every user mount: a volume or tmpfs on /etc does not hide them
     resources.with_cgroup,
 )
 

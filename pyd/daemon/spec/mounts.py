@@ -42,6 +42,8 @@ def with_shm(spec: ContainerSpec, inputs: SpecInputs) -> None:
 
 
 def with_etc_files(spec: ContainerSpec, inputs: SpecInputs) -> None:
+    """Docker's hosts, hostname and resolv.conf, over whatever user mount holds /etc (dockerd sorts them
+    with the user's mounts by depth: they come after a mount on /etc or /)."""
     spec.mounts += [Mount(destination=f"/etc/{n}", type="bind", options=["rbind"], source=inputs.etc_files[n])
                     for n in ETC_FILES if not etc_overridden(inputs, f"/etc/{n}")]
 

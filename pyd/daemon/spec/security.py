@@ -245,6 +245,9 @@ def normalize_host_config(hc: dict[str, Any]) -> None:
         except ValueError as e:
             raise BadParameter(f"Decoding seccomp profile failed: {e}") from None
     rlimits(hc)
+    oom = hc.get("OomScoreAdj") or 0
+    if not -1000 <= oom <= 1000:
+        raise BadParameter(f"Invalid value {oom}, range for oom score adj is [-1000, 1000]")
     resolve_devices(hc)
     for rule in hc.get("DeviceCgroupRules") or []:
         try:
@@ -322,7 +325,13 @@ def with_sysctls(spec: ContainerSpec, inputs: SpecInputs) -> None:
     assert spec.security is not None
     hc = inputs.host_config
     own_ipc = "ipc" in spec.namespaces or "ipc" in spec.join_namespaces
-    spec.security.sysctls = sysctls(hc, hc.get("NetworkMode") != "host", own_ipc, "uts" in spec.namespaces)
+    own_uts = "uts" in spec.namespaces
+    spec.security.sysctls = sysctls(hc, hc.get("NetworkMode") != "host", own_ipc, own_uts)
+    domain = inputs.config.get("Domainname") or ""
+    if domain and own_uts and "kernel.domainname" not in (hc.get("Sysctls") or {}):
+        if "\0" in domain or "\n" in domain:
+            raise BadParameter(f"invalid domainname: {domain!r}")
+        spec.security.sysctls.append(f"kernel.domainname={domain}")   # the OCI domainname, as runc sets it
 
 
 @security_step
@@ -332,6 +341,13 @@ def with_devices(spec: ContainerSpec, inputs: SpecInputs) -> None:
     hc = inputs.host_config
     found = (list(inputs.host.devices) if hc.get("Privileged") else []) + devices_from(hc, inputs.host.device_nodes)
     spec.security.devices = [f"{d.kind} {d.major} {d.minor} {d.mode:o} {d.container_path}" for d in found]
+
+
+def with_oom_score_adj(spec: ContainerSpec, inputs: SpecInputs) -> None:
+    """--oom-score-adj; without one the process keeps execd's (the daemon's) score, which pyd leaves at
+    its parent's: writing 0 would need CAP_SYS_RESOURCE under a parent with a positive score."""
+    assert spec.security is not None
+    spec.security.oom_score_adj = int(inputs.host_config.get("OomScoreAdj") or 0) or None
 
 
 def with_shm_size(spec: ContainerSpec, inputs: SpecInputs) -> None:

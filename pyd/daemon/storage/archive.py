@@ -405,6 +405,7 @@ class _Extractor:
             self._write_file(path, name, info.size)
         elif info.issym():
             os.symlink(info.linkname, path)
+            self.size += len(os.fsencode(info.linkname))   # a link's own size, as dockerd's walk counts it
         elif info.ischr() or info.isblk():
             kind = stat.S_IFCHR if info.ischr() else stat.S_IFBLK
             os.mknod(path, kind | 0o600, os.makedev(info.devmajor, info.devminor))
@@ -578,7 +579,8 @@ def _open_tar(src: _TarSource) -> tarfile.TarFile | None:
     except tarfile.ReadError:
         if src.pos == 0:
             return None
-        raise ArchiveError("invalid tar header") from None
+        # Go's archive/tar words, which dockerd reports: a first block cut short, or one that is no header
+        raise ArchiveError("unexpected EOF" if src.pos < BLOCK else "archive/tar: invalid tar header") from None
 
 
 # ---------------------------------------------------------------------------------------------------

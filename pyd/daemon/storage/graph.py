@@ -704,8 +704,8 @@ class Graph:
         try:
             try:   # spooled to disk, never memory: the archive may be large and its index comes last
                 archive.extract_layer(stream, work, whiteouts=None, limit=self.free_space())
-            except archive.ArchiveError as exc:
-                raise BadParameter(str(exc)) from None
+            except archive.ArchiveError as exc:   # dockerd's words for the untar it runs in a child
+                raise BadParameter(f"Error processing tar file(exit status 1): {exc}") from None
             if os.path.lexists(os.path.join(work, "manifest.json")):
                 return self._load_archived(work, image_archive.docker_archive_images(work))
             if os.path.lexists(os.path.join(work, "index.json")):

@@ -160,7 +160,7 @@ class VolumeStore:
             labels.setdefault(ANONYMOUS_LABEL, "")
         validate_name(name)
         if driver != "local":
-            raise NotFound(f'error looking up volume plugin {driver}: plugin "{driver}" not found')
+            raise NotFound(f'create {name}: error looking up volume plugin {driver}: plugin "{driver}" not found')
         with self._lock:
             existing = self.find(name)
             if existing is not None:

@@ -155,6 +155,19 @@ def test_run_failure_reports_command_and_code(daemon, busybox, tmp_path):
     assert "returned a non-zero code: 3" in str(info.value)
 
 
+def test_quiet_build_that_fails_prints_its_step_log(daemon, busybox, tmp_path):
+    ctx = _make_context(tmp_path, {"Dockerfile": "FROM busybox\nRUN echo out-1\nRUN echo err-2 >&2; exit 4\n"})
+    r = daemon.docker("build", "-q", str(ctx), timeout=120)
+    assert r.returncode == 4 and r.stdout == "", r.describe()
+    # dockerd sends the log it kept back before the error; stderr of a step in its red
+    assert "Step 2/3 : RUN echo out-1\n" in r.stderr and "out-1\n" in r.stderr, r.describe()
+    assert "\x1b[91merr-2\n\x1b[0mThe command '/bin/sh -c echo err-2 >&2; exit 4' returned a non-zero code: 4" \
+        in r.stderr, r.describe()
+    ok = daemon.docker("build", "-q", str(_make_context(tmp_path / "ok", {"Dockerfile": "FROM busybox\nRUN true\n"})),
+                       timeout=120)
+    assert ok.returncode == 0 and ok.stdout.startswith("sha256:") and "Step" not in ok.stdout + ok.stderr
+
+
 def test_parse_errors(daemon, busybox, tmp_path):
     ctx = _make_context(tmp_path, {"Dockerfile": "FROM busybox\nRUN true\nFOO bar\n"})
     r = daemon.docker("build", str(ctx), timeout=60)

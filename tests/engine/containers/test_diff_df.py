@@ -64,5 +64,14 @@ def test_ps_size_shows_the_virtual_size(daemon, busybox):
     try:
         r = daemon.docker("ps", "-a", "-s", "--filter", "name=df-ps", "--format", "{{.Size}}", check=True)
         assert r.stdout.strip().endswith(")") and "(virtual " in r.stdout, r.stdout
+        # its own 3000 bytes only (not the init layer's /etc/mtab link); inspect -s gives the same
+        assert r.stdout.startswith("3kB (virtual "), r.stdout
+        sizes = daemon.docker("inspect", "-s", "-f", "{{.SizeRw}} {{.SizeRootFs}}", "df-ps", check=True).stdout.split()
+        image = json.loads(daemon.docker("image", "inspect", busybox, check=True).stdout)[0]["Size"]
+        assert [int(s) for s in sizes] == [3000, 3000 + image]
+        assert daemon.docker("inspect", "-f", "{{.SizeRw}}", "df-ps").stdout == "<nil>\n"   # only with -s
+        # COMMAND quotes an argument with a space, as dockerd does
+        r = daemon.docker("ps", "-a", "--no-trunc", "--filter", "name=df-ps", "--format", "{{.Command}}")
+        assert r.stdout == '"sh -c \'head -c 3000 /dev/zero > /f\'"\n'
     finally:
         daemon.docker("rm", "-f", "df-ps")

@@ -70,6 +70,17 @@ def test_images_filters_and_digests(daemon, busybox):
     daemon.docker("tag", busybox, "filt/a:1", check=True)
     refs = daemon.docker("images", "--format", "{{.Repository}}:{{.Tag}}", "--filter", "reference=filt/*").stdout
     assert refs.split() == ["filt/a:1"]
+    # a `*` stays within one path component, as Go's path.Match
+    daemon.docker("tag", busybox, "filtb:1", check=True)
+    starred = daemon.docker("images", "--format", "{{.Repository}}", "--filter", "reference=*il*").stdout
+    assert starred.split() == ["filtb"]
+    # since= compares the times to the fraction of a second: two commits in one second are ordered
+    first = daemon.docker("commit", daemon.docker("create", busybox, "true", check=True).stdout.strip(),
+                          "since-a:1", check=True).stdout.strip()
+    daemon.docker("commit", daemon.docker("create", busybox, "true", check=True).stdout.strip(), "since-b:1",
+                  check=True)
+    newer = daemon.docker("images", "--format", "{{.Repository}}", "--filter", f"since={first}").stdout
+    assert newer.split() == ["since-b"]
     d = daemon.docker("images", "--digests", "filt/a")
     assert d.returncode == 0 and "DIGEST" in d.stdout.splitlines()[0]
 

@@ -29,7 +29,7 @@ def test_link_gives_alias_variables_and_hosts_line(daemon, busybox, child):
     env_text, hosts = r.stdout.split("---\n")
     env = set(env_text.split())
     ip = ip_of(daemon, child)
-    assert {f"MY_LINK_NAME=/lkparent/my-link", "MY_LINK_ENV_FOO=1",
+    assert {"MY_LINK_NAME=/lkparent/my-link", "MY_LINK_ENV_FOO=1",
             f"MY_LINK_PORT=tcp://{ip}:80",
             f"MY_LINK_PORT_80_TCP=tcp://{ip}:80", f"MY_LINK_PORT_80_TCP_ADDR={ip}",
             "MY_LINK_PORT_80_TCP_PORT=80", "MY_LINK_PORT_80_TCP_PROTO=tcp",

@@ -269,3 +269,18 @@ def test_network_mtu_option_on_bridge_and_veths(daemon, busybox):
     finally:
         daemon.docker("rm", "-f", "mtuc")
         daemon.docker("network", "rm", "mtunet")
+
+
+def test_network_prune_until_keeps_newer_networks(daemon):
+    daemon.docker("network", "create", "prune-new", check=True)
+    try:
+        r = daemon.docker("network", "prune", "-f", "--filter", "until=1h", check=True)
+        assert "prune-new" not in r.stdout
+        assert daemon.docker("network", "inspect", "prune-new").returncode == 0     # made within the hour
+        r = daemon.docker("network", "prune", "-f", "--filter", "until=bogus")
+        assert r.returncode == 1 and 'failed to parse value as time or duration: "bogus"' in r.stderr
+        time.sleep(1.1)                       # until=0s is now in whole seconds
+        r = daemon.docker("network", "prune", "-f", "--filter", "until=0s", check=True)
+        assert "prune-new" in r.stdout
+    finally:
+        daemon.docker("network", "rm", "prune-new")

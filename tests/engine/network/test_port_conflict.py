@@ -17,7 +17,7 @@ def test_port_already_allocated(daemon, busybox):
     try:
         r = daemon.docker("run", "-d", "--name", "pc-second", "-p", f"{port}:80", busybox, "sleep", "300")
         assert r.returncode == 125
-        assert (f"driver failed programming external connectivity on endpoint pc-second "
+        assert ("driver failed programming external connectivity on endpoint pc-second "
                 in r.stderr and f"Bind for 0.0.0.0:{port} failed: port is already allocated" in r.stderr), r.stderr
         daemon.docker("stop", "-t", "0", first, check=True)
         daemon.docker("start", "pc-second", check=True)

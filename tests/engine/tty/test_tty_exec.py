@@ -293,6 +293,61 @@ def test_docker_attach_then_detach_keys_leave_it_running(daemon, busybox, term):
         daemon.docker("rm", "-f", cid)
 
 
+def test_run_it_detach_then_attach_runs_typed_commands(daemon, busybox, term):
+    # the CLI that sees ctrl-p ctrl-q itself only closes its side: the shell's stdin must stay open
+    p = term("run", "-it", "--name", "detach-attach", busybox, "sh")
+    try:
+        p.read_until(b"# ")
+        p.send(b"echo one\r")
+        p.read_until(b"one\r\n")
+        p.send(b"\x10\x11")
+        assert p.wait() == 0
+        p = term("attach", "detach-attach")
+        p.send(b"echo tw''o\r")                   # the quotes: the echoed line is not the output
+        p.read_until(b"two\r\n")
+        p.send(b"exit 7\r")
+        assert p.wait() == 7                       # attach ends with the container's exit code
+    finally:
+        daemon.docker("rm", "-f", "detach-attach")
+
+
+def test_tty_exec_session_ends_when_the_client_closes_stdin(daemon, busybox):
+    # dockerd: with a tty the client's EOF ends the session (no output after it), the process goes on
+    import socket
+    cid = _running(daemon, busybox)
+    api = daemon.api.api
+    try:
+        eid = api.exec_create(cid, ["sh", "-c", "echo started; sleep 2; echo late; sleep 300"], stdin=True,
+                              tty=True)["Id"]
+        sock = api.exec_start(eid, tty=True, socket=True)._sock
+        sock.settimeout(10)
+        got = b""
+        while b"started" not in got:
+            got += sock.recv(4096)
+        sock.shutdown(socket.SHUT_WR)
+        while (chunk := sock.recv(4096)):
+            got += chunk
+        sock.close()
+        assert b"late" not in got and api.exec_inspect(eid)["Running"]
+    finally:
+        daemon.docker("rm", "-f", cid)
+
+
+def test_start_a_again_shows_the_new_run(daemon, busybox):
+    # the CLI attaches before it starts: a stopped container's attach waits for its next run
+    daemon.docker("create", "--name", "start-again", busybox, "sh", "-c", "echo ran; exit 4", check=True)
+    try:
+        for _ in range(2):
+            r = daemon.docker("start", "-a", "start-again", timeout=30)
+            assert (r.returncode, r.stdout) == (4, "ran\n"), r.describe()
+        daemon.docker("rm", "start-again", check=True)
+        daemon.docker("create", "--name", "start-again", busybox, "no-such-command", check=True)
+        r = daemon.docker("start", "-a", "start-again", timeout=30)     # a failed start ends the attach
+        assert r.returncode == 1 and "executable file not found" in r.stderr, r.describe()
+    finally:
+        daemon.docker("rm", "-f", "start-again")
+
+
 def test_docker_attach_gets_output_and_exit_code(daemon, busybox):
     cid = daemon.docker("run", "-d", busybox, "sh", "-c", "sleep 1; echo done; exit 3", check=True).stdout.strip()
     r = daemon.docker("attach", cid, timeout=30)

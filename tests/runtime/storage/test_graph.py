@@ -12,43 +12,19 @@ import json
 import logging
 import os
 import shutil
-import sys
 import tarfile
 import tempfile
-import types
 
 import pytest
 
 
-def _ensure_proto() -> None:
-    """pyd.proto is written in parallel; until it exists, stand in for its HTTPError only."""
-    try:
-        import pyd.proto  # noqa: F401
-    except ImportError:
-        stub = types.ModuleType("pyd.proto")
-
-        class HTTPError(Exception):
-            status = 500
-
-            def __init__(self, message: str, status: int | None = None):
-                super().__init__(message)
-                self.message = message
-                if status is not None:
-                    self.status = status
-
-        stub.HTTPError = HTTPError  # type: ignore[attr-defined]
-        sys.modules["pyd.proto"] = stub
-
-
-_ensure_proto()
-
-from pyd.daemon.storage import archive  # noqa: E402
+from pyd.daemon.storage import archive
 from pyd.daemon.storage import graph
 from pyd.daemon.storage.drivers import DRIVERS, StorageOptions, overlayfs, parse_storage_opts
 from pyd.daemon.runtime import native
-from pyd.daemon.errors import BadParameter, Conflict, NotFound  # noqa: E402
-from pyd.daemon.storage.graph import Graph, parse_reference  # noqa: E402
-from runtime.storage.tarkit import (BUSYBOX, add_dir, add_file, busybox_entries, make_tar,  # noqa: E402
+from pyd.daemon.errors import BadParameter, Conflict, NotFound
+from pyd.daemon.storage.graph import Graph, parse_reference
+from runtime.storage.tarkit import (BUSYBOX, add_dir, add_file, busybox_entries, make_tar,
                                     mounts_under)
 
 

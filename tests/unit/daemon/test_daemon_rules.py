@@ -102,3 +102,17 @@ def test_resolve_in_root_never_escapes(tmp_path):
     assert resolve_in_root(str(root), "/etc/passwd") == str(root / "passwd")
     assert resolve_in_root(str(root), "/real/up/x") == str(root / "x")
     assert resolve_in_root(str(root), "../../x") == str(root / "x")
+
+
+def test_prune_until_as_dockerds_get_timestamp():
+    import time
+    from pyd.daemon.api.util import until_filter
+    now = time.time()
+    assert now - 3600 - 1 <= until_filter("1h") <= now - 3600      # whole seconds, as dockerd's Unix()
+    assert now - 5400 - 1 <= until_filter("1h30m") <= now - 5400
+    assert until_filter("1700000000") == 1700000000.0 and until_filter("1700000000.5") == 1700000000.5
+    assert until_filter("0") == 0.0                                # "0" is a timestamp, not a duration
+    assert until_filter("2024-05-01T10:00:00Z") == 1714557600.0
+    with pytest.raises(BadParameter) as info:
+        until_filter("bogus")
+    assert info.value.message == 'failed to parse value as time or duration: "bogus"'

@@ -65,8 +65,8 @@ def test_steps_are_one_ordered_table_of_with_functions():
     # the order that the spec's contents depend on
     assert names.index("with_namespaces") < names.index("with_sysctls")
     assert names.index("with_security_opts") < names.index("with_capabilities") < names.index("with_seccomp")
-    assert names.index("with_shm") < names.index("with_etc_files") < names.index("with_mounts") \
-        < names.index("with_init") < names.index("with_tmpfs") < names.index("with_cgroup")
+    assert names.index("with_shm") < names.index("with_mounts") < names.index("with_init") \
+        < names.index("with_tmpfs") < names.index("with_etc_files") < names.index("with_cgroup")
 
 
 def test_the_same_inputs_give_the_same_spec():
@@ -139,11 +139,18 @@ def test_etc_files_volumes_and_their_order():
               "/etc/hosts": {"Type": "bind", "Source": "/my/hosts", "Destination": "/etc/hosts"}}
     spec = build_spec(inputs(mount_points=points))
     # a user's /etc/hosts replaces Docker's; parents before children, else in the order given
-    assert [m.destination for m in spec.mounts] == ["/etc/hostname", "/etc/resolv.conf", "/data", "/data/sub",
-                                                    "/etc/hosts"]
+    assert [m.destination for m in spec.mounts] == ["/data", "/data/sub", "/etc/hosts", "/etc/hostname",
+                                                    "/etc/resolv.conf"]
     assert mount_at(spec, "/etc/hostname").source == f"/nonexistent/containers/{CID}/hostname"
     assert mount_at(spec, "/data").options == ["rbind", "rprivate", "ro"]
     assert mount_at(spec, "/data/sub") == Mount("/data/sub", "tmpfs", "tmpfs", ["size=1k"])
+
+
+def test_etc_files_over_a_mount_on_etc():
+    points = {"/etc": {"Type": "volume", "Source": "/v/_data", "Destination": "/etc"}}
+    dests = [m.destination for m in build_spec(inputs({"Tmpfs": {"/": ""}}, mount_points=points)).mounts]
+    assert dests.index("/etc") < dests.index("/etc/hosts") and dests.index("/") < dests.index("/etc/resolv.conf")
+    assert dests[-3:] == ["/etc/hostname", "/etc/hosts", "/etc/resolv.conf"]
 
 
 def test_tmpfs():
@@ -246,6 +253,13 @@ def test_rlimits_sysctls_devices():
     assert sec.rlimits == ["7 18446744073709551615 18446744073709551615"]   # -1: unlimited
     assert sec.sysctls == ["net.ipv4.ip_forward=1"]
     assert sec.devices == ["c 10 229 666 /dev/f"]
+
+
+def test_oom_score_adj_and_domainname():
+    spec = build_spec(inputs({"OomScoreAdj": -300}, config={"Domainname": "example.test"}))
+    assert spec.security.oom_score_adj == -300 and "kernel.domainname=example.test" in spec.security.sysctls
+    spec = build_spec(inputs())
+    assert spec.security.oom_score_adj is None and spec.security.sysctls == []   # none: the daemon's own
 
 
 def test_refusals_are_execd_start_errors():
