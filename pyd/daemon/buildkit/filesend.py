@@ -9,6 +9,7 @@ a file target (`-o type=tar`, `-o -`) the stream is the raw tar as BytesMessages
 """
 from __future__ import annotations
 
+import asyncio
 import os
 import stat as st
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from pyd.daemon.buildkit.filesync import (GO_CHARDEV, GO_DEVICE, GO_DIR, GO_PIPE
 from pyd.daemon.buildkit.grpc import GrpcError
 
 if TYPE_CHECKING:
+    from pyd.daemon.buildkit.grpc import GrpcCall
     from pyd.daemon.buildkit.session import Session
 
 FILESEND = "/moby.filesync.v1.FileSend/DiffCopy"
@@ -92,7 +94,7 @@ def walk(root: str) -> Iterator[Entry]:
     yield from visit(root, "")
 
 
-async def _recv(call, what: str) -> bytes | None:
+async def _recv(call: GrpcCall, what: str) -> bytes | None:
     try:
         return await call.recv()
     except GrpcError as exc:
@@ -102,7 +104,6 @@ async def _recv(call, what: str) -> bytes | None:
 async def send_dir(session: Session, entries: list[Entry], exporter_id: int,
                    progress: Callable[[int], None]) -> None:
     """Copy the walked entries into the client's directory target; progress(bytes sent so far)."""
-    import asyncio
     _check(session)
     call = await session.call(FILESEND, [(EXPORTER_ID, str(exporter_id))])
     sent = 0
@@ -141,7 +142,6 @@ async def send_dir(session: Session, entries: list[Entry], exporter_id: int,
 
 async def send_file(session: Session, path: str, exporter_id: int, progress: Callable[[int], None]) -> None:
     """Stream the file at path (a tar) to the client's file target."""
-    import asyncio
     _check(session)
     call = await session.call(FILESEND, [(EXPORTER_ID, str(exporter_id))])
     sent = 0
