@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, AsyncIterator
 
 from pyd.daemon.buildkit import messages as m
 from pyd.daemon.buildkit.cache import CacheRecord, ClassicBuildCache
-from pyd.daemon.buildkit.frontend import FRONTEND, BuildBackend, DockerfileSolve, parse_exporters, parse_frontend_attrs
+from pyd.daemon.buildkit.frontend import (FRONTEND, BuildBackend, DockerfileSolve, parse_cache_imports, parse_exporters,
+                                          parse_frontend_attrs, solve_cache_options)
 from pyd.daemon.buildkit.grpc import (CANCELLED, FAILED_PRECONDITION, INVALID_ARGUMENT, NOT_FOUND, UNIMPLEMENTED,
                                       GrpcError, GrpcServer)
 from pyd.daemon.buildkit.progress import Jobs
@@ -155,7 +156,8 @@ class ControlService:
             log.debug("solve %s: frontend %s, session %s exposing %s", ref, req["Frontend"] or "(none)", session.id,
                       ", ".join(sorted(session.methods)))
             export = parse_exporters(req["Exporters"], req["ExporterDeprecated"], req["ExporterAttrsDeprecated"])
-            solver = DockerfileSolve(self._backend, job, session, self._running)
+            cache_from = solve_cache_options(req["Cache"])
+            solver = DockerfileSolve(self._backend, job, session, self._running, cache_from)
             if not req["Frontend"] and not req["Definition"]:
                 image_id = await self._gateway(ref, solver, session)
             elif req["Frontend"] == FRONTEND:
@@ -226,7 +228,9 @@ class ControlService:
         opts = req["FrontendOpt"]
         if opts.get("requestid", "").startswith("frontend."):
             raise GrpcError(UNIMPLEMENTED, f"unsupported request {opts['requestid']}")
-        image_id = await gateway.solver.build(parse_frontend_attrs(opts, _platform_name()))
+        frontend_req = parse_frontend_attrs(opts, _platform_name())
+        frontend_req.cache_from += parse_cache_imports(req["CacheImports"])
+        image_id = await gateway.solver.build(frontend_req)
         result_ref = "pyd-" + image_id.split(":", 1)[-1][:32]
         gateway.results[result_ref] = image_id
         return m.GATEWAY_SOLVE_RESPONSE.encode({"ref": result_ref})

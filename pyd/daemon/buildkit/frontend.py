@@ -9,6 +9,7 @@ stream is not used: the steps come through its StepProgress hook.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import shutil
@@ -35,6 +36,9 @@ if TYPE_CHECKING:
 
 FRONTEND = "dockerfile.v0"
 IMAGE_EXPORTERS = ("moby", "image")
+CLIENT_EXPORTERS = ("local", "tar")
+CACHE_IMPORTERS = ("registry",)     # an image of pyd's store or a registry, as the classic cache_from
+CACHE_EXPORTERS = ("inline",)       # the exported image is itself what a later import needs
 VERTEX_COMMANDS = ("add", "copy", "run", "workdir")   # the instructions dockerfile2llb gives a vertex
 
 
@@ -61,11 +65,21 @@ class FrontendRequest:
     # named contexts by context_key(name): a local dir of the session (its name there), or an image reference
     local_contexts: dict[str, str] = field(default_factory=dict)
     image_contexts: dict[str, str] = field(default_factory=dict)
+    cache_from: list[str] = field(default_factory=list)    # image references whose steps are the cache
+
+
+@dataclass(frozen=True)
+class ClientOutput:
+    """A local or tar exporter: the final filesystem goes back into the client's session."""
+    kind: str       # "local" (a directory) or "tar"
+    index: int      # its place among the Solve's exporters: the client finds its target by it
 
 
 @dataclass
 class ExportRequest:
     names: list[str] = field(default_factory=list)   # fully qualified: docker.io/library/x:latest
+    outputs: list[ClientOutput] = field(default_factory=list)
+    image: bool = False                              # an image exporter was asked for (maybe without names)
 
 
 def parse_frontend_attrs(attrs: dict[str, str], host_platform: str) -> FrontendRequest:
@@ -78,6 +92,16 @@ def parse_frontend_attrs(attrs: dict[str, str], host_platform: str) -> FrontendR
             out.labels[key[len("label:"):]] = value
         elif key.startswith("context:"):
             _named_context(out, key[len("context:"):], value)
+    if attrs.get("cache-imports"):
+        try:
+            entries = json.loads(attrs["cache-imports"])
+        except ValueError:
+            raise GrpcError(INVALID_ARGUMENT, "invalid cache-imports: not JSON") from None
+        if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+            raise GrpcError(INVALID_ARGUMENT, "invalid cache-imports: not a list of importers")
+        out.cache_from += parse_cache_imports([{"Type": e.get("Type") or e.get("type") or "",
+                                                "Attrs": e.get("Attrs") or e.get("attrs") or {}} for e in entries])
+    out.cache_from += [r.strip() for r in attrs.get("cache-from", "").split(",") if r.strip()]   # older clients
     out.nocache = "no-cache" in attrs     # "" is every stage; pyd's cache cannot skip single stages
     network = attrs.get("force-network-mode", "")
     if network not in ("", "default", "none", "host", "sandbox"):
@@ -92,6 +116,42 @@ def parse_frontend_attrs(attrs: dict[str, str], host_platform: str) -> FrontendR
         if _platform(wanted) != _platform(host_platform):
             raise GrpcError(UNIMPLEMENTED, f"this daemon builds for {host_platform} only, not {wanted}")
     return out
+
+
+def parse_cache_imports(entries: list[dict]) -> list[str]:
+    """`--cache-from`: the references of registry importers; other importers are refused by type."""
+    refs: list[str] = []
+    for entry in entries:
+        kind, attrs = entry["Type"], entry["Attrs"] or {}
+        if kind not in CACHE_IMPORTERS:
+            raise GrpcError(UNIMPLEMENTED, f"cache importer {kind!r} is not supported by this daemon "
+                                           "(type=registry is: an image of its store or of a registry)")
+        ref = str(attrs.get("ref") or "").strip()
+        if not ref:
+            raise GrpcError(INVALID_ARGUMENT, "registry cache importer requires ref")
+        if ref not in refs:
+            refs.append(ref)
+    return refs
+
+
+def check_cache_exports(entries: list[dict]) -> None:
+    """`--cache-to`: inline is the image itself (what a later cache import reads); the others are refused."""
+    for entry in entries:
+        if entry["Type"] not in CACHE_EXPORTERS:
+            raise GrpcError(UNIMPLEMENTED, f"cache exporter {entry['Type']!r} is not supported by this daemon "
+                                           "(type=inline is)")
+
+
+def solve_cache_options(cache: dict | None) -> list[str]:
+    """A Solve's CacheOptions (with their deprecated forms): the exports checked, the import references."""
+    cache = cache or {}
+    exports = list(cache.get("Exports") or [])
+    if cache.get("ExportRefDeprecated"):
+        exports.append({"Type": "registry", "Attrs": {"ref": cache["ExportRefDeprecated"]}})
+    check_cache_exports(exports)
+    imports = list(cache.get("Imports") or [])
+    imports += [{"Type": "registry", "Attrs": {"ref": r}} for r in cache.get("ImportRefsDeprecated") or []]
+    return parse_cache_imports(imports)
 
 
 def _named_context(out: FrontendRequest, name: str, value: str) -> None:
@@ -126,10 +186,15 @@ def parse_exporters(exporters: list[dict], legacy_type: str, legacy_attrs: dict[
     if not exporters and legacy_type:
         exporters = [{"Type": legacy_type, "Attrs": legacy_attrs}]
     out = ExportRequest()
-    for exp in exporters:
+    for index, exp in enumerate(exporters):
         kind, attrs = exp["Type"], exp["Attrs"]
+        if kind in CLIENT_EXPORTERS:
+            out.outputs.append(ClientOutput(kind, index))
+            continue
         if kind not in IMAGE_EXPORTERS:
-            raise GrpcError(UNIMPLEMENTED, f"exporter {kind!r} is not supported by this daemon (use --load)")
+            raise GrpcError(UNIMPLEMENTED, f"exporter {kind!r} is not supported by this daemon "
+                                           "(use --load, or -o type=local or type=tar)")
+        out.image = True
         for name in filter(None, (n.strip() for n in attrs.get("name", "").split(","))):
             try:
                 ref = str(parse_reference(name))
@@ -296,11 +361,13 @@ def _needs_context(stages: list[dockerfile.Stage]) -> bool:
 class DockerfileSolve:
     """One dockerfile.v0 build (sync the locals, run the steps) and the export of its image."""
 
-    def __init__(self, backend: BuildBackend, job: Job, session: Session, running: set[Builder]) -> None:
+    def __init__(self, backend: BuildBackend, job: Job, session: Session, running: set[Builder],
+                 cache_from: list[str] | None = None) -> None:
         self._backend = backend
         self._job = job
         self._session = session
         self._running = running
+        self._cache_from = list(cache_from or [])     # the Solve's cache imports (every build of it)
         self._inputs: list[str] = []      # the last step's vertex: the exporter's input
 
     async def _sync(self, name: str, request: SyncRequest, dest: str, status: str) -> Vertex:
@@ -352,6 +419,25 @@ class DockerfileSolve:
             return fetched[0]
         return load
 
+    async def _import_cache(self, refs: list[str]) -> list[str]:
+        """The cache sources' image IDs: each reference from the store, else pulled (with the client's
+        credentials). One that cannot be had fails its vertex, not the build (BuildKit's way)."""
+        found: list[str] = []
+        for ref in refs:
+            v = self._job.vertex(f"importing cache manifest from {ref}")
+            try:
+                name = str(parse_reference(ref))
+                try:
+                    image = await asyncio.to_thread(self._backend.graph.resolve_image, name)
+                except HTTPError:
+                    image = await self._pull(name, {}, None)
+            except HTTPError as exc:
+                self._job.complete(v, error=f"failed to configure registry cache importer: {exc.message}")
+                continue
+            found.append(image.id)
+            self._job.complete(v)
+        return found
+
     async def build(self, req: FrontendRequest) -> str:
         """The image ID of the build (its steps in the cache, untagged)."""
         root = tempfile.mkdtemp(prefix="buildkit-", dir=self._backend.tmp_dir)
@@ -390,6 +476,7 @@ class DockerfileSolve:
             return await open_agent(session, mount, self._backend.tmp_dir)
         opts.ssh_source = agent
         opts.contexts = {key: NamedContext(image=ref) for key, ref in req.image_contexts.items()}
+        opts.cache_from = await self._import_cache(list(dict.fromkeys(self._cache_from + req.cache_from)))
         for i, (key, local) in enumerate(sorted(req.local_contexts.items())):
             opts.contexts[key] = NamedContext(load=self._local_context(key, local, os.path.join(root, f"named-{i}")))
 
@@ -444,7 +531,52 @@ class DockerfileSolve:
         return image_id
 
     async def export(self, image_id: str, export: ExportRequest) -> dict[str, str]:
-        """Tag the image with the exporter's names; the exporter's response (--iidfile, --metadata-file)."""
+        """Each exporter's work; their response (--iidfile, --metadata-file)."""
+        for output in export.outputs:
+            await self._export_to_client(image_id, output)
+        if export.outputs and not export.image:
+            return {}
+        return await self._export_image(image_id, export)
+
+    async def _export_to_client(self, image_id: str, output: ClientOutput) -> None:
+        """The image's filesystem into the client's session: a directory (local) or a tarball (tar)."""
+        from pyd.daemon.buildkit.filesend import SendError, send_dir, send_file, walk, write_tar
+        job, graph, tmp = self._job, self._backend.graph, self._backend.tmp_dir
+        local = output.kind == "local"
+        v = job.vertex("exporting to client directory" if local else "exporting to client tarball", self._inputs)
+        started = time.time()
+        sent = [0]
+
+        def progress(n: int) -> None:
+            sent[0] = n
+        rw_id = "build-export-" + os.urandom(16).hex()
+        await asyncio.to_thread(graph.create_rw, rw_id, image_id)
+        try:
+            root = await asyncio.to_thread(graph.mount_rw, rw_id)
+            try:
+                entries = await asyncio.to_thread(lambda: list(walk(root)))
+                if local:
+                    await send_dir(self._session, entries, output.index, progress)
+                else:
+                    fd, tar_path = tempfile.mkstemp(prefix="buildkit-export-", suffix=".tar", dir=tmp)
+                    os.close(fd)
+                    try:
+                        await asyncio.to_thread(write_tar, entries, tar_path)
+                        await send_file(self._session, tar_path, output.index, progress)
+                    finally:
+                        os.unlink(tar_path)
+            finally:
+                await asyncio.to_thread(graph.unmount_rw, rw_id)
+        except (SendError, OSError) as exc:
+            job.complete(v, error=str(exc))
+            raise GrpcError(UNKNOWN, str(exc)) from None
+        finally:
+            await asyncio.to_thread(graph.remove_rw, rw_id)
+        job.status(v, "copying files" if local else "sending tarball", current=sent[0], done=True, started=started)
+        job.complete(v)
+
+    async def _export_image(self, image_id: str, export: ExportRequest) -> dict[str, str]:
+        """Tag the image with the exporter's names."""
         job, graph = self._job, self._backend.graph
         v = job.vertex("exporting to image", self._inputs)
         job.status(v, "exporting layers", done=True)

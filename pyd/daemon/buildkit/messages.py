@@ -37,12 +37,19 @@ PRUNE_REQUEST = Message("moby.buildkit.v1.PruneRequest",
                         Field(1, "filter", "string", repeated=True), Field(2, "all", "bool"),
                         Field(3, "keepDuration", "int64"), Field(4, "keepBytes", "int64"))
 EXPORTER = Message("moby.buildkit.v1.Exporter", Field(1, "Type", "string"), Field(2, "Attrs", Map("string", "string")))
+CACHE_OPTIONS_ENTRY = Message("moby.buildkit.v1.CacheOptionsEntry",
+                              Field(1, "Type", "string"), Field(2, "Attrs", Map("string", "string")))
+CACHE_OPTIONS = Message("moby.buildkit.v1.CacheOptions",
+                        Field(1, "ExportRefDeprecated", "string"),
+                        Field(2, "ImportRefsDeprecated", "string", repeated=True),
+                        Field(4, "Exports", CACHE_OPTIONS_ENTRY, repeated=True),
+                        Field(5, "Imports", CACHE_OPTIONS_ENTRY, repeated=True))
 SOLVE_REQUEST = Message("moby.buildkit.v1.SolveRequest",
                         Field(1, "Ref", "string"), Field(2, "Definition", "bytes"),
                         Field(3, "ExporterDeprecated", "string"),
                         Field(4, "ExporterAttrsDeprecated", Map("string", "string")), Field(5, "Session", "string"),
                         Field(6, "Frontend", "string"), Field(7, "FrontendAttrs", Map("string", "string")),
-                        Field(9, "Entitlements", "string", repeated=True), Field(11, "Internal", "bool"),
+                        Field(8, "Cache", CACHE_OPTIONS), Field(9, "Entitlements", "string", repeated=True), Field(11, "Internal", "bool"),
                         Field(13, "Exporters", EXPORTER, repeated=True))
 SOLVE_RESPONSE = Message("moby.buildkit.v1.SolveResponse", Field(1, "ExporterResponse", Map("string", "string")))
 STATUS_REQUEST = Message("moby.buildkit.v1.StatusRequest", Field(1, "Ref", "string"))
@@ -80,7 +87,9 @@ PONG_RESPONSE = Message("moby.buildkit.v1.frontend.PongResponse",
                         Field(3, "Workers", WORKER_RECORD, repeated=True))
 GATEWAY_SOLVE_REQUEST = Message("moby.buildkit.v1.frontend.SolveRequest",
                                 Field(2, "Frontend", "string"), Field(3, "FrontendOpt", Map("string", "string")),
-                                Field(10, "Final", "bool"), Field(14, "Evaluate", "bool"))
+                                Field(10, "Final", "bool"),
+                                Field(12, "CacheImports", CACHE_OPTIONS_ENTRY, repeated=True),
+                                Field(14, "Evaluate", "bool"))
 GATEWAY_REF = Message("moby.buildkit.v1.frontend.Ref", Field(1, "id", "string"))
 GATEWAY_RESULT = Message("moby.buildkit.v1.frontend.Result",
                          Field(1, "refDeprecated", "string"), Field(3, "ref", GATEWAY_REF),

@@ -2,10 +2,14 @@
 driver: the builder, its worker and the build cache over /grpc, the session over /session."""
 from __future__ import annotations
 
+import io
+import json
 import os
 import platform
 import shutil
 import signal
+import stat
+import tarfile
 import re
 import subprocess
 import time
@@ -511,3 +515,159 @@ def test_a_run_bind_mount_of_the_context_alone_loads_the_context(daemon, busybox
     assert out.returncode == 0, out.describe()
     assert "[internal] load build context" in out.stderr, out.stderr
     assert daemon.docker("run", "--rm", "bkx:bind", "cat", "/seen", check=True).stdout == "bound from the context\n"
+
+
+CACHEABLE = "FROM busybox:latest\nRUN echo one > /one && cat /proc/sys/kernel/random/uuid > /stamp\nRUN echo two > /two\n"
+
+
+def _all_images(daemon) -> set[str]:
+    return set(daemon.docker("images", "-aq", "--no-trunc", check=True).stdout.split())
+
+
+def test_cache_from_a_pushed_image_reuses_its_steps_once_the_local_cache_is_gone(daemon, busybox, buildx, registry,
+                                                                                  tmp_path):
+    (tmp_path / "Dockerfile").write_text(CACHEABLE)
+    name = f"{registry}/bkx/cache:1"
+    before = _all_images(daemon)
+    out = buildx("build", "--progress=plain", "--cache-to", "type=inline", "--push", "-t", name, str(tmp_path),
+                 timeout=180)
+    assert out.returncode == 0, out.describe()
+    stamp = daemon.docker("run", "--rm", name, "cat", "/stamp", check=True).stdout
+    daemon.docker("rmi", name, check=True)
+    assert _all_images(daemon) == before     # nothing local to hit: only the registry has the steps
+
+    again = buildx("build", "--progress=plain", "--cache-from", f"type=registry,ref={name}", "-t", "bkx:cached",
+                   str(tmp_path), timeout=180)
+    assert again.returncode == 0, again.describe()
+    err = again.stderr
+    assert f"importing cache manifest from {name}" in err, err
+    assert re.search(r"\[2/3\] RUN echo one > /one && cat /proc/sys/kernel/random/uuid > /stamp\n#\d+ CACHED", err), err
+    assert re.search(r"\[3/3\] RUN echo two > /two\n#\d+ CACHED", err), err
+    assert daemon.docker("run", "--rm", "bkx:cached", "cat", "/stamp", check=True).stdout == stamp
+
+    daemon.docker("rmi", "bkx:cached", name, check=True)
+    assert _all_images(daemon) == before
+    fresh = buildx("build", "--progress=plain", "-t", "bkx:fresh", str(tmp_path), timeout=180)   # no cache-from
+    assert fresh.returncode == 0, fresh.describe()
+    assert "CACHED" not in fresh.stderr, fresh.stderr
+    assert daemon.docker("run", "--rm", "bkx:fresh", "cat", "/stamp", check=True).stdout != stamp
+    daemon.docker("rmi", "bkx:fresh", check=True)
+
+
+def test_cache_from_a_missing_image_warns_and_builds(daemon, busybox, buildx, registry, tmp_path):
+    (tmp_path / "Dockerfile").write_text("FROM busybox:latest\nRUN echo built > /b\n")
+    name = f"{registry}/bkx/never-pushed:1"
+    out = buildx("build", "--progress=plain", "--cache-from", f"type=registry,ref={name}", "-t", "bkx:nocache",
+                 str(tmp_path), timeout=180)
+    assert out.returncode == 0, out.describe()
+    assert re.search(rf"importing cache manifest from {re.escape(name)}\n#\d+ ERROR: failed to configure registry "
+                     "cache importer: ", out.stderr), out.stderr
+    assert daemon.docker("run", "--rm", "bkx:nocache", "cat", "/b", check=True).stdout == "built\n"
+
+
+def test_cache_importers_pyd_lacks_are_refused_by_type(daemon, busybox, buildx, tmp_path):
+    (tmp_path / "Dockerfile").write_text("FROM busybox:latest\n")
+    cache = tmp_path / "cache"      # an OCI layout naming a "latest": what the client needs to pass it on
+    (cache / "blobs" / "sha256").mkdir(parents=True)
+    (cache / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
+    (cache / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [
+        {"mediaType": "application/vnd.oci.image.index.v1+json", "digest": "sha256:" + "0" * 64, "size": 2,
+         "annotations": {"org.opencontainers.image.ref.name": "latest"}}]}))
+    out = buildx("build", "--progress=plain", "--cache-from", f"type=local,src={cache}", str(tmp_path), timeout=120)
+    assert out.returncode == 1, out.describe()
+    assert "ERROR: failed to solve: Unimplemented: cache importer 'local' is not supported by this daemon " \
+        "(type=registry is" in out.stderr, out.stderr
+    # cache exporters other than inline: buildx's docker driver refuses them before asking (as with dockerd)
+    out = buildx("build", "--progress=plain", "--cache-to", "type=local,dest=" + str(tmp_path / "out"), str(tmp_path),
+                 timeout=120)
+    assert out.returncode == 1 and "Cache export is not supported for the docker driver" in out.stderr, out.describe()
+
+
+SCRATCH_OUTPUT = """\
+FROM busybox:latest AS make
+RUN mkdir -p /out/sub && echo built > /out/sub/made.txt && chmod 640 /out/sub/made.txt
+
+FROM scratch
+COPY --chmod=755 run.sh /run.sh
+COPY data/ /data/
+COPY --from=make /out/ /
+"""
+
+
+def _output_project(tmp_path: Path) -> Path:
+    ctx = tmp_path / "ctx"
+    (ctx / "data" / "deep").mkdir(parents=True)
+    (ctx / "Dockerfile").write_text(SCRATCH_OUTPUT)
+    (ctx / "run.sh").write_text("#!/bin/sh\necho run\n")
+    (ctx / "data" / "a.txt").write_text("a\n")
+    (ctx / "data" / "deep" / "b.bin").write_bytes(bytes(range(256)) * 4096)   # 1 MiB: several DATA packets
+    os.symlink("a.txt", ctx / "data" / "link")
+    return ctx
+
+
+SCRATCH_FILES = {"run.sh": 0o755, "data": 0o755, "data/a.txt": 0o644, "data/deep": 0o755, "data/deep/b.bin": 0o644,
+                 "data/link": None, "sub": 0o755, "sub/made.txt": 0o640}
+
+
+def test_local_exporter_writes_the_final_stage_into_a_directory(daemon, busybox, buildx, tmp_path):
+    ctx = _output_project(tmp_path)
+    for args, dest in ((["-o", f"type=local,dest={tmp_path / 'out1'}"], tmp_path / "out1"),
+                       (["-o", str(tmp_path / "out2")], tmp_path / "out2")):
+        out = buildx("build", "--progress=plain", *args, str(ctx), timeout=180)
+        assert out.returncode == 0, out.describe()
+        assert "exporting to client directory" in out.stderr and "exporting to image" not in out.stderr, out.stderr
+        found = {str(p.relative_to(dest)): p for p in dest.rglob("*")}
+        assert set(found) == set(SCRATCH_FILES), sorted(found)
+        for rel, mode in SCRATCH_FILES.items():
+            if mode is not None:
+                assert stat.S_IMODE(found[rel].lstat().st_mode) == mode, rel
+        assert os.readlink(dest / "data" / "link") == "a.txt"
+        assert (dest / "run.sh").read_text() == "#!/bin/sh\necho run\n"
+        assert (dest / "data" / "deep" / "b.bin").read_bytes() == bytes(range(256)) * 4096
+        assert (dest / "sub" / "made.txt").read_text() == "built\n"
+
+
+def _tar_members(data: bytes) -> dict[str, tarfile.TarInfo]:
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        return {m.name.rstrip("/"): m for m in tar.getmembers()}
+
+
+def test_tar_exporter_to_a_file_and_to_stdout(daemon, busybox, buildx, tmp_path):
+    ctx = _output_project(tmp_path)
+    out = buildx("build", "--progress=plain", "-o", f"type=tar,dest={tmp_path / 'out.tar'}", str(ctx), timeout=180)
+    assert out.returncode == 0, out.describe()
+    assert "exporting to client tarball" in out.stderr, out.stderr
+    members = _tar_members((tmp_path / "out.tar").read_bytes())
+    assert set(members) == set(SCRATCH_FILES), sorted(members)
+    for rel, mode in SCRATCH_FILES.items():
+        if mode is not None:
+            assert members[rel].mode == mode, rel
+    assert members["data/link"].issym() and members["data/link"].linkname == "a.txt"
+    assert members["data"].isdir() and members["sub/made.txt"].size == len("built\n")
+
+    piped = buildx("build", "--progress=plain", "-o", "-", str(ctx), timeout=180)
+    assert piped.returncode == 0, piped.describe()
+    members = _tar_members(piped.stdout_bytes)
+    assert set(members) == set(SCRATCH_FILES), sorted(members)
+    with tarfile.open(fileobj=io.BytesIO(piped.stdout_bytes)) as tar:
+        assert tar.extractfile("data/deep/b.bin").read() == bytes(range(256)) * 4096
+
+
+def test_compose_cache_from_reuses_a_pushed_images_steps(daemon, busybox, buildx, registry, tmp_path):
+    (tmp_path / "Dockerfile").write_text(CACHEABLE)
+    name = f"{registry}/bkx/compose-cache:1"
+    before = _all_images(daemon)
+    out = buildx("build", "--progress=plain", "--cache-to", "type=inline", "--push", "-t", name, str(tmp_path),
+                 timeout=180)
+    assert out.returncode == 0, out.describe()
+    daemon.docker("rmi", name, check=True)
+    assert _all_images(daemon) == before
+    (tmp_path / "compose.yaml").write_text(f"services:\n  app:\n    image: bkcc-app\n    build:\n      context: .\n"
+                                           f"      cache_from:\n        - {name}\n")
+    built = daemon.docker("compose", "--project-directory", str(tmp_path), "-p", "bkcc", "build", timeout=240,
+                          env={**CLI_ENV, "COMPOSE_PROGRESS": "plain"})
+    assert built.returncode == 0, built.describe()
+    shown = built.stdout + built.stderr
+    assert f"importing cache manifest from {name}" in shown, shown
+    assert re.search(r"\[app 3/3\] RUN echo two > /two\n#\d+ CACHED", shown), shown
+    daemon.docker("rmi", "bkcc-app", check=True)

@@ -4,6 +4,7 @@ the vertex names of the steps, and the Status replay."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import stat
 
@@ -12,7 +13,8 @@ import pytest
 from pyd.daemon.build import dockerfile
 from pyd.daemon.buildkit import grpc, messages as m
 from pyd.daemon.buildkit.filesync import GO_DIR, GO_SYMLINK, SyncError, SyncRequest, receive
-from pyd.daemon.buildkit.frontend import (StageSteps, buildkit_message, parse_exporters, parse_frontend_attrs)
+from pyd.daemon.buildkit.frontend import (ClientOutput, StageSteps, buildkit_message, parse_exporters,
+                                          parse_frontend_attrs, solve_cache_options)
 from pyd.daemon.buildkit.progress import Job
 from pyd.daemon.buildkit.session import Session
 from pyd.http.h2conn import H2Connection, H2Stream
@@ -120,10 +122,33 @@ def test_frontend_attributes_and_exporters():
     export = parse_exporters([{"Type": "moby", "Attrs": {"name": "x,registry.local:5000/y:1,x"}}], "", {})
     assert export.names == ["docker.io/library/x:latest", "registry.local:5000/y:1"]
     assert parse_exporters([], "image", {"name": "z"}).names == ["docker.io/library/z:latest"]
-    with pytest.raises(grpc.GrpcError, match="exporter 'local' is not supported"):
-        parse_exporters([{"Type": "local", "Attrs": {}}], "", {})
+    outputs = parse_exporters([{"Type": "moby", "Attrs": {"name": "x"}}, {"Type": "tar", "Attrs": {}}], "", {})
+    assert outputs.image and outputs.outputs == [ClientOutput("tar", 1)]
+    assert not parse_exporters([{"Type": "local", "Attrs": {}}], "", {}).image
+    with pytest.raises(grpc.GrpcError, match="exporter 'oci' is not supported"):
+        parse_exporters([{"Type": "oci", "Attrs": {}}], "", {})
     with pytest.raises(grpc.GrpcError, match="invalid reference 'UPPER'"):
         parse_exporters([{"Type": "moby", "Attrs": {"name": "UPPER"}}], "", {})
+
+
+def test_cache_imports_and_exports():
+    imports = json.dumps([{"Type": "registry", "Attrs": {"ref": "r.local:5000/c:1"}}])
+    req = parse_frontend_attrs({"cache-imports": imports, "cache-from": "a:1,b"}, "linux/amd64")
+    assert req.cache_from == ["r.local:5000/c:1", "a:1", "b"]
+    assert solve_cache_options({"Imports": [{"Type": "registry", "Attrs": {"ref": "x"}}],
+                                "ImportRefsDeprecated": ["y", "x"], "Exports": [{"Type": "inline", "Attrs": {}}]}) == \
+        ["x", "y"]
+    assert solve_cache_options(None) == []
+    with pytest.raises(grpc.GrpcError, match="cache exporter 'gha' is not supported by this daemon"):
+        solve_cache_options({"Exports": [{"Type": "gha", "Attrs": {}}]})
+    with pytest.raises(grpc.GrpcError, match="cache exporter 'registry' is not supported"):
+        solve_cache_options({"ExportRefDeprecated": "r/x"})
+    with pytest.raises(grpc.GrpcError, match="cache importer 's3' is not supported"):
+        solve_cache_options({"Imports": [{"Type": "s3", "Attrs": {}}]})
+    with pytest.raises(grpc.GrpcError, match="registry cache importer requires ref"):
+        solve_cache_options({"Imports": [{"Type": "registry", "Attrs": {}}]})
+    with pytest.raises(grpc.GrpcError, match="invalid cache-imports"):
+        parse_frontend_attrs({"cache-imports": "{"}, "linux/amd64")
 
 
 def test_errors_in_buildkits_words():
