@@ -224,6 +224,9 @@ KEPT: dict[str, str] = {
                    "(20.10: the legacy ID/layer.tar folders only); both load everywhere",
     "run-network-missing": "a start that cannot join its network says 'failed to set up container networking: ', "
                            "as current dockerd (20.10: the bare 'network x not found')",
+    "exec-relative-workdir": "a relative exec -w is refused when the exec is created, in the words dockerd uses "
+                             "for run -w ('the working directory ... needs to be an absolute path'); dockerd 20.10 "
+                             "lets runc fail it at start (126, 'Cwd must be an absolute path')",
     "update": "dockerd 20.10 refuses a memory update when the container has no swap limit on this cgroup v1 "
               "host ('should be smaller than already set memoryswap limit'); current dockerd applies it, as pyd",
 }
