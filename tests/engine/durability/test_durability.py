@@ -175,11 +175,12 @@ def test_always_backoff_stop_and_daemon_restart(bdaemon):
 
 def test_update_restart_policy(bdaemon):
     d, bb = bdaemon()
-    d.docker("run", "-d", "--name", "up", bb, "sh", "-c", "sleep 0.5; exit 2", check=True)
+    # the update must land before the exit: 3 s leaves room on a loaded machine
+    d.docker("run", "-d", "--name", "up", bb, "sh", "-c", "sleep 3; exit 2", check=True)
     r = d.docker("update", "--restart", "on-failure:1", "up")
     assert r.returncode == 0, r.stderr
     assert inspect(d, "up")["HostConfig"]["RestartPolicy"] == {"Name": "on-failure", "MaximumRetryCount": 1}
-    assert wait_for(lambda: inspect(d, "up")["RestartCount"] == 1, 5)
+    assert wait_for(lambda: inspect(d, "up")["RestartCount"] == 1, 15)
     r = d.docker("run", "-d", "--restart", "bogus", bb, "true")
     assert r.returncode != 0 and "invalid restart policy" in r.stderr
     r = d.docker("create", "--rm", "--restart", "always", bb, "true")
