@@ -10,7 +10,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from procs import SBIN_PATH, NetNamespace, answers_ping, kill_pid, remove_cgroups, remove_tree
+from procs import SBIN_PATH, NetNamespace, kill_pid, remove_cgroups, remove_tree, wait_answering
 
 DOCKER_CLI = "/usr/local/bin/docker"
 DOCKERD = "/usr/sbin/dockerd"
@@ -98,11 +98,8 @@ class Engine:
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(self.netns.enter_argv() + self.command(), stdin=subprocess.DEVNULL,
                                          stdout=log, stderr=subprocess.STDOUT, env=self.env(), cwd=self.root)
-        deadline = time.monotonic() + timeout
-        while not answers_ping(self.sock):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise NotAvailable(f"{self.name} did not start: {self.log_tail()}")
-            time.sleep(0.05)
+        if not wait_answering(self.proc, self.sock, timeout):
+            raise NotAvailable(f"{self.name} did not start: {self.log_tail()}")
 
     def log_tail(self, n: int = 600) -> str:
         try:

@@ -13,8 +13,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "kit"))
 from hostkit import (  # noqa: E402,F401  (re-exported for the bench modules)
-    SBIN_PATH, NetNamespace, _ancestors_of_self, _read, _readlink, _with_descendants, answers_ping,
-    processes_under, remove_cgroups, remove_tree,
+    SBIN_PATH, NetNamespace, _ancestors_of_self, _read, _readlink, _with_descendants,
+    processes_under, remove_cgroups, remove_tree, wait_answering,
 )
 
 

@@ -29,7 +29,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 import xml.etree.ElementTree as ET
 from collections import Counter
 from pathlib import Path
@@ -37,7 +36,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests" / "kit"))
 import images  # noqa: E402  (tests/kit/images.py)
-from hostkit import SBIN_PATH, NetNamespace, answers_ping, remove_cgroups, remove_tree, terminate  # noqa: E402
+from hostkit import SBIN_PATH, NetNamespace, remove_cgroups, remove_tree, terminate, wait_answering  # noqa: E402
 
 DOCKERD = "/usr/sbin/dockerd"
 DOCKER_CLI = "/usr/local/bin/docker"
@@ -156,11 +155,8 @@ class Engine:
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(self.netns.enter_argv() + self.command(), stdin=subprocess.DEVNULL,
                                          stdout=log, stderr=subprocess.STDOUT, env=self.env(), cwd=self.root)
-        deadline = time.monotonic() + timeout
-        while not answers_ping(self.sock):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{self.kind} did not start:\n{self.log_path.read_text()[-3000:]}")
-            time.sleep(0.1)
+        if not wait_answering(self.proc, self.sock, timeout, 0.1):
+            raise RuntimeError(f"{self.kind} did not start:\n{self.log_path.read_text()[-3000:]}")
 
     def docker(self, *args: str) -> None:
         env = {**self.env(), "DOCKER_HOST": f"unix://{self.sock}", "DOCKER_CONFIG": str(self.root / "cli")}

@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "kit"))
 import images  # noqa: E402  (tests/kit/images.py)
 from hostkit import (  # noqa: E402,F401  (the clean-up kit, shared with bench/; re-exported for tests)
     CLONE_NEWNET, MNT_DETACH, SBIN_PATH, NetNamespace, kill_processes_under, mounts_under, remove_cgroups,
-    remove_tree, socket_in_netns, unmount_under, _http_status, answers_ping,
+    remove_tree, socket_in_netns, unmount_under, _http_status, answers_ping, wait_answering,
 )
 
 REPO = Path(__file__).resolve().parent.parent
@@ -130,15 +130,12 @@ class Daemon:
             log.flush()
             self.proc = subprocess.Popen(self.netns.enter_argv() + self.command(), stdin=subprocess.DEVNULL,
                                          stdout=log, stderr=subprocess.STDOUT, env=self.env(), cwd=self.root)
-        deadline = time.monotonic() + timeout
-        while not self.ping():
+        if not wait_answering(self.proc, self.sock, timeout):
             if self.proc.poll() is not None:
                 pytest.fail(f"pyd daemon exited with {self.proc.returncode} before answering /_ping\n"
                             f"{self.log_text()[-LOG_TAIL:]}", pytrace=False)
-            if time.monotonic() > deadline:
-                pytest.fail(f"pyd daemon did not answer /_ping within {timeout:.0f} s\n"
-                            f"{self.log_text()[-LOG_TAIL:]}", pytrace=False)
-            time.sleep(0.05)
+            pytest.fail(f"pyd daemon did not answer /_ping within {timeout:.0f} s\n"
+                        f"{self.log_text()[-LOG_TAIL:]}", pytrace=False)
         return self
 
     def ping(self) -> bool:

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from conftest import DOCKER_CLI, SBIN_PATH, Result, run_command
-from hostkit import NetNamespace, answers_ping, remove_cgroups, remove_tree, terminate
+from hostkit import NetNamespace, remove_cgroups, remove_tree, terminate, wait_answering
 
 DOCKERD = "/usr/sbin/dockerd"
 DOCKERD_CGROUP_PARENT = "pyd-compat-dockerd"
@@ -276,12 +276,8 @@ class Dockerd:
         with (self.root / "dockerd.log").open("ab") as log:
             self.proc = subprocess.Popen(self.netns.enter_argv() + argv, stdin=subprocess.DEVNULL, stdout=log,
                                          stderr=subprocess.STDOUT, env={**os.environ, "PATH": SBIN_PATH})
-        deadline = time.monotonic() + timeout
-        while not answers_ping(self.sock):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"dockerd did not start: {(self.root / 'dockerd.log').read_text()[-2000:]}",
-                            pytrace=False)
-            time.sleep(0.1)
+        if not wait_answering(self.proc, self.sock, timeout, 0.1):
+            pytest.fail(f"dockerd did not start: {(self.root / 'dockerd.log').read_text()[-2000:]}", pytrace=False)
 
     def docker(self, *args: str, timeout: float = 60) -> Result:
         env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}

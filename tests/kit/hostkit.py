@@ -210,6 +210,17 @@ def answers_ping(sock_path: str | Path) -> bool:
         return False
 
 
+def wait_answering(proc: subprocess.Popen, sock_path: str | Path, timeout: float, step: float = 0.05) -> bool:
+    """Poll until the daemon we started answers /_ping on sock_path; False when it exits first or
+    `timeout` s pass (proc.poll() tells which)."""
+    deadline = time.monotonic() + timeout
+    while not answers_ping(sock_path):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            return False
+        time.sleep(step)
+    return True
+
+
 def terminate(proc: subprocess.Popen, wait: float = 30) -> int:
     """SIGTERM the process we started, SIGKILL it after `wait` s; its exit status."""
     proc.send_signal(signal.SIGTERM)
