@@ -524,17 +524,25 @@ def _all_images(daemon) -> set[str]:
     return set(daemon.docker("images", "-aq", "--no-trunc", check=True).stdout.split())
 
 
-def test_cache_from_a_pushed_image_reuses_its_steps_once_the_local_cache_is_gone(daemon, busybox, buildx, registry,
-                                                                                  tmp_path):
-    (tmp_path / "Dockerfile").write_text(CACHEABLE)
-    name = f"{registry}/bkx/cache:1"
+def _push_cacheable_then_forget(daemon, buildx, context, name: str) -> str:
+    """Build CACHEABLE with inline cache and push it as `name`, then remove it, so that only the registry
+    has its steps; returns its /stamp. The store ends with the images it began with."""
+    (context / "Dockerfile").write_text(CACHEABLE)
     before = _all_images(daemon)
-    out = buildx("build", "--progress=plain", "--cache-to", "type=inline", "--push", "-t", name, str(tmp_path),
+    out = buildx("build", "--progress=plain", "--cache-to", "type=inline", "--push", "-t", name, str(context),
                  timeout=180)
     assert out.returncode == 0, out.describe()
     stamp = daemon.docker("run", "--rm", name, "cat", "/stamp", check=True).stdout
     daemon.docker("rmi", name, check=True)
     assert _all_images(daemon) == before     # nothing local to hit: only the registry has the steps
+    return stamp
+
+
+def test_cache_from_a_pushed_image_reuses_its_steps_once_the_local_cache_is_gone(daemon, busybox, buildx, registry,
+                                                                                  tmp_path):
+    name = f"{registry}/bkx/cache:1"
+    before = _all_images(daemon)
+    stamp = _push_cacheable_then_forget(daemon, buildx, tmp_path, name)
 
     again = buildx("build", "--progress=plain", "--cache-from", f"type=registry,ref={name}", "-t", "bkx:cached",
                    str(tmp_path), timeout=180)
@@ -654,14 +662,8 @@ def test_tar_exporter_to_a_file_and_to_stdout(daemon, busybox, buildx, tmp_path)
 
 
 def test_compose_cache_from_reuses_a_pushed_images_steps(daemon, busybox, buildx, registry, tmp_path):
-    (tmp_path / "Dockerfile").write_text(CACHEABLE)
     name = f"{registry}/bkx/compose-cache:1"
-    before = _all_images(daemon)
-    out = buildx("build", "--progress=plain", "--cache-to", "type=inline", "--push", "-t", name, str(tmp_path),
-                 timeout=180)
-    assert out.returncode == 0, out.describe()
-    daemon.docker("rmi", name, check=True)
-    assert _all_images(daemon) == before
+    _push_cacheable_then_forget(daemon, buildx, tmp_path, name)
     (tmp_path / "compose.yaml").write_text(f"services:\n  app:\n    image: bkcc-app\n    build:\n      context: .\n"
                                            f"      cache_from:\n        - {name}\n")
     built = daemon.docker("compose", "--project-directory", str(tmp_path), "-p", "bkcc", "build", timeout=240,
